@@ -1,0 +1,55 @@
+"""flowstage: run YAML workflows of plain Python functions locally, on Dask or on Ray.
+
+Heavy modules are imported on first use, so ``import flowstage`` stays fast.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from flowstage.core.context import get_run_context
+from flowstage.core.errors import ObjectNotFound, StageError, WorkflowError
+from flowstage.core.plugin_manager import hookimpl
+
+if TYPE_CHECKING:
+    from flowstage.core.api import arun_workflow, create_executor, run_workflow
+    from flowstage.core.loading import load_workflow
+    from flowstage.core.object_store import object_store
+
+__all__ = [
+    "ObjectNotFound",
+    "StageError",
+    "WorkflowError",
+    "arun_workflow",
+    "create_executor",
+    "get_run_context",
+    "hookimpl",
+    "load_workflow",
+    "object_store",
+    "run_workflow",
+]
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "run_workflow": "flowstage.core.api",
+    "arun_workflow": "flowstage.core.api",
+    "create_executor": "flowstage.core.api",
+    "load_workflow": "flowstage.core.loading",
+    "object_store": "flowstage.core.object_store",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'flowstage' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

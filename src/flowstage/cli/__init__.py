@@ -1,0 +1,1 @@
+"""The ``flowstage`` command line (typer). Commands arrive through plugin hooks."""

@@ -1,0 +1,19 @@
+"""The built-in CLI commands, registered through the same hook as a plugin's."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from flowstage.core.plugin_manager import hookimpl
+
+if TYPE_CHECKING:
+    import typer
+
+
+@hookimpl
+def flowstage_register_commands(app: typer.Typer) -> None:
+    from flowstage.cli.commands import plugins, run, workflows
+
+    run.register(app)
+    workflows.register(app)
+    plugins.register(app)

@@ -1,0 +1,76 @@
+"""``flowstage run``: run a workflow and print its result."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from flowstage.cli.commands.common import check_format, executor_from_flags
+from flowstage.cli.inputs import parse_input_args, read_input_file
+from flowstage.cli.output import print_value
+from flowstage.core.runs import Run
+
+
+def run(
+    ctx: typer.Context,
+    workflow: str = typer.Argument(..., help="A workflow YAML file, or the name of an applied or shipped workflow."),
+    input_file: Path | None = typer.Option(None, "--input-file", "-f", help="JSON or YAML file with the run input."),
+    executor: str | None = typer.Option(None, "--executor", "-e", help="Executor name (default: settings, else local)."),
+    executor_option: list[str] = typer.Option([], "--executor-option", "-o", help="Executor option KEY=VALUE (repeatable)."),
+    namespace: str = typer.Option("default", "--namespace", "-n", help="Object-store namespace of the run."),
+    fmt: str = typer.Option("raw", "--format", help="Result format: json, yaml, table or raw."),
+    no_wait: bool = typer.Option(False, "--no-wait", help="Start the run in the background and print its id."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress display."),
+) -> None:
+    """Run WORKFLOW; inputs are given as --KEY VALUE (--a.b 1 nests, --l[] x appends)."""
+    check_format(fmt)
+    run_input = read_input_file(input_file) if input_file else {}
+    run_input.update(parse_input_args(ctx.args))
+    spec = executor_from_flags(executor, executor_option)
+    if no_wait:
+        from flowstage.core.background import start_background_run
+
+        print(start_background_run(workflow, run_input, executor=spec, namespace=namespace), flush=True)
+        return
+    from flowstage.cli.progress import ProgressDisplay
+    from flowstage.core.api import arun_workflow
+
+    display = None if quiet else ProgressDisplay()
+    try:
+        run: Run = asyncio.run(arun_workflow(workflow, run_input, executor=spec, namespace=namespace,
+                                             return_run=True, source="cli",
+                                             on_run=display.attach if display else None))
+    finally:
+        if display:
+            display.stop()
+    report(run, fmt)
+
+
+def report(run: Run, fmt: str) -> None:
+    """Print the result (stdout), dropped items and errors (stderr); exit 1 on failure."""
+    for stage, items in run.failed_items.items():
+        print(f"warning: stage {stage!r}: {len(items)} item(s) failed and were left out of its output:",
+              file=sys.stderr)
+        for item in items:
+            print(f"  item {item['index']}: {item['error']}", file=sys.stderr)
+    if run.state == "finished":
+        print_value(run.result, fmt)
+        return
+    exc: Any = run.exception
+    from flowstage.core.errors import StageError, UserError
+
+    if isinstance(exc, UserError):
+        raise exc
+    if isinstance(exc, StageError) and exc.traceback:
+        print(f"Traceback of stage {exc.stage!r} (from the worker):", file=sys.stderr)
+        print(exc.traceback.rstrip(), file=sys.stderr)
+    print(f"error: run {run.id} {run.state}: {run.error}", file=sys.stderr, flush=True)
+    raise typer.Exit(1)
+
+
+def register(app: typer.Typer) -> None:
+    app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(run)

@@ -1,0 +1,71 @@
+"""The ``flowstage`` console script: error handling and exit codes around the app.
+
+Exit codes: 0 success, 1 the workflow failed, 2 bad usage / bad workflow / unknown
+name, 130 interrupted (Ctrl-C).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Sequence
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+def _configure_logging(debug: bool) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
+    root = logging.getLogger("flowstage")
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG if debug else logging.WARNING)
+    root.propagate = False
+
+
+def error(message: str) -> None:
+    print(f"error: {message}", file=sys.stderr, flush=True)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Run the CLI with ``argv`` (default: ``sys.argv[1:]``) and exit."""
+    sys.exit(run_cli(list(sys.argv[1:] if argv is None else argv)))
+
+
+def run_cli(args: list[str]) -> int:
+    """Run the CLI; the exit code."""
+    import click
+
+    from flowstage.core.errors import FlowstageError, StageError, UserError
+
+    debug = "--debug" in args
+    _configure_logging(debug)
+    try:
+        from flowstage.cli.app import build_app
+        from flowstage.core.plugin_manager import default_plugins
+
+        import typer.main
+
+        command = typer.main.get_command(build_app(default_plugins()))
+        result = command.main(args=args, prog_name="flowstage", standalone_mode=False)
+        return int(result or 0) if isinstance(result, int) else EXIT_OK
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.ClickException as exc:
+        exc.show()
+        return EXIT_USAGE
+    except (click.Abort, KeyboardInterrupt):
+        print("\ninterrupted", file=sys.stderr, flush=True)
+        return EXIT_INTERRUPTED
+    except UserError as exc:
+        if debug:
+            import traceback
+
+            traceback.print_exc()
+        error(str(exc))
+        return EXIT_USAGE
+    except StageError as exc:
+        error(str(exc))
+        return EXIT_FAILED
+    except FlowstageError as exc:
+        error(str(exc))
+        return EXIT_FAILED

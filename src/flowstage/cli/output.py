@@ -1,0 +1,88 @@
+"""Printing results and records as JSON, YAML, a table or raw text."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+FORMATS = ("json", "yaml", "table", "raw")
+
+
+def _plain(value: Any) -> Any:
+    """``value`` with everything JSON cannot hold turned into its repr."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [_plain(v) for v in value]
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return repr(value)
+
+
+def to_json(value: Any) -> str:
+    return json.dumps(_plain(value), indent=2)
+
+
+def to_yaml(value: Any) -> str:
+    import yaml
+
+    return yaml.safe_dump(_plain(value), sort_keys=False, default_flow_style=False).rstrip("\n")
+
+
+def render(value: Any, fmt: str) -> Any:
+    """Something ``rich`` or ``print`` can show for ``value`` in format ``fmt``."""
+    if fmt == "json":
+        return to_json(value)
+    if fmt == "yaml":
+        return to_yaml(value)
+    if fmt == "table":
+        return to_table(value)
+    return value if isinstance(value, str) else repr(value)
+
+
+def to_table(value: Any) -> Any:
+    from rich.table import Table
+
+    table = Table(show_header=True)
+    rows = value if isinstance(value, list) else None
+    if rows and all(isinstance(r, dict) for r in rows):
+        columns = list(dict.fromkeys(k for r in rows for k in r))
+        for column in columns:
+            table.add_column(str(column))
+        for row in rows:
+            table.add_row(*(_cell(row.get(c)) for c in columns))
+    elif isinstance(value, dict):
+        table.add_column("key")
+        table.add_column("value")
+        for key, item in value.items():
+            table.add_row(str(key), _cell(item))
+    elif isinstance(value, (list, tuple)):
+        table.add_column("#")
+        table.add_column("value")
+        for index, item in enumerate(value):
+            table.add_row(str(index), _cell(item))
+    else:
+        table.add_column("result")
+        table.add_row(_cell(value))
+    return table
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, datetime):
+        return value.strftime("%Y-%m-%d %H:%M:%S")
+    return json.dumps(_plain(value)) if isinstance(value, (dict, list, tuple)) else str(value)
+
+
+def print_value(value: Any, fmt: str) -> None:
+    rendered = render(value, fmt)
+    if isinstance(rendered, str):
+        print(rendered, flush=True)
+    else:
+        from rich.console import Console
+
+        Console().print(rendered)

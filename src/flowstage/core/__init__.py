@@ -1,0 +1,1 @@
+"""flowstage's core: models, scheduler, run context, hooks. Never imports an engine."""

@@ -1,0 +1,179 @@
+"""The Python API: ``run_workflow``, ``arun_workflow``, ``create_executor``."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+from flowstage.core.context import ConfigView, RunContext, RunInfo
+from flowstage.core.errors import ExecutorError, PluginError, RunCancelled, StageError, UserError, WorkflowError
+from flowstage.core.executor import Executor
+from flowstage.core.loading import check_input, load_workflow, search_paths_for
+from flowstage.core.models import Workflow
+from flowstage.core.plugin_manager import FlowstagePlugins, default_plugins
+from flowstage.core.runs import Run, StageRecord, new_run_id, now
+from flowstage.core.scheduler import RunDriver
+from flowstage.core.settings import app_dir, deep_merge, load_settings
+
+
+def executor_spec(spec: str | Mapping[str, Any] | None) -> dict[str, Any]:
+    """``{name: ..., **options}`` from a name, a mapping, or ``None`` (the settings)."""
+    if spec is None:
+        return load_settings().executor.spec()
+    if isinstance(spec, str):
+        return {"name": spec}
+    if isinstance(spec, Mapping):
+        if "name" not in spec:
+            raise ExecutorError(f"an executor mapping needs a 'name' key, got keys: {', '.join(spec) or 'none'}")
+        return dict(spec)
+    raise ExecutorError(f"expected an executor name, mapping or Executor, got {type(spec).__name__}")
+
+
+def create_executor(spec: str | Mapping[str, Any] | Executor | None = None, *,
+                    plugins: FlowstagePlugins | None = None) -> Executor:
+    """An executor from a name (``"dask"``) or ``{"name": ..., **options}``.
+
+    The executor is a context manager: started on enter, closed on exit; in between it
+    can serve any number of ``run_workflow`` calls.
+
+    :raises UnknownNameError: no installed executor has that name (lists the installed)
+    :raises ExecutorError: the options are not valid for that executor
+    """
+    if isinstance(spec, Executor):
+        return spec
+    options = executor_spec(spec)
+    name = str(options.pop("name"))
+    registry = (plugins or default_plugins()).registries.executors
+    cls = registry.get(name)
+    return cls(**options)
+
+
+def _run_configs(workflow: Workflow, config: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Config data for a run: matching applied configs in name order, then ``config``."""
+    from flowstage.core.store import matching_config_data
+
+    data = matching_config_data(workflow)
+    return deep_merge(data, config) if config else data
+
+
+def resolve_workflow(workflow: Any, plugins: FlowstagePlugins) -> Any:
+    """A workflow source; a bare name is looked up among applied and shipped workflows."""
+    if isinstance(workflow, str) and "\n" not in workflow and not os.path.exists(workflow) \
+            and not workflow.endswith((".yaml", ".yml")) and "/" not in workflow and ":" not in workflow:
+        from flowstage.core.catalog import find_workflow
+
+        return find_workflow(workflow, plugins)
+    return workflow
+
+
+async def arun_workflow(workflow: Any, input: Mapping[str, Any] | None = None, *,
+                        executor: str | Mapping[str, Any] | Executor | None = None,
+                        config: Mapping[str, Any] | None = None, namespace: str = "default",
+                        return_run: bool = False, record: bool = True, source: str = "api",
+                        run_id: str | None = None, on_run: Any = None) -> Any:
+    """Run a workflow and return its result (see :func:`run_workflow`)."""
+    plugins = default_plugins()
+    registries = plugins.registries
+    home = str(app_dir())
+    workflow = load_workflow(resolve_workflow(workflow, plugins), stage_types=registries.stage_types,
+                             search_paths=(home,))
+    run_input = dict(input or {})
+    bound = check_input(workflow, run_input, stage_types=registries.stage_types, search_paths=(home,))
+    config_data = _run_configs(workflow, config)
+    owned = not isinstance(executor, Executor)
+    engine = create_executor(executor, plugins=plugins)
+    problems = engine.check_resources(workflow)
+    if problems:
+        label = workflow.source or f"workflow {workflow.name!r}"
+        raise WorkflowError([f"{label}: {p}" for p in problems], source=label)
+    run = Run(id=run_id or new_run_id(), workflow=workflow.name, source=source, executor=engine.name,
+              namespace=namespace, input=run_input,
+              stages={s.name: StageRecord(s.name) for s in workflow.spec.stages})
+    context = RunContext(run_input, ConfigView(config_data, run_input), namespace, engine.name, workflow,
+                         RunInfo(run.id, workflow.name, source, now()))
+    recorder = None
+    if record:
+        from flowstage.core.store import RunRecorder
+
+        recorder = RunRecorder(run)
+    if on_run is not None:
+        on_run(run)
+    try:
+        if not engine.started:
+            await asyncio.to_thread(engine.start)
+        run.state = "running"
+        run.started_at = now()
+        if recorder:
+            recorder.started()
+        plugins.notify("flowstage_run_started", run=run)
+        driver = RunDriver(workflow, run, context, engine, plugins, registries.stage_types, bound,
+                           search_paths_for(workflow, (home,)))
+        run.result = await driver.execute()
+        run.state = "finished"
+    except StageError as exc:
+        run.state, run.error, run.exception = "failed", str(exc), exc
+    except (asyncio.CancelledError, KeyboardInterrupt) as exc:
+        run.state, run.error, run.exception = "cancelled", "the run was cancelled", RunCancelled("the run was cancelled")
+        _finish(run, plugins, recorder, engine if owned else None)
+        raise exc
+    except (UserError, PluginError) as exc:
+        run.state, run.error, run.exception = "failed", str(exc), exc
+    _finish(run, plugins, recorder, engine if owned else None)
+    if return_run:
+        return run
+    if run.exception is not None:
+        raise run.exception
+    return run.result
+
+
+def _finish(run: Run, plugins: FlowstagePlugins, recorder: Any, owned: Executor | None) -> None:
+    run.finished_at = now()
+    if owned is not None:
+        owned.close()
+    plugins.notify("flowstage_run_finished", run=run)
+    if recorder:
+        recorder.finished()
+
+
+def run_workflow(workflow: Any, input: Mapping[str, Any] | None = None, *,
+                 executor: str | Mapping[str, Any] | Executor | None = None,
+                 config: Mapping[str, Any] | None = None, namespace: str = "default",
+                 return_run: bool = False, record: bool = True) -> Any:
+    """Run ``workflow`` with ``input`` and return its result.
+
+    :param workflow: a YAML file path, YAML text, a mapping, a :class:`Workflow`, or the
+        name of an applied workflow or one a plugin ships
+    :param input: the run input; root stages get the entries their signature names
+    :param executor: a name, ``{"name": ..., **options}``, or an executor from
+        :func:`create_executor` (default: the settings' executor, else ``local``)
+    :param config: config data merged over the applied configs that match the workflow
+    :param namespace: object-store namespace of the run
+    :param return_run: return the :class:`Run` record instead of raising on failure
+    :param record: keep the run in the run history
+    :raises WorkflowError: the workflow or input is invalid (nothing ran)
+    :raises StageError: a stage failed (unless ``return_run``)
+    """
+    coro = arun_workflow(workflow, input, executor=executor, config=config, namespace=namespace,
+                         return_run=return_run, record=record)
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    # Called from inside an event loop (a notebook): run on a loop of our own.
+    outcome: dict[str, Any] = {}
+
+    def runner() -> None:
+        try:
+            outcome["value"] = asyncio.run(coro)
+        except BaseException as exc:
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=runner, name="flowstage-run")
+    thread.start()
+    thread.join()
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]

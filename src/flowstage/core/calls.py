@@ -1,0 +1,271 @@
+"""What runs inside a worker: one stage call, or a batch of map items.
+
+These functions are what every executor ships to its workers, so they depend on nothing
+but the task they are given. Retries (with doubling delay), timeouts, async targets,
+generators and the run context are handled here, identically on every engine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import threading
+import time
+import traceback
+import types
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from flowstage.core.context import RunContext, reset_run_context, set_run_context
+from flowstage.core.targets import resolve_target, signature_of
+
+
+@dataclass
+class StageTask:
+    """Everything a worker needs to call one stage's target."""
+
+    stage: str
+    target: str | Callable[..., Any]
+    search_paths: tuple[str, ...]
+    context: RunContext
+    retries: int = 0
+    retry_delay: float = 1.0
+    timeout: float | None = None
+    allow_partial_failure: bool = False
+
+
+class CallFailure(Exception):
+    """A stage call failed in a worker (after all its attempts).
+
+    Crosses process boundaries intact; the driver turns it into a ``StageError``.
+    """
+
+    def __init__(self, stage: str, item_index: int | None, attempts: int, tb: str, cause: BaseException) -> None:
+        super().__init__(stage, item_index, attempts, tb, cause)
+        self.stage = stage
+        self.item_index = item_index
+        self.attempts = attempts
+        self.traceback = tb
+        self.cause = cause
+
+    def __str__(self) -> str:
+        return f"{type(self.cause).__name__}: {self.cause}"
+
+
+class CallTimeout(TimeoutError):
+    """A call ran longer than its stage's ``timeout``."""
+
+
+_SPECIAL_RESULTS = (types.GeneratorType, types.CoroutineType)
+
+
+def _finish(value: Any) -> Any:
+    """Generators become lists (so they cross processes); awaitables are awaited."""
+    if isinstance(value, types.GeneratorType):
+        return list(value)
+    if isinstance(value, types.CoroutineType):
+        return _finish(asyncio.run(value))
+    return value
+
+
+def _portable(exc: BaseException) -> BaseException:
+    """``exc`` if it survives pickling, else a RuntimeError that carries its text."""
+    import cloudpickle
+    import pickle
+
+    try:
+        pickle.loads(cloudpickle.dumps(exc))
+        return exc
+    except Exception:
+        return RuntimeError(f"{type(exc).__name__}: {exc}")
+
+
+def _failure(task: StageTask, index: int | None, attempts: int, exc: BaseException) -> CallFailure:
+    tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    return CallFailure(task.stage, index, attempts, tb, _portable(exc))
+
+
+def _with_timeout(fn: Callable[..., Any], args: Sequence[Any], kwargs: dict[str, Any], timeout: float) -> Any:
+    """Call ``fn`` in a daemon thread; give up on it after ``timeout`` seconds.
+
+    A thread cannot be killed: a timed-out call is abandoned, and being a daemon it
+    never holds up the process's exit.
+    """
+    outcome: list[tuple[bool, Any]] = []
+
+    def call() -> None:
+        try:
+            outcome.append((True, _finish(fn(*args, **kwargs))))
+        except BaseException as exc:  # handed back to the calling thread
+            outcome.append((False, exc))
+
+    thread = threading.Thread(target=contextvars.copy_context().run, args=(call,), daemon=True)
+    thread.start()
+    thread.join(timeout)
+    if not outcome:
+        raise CallTimeout(f"the call did not finish within its timeout of {timeout:g}s")
+    ok, value = outcome[0]
+    if not ok:
+        raise value
+    return value
+
+
+def _attempt_sync(task: StageTask, fn: Callable[..., Any], args: Sequence[Any], kwargs: dict[str, Any],
+                  index: int | None) -> tuple[Any, int]:
+    """Call with retries; returns ``(value, attempts)`` or raises ``CallFailure``."""
+    attempts = 0
+    delay = task.retry_delay
+    while True:
+        attempts += 1
+        try:
+            if task.timeout is not None:
+                return _with_timeout(fn, args, kwargs, task.timeout), attempts
+            return _finish(fn(*args, **kwargs)), attempts
+        except Exception as exc:
+            if attempts > task.retries:
+                raise _failure(task, index, attempts, exc) from None
+        time.sleep(delay)
+        delay *= 2
+
+
+async def _attempt_async(task: StageTask, fn: Callable[..., Any], args: Sequence[Any], kwargs: dict[str, Any],
+                         index: int | None) -> tuple[Any, int]:
+    attempts = 0
+    delay = task.retry_delay
+    while True:
+        attempts += 1
+        try:
+            pending = fn(*args, **kwargs)
+            if task.timeout is not None:
+                try:
+                    value = await asyncio.wait_for(pending, task.timeout)
+                except asyncio.TimeoutError:
+                    msg = f"the call did not finish within its timeout of {task.timeout:g}s"
+                    raise CallTimeout(msg) from None
+            else:
+                value = await pending
+            return _finish(value), attempts
+        except Exception as exc:
+            if attempts > task.retries:
+                raise _failure(task, index, attempts, exc) from None
+        await asyncio.sleep(delay)
+        delay *= 2
+
+
+def run_call(task: StageTask, kwargs: dict[str, Any], *args: Any) -> Any:
+    """Run one call of ``task``'s target and return its value.
+
+    Positional arguments come last so that engines resolve handles among them.
+
+    :raises CallFailure: the call failed on every attempt
+    """
+    try:
+        fn = resolve_target(task.target, task.search_paths)
+    except Exception as exc:
+        raise _failure(task, None, 1, exc) from None
+    token = set_run_context(task.context.for_stage(task.stage))
+    try:
+        if signature_of(fn).is_async:
+            return asyncio.run(_attempt_async(task, fn, args, kwargs, None))[0]
+        return _attempt_sync(task, fn, args, kwargs, None)[0]
+    finally:
+        reset_run_context(token)
+
+
+def run_batch(task: StageTask, start: int, items: Sequence[Any], extra_kwargs: dict[str, Any],
+              *extra_args: Any) -> tuple[list[Any], list[tuple[int, str, int]], int, float]:
+    """Map ``task``'s target over ``items`` (item ``k`` is map position ``start + k``).
+
+    Returns ``(values, failures, max_attempts, seconds)``: with partial failure allowed,
+    a failed item leaves ``None`` in ``values`` and ``(index, "Type: message", attempts)``
+    in ``failures``; otherwise the first failure raises ``CallFailure``.
+    """
+    began = time.perf_counter()
+    try:
+        fn = resolve_target(task.target, task.search_paths)
+    except Exception as exc:
+        raise _failure(task, start, 1, exc) from None
+    context = task.context.for_stage(task.stage, start)
+    token = set_run_context(context)
+    try:
+        if signature_of(fn).is_async:
+            result = asyncio.run(_batch_async(task, fn, start, items, extra_args, extra_kwargs))
+        elif task.retries or task.timeout is not None:
+            result = _batch_careful(task, fn, context, start, items, extra_args, extra_kwargs)
+        else:
+            result = _batch_fast(task, fn, context, start, items, extra_args, extra_kwargs)
+    finally:
+        reset_run_context(token)
+    return (*result, time.perf_counter() - began)
+
+
+def _batch_fast(task: StageTask, fn: Callable[..., Any], context: RunContext, start: int, items: Sequence[Any],
+                extra_args: Sequence[Any], extra_kwargs: dict[str, Any]):
+    """The hot loop for items without retries or timeouts: as little per item as possible."""
+    values: list[Any] = []
+    append = values.append
+    failures: list[tuple[int, str, int]] = []
+    index = start
+    for item in items:
+        context.item_index = index
+        try:
+            value = fn(item, *extra_args, **extra_kwargs)
+            if isinstance(value, _SPECIAL_RESULTS):
+                value = _finish(value)
+        except Exception as exc:
+            if not task.allow_partial_failure:
+                raise _failure(task, index, 1, exc) from None
+            failures.append((index, f"{type(exc).__name__}: {exc}", 1))
+            value = None
+        append(value)
+        index += 1
+    return values, failures, 1
+
+
+def _batch_careful(task: StageTask, fn: Callable[..., Any], context: RunContext, start: int, items: Sequence[Any],
+                   extra_args: Sequence[Any], extra_kwargs: dict[str, Any]):
+    values: list[Any] = []
+    failures: list[tuple[int, str, int]] = []
+    most = 1
+    for offset, item in enumerate(items):
+        index = start + offset
+        context.item_index = index
+        try:
+            value, attempts = _attempt_sync(task, fn, (item, *extra_args), extra_kwargs, index)
+        except CallFailure as failure:
+            if not task.allow_partial_failure:
+                raise
+            failures.append((index, str(failure), failure.attempts))
+            value, attempts = None, failure.attempts
+        most = max(most, attempts)
+        values.append(value)
+    return values, failures, most
+
+
+async def _batch_async(task: StageTask, fn: Callable[..., Any], start: int, items: Sequence[Any],
+                       extra_args: Sequence[Any], extra_kwargs: dict[str, Any]):
+    """Async items of one batch run concurrently on one event loop."""
+
+    async def one(index: int, item: Any) -> tuple[Any, int]:
+        set_run_context(task.context.for_stage(task.stage, index))
+        return await _attempt_async(task, fn, (item, *extra_args), extra_kwargs, index)
+
+    outcomes = await asyncio.gather(*(one(start + k, item) for k, item in enumerate(items)),
+                                    return_exceptions=True)
+    values: list[Any] = []
+    failures: list[tuple[int, str, int]] = []
+    most = 1
+    for outcome in outcomes:
+        if isinstance(outcome, CallFailure):
+            if not task.allow_partial_failure:
+                raise outcome
+            failures.append((outcome.item_index, str(outcome), outcome.attempts))
+            values.append(None)
+            most = max(most, outcome.attempts)
+        elif isinstance(outcome, BaseException):
+            raise outcome
+        else:
+            values.append(outcome[0])
+            most = max(most, outcome[1])
+    return values, failures, most

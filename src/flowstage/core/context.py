@@ -1,0 +1,129 @@
+"""The run context: what a stage (and any function it calls) knows about its run.
+
+The context travels with every task to its worker (threads, processes, Dask or Ray) and
+is set there in a :mod:`contextvars` variable around each call, because context
+variables do not cross process boundaries by themselves.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import copy
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from flowstage.core.errors import FlowstageError
+
+if TYPE_CHECKING:
+    from flowstage.core.models import Workflow
+
+
+class ConfigView(Mapping[str, Any]):
+    """Read-only run config with item and attribute access.
+
+    ``config["study_identifier"]`` and ``config.data_config["n"]`` both work;
+    ``config.input`` is the run input unless the config data defines ``input``.
+    """
+
+    __slots__ = ("_data", "_input")
+
+    def __init__(self, data: Mapping[str, Any], run_input: Mapping[str, Any]) -> None:
+        object.__setattr__(self, "_data", dict(data))
+        object.__setattr__(self, "_input", run_input)
+
+    def __getitem__(self, key: str) -> Any:
+        if key == "input" and "input" not in self._data:
+            return self._input
+        return self._data[key]
+
+    def __getattr__(self, key: str) -> Any:
+        if key.startswith("__"):
+            raise AttributeError(key)
+        try:
+            return self[key]
+        except KeyError:
+            known = ", ".join(sorted(self._data)) or "none"
+            msg = f"the run config has no key {key!r} (keys: {known})"
+            raise AttributeError(msg) from None
+
+    def __setattr__(self, key: str, value: Any) -> None:
+        raise AttributeError("the run config is read-only")
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._data or key == "input"
+
+    def __repr__(self) -> str:
+        return f"ConfigView({self._data!r})"
+
+    def __reduce__(self):
+        return (ConfigView, (self._data, self._input))
+
+    def to_dict(self) -> dict[str, Any]:
+        return copy.deepcopy(self._data)
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """Identity of a run: ``id``, ``workflow`` name, ``source`` (api|cli|background)."""
+
+    id: str
+    workflow: str
+    source: str
+    started_at: datetime
+
+
+@dataclass
+class RunContext:
+    """Everything ``get_run_context()`` returns inside a stage."""
+
+    input: dict[str, Any]
+    config: ConfigView
+    namespace: str
+    executor: str
+    definition: Workflow
+    run: RunInfo
+    stage: str | None = None
+    item_index: int | None = None
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    def for_stage(self, stage: str, item_index: int | None = None) -> RunContext:
+        """A copy of this context for one stage (and item) of the run."""
+        return RunContext(
+            self.input, self.config, self.namespace, self.executor, self.definition,
+            self.run, stage, item_index, self.extras,
+        )
+
+
+_current: contextvars.ContextVar[RunContext] = contextvars.ContextVar("flowstage_run_context")
+
+
+def get_run_context() -> RunContext:
+    """The context of the run this code is part of.
+
+    :raises FlowstageError: called outside a stage of a running workflow
+    """
+    try:
+        return _current.get()
+    except LookupError:
+        msg = (
+            "get_run_context() was called outside a running workflow: call it from a stage "
+            "function (or a function a stage calls) while run_workflow or `flowstage run` runs it"
+        )
+        raise FlowstageError(msg) from None
+
+
+def set_run_context(context: RunContext) -> contextvars.Token[RunContext]:
+    """Make ``context`` current in this thread or task; undo with :func:`reset_run_context`."""
+    return _current.set(context)
+
+
+def reset_run_context(token: contextvars.Token[RunContext]) -> None:
+    _current.reset(token)

@@ -1,0 +1,99 @@
+"""The exceptions flowstage raises.
+
+::
+
+    FlowstageError                 base of everything below
+    ├── UserError                  bad input; the CLI prints it without a traceback, exit 2
+    │   ├── WorkflowError          a workflow/config file or input failed validation
+    │   ├── UnknownNameError       no executor / stage type / workflow of that name
+    │   ├── PluginError            a plugin failed to load or misbehaved
+    │   └── ExecutorError          an executor could not start or was misconfigured
+    ├── StageError                 a stage failed while the workflow ran (CLI exit 1)
+    ├── RunCancelled               the run was cancelled (Ctrl-C, ``runs cancel``)
+    └── ObjectNotFound (KeyError)  ``object_store.get`` of a missing key
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+
+class FlowstageError(Exception):
+    """Base class of every flowstage exception."""
+
+
+class UserError(FlowstageError):
+    """Something the user gave us is wrong; the message says what and where."""
+
+
+class WorkflowError(UserError):
+    """A workflow, config or run input failed validation.
+
+    ``problems`` lists every problem found, each a complete sentence naming the file,
+    the stage and the key.
+    """
+
+    def __init__(self, problems: Iterable[str] | str, source: str | None = None) -> None:
+        self.problems = [problems] if isinstance(problems, str) else list(problems)
+        self.source = source
+        if len(self.problems) == 1:
+            msg = self.problems[0]
+        else:
+            listed = "\n".join(f"  - {p}" for p in self.problems)
+            msg = f"{len(self.problems)} problems found:\n{listed}"
+        super().__init__(msg)
+
+
+class UnknownNameError(UserError):
+    """A name (executor, stage type, workflow) that nothing provides."""
+
+
+class PluginError(UserError):
+    """A plugin failed to load, conflicts with another one, or raised inside a hook."""
+
+
+class ExecutorError(UserError):
+    """An executor was misconfigured or could not start."""
+
+
+class StageError(FlowstageError):
+    """A stage failed during a run.
+
+    :ivar stage: name of the failed stage
+    :ivar item_index: position of the failed item inside a map, else ``None``
+    :ivar attempts: how many times the failing call was tried
+    :ivar traceback: the traceback text from the worker that ran the call
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        stage: str,
+        item_index: int | None = None,
+        attempts: int = 1,
+        traceback: str = "",
+    ) -> None:
+        super().__init__(message)
+        self.stage = stage
+        self.item_index = item_index
+        self.attempts = attempts
+        self.traceback = traceback
+
+    def __reduce__(self):  # keep the keyword-only attributes across pickling
+        return (_rebuild_stage_error, (str(self), self.stage, self.item_index, self.attempts, self.traceback))
+
+
+def _rebuild_stage_error(message, stage, item_index, attempts, traceback) -> StageError:
+    return StageError(message, stage=stage, item_index=item_index, attempts=attempts, traceback=traceback)
+
+
+class RunCancelled(FlowstageError):
+    """The run was cancelled before it finished."""
+
+
+class ObjectNotFound(FlowstageError, KeyError):
+    """``object_store.get`` found no object under the key (and no default was given)."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""

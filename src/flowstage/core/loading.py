@@ -1,0 +1,302 @@
+"""Reading resources from YAML files, YAML text or mappings, and validating workflows.
+
+Every problem in a workflow is collected before anything runs and reported at once by a
+:class:`~flowstage.core.errors.WorkflowError`, each naming the file, the stage, the key,
+what was expected and what was found.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, ValidationError
+
+from flowstage.core.dag import StageGraph
+from flowstage.core.errors import WorkflowError
+from flowstage.core.models import ConfigResource, Metadata, Resources, Stage, Workflow, WorkflowSpec
+from flowstage.core.targets import TargetError, resolve_target, signature_of
+
+if TYPE_CHECKING:
+    from flowstage.core.registry import Registry
+
+_KINDS: dict[str, type[BaseModel]] = {"workflow": Workflow, "config": ConfigResource}
+
+
+def did_you_mean(word: str, choices: list[str] | set[str] | tuple[str, ...]) -> str:
+    """`` (did you mean 'x'?)`` for the closest choice, or an empty string."""
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _looks_like_path(text: str) -> bool:
+    return "\n" not in text and (text.endswith((".yaml", ".yml")) or os.path.exists(text) or ":" not in text)
+
+
+def read_documents(source: str | os.PathLike[str]) -> tuple[list[Any], str | None]:
+    """The YAML documents of a file path or of YAML text, and the file's path (if a file).
+
+    :raises WorkflowError: the file is missing or is not valid YAML
+    """
+    import yaml
+
+    text = os.fspath(source)
+    path: str | None = None
+    if isinstance(source, os.PathLike) or _looks_like_path(text):
+        path = text
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise WorkflowError(f"{path}: no such file") from None
+        except OSError as exc:
+            raise WorkflowError(f"{path}: cannot be read: {exc.strerror or exc}") from None
+    label = path or "<yaml text>"
+    try:
+        documents = [doc for doc in yaml.safe_load_all(text) if doc is not None]
+    except yaml.YAMLError as exc:
+        where = getattr(exc, "problem_mark", None)
+        at = f" (line {where.line + 1}, column {where.column + 1})" if where is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise WorkflowError(f"{label}: not valid YAML{at}: {problem}") from None
+    if not documents:
+        raise WorkflowError(f"{label}: the file holds no resource")
+    return documents, (str(Path(path).resolve()) if path else None)
+
+
+def parse_resource(data: Any, label: str, default_kind: str | None = None) -> BaseModel:
+    """A :class:`Workflow` or :class:`ConfigResource` from one mapping.
+
+    :raises WorkflowError: listing every schema problem found
+    """
+    if not isinstance(data, Mapping):
+        raise WorkflowError(f"{label}: expected a mapping with kind, metadata and spec, got {type(data).__name__}")
+    kind = data.get("kind", default_kind)
+    if kind is None:
+        raise WorkflowError(f"{label}: missing key 'kind' (expected one of: {', '.join(_KINDS)})")
+    model = _KINDS.get(str(kind).lower())
+    if model is None:
+        hint = did_you_mean(str(kind).lower(), list(_KINDS))
+        raise WorkflowError(f"{label}: unknown kind {kind!r}{hint} (expected one of: {', '.join(_KINDS)})")
+    data = {**data, "kind": str(kind).lower()}
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise WorkflowError(_describe_validation(exc, data, label), source=label) from None
+
+
+def load_resources(source: str | os.PathLike[str]) -> list[BaseModel]:
+    """Every resource in a (multi-document) YAML file or text, validated for shape only."""
+    documents, path = read_documents(source)
+    label = path or "<yaml text>"
+    problems: list[str] = []
+    resources: list[BaseModel] = []
+    for index, document in enumerate(documents):
+        where = label if len(documents) == 1 else f"{label} (document {index + 1})"
+        try:
+            resource = parse_resource(document, where)
+        except WorkflowError as exc:
+            problems.extend(exc.problems)
+            continue
+        if isinstance(resource, Workflow):
+            resource._source = path
+        resources.append(resource)
+    if problems:
+        raise WorkflowError(problems, source=label)
+    return resources
+
+
+def load_workflow(source: Any, *, stage_types: Registry | None = None,
+                  search_paths: tuple[str, ...] = ()) -> Workflow:
+    """The validated workflow from a path, YAML text, a mapping or a :class:`Workflow`.
+
+    Checks everything that does not depend on the run input: keys, values, stage names,
+    dependencies, cycles, stage types and their settings, and that targets import.
+
+    :raises WorkflowError: listing every problem found
+    """
+    if isinstance(source, Workflow):
+        workflow = source
+    elif isinstance(source, Mapping):
+        workflow = parse_resource(source, "workflow", default_kind="workflow")  # type: ignore[assignment]
+    elif isinstance(source, (str, os.PathLike)):
+        workflows = [r for r in load_resources(source) if isinstance(r, Workflow)]
+        label = os.fspath(source) if _looks_like_path(os.fspath(source)) else "<yaml text>"
+        if not workflows:
+            raise WorkflowError(f"{label}: holds no resource of kind 'workflow'")
+        if len(workflows) > 1:
+            names = ", ".join(w.name for w in workflows)
+            raise WorkflowError(f"{label}: holds {len(workflows)} workflows ({names}); expected one")
+        workflow = workflows[0]
+    else:
+        raise WorkflowError(f"expected a workflow file path, YAML text or a mapping, got {type(source).__name__}")
+    validate_workflow(workflow, stage_types=stage_types, search_paths=search_paths)
+    return workflow
+
+
+def workflow_label(workflow: Workflow) -> str:
+    return workflow.source or f"workflow {workflow.name!r}"
+
+
+def search_paths_for(workflow: Workflow, extra: tuple[str, ...] = ()) -> tuple[str, ...]:
+    """Folders targets import from: the workflow file's folder, then ``extra``."""
+    paths = [str(Path(workflow.source).parent)] if workflow.source else []
+    return (*paths, *extra)
+
+
+def validate_workflow(workflow: Workflow, *, stage_types: Registry | None = None,
+                      search_paths: tuple[str, ...] = ()) -> None:
+    """Check a parsed workflow as a whole (see :func:`load_workflow`)."""
+    if stage_types is None:
+        from flowstage.core.plugin_manager import default_registries
+
+        stage_types = default_registries().stage_types
+    label = workflow_label(workflow)
+    problems: list[str] = []
+    stages = workflow.spec.stages
+    names = [s.name for s in stages]
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            problems.append(f"{label}: stage {name!r}: duplicate stage name (each stage needs a unique name)")
+        seen.add(name)
+    for stage in stages:
+        for dep in stage.depends_on:
+            if dep not in seen:
+                hint = did_you_mean(dep, [n for n in names if n != stage.name])
+                problems.append(f"{label}: stage {stage.name!r}: key 'depends_on': unknown stage {dep!r}{hint}")
+            elif dep == stage.name:
+                problems.append(f"{label}: stage {stage.name!r}: key 'depends_on': a stage cannot depend on itself")
+    if not problems:
+        cycle = StageGraph({s.name: s.depends_on for s in stages}).find_cycle()
+        if cycle:
+            problems.append(f"{label}: the stages form a cycle: {' -> '.join(cycle)}")
+    paths = search_paths_for(workflow, search_paths)
+    for stage in stages:
+        where = f"{label}: stage {stage.name!r}"
+        stage_type = stage_types.get_or_none(stage.type)
+        if stage_type is None:
+            installed = ", ".join(sorted(stage_types.names()))
+            hint = did_you_mean(stage.type, stage_types.names())
+            problems.append(f"{where}: key 'type': unknown stage type {stage.type!r}{hint} (installed: {installed})")
+        try:
+            fn = resolve_target(stage.target, paths)
+        except TargetError as exc:
+            problems.append(f"{where}: key 'target': {stage.target_name!r} cannot be used: {exc}")
+            continue
+        if stage_type is not None:
+            problems.extend(f"{where}: {p}" for p in stage_type.check(stage, signature_of(fn)))
+    if problems:
+        raise WorkflowError(problems, source=label)
+
+
+def check_input(workflow: Workflow, run_input: Mapping[str, Any], *, stage_types: Registry | None = None,
+                search_paths: tuple[str, ...] = ()) -> dict[str, dict[str, Any]]:
+    """Check the run input against the root stages; return their coerced keyword arguments.
+
+    :raises WorkflowError: required parameters missing, ``map_on`` keys missing, or
+        values that cannot be converted to the parameters' annotations
+    """
+    if stage_types is None:
+        from flowstage.core.plugin_manager import default_registries
+
+        stage_types = default_registries().stage_types
+    label = workflow_label(workflow)
+    paths = search_paths_for(workflow, search_paths)
+    problems: list[str] = []
+    bound: dict[str, dict[str, Any]] = {}
+    for stage in workflow.spec.stages:
+        signature = signature_of(resolve_target(stage.target, paths))
+        stage_problems, kwargs = stage_types.get(stage.type).bind_input(stage, signature, run_input)
+        problems.extend(f"{label}: stage {stage.name!r}: {p}" for p in stage_problems)
+        bound[stage.name] = kwargs
+    if problems:
+        raise WorkflowError(problems, source=label)
+    return bound
+
+
+# -- turning pydantic errors into sentences ------------------------------------------
+
+_FIELDS_BY_KEY: dict[str, type[BaseModel]] = {
+    "metadata": Metadata, "spec": WorkflowSpec, "resources": Resources,
+}
+
+
+def _describe_validation(exc: ValidationError, data: Mapping[str, Any], label: str) -> list[str]:
+    problems: list[str] = []
+    seen: set[tuple[str, str]] = set()
+    for error in exc.errors():
+        loc = list(error["loc"])
+        where, key_path, scope = _locate(loc, data, label)
+        key_path = _strip_union_tags(key_path)
+        message = _explain(error, key_path, scope)
+        if (where, message) in seen:
+            continue
+        seen.add((where, message))
+        problems.append(f"{where}: {message}")
+    return problems
+
+
+def _locate(loc: list[Any], data: Mapping[str, Any], label: str) -> tuple[str, list[str], list[str]]:
+    """Where an error is (``file: stage 'x'``), the key path inside it, and its valid keys."""
+    if len(loc) >= 3 and loc[0] == "spec" and loc[1] == "stages" and isinstance(loc[2], int):
+        index = loc[2]
+        try:
+            raw = data["spec"]["stages"][index]
+            name = raw.get("name") if isinstance(raw, Mapping) else None
+        except (KeyError, IndexError, TypeError):
+            name = None
+        stage = f"stage {name!r}" if name else f"stage #{index + 1}"
+        return f"{label}: {stage}", [str(p) for p in loc[3:]], stage_keys()
+    kind = str(data.get("kind", "workflow"))
+    root = _KINDS.get(kind, Workflow)
+    return label, [str(p) for p in loc], sorted(root.model_fields)
+
+
+def _strip_union_tags(path: list[str]) -> list[str]:
+    # pydantic names union members in the location ("target.str", "target.callable")
+    out: list[str] = []
+    for part in path:
+        if out and out[-1] == "target":
+            break
+        if part in ("str", "dict[str,any]", "function-after[_custom_numbers(), Resources]"):
+            continue
+        out.append(part)
+    return out
+
+
+def _explain(error: Mapping[str, Any], path: list[str], scope: list[str]) -> str:
+    kind = error["type"]
+    found = error.get("input")
+    if kind == "extra_forbidden":
+        key = path[-1] if path else "?"
+        parent = path[:-1]
+        valid = _valid_keys(parent) if parent else scope
+        hint = did_you_mean(key, valid) if valid else ""
+        where = f" under '{'.'.join(parent)}'" if parent else ""
+        listed = f" (expected one of: {', '.join(valid)})" if valid and not hint else ""
+        return f"unknown key {key!r}{where}{hint}{listed}"
+    dotted = ".".join(path) or "stage"
+    if kind == "missing":
+        return f"missing required key {dotted!r}"
+    if path and path[0] == "target":
+        return f"key 'target': expected an import string or a callable, got {found!r}"
+    msg = str(error.get("msg", "invalid value"))
+    msg = msg.removeprefix("Value error, ")
+    if not path:
+        return msg
+    return f"key {dotted!r}: {msg} (got {found!r})"
+
+
+def _valid_keys(parent: list[str]) -> list[str]:
+    model = _FIELDS_BY_KEY.get(parent[-1])
+    if model is not None:
+        return sorted(model.model_fields)
+    return []
+
+
+def stage_keys() -> list[str]:
+    """Keys a stage accepts (for did-you-mean on typos such as ``depend_on``)."""
+    return sorted(Stage.model_fields)

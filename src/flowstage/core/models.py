@@ -1,0 +1,199 @@
+"""The pydantic models of flowstage's resources: the one definition of a workflow.
+
+Files, the Python API and the CLI all parse into these models. They check the shape of
+each field; :mod:`flowstage.core.loading` adds the checks that need the whole workflow
+(dependencies, cycles, targets, stage types) and turns errors into readable messages.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
+
+from flowstage.core.units import parse_duration, parse_memory
+
+NAME_PATTERN = r"^[a-zA-Z0-9_.-]+$"
+
+#: Stage-type settings that may be written at the top of a stage or under ``options:``.
+OPTION_KEYS = ("map_on", "allow_partial_failure")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
+
+
+class Metadata(_Strict):
+    """``metadata``: the resource's name and free-form annotations and labels."""
+
+    name: str = Field(pattern=NAME_PATTERN)
+    annotations: dict[str, Any] = Field(default_factory=dict)
+    labels: dict[str, Any] = Field(default_factory=dict)
+    description: str | None = None
+    uid: str | None = None
+
+
+class Resources(BaseModel):
+    """What one call of a stage needs: ``cpus``, ``gpus``, ``memory`` and custom labels."""
+
+    model_config = ConfigDict(extra="allow")
+
+    cpus: float | None = Field(default=None, ge=0)
+    gpus: float | None = Field(default=None, ge=0)
+    memory: int | None = None
+
+    @field_validator("memory", mode="before")
+    @classmethod
+    def _memory(cls, value: Any) -> int | None:
+        return None if value is None else parse_memory(value)
+
+    @model_validator(mode="after")
+    def _custom_numbers(self) -> Resources:
+        for key, value in (self.model_extra or {}).items():
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+                msg = f"custom resource {key!r} must be a non-negative number, got {value!r}"
+                raise ValueError(msg)
+        return self
+
+    def requested(self) -> dict[str, float]:
+        """Every resource that is set, by name (``cpus``, ``gpus``, ``memory``, custom)."""
+        out: dict[str, float] = {}
+        for key in ("cpus", "gpus", "memory"):
+            value = getattr(self, key)
+            if value is not None:
+                out[key] = float(value)
+        for key, value in (self.model_extra or {}).items():
+            out[key] = float(value)
+        return out
+
+
+class Stage(_Strict):
+    """One entry of ``spec.stages``."""
+
+    name: str = Field(min_length=1)
+    target: Union[str, Callable[..., Any]]
+    type: str = "simple"
+    depends_on: list[str] = Field(default_factory=list)
+    map_on: str | None = None
+    allow_partial_failure: bool = False
+    retries: int = Field(default=0, ge=0)
+    retry_delay: float = 1.0
+    timeout: float | None = None
+    resources: Resources = Field(default_factory=Resources)
+    description: str | None = None
+    version: str | None = None
+    priority: int | None = None
+    options: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _lift_options(cls, data: Any) -> Any:
+        """``options: {map_on: x}`` means ``map_on: x`` (Flowdapt reads them there)."""
+        if not isinstance(data, dict) or not isinstance(data.get("options"), dict):
+            return data
+        data = dict(data)
+        options = dict(data["options"])
+        for key in OPTION_KEYS:
+            if key not in options:
+                continue
+            value = options.pop(key)
+            if key in data and data[key] != value:
+                msg = f"{key!r} is given both at the top of the stage ({data[key]!r}) and under options ({value!r})"
+                raise ValueError(msg)
+            data[key] = value
+        data["options"] = options
+        return data
+
+    @field_validator("target")
+    @classmethod
+    def _target(cls, value: Any) -> Any:
+        if isinstance(value, str) and not value.strip():
+            raise ValueError("expected an import string such as 'package.module.function'")
+        return value
+
+    @field_validator("depends_on", mode="before")
+    @classmethod
+    def _depends_on(cls, value: Any) -> Any:
+        if value is None:
+            return []
+        return [value] if isinstance(value, str) else value
+
+    @field_validator("retry_delay", "timeout", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> float | None:
+        return None if value is None else parse_duration(value)
+
+    @property
+    def target_name(self) -> str:
+        """The target as text: the import string, or the callable's qualified name."""
+        if isinstance(self.target, str):
+            return self.target
+        module = getattr(self.target, "__module__", None) or "?"
+        return f"{module}.{getattr(self.target, '__qualname__', repr(self.target))}"
+
+
+class WorkflowSpec(_Strict):
+    stages: list[Stage] = Field(min_length=1)
+
+
+class Workflow(_Strict):
+    """A ``kind: workflow`` resource."""
+
+    kind: Literal["workflow"] = "workflow"
+    metadata: Metadata
+    spec: WorkflowSpec
+    _source: str | None = PrivateAttr(default=None)
+
+    @property
+    def name(self) -> str:
+        return self.metadata.name
+
+    @property
+    def source(self) -> str | None:
+        """The file this workflow was read from, if any."""
+        return self._source
+
+    def stage(self, name: str) -> Stage:
+        for stage in self.spec.stages:
+            if stage.name == name:
+                return stage
+        raise KeyError(name)
+
+
+class ConfigSelector(_Strict):
+    """Which workflows a config applies to: by annotations or by workflow name."""
+
+    type: Literal["annotation", "name"]
+    value: Union[dict[str, Any], str]
+
+    @model_validator(mode="after")
+    def _value_shape(self) -> ConfigSelector:
+        if self.type == "annotation" and not isinstance(self.value, dict):
+            raise ValueError("an annotation selector needs a mapping value such as {group: nowcast}")
+        if self.type == "name" and not isinstance(self.value, str):
+            raise ValueError("a name selector needs a workflow name as its value")
+        return self
+
+    def matches(self, workflow: Workflow) -> bool:
+        if self.type == "name":
+            return self.value == workflow.metadata.name
+        annotations = workflow.metadata.annotations
+        return all(annotations.get(k) == v for k, v in dict(self.value).items())
+
+
+class ConfigSpec(_Strict):
+    selector: ConfigSelector | None = None
+    data: dict[str, Any] = Field(default_factory=dict)
+
+
+class ConfigResource(_Strict):
+    """A ``kind: config`` resource: data merged into the run config of matching workflows."""
+
+    kind: Literal["config"] = "config"
+    metadata: Metadata
+    spec: ConfigSpec = Field(default_factory=ConfigSpec)
+
+    @property
+    def name(self) -> str:
+        return self.metadata.name

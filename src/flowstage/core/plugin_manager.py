@@ -1,0 +1,173 @@
+"""The plugin manager: pluggy hooks plus the registries plugins fill.
+
+Nothing is discovered at import time: :func:`get_plugin_manager` builds a manager, and
+:func:`default_plugins` builds one per process on first use and keeps it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import traceback
+from collections.abc import Iterable
+from typing import Any
+
+import pluggy
+
+from flowstage.core import hookspecs
+from flowstage.core.errors import PluginError
+from flowstage.core.registry import Registries
+
+log = logging.getLogger("flowstage.plugins")
+hookimpl = pluggy.HookimplMarker(hookspecs.PROJECT)
+
+
+class FlowstagePlugins:
+    """Loaded plugins, their hooks, and what they registered."""
+
+    def __init__(self, disabled: Iterable[str] = (), *, discover: bool = True) -> None:
+        from flowstage.plugins.discovery import PluginInfo
+
+        self.pm = pluggy.PluginManager(hookspecs.PROJECT)
+        self.pm.add_hookspecs(hookspecs)
+        self.infos: list[PluginInfo] = []
+        self.registries = Registries()
+        self._commands_added = False
+        if discover:
+            from flowstage.plugins.discovery import discover as find
+
+            for info in find(disabled):
+                self._register(info)
+        self._fill_registries()
+
+    # loading -------------------------------------------------------------------------
+
+    def _register(self, info: Any) -> None:
+        self.infos.append(info)
+        if info.status != "loaded":
+            if info.status == "failed":
+                log.warning("skipping %s: it failed to load: %s", info.label, info.error)
+            return
+        known = set(self.pm.hook.__dict__)
+        unknown = [n for n in dir(info.plugin) if n.startswith("flowstage_") and n not in known
+                   and _is_marked(getattr(info.plugin, n, None))]
+        try:
+            if unknown:
+                from flowstage.core.loading import did_you_mean
+
+                name = unknown[0]
+                raise PluginError(f"unknown hook {name!r}{did_you_mean(name, sorted(known))}")
+            name = info.name if self.pm.get_plugin(info.name) is None else f"{info.name}@{info.distribution}"
+            self.pm.register(info.plugin, name=name)
+        except Exception as exc:
+            info.status = "failed"
+            info.error = f"{type(exc).__name__}: {exc}"
+            info.traceback = traceback.format_exc()
+            log.warning("skipping %s: %s", info.label, info.error)
+            return
+        info.hooks = sorted(n for n in dir(info.plugin) if n in known and _is_marked(getattr(info.plugin, n, None)))
+
+    def register(self, plugin: Any, name: str | None = None) -> None:
+        """Register a plugin object in this process only (tests, notebooks)."""
+        from flowstage.plugins.discovery import PluginInfo
+
+        info = PluginInfo(name or getattr(plugin, "__name__", repr(plugin)), "(registered in code)",
+                          ("(registered in code)", ""))
+        info.plugin = plugin
+        self._register(info)
+        self.registries = Registries()
+        self._fill_registries()
+
+    def _owner(self, plugin: Any) -> Any:
+        """The plugin's info; formats as ``distribution (entry point 'name')`` when shown."""
+        for info in self.infos:
+            if info.plugin is plugin:
+                return info
+        return repr(plugin)
+
+    def _fill_registries(self) -> None:
+        for hook_name, registry in (("flowstage_register_executors", self.registries.executors),
+                                    ("flowstage_register_stage_types", self.registries.stage_types)):
+            for impl in getattr(self.pm.hook, hook_name).get_hookimpls():
+                registry.owner = self._owner(impl.plugin)
+                self._call_registering(impl, hook_name, registry=registry)
+        for impl in self.pm.hook.flowstage_workflow_paths.get_hookimpls():
+            for path in self._call_registering(impl, "flowstage_workflow_paths") or []:
+                self.registries.workflow_paths.append((str(path), self._owner(impl.plugin)))
+
+    def _call_registering(self, impl: Any, hook_name: str, **kwargs: Any) -> Any:
+        """A registration hook; a failure marks the plugin failed and the rest goes on."""
+        try:
+            return self._call_impl(impl, hook_name, **kwargs)
+        except PluginError as exc:
+            for info in self.infos:
+                if info.plugin is impl.plugin:
+                    info.status, info.error = "failed", str(exc)
+            log.warning("%s", exc)
+            return None
+
+    def _call_impl(self, impl: Any, hook_name: str, **kwargs: Any) -> Any:
+        args = {k: v for k, v in kwargs.items() if k in impl.argnames}
+        try:
+            return impl.function(**args)
+        except PluginError:
+            raise
+        except Exception as exc:
+            msg = f"{self._owner(impl.plugin)} raised in hook {hook_name}: {type(exc).__name__}: {exc}"
+            raise PluginError(msg) from exc
+
+    # hooks ---------------------------------------------------------------------------
+
+    def register_commands(self, app: Any) -> None:
+        """Call ``flowstage_register_commands`` on every plugin, once."""
+        for impl in self.pm.hook.flowstage_register_commands.get_hookimpls():
+            self._call_impl(impl, "flowstage_register_commands", app=app)
+
+    def notify(self, hook_name: str, **kwargs: Any) -> None:
+        """Call a lifecycle hook on every plugin; an exception is logged, never raised."""
+        for impl in getattr(self.pm.hook, hook_name).get_hookimpls():
+            args = {k: v for k, v in kwargs.items() if k in impl.argnames}
+            try:
+                impl.function(**args)
+            except Exception:
+                log.exception("%s raised in hook %s (the run goes on)", self._owner(impl.plugin), hook_name)
+
+    def has_impls(self, hook_name: str) -> bool:
+        return bool(getattr(self.pm.hook, hook_name).get_hookimpls())
+
+
+def _is_marked(obj: Any) -> bool:
+    return hasattr(obj, f"{hookspecs.PROJECT}_impl")
+
+
+def get_plugin_manager(disabled: Iterable[str] | None = None) -> FlowstagePlugins:
+    """A new plugin manager with every installed plugin loaded (except disabled ones)."""
+    if disabled is None:
+        from flowstage.core.settings import load_settings
+
+        disabled = load_settings().plugins.disabled
+    return FlowstagePlugins(disabled)
+
+
+_default: FlowstagePlugins | None = None
+_default_lock = threading.Lock()
+
+
+def default_plugins() -> FlowstagePlugins:
+    """The process's plugin manager, built on first use."""
+    global _default
+    with _default_lock:
+        if _default is None:
+            _default = get_plugin_manager()
+        return _default
+
+
+def set_default_plugins(plugins: FlowstagePlugins | None) -> None:
+    """Replace (or with ``None`` forget) the process's plugin manager."""
+    global _default
+    with _default_lock:
+        _default = plugins
+
+
+def default_registries() -> Registries:
+    return default_plugins().registries

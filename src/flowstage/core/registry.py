@@ -1,0 +1,87 @@
+"""Registries that plugins fill: executors and stage types, by name."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+from flowstage.core.errors import PluginError, UnknownNameError
+
+T = TypeVar("T")
+
+
+class Registry(Generic[T]):
+    """Named things contributed by plugins; a name can be registered once.
+
+    ``owner`` is set by the plugin manager while a plugin's hook runs, so a conflict
+    names both distributions.
+    """
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self._items: dict[str, T] = {}
+        self._owners: dict[str, Any] = {}
+        self.conflicts: dict[str, str] = {}
+        #: who is registering now (formatted only when a conflict is reported)
+        self.owner: Any = "flowstage"
+
+    def add(self, item: T, name: str | None = None) -> T:
+        """Register ``item`` under ``name`` (default: its ``name`` attribute)."""
+        key = name or getattr(item, "name", None)
+        if not key:
+            raise PluginError(f"{self.owner}: a {self.kind} needs a name to be registered")
+        if key in self._items:
+            msg = (f"{self.kind} {key!r} is registered twice: by {self._owners[key]} and by {self.owner}; "
+                   f"uninstall or disable one of them")
+            self.conflicts[key] = msg
+            raise PluginError(msg)
+        self._items[key] = item
+        self._owners[key] = self.owner
+        return item
+
+    def names(self) -> list[str]:
+        return sorted(self._items)
+
+    def owner_of(self, name: str) -> str:
+        return str(self._owners[name])
+
+    def get_or_none(self, name: str) -> T | None:
+        return self._items.get(name)
+
+    def get(self, name: str) -> T:
+        """The item called ``name``.
+
+        :raises UnknownNameError: listing the installed names
+        """
+        if name in self.conflicts:
+            raise PluginError(self.conflicts[name])
+        try:
+            return self._items[name]
+        except KeyError:
+            installed = ", ".join(self.names()) or "none"
+            msg = f"unknown {self.kind} {name!r} (installed: {installed})"
+            raise UnknownNameError(msg) from None
+
+    def items(self) -> list[tuple[str, T]]:
+        return sorted(self._items.items())
+
+
+class StageTypeRegistry(Registry[Any]):
+    """Stage types by name; a registered class is instantiated once."""
+
+    def __init__(self) -> None:
+        super().__init__("stage type")
+
+    def add(self, item: Any, name: str | None = None) -> Any:
+        return super().add(item() if isinstance(item, type) else item, name)
+
+
+@dataclass
+class Registries:
+    """Everything plugins registered."""
+
+    executors: Registry[Any] = field(default_factory=lambda: Registry("executor"))
+    stage_types: Registry[Any] = field(default_factory=StageTypeRegistry)
+    workflow_paths: list[tuple[str, Any]] = field(default_factory=list)  # (path, owning plugin)
+    commands: list[Callable[..., Any]] = field(default_factory=list)

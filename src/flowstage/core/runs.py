@@ -1,0 +1,67 @@
+"""Run records: what happened during a run, stage by stage."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+
+def now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def new_run_id() -> str:
+    return uuid.uuid4().hex[:12]
+
+
+@dataclass
+class StageRecord:
+    """One stage of a run: state, times, attempts, map progress and failed items."""
+
+    name: str
+    state: str = "pending"  # pending | running | finished | failed | cancelled
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    attempts: int = 0
+    items_total: int | None = None
+    items_done: int = 0
+    failed_items: list[dict[str, Any]] = field(default_factory=list)
+    error: str | None = None
+
+    @property
+    def duration(self) -> float | None:
+        if self.started_at is None or self.finished_at is None:
+            return None
+        return (self.finished_at - self.started_at).total_seconds()
+
+
+@dataclass
+class Run:
+    """A workflow run. ``state``: pending | running | finished | failed | cancelled."""
+
+    id: str
+    workflow: str
+    source: str = "api"
+    executor: str = "local"
+    namespace: str = "default"
+    input: dict[str, Any] = field(default_factory=dict)
+    state: str = "pending"
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    result: Any = None
+    error: str | None = None
+    exception: BaseException | None = None
+    stages: dict[str, StageRecord] = field(default_factory=dict)
+
+    @property
+    def failed_items(self) -> dict[str, list[dict[str, Any]]]:
+        """Items left out by partial-failure maps, by stage."""
+        return {name: s.failed_items for name, s in self.stages.items() if s.failed_items}
+
+    @property
+    def duration(self) -> float | None:
+        if self.started_at is None or self.finished_at is None:
+            return None
+        return (self.finished_at - self.started_at).total_seconds()

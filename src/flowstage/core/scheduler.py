@@ -1,0 +1,216 @@
+"""The dataflow scheduler: a stage starts the moment its dependencies have finished.
+
+There is no level-by-level barrier. Every stage runs (several terminal stages give
+``{name: output}``). The first failure cancels what has not started and raises a
+:class:`~flowstage.core.errors.StageError`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from typing import TYPE_CHECKING, Any
+
+from flowstage.core.calls import CallFailure, CallTimeout, StageTask, run_call
+from flowstage.core.dag import StageGraph
+from flowstage.core.errors import StageError
+from flowstage.core.mapping import run_map
+from flowstage.core.runs import now
+
+if TYPE_CHECKING:
+    from flowstage.core.context import RunContext
+    from flowstage.core.executor import Executor
+    from flowstage.core.models import Stage, Workflow
+    from flowstage.core.plugin_manager import FlowstagePlugins
+    from flowstage.core.registry import Registry
+    from flowstage.core.runs import Run, StageRecord
+
+
+class StageExecution:
+    """What a stage type uses to run one stage: its inputs, and calls on the executor."""
+
+    def __init__(self, driver: RunDriver, stage: Stage, dependencies: list[Any]) -> None:
+        self.driver = driver
+        self.stage = stage
+        #: outputs of ``depends_on`` stages, in order (values or executor handles)
+        self.dependencies = dependencies
+        #: the root stage's keyword arguments from the run input, coerced
+        self.bound_input: dict[str, Any] = driver.bound_inputs.get(stage.name, {})
+        self.input = driver.context.input
+        self.record: StageRecord = driver.run.stages[stage.name]
+        self.executor: Executor = driver.executor
+        base = StageTask(stage.name, stage.target, driver.search_paths, driver.context,
+                         allow_partial_failure=stage.allow_partial_failure)
+        #: a single call: retries and timeout are applied here in the driver
+        self.call_task = base
+        #: map items: retries and timeout are applied per item in the worker
+        self.map_task = dataclasses.replace(base, retries=stage.retries, retry_delay=stage.retry_delay,
+                                            timeout=stage.timeout)
+
+    @property
+    def is_root(self) -> bool:
+        return not self.stage.depends_on
+
+    def track(self, handle: Any) -> None:
+        self.driver.in_flight.add(handle)
+
+    def untrack(self, handle: Any) -> None:
+        self.driver.in_flight.discard(handle)
+
+    async def fetch(self, value: Any) -> Any:
+        """``value`` in the driver (fetched from the engine if it is a handle)."""
+        return await self.executor.result(value) if self.executor.is_handle(value) else value
+
+    async def call(self, *args: Any, **kwargs: Any) -> Any:
+        """Call the target once (with the stage's retries and timeout); its output handle.
+
+        :raises CallFailure: every attempt failed
+        """
+        stage = self.stage
+        delay = stage.retry_delay
+        attempts = 0
+        while True:
+            attempts += 1
+            self.record.attempts = attempts
+            handle = await self.executor.submit(run_call, self.call_task, kwargs, *args,
+                                                resources=stage.resources, label=stage.name)
+            self.track(handle)
+            try:
+                if stage.timeout is None:
+                    await self.executor.wait(handle)
+                else:
+                    await asyncio.wait_for(self.executor.wait(handle), stage.timeout)
+                return handle
+            except asyncio.TimeoutError:
+                self.executor.cancel([handle])
+                msg = f"the call did not finish within its timeout of {stage.timeout:g}s"
+                failure = CallFailure(stage.name, None, attempts, "", CallTimeout(msg))
+            except CallFailure as exc:
+                failure = exc
+            finally:
+                self.untrack(handle)
+            if attempts > stage.retries:
+                failure.attempts = attempts
+                raise failure
+            await asyncio.sleep(delay)
+            delay *= 2
+
+    async def map(self, items: Any, *extra_args: Any, **extra_kwargs: Any) -> list[Any]:
+        """Map the target over ``items`` (a sequence), in batches; outputs in item order."""
+        return await run_map(self, items, extra_args, extra_kwargs)
+
+
+class RunDriver:
+    """Runs one workflow's stages on an executor, updating the run record as it goes."""
+
+    def __init__(self, workflow: Workflow, run: Run, context: RunContext, executor: Executor,
+                 plugins: FlowstagePlugins, stage_types: Registry[Any],
+                 bound_inputs: dict[str, dict[str, Any]], search_paths: tuple[str, ...]) -> None:
+        self.workflow = workflow
+        self.run = run
+        self.context = context
+        self.executor = executor
+        self.plugins = plugins
+        self.stage_types = stage_types
+        self.bound_inputs = bound_inputs
+        self.search_paths = search_paths
+        self.stages = {s.name: s for s in workflow.spec.stages}
+        self.graph = StageGraph({s.name: s.depends_on for s in workflow.spec.stages})
+        self.in_flight: set[Any] = set()
+        self._notify_stages = (plugins.has_impls("flowstage_stage_started")
+                               or plugins.has_impls("flowstage_stage_finished"))
+
+    async def execute(self) -> Any:
+        """Run every stage; the terminal output (or ``{name: output}`` for several).
+
+        :raises StageError: a stage failed; stages not yet started are cancelled
+        """
+        outputs: dict[str, Any] = {}
+        waiting = {name: len(set(deps)) for name, deps in self.graph.dependencies.items()}
+        done_queue: asyncio.Queue[tuple[str, asyncio.Task[Any]]] = asyncio.Queue()
+        running: dict[str, asyncio.Task[Any]] = {}
+
+        def start(name: str) -> None:
+            deps = [outputs[d] for d in self.stages[name].depends_on]
+            task = asyncio.ensure_future(self._run_stage(self.stages[name], deps))
+            task.add_done_callback(lambda t, n=name: done_queue.put_nowait((n, t)))
+            running[name] = task
+
+        for name in self.graph.roots:
+            start(name)
+        remaining = len(self.stages)
+        try:
+            while remaining:
+                name, task = await done_queue.get()
+                remaining -= 1
+                del running[name]
+                outputs[name] = task.result()  # raises the stage's StageError
+                for user in self.graph.dependents[name]:
+                    waiting[user] -= 1
+                    if waiting[user] == 0:
+                        start(user)
+        except BaseException:
+            await self._cancel(running)
+            raise
+        terminals = self.graph.terminals
+        fetched = {name: await self._fetch(outputs[name]) for name in terminals}
+        return fetched[terminals[0]] if len(terminals) == 1 else fetched
+
+    async def _fetch(self, value: Any) -> Any:
+        return await self.executor.result(value) if self.executor.is_handle(value) else value
+
+    async def _cancel(self, running: dict[str, asyncio.Task[Any]]) -> None:
+        for task in running.values():
+            task.cancel()
+        self.executor.cancel(list(self.in_flight))
+        if running:
+            await asyncio.gather(*running.values(), return_exceptions=True)
+        for record in self.run.stages.values():
+            if record.state in ("pending", "running"):
+                record.state = "cancelled"
+
+    async def _run_stage(self, stage: Stage, dependencies: list[Any]) -> Any:
+        record = self.run.stages[stage.name]
+        record.state = "running"
+        record.started_at = now()
+        if self._notify_stages:
+            self.plugins.notify("flowstage_stage_started", run=self.run, stage=record)
+        try:
+            execution = StageExecution(self, stage, dependencies)
+            output = await self.stage_types.get(stage.type).execute(execution)
+            record.state = "finished"
+            return output
+        except asyncio.CancelledError:
+            record.state = "cancelled"
+            raise
+        except BaseException as exc:
+            record.state = "failed"
+            error = as_stage_error(stage.name, exc, record.attempts)
+            record.error = str(error)
+            raise error from (error.__cause__ or exc)
+        finally:
+            record.finished_at = now()
+            if self._notify_stages:
+                self.plugins.notify("flowstage_stage_finished", run=self.run, stage=record)
+
+
+def as_stage_error(stage: str, exc: BaseException, attempts: int) -> StageError:
+    """The :class:`StageError` a failure inside ``stage`` is reported as."""
+    if isinstance(exc, StageError):
+        return exc
+    if isinstance(exc, CallFailure):
+        where = f" on item {exc.item_index}" if exc.item_index is not None else ""
+        tries = f" after {exc.attempts} attempts" if exc.attempts > 1 else ""
+        cause = exc.cause
+        msg = f"stage {exc.stage!r} failed{where}{tries}: {type(cause).__name__}: {cause}"
+        error = StageError(msg, stage=exc.stage, item_index=exc.item_index, attempts=exc.attempts,
+                           traceback=exc.traceback)
+        error.__cause__ = cause
+        return error
+    import traceback
+
+    text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    error = StageError(f"stage {stage!r} failed: {exc}" if str(exc) else f"stage {stage!r} failed: {type(exc).__name__}",
+                       stage=stage, attempts=max(1, attempts), traceback=text)
+    error.__cause__ = exc
+    return error

@@ -1,0 +1,129 @@
+"""Settings: ``$FLOWSTAGE_HOME/settings.yaml``, overridden by ``FLOWSTAGE__*`` variables.
+
+``FLOWSTAGE__EXECUTOR__NAME=dask`` sets ``executor.name``: ``__`` separates nesting
+levels, and values are read as YAML scalars (``true``, ``2``, ``null``).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from flowstage.core.errors import UserError
+
+ENV_PREFIX = "FLOWSTAGE__"
+
+
+def app_dir() -> Path:
+    """The app directory: ``$FLOWSTAGE_HOME``, else ``~/.flowstage``."""
+    home = os.environ.get("FLOWSTAGE_HOME")
+    return Path(home).expanduser() if home else Path.home() / ".flowstage"
+
+
+class ExecutorSettings(BaseModel):
+    """``executor:``: the default executor's ``name`` and its options."""
+
+    model_config = ConfigDict(extra="allow")
+    name: str = "local"
+
+    def spec(self) -> dict[str, Any]:
+        return {"name": self.name, **(self.model_extra or {})}
+
+
+class PluginSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    disabled: list[str] = Field(default_factory=list)
+
+    @field_validator("disabled", mode="before")
+    @classmethod
+    def _split(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [v.strip() for v in value.split(",") if v.strip()]
+        return [] if value is None else value
+
+
+class ArtifactSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    url: str | None = None
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class Settings(BaseModel):
+    """The effective settings of this process."""
+
+    model_config = ConfigDict(extra="forbid")
+    executor: ExecutorSettings = Field(default_factory=ExecutorSettings)
+    plugins: PluginSettings = Field(default_factory=PluginSettings)
+    artifacts: ArtifactSettings = Field(default_factory=ArtifactSettings)
+    debug: bool = False
+
+
+def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
+    import yaml
+
+    out: dict[str, Any] = {}
+    for key, raw in environ.items():
+        if not key.startswith(ENV_PREFIX):
+            continue
+        path = [p.lower() for p in key[len(ENV_PREFIX):].split("__") if p]
+        if not path:
+            continue
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else raw
+        except yaml.YAMLError:
+            value = raw
+        node = out
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                break
+        else:
+            node[path[-1]] = value
+    return out
+
+
+def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    """``base`` updated by ``override``, merging nested mappings (override wins)."""
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def settings_path() -> Path:
+    return app_dir() / "settings.yaml"
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Settings from the file, then the environment.
+
+    :raises UserError: the settings file is not valid (naming the file and key)
+    """
+    import yaml
+
+    path = settings_path()
+    data: dict[str, Any] = {}
+    if path.exists():
+        try:
+            loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except yaml.YAMLError as exc:
+            raise UserError(f"{path}: not valid YAML: {exc}") from None
+        if loaded is not None and not isinstance(loaded, dict):
+            raise UserError(f"{path}: expected a mapping of settings, got {type(loaded).__name__}")
+        data = loaded or {}
+    data = deep_merge(data, _env_overrides(os.environ if environ is None else environ))
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            key = ".".join(str(p) for p in error["loc"])
+            problems.append(f"{path} (or {ENV_PREFIX}{key.upper().replace('.', '__')}): key {key!r}: {error['msg']}")
+        raise UserError("\n".join(problems)) from None

@@ -1,0 +1,270 @@
+"""The ``local`` executor: a pool of threads (default) or of processes on this machine.
+
+Stage resources are ignored unless the executor is given a capacity
+(``resources: {cpus: 2, gpus: 1, my_label: 3}``); then a call starts only when its
+request for those names fits in what is free.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import os
+import queue
+import threading
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
+
+from pydantic import Field, field_validator
+
+from flowstage.core.executor import Executor, ExecutorOptions
+from flowstage.core.plugin_manager import hookimpl
+from flowstage.core.units import parse_memory
+
+if TYPE_CHECKING:
+    from flowstage.core.models import Resources, Workflow
+    from flowstage.core.registry import Registry
+
+
+class LocalOptions(ExecutorOptions):
+    """Options of the ``local`` executor."""
+
+    processes: bool = False
+    max_workers: int | None = Field(default=None, ge=1)
+    resources: dict[str, float] = Field(default_factory=dict)
+
+    @field_validator("resources", mode="before")
+    @classmethod
+    def _capacity(cls, value: Any) -> Any:
+        if isinstance(value, dict) and "memory" in value:
+            value = {**value, "memory": parse_memory(value["memory"])}
+        return value
+
+
+class DaemonThreadPool:
+    """A thread pool whose threads never hold up interpreter exit.
+
+    ``concurrent.futures.ThreadPoolExecutor`` joins its threads at exit, so one
+    abandoned call (a timeout, Ctrl-C) would hang the process.
+    """
+
+    def __init__(self, max_workers: int) -> None:
+        self.max_workers = max_workers
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._threads: list[threading.Thread] = []
+        self._idle = 0
+        self._lock = threading.Lock()
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> concurrent.futures.Future[Any]:
+        future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        self._queue.put((future, fn, args))
+        with self._lock:
+            # Like ThreadPoolExecutor's idle semaphore: each submission claims an idle
+            # thread, or starts a new one while below the limit.
+            if self._idle:
+                self._idle -= 1
+            elif len(self._threads) < self.max_workers:
+                thread = threading.Thread(target=self._work, daemon=True,
+                                          name=f"flowstage-worker-{len(self._threads)}")
+                self._threads.append(thread)
+                thread.start()
+        return future
+
+    def _work(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            future, fn, args = item
+            if future.set_running_or_notify_cancel():
+                try:
+                    future.set_result(fn(*args))
+                except BaseException as exc:
+                    future.set_exception(exc)
+            del future, fn, args, item
+            with self._lock:
+                self._idle += 1
+
+    def shutdown(self) -> None:
+        for _ in self._threads:
+            self._queue.put(None)
+
+
+class _Pickled:
+    """A value already pickled by a worker, passed on to the next worker as bytes."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+
+def _run_pickled(payload: bytes) -> bytes:
+    """Process-pool entry: unpickle the call, run it, pickle its result."""
+    import pickle
+
+    import cloudpickle
+
+    fn, args = cloudpickle.loads(payload)
+    args = [pickle.loads(a.data) if isinstance(a, _Pickled) else a for a in args]
+    result = fn(*args)
+    try:
+        return cloudpickle.dumps(result)
+    except Exception as exc:
+        msg = f"its result ({type(result).__name__}) cannot be sent between processes: {type(exc).__name__}: {exc}"
+        raise ResultNotTransferable(msg) from None
+
+
+class ResultNotTransferable(Exception):
+    """A call's result could not be pickled to come back from a worker process."""
+
+
+class Admission:
+    """Admission control against a declared capacity; thread-safe, FIFO."""
+
+    def __init__(self, capacity: dict[str, float]) -> None:
+        self.capacity = dict(capacity)
+        self.free = dict(capacity)
+        self._lock = threading.Lock()
+        self._waiters: list[tuple[dict[str, float], asyncio.Future[None], asyncio.AbstractEventLoop]] = []
+
+    def request_of(self, resources: Resources | None) -> dict[str, float]:
+        if resources is None:
+            return {}
+        return {k: v for k, v in resources.requested().items() if k in self.capacity and v}
+
+    def _fits(self, request: dict[str, float]) -> bool:
+        return all(self.free[k] >= v for k, v in request.items())
+
+    async def acquire(self, request: dict[str, float]) -> None:
+        if not request:
+            return
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            if not self._waiters and self._fits(request):
+                for k, v in request.items():
+                    self.free[k] -= v
+                return
+            waiter: asyncio.Future[None] = loop.create_future()
+            self._waiters.append((request, waiter, loop))
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            with self._lock:
+                self._waiters = [w for w in self._waiters if w[1] is not waiter]
+                granted = waiter.done() and not waiter.cancelled()
+            if granted:
+                self.release(request)
+            raise
+
+    def release(self, request: dict[str, float]) -> None:
+        if not request:
+            return
+        with self._lock:
+            for k, v in request.items():
+                self.free[k] += v
+            while self._waiters and self._fits(self._waiters[0][0]):
+                wanted, waiter, loop = self._waiters.pop(0)
+                for k, v in wanted.items():
+                    self.free[k] -= v
+                loop.call_soon_threadsafe(_grant, waiter)
+
+
+def _grant(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
+
+
+class LocalExecutor(Executor):
+    """Runs calls on a pool of threads, or of processes with ``processes: true``."""
+
+    name = "local"
+    Options = LocalOptions
+    options: LocalOptions
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self._pool: Any = None
+        self._admission = Admission(self.options.resources)
+        self.batch_seconds = 0.05 if self.options.processes else 0.02
+
+    @property
+    def parallelism(self) -> int:
+        return self.options.max_workers or os.cpu_count() or 1
+
+    def _start(self) -> None:
+        if self.options.processes:
+            import multiprocessing
+
+            self._pool = concurrent.futures.ProcessPoolExecutor(
+                max_workers=self.parallelism, mp_context=multiprocessing.get_context("spawn"))
+        else:
+            self._pool = DaemonThreadPool(self.parallelism)
+
+    def _close(self) -> None:
+        pool, self._pool = self._pool, None
+        if isinstance(pool, concurrent.futures.ProcessPoolExecutor):
+            processes = list((getattr(pool, "_processes", None) or {}).values())
+            pool.shutdown(wait=False, cancel_futures=True)
+            for process in processes:  # stop calls that were abandoned (timeouts, failures)
+                if process.is_alive():
+                    process.terminate()
+            for process in processes:
+                process.join(timeout=5)
+        elif pool is not None:
+            pool.shutdown()
+
+    def check_resources(self, workflow: Workflow) -> list[str]:
+        problems = []
+        for stage in workflow.spec.stages:
+            for key, wanted in self._admission.request_of(stage.resources).items():
+                if wanted > self._admission.capacity[key]:
+                    problems.append(
+                        f"stage {stage.name!r}: requests {key}={wanted:g} but the local executor's capacity "
+                        f"is {key}={self._admission.capacity[key]:g} (executor option 'resources')")
+        return problems
+
+    async def submit(self, fn: Callable[..., Any], *args: Any, resources: Resources | None = None,
+                     label: str = "") -> Any:
+        if self._pool is None:
+            self.start()
+        request = self._admission.request_of(resources)
+        await self._admission.acquire(request)
+        if self.options.processes:
+            import cloudpickle
+
+            values = [_Pickled(a.result()) if isinstance(a, concurrent.futures.Future) else a for a in args]
+            future = self._pool.submit(_run_pickled, cloudpickle.dumps((fn, values)))
+        else:
+            values = [a.result() if isinstance(a, concurrent.futures.Future) else a for a in args]
+            future = self._pool.submit(fn, *values)
+        if request:
+            future.add_done_callback(lambda _f: self._admission.release(request))
+        return future
+
+    async def wait(self, handle: Any) -> None:
+        await asyncio.wrap_future(handle)
+
+    async def result(self, handle: Any) -> Any:
+        value = await asyncio.wrap_future(handle)
+        if self.options.processes:
+            import pickle
+
+            return pickle.loads(value)
+        return value
+
+    def cancel(self, handles: Iterable[Any]) -> None:
+        for handle in handles:
+            handle.cancel()
+
+    def is_handle(self, value: Any) -> bool:
+        return isinstance(value, concurrent.futures.Future)
+
+    def describe(self) -> str:
+        kind = "processes" if self.options.processes else "threads"
+        return f"local ({self.parallelism} {kind})"
+
+
+@hookimpl
+def flowstage_register_executors(registry: Registry) -> None:
+    registry.add(LocalExecutor)

@@ -1,0 +1,1 @@
+"""Plugin discovery and the built-in plugins (stage types)."""

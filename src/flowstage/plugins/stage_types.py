@@ -1,0 +1,17 @@
+"""Registers the built-in stage types, ``simple`` and ``parameterized``, like any plugin."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from flowstage.core.plugin_manager import hookimpl
+from flowstage.core.stage_types import ParameterizedStage, SimpleStage
+
+if TYPE_CHECKING:
+    from flowstage.core.registry import Registry
+
+
+@hookimpl
+def flowstage_register_stage_types(registry: Registry) -> None:
+    registry.add(SimpleStage)
+    registry.add(ParameterizedStage)
