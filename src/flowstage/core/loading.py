@@ -84,7 +84,31 @@ def parse_resource(data: Any, label: str, default_kind: str | None = None) -> Ba
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        raise WorkflowError(_describe_validation(exc, data, label), source=label) from None
+        problems = _describe_validation(exc, data, label)
+    if model is Workflow:
+        problems.extend(_graph_problems_of_raw(data, label))
+    raise WorkflowError(problems, source=label)
+
+
+def _graph_problems_of_raw(data: Mapping[str, Any], label: str) -> list[str]:
+    """Graph and target problems of the stages that parse, when others do not:
+    every problem is reported at once, not only the schema ones."""
+    spec = data.get("spec")
+    raw_stages = spec.get("stages") if isinstance(spec, Mapping) else None
+    if not isinstance(raw_stages, list):
+        return []
+    stages = []
+    for raw in raw_stages:
+        try:
+            stages.append(Stage.model_validate(raw))
+        except ValidationError:
+            continue
+    try:
+        from flowstage.core.plugin_manager import default_registries
+
+        return stage_problems(stages, label, default_registries().stage_types, ())
+    except Exception:  # the schema problems already tell the user what to fix
+        return []
 
 
 def load_resources(source: str | os.PathLike[str]) -> list[BaseModel]:
@@ -120,7 +144,10 @@ def load_workflow(source: Any, *, stage_types: Registry | None = None,
     if isinstance(source, Workflow):
         workflow = source
     elif isinstance(source, Mapping):
-        workflow = parse_resource(source, "workflow", default_kind="workflow")  # type: ignore[assignment]
+        metadata = source.get("metadata")
+        name = metadata.get("name") if isinstance(metadata, Mapping) else None
+        label = f"workflow {name!r}" if name else "workflow"
+        workflow = parse_resource(source, label, default_kind="workflow")  # type: ignore[assignment]
     elif isinstance(source, (str, os.PathLike)):
         workflows = [r for r in load_resources(source) if isinstance(r, Workflow)]
         label = os.fspath(source) if _looks_like_path(os.fspath(source)) else "<yaml text>"
@@ -154,8 +181,15 @@ def validate_workflow(workflow: Workflow, *, stage_types: Registry | None = None
 
         stage_types = default_registries().stage_types
     label = workflow_label(workflow)
+    problems = stage_problems(workflow.spec.stages, label, stage_types, search_paths_for(workflow, search_paths))
+    if problems:
+        raise WorkflowError(problems, source=label)
+
+
+def stage_problems(stages: list[Stage], label: str, stage_types: Registry,
+                   paths: tuple[str, ...]) -> list[str]:
+    """Names, dependencies, cycles, stage types and targets of ``stages``."""
     problems: list[str] = []
-    stages = workflow.spec.stages
     names = [s.name for s in stages]
     seen: set[str] = set()
     for name in names:
@@ -173,7 +207,6 @@ def validate_workflow(workflow: Workflow, *, stage_types: Registry | None = None
         cycle = StageGraph({s.name: s.depends_on for s in stages}).find_cycle()
         if cycle:
             problems.append(f"{label}: the stages form a cycle: {' -> '.join(cycle)}")
-    paths = search_paths_for(workflow, search_paths)
     for stage in stages:
         where = f"{label}: stage {stage.name!r}"
         stage_type = stage_types.get_or_none(stage.type)
@@ -188,8 +221,7 @@ def validate_workflow(workflow: Workflow, *, stage_types: Registry | None = None
             continue
         if stage_type is not None:
             problems.extend(f"{where}: {p}" for p in stage_type.check(stage, signature_of(fn)))
-    if problems:
-        raise WorkflowError(problems, source=label)
+    return problems
 
 
 def check_input(workflow: Workflow, run_input: Mapping[str, Any], *, stage_types: Registry | None = None,
@@ -287,7 +319,8 @@ def _explain(error: Mapping[str, Any], path: list[str], scope: list[str]) -> str
     msg = msg.removeprefix("Value error, ")
     if not path:
         return msg
-    return f"key {dotted!r}: {msg} (got {found!r})"
+    got = "" if repr(found) in msg else f" (got {found!r})"
+    return f"key {dotted!r}: {msg}{got}"
 
 
 def _valid_keys(parent: list[str]) -> list[str]:

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import os
 import queue
+import sys
 import threading
-from collections.abc import Callable, Iterable
+import types
+from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from pydantic import Field, field_validator
@@ -88,6 +91,17 @@ class DaemonThreadPool:
     def shutdown(self) -> None:
         for _ in self._threads:
             self._queue.put(None)
+
+
+@contextlib.contextmanager
+def _main_module_hidden() -> Iterator[None]:
+    main = sys.modules.get("__main__")
+    sys.modules["__main__"] = types.ModuleType("__main__")
+    try:
+        yield
+    finally:
+        if main is not None:
+            sys.modules["__main__"] = main
 
 
 class _Pickled:
@@ -196,8 +210,14 @@ class LocalExecutor(Executor):
         if self.options.processes:
             import multiprocessing
 
-            self._pool = concurrent.futures.ProcessPoolExecutor(
+            pool = concurrent.futures.ProcessPoolExecutor(
                 max_workers=self.parallelism, mp_context=multiprocessing.get_context("spawn"))
+            # Start every worker now, with the main module hidden: spawned workers would
+            # otherwise re-run the user's script (calls arrive by value, via cloudpickle).
+            with _main_module_hidden():
+                warm = [pool.submit(os.getpid) for _ in range(self.parallelism)]
+                concurrent.futures.wait(warm)
+            self._pool = pool
         else:
             self._pool = DaemonThreadPool(self.parallelism)
 
