@@ -1,0 +1,77 @@
+"""Shared fixtures: an isolated app directory per test, and one executor per engine
+started once per test session (``executor`` runs a test on every installed engine)."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).parent
+STAGES_DIR = HERE / "teststages"
+
+#: engines the behaviour suite runs on; dask and ray are skipped without their extra
+ENGINES = {
+    "threads": ({"name": "local", "max_workers": 4}, None),
+    "processes": ({"name": "local", "processes": True, "max_workers": 2}, None),
+    "dask": ({"name": "dask", "n_workers": 2}, "distributed"),
+    "ray": ({"name": "ray", "num_cpus": 2}, "ray"),
+}
+
+
+@pytest.fixture(autouse=True)
+def app_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test gets its own FLOWSTAGE_HOME (settings, store, artifacts, user_modules)."""
+    home = tmp_path_factory.mktemp("home")
+    monkeypatch.setenv("FLOWSTAGE_HOME", str(home))
+    for key in list(os.environ):
+        if key.startswith("FLOWSTAGE__"):
+            monkeypatch.delenv(key)
+    return home
+
+
+@pytest.fixture(scope="session", autouse=True)
+def stage_modules() -> None:
+    """Test stage modules import as ``teststages.<name>`` in the driver and, through
+    PYTHONPATH, in every worker process the engines start."""
+    sys.path.insert(0, str(HERE))
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(HERE), os.environ.get("PYTHONPATH")]))
+
+
+_started: dict[str, object] = {}
+
+
+def _engine(name: str):
+    spec, module = ENGINES[name]
+    if module and importlib.util.find_spec(module) is None:
+        pytest.skip(f"{name} is not installed (pip install 'flowstage[{name}]')")
+    if name not in _started:
+        from flowstage import create_executor
+
+        executor = create_executor(dict(spec))
+        executor.start()
+        _started[name] = executor
+    return _started[name]
+
+
+@pytest.fixture(params=list(ENGINES))
+def executor(request: pytest.FixtureRequest):
+    """A started executor of each engine, shared by the whole session."""
+    return _engine(request.param)
+
+
+@pytest.fixture
+def local_executor():
+    return _engine("threads")
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    for executor in _started.values():
+        try:
+            executor.close()  # type: ignore[attr-defined]
+        except Exception:
+            pass
+    _started.clear()
