@@ -26,3 +26,7 @@ def parallel_stage_2(values: list) -> list:
 
 def funnel_stage(doubled: list, shifted: list) -> dict:
     return {"doubled": doubled, "shifted": shifted}
+
+
+def greet_city(city: str) -> str:
+    return f"hello {city}"

@@ -52,11 +52,28 @@ def create_executor(spec: str | Mapping[str, Any] | Executor | None = None, *,
 
 
 def _run_configs(workflow: Workflow, config: Mapping[str, Any] | None) -> dict[str, Any]:
-    """Config data for a run: matching applied configs in name order, then ``config``."""
+    """Config data for a run: matching applied configs in name order, then configs in the
+    workflow's own file, then ``config``."""
     from flowstage.core.store import matching_config_data
 
     data = matching_config_data(workflow)
+    if workflow.source:
+        data = deep_merge(data, _file_config_data(workflow))
     return deep_merge(data, config) if config else data
+
+
+def _file_config_data(workflow: Workflow) -> dict[str, Any]:
+    """Configs written beside the workflow in its file (no selector: they apply to it)."""
+    from flowstage.core.loading import load_resources
+    from flowstage.core.models import ConfigResource
+
+    assert workflow.source is not None
+    configs = [r for r in load_resources(workflow.source) if isinstance(r, ConfigResource)]
+    data: dict[str, Any] = {}
+    for resource in sorted(configs, key=lambda c: c.name):
+        if resource.spec.selector is None or resource.spec.selector.matches(workflow):
+            data = deep_merge(data, resource.spec.data)
+    return data
 
 
 def resolve_workflow(workflow: Any, plugins: FlowstagePlugins) -> Any:

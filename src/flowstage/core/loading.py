@@ -293,7 +293,7 @@ def _strip_union_tags(path: list[str]) -> list[str]:
     for part in path:
         if out and out[-1] == "target":
             break
-        if part in ("str", "dict[str,any]", "function-after[_custom_numbers(), Resources]"):
+        if part in ("str", "dict[str,any]"):
             continue
         out.append(part)
     return out

@@ -8,7 +8,7 @@ each field; :mod:`flowstage.core.loading` adds the checks that need the whole wo
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Literal, Union
+from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
@@ -39,6 +39,9 @@ class Resources(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
+    # custom labels: any other key, each a non-negative number
+    __pydantic_extra__: dict[str, Annotated[float, Field(ge=0)]] = Field(init=False)
+
     cpus: float | None = Field(default=None, ge=0)
     gpus: float | None = Field(default=None, ge=0)
     memory: int | None = None
@@ -47,14 +50,6 @@ class Resources(BaseModel):
     @classmethod
     def _memory(cls, value: Any) -> int | None:
         return None if value is None else parse_memory(value)
-
-    @model_validator(mode="after")
-    def _custom_numbers(self) -> Resources:
-        for key, value in (self.model_extra or {}).items():
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-                msg = f"custom resource {key!r} must be a non-negative number, got {value!r}"
-                raise ValueError(msg)
-        return self
 
     def requested(self) -> dict[str, float]:
         """Every resource that is set, by name (``cpus``, ``gpus``, ``memory``, custom)."""

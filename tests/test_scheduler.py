@@ -1,0 +1,199 @@
+"""Scheduling semantics on the local executor: dataflow order, failures, resources."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from flowstage import StageError, WorkflowError, create_executor, get_run_context, run_workflow
+from flowstage.core.errors import FlowstageError
+
+
+def wf(*stages: dict, name: str = "wf") -> dict:
+    return {"metadata": {"name": name}, "spec": {"stages": list(stages)}}
+
+
+def test_stage_starts_when_its_own_dependencies_finish_not_a_whole_level(local_executor) -> None:
+    run = run_workflow(wf(
+        {"name": "slow", "target": "teststages.timing.slow_root"},
+        {"name": "fast", "target": "teststages.timing.fast_root"},
+        {"name": "child", "target": "teststages.timing.after_fast", "depends_on": ["fast"]},
+        {"name": "join", "target": "teststages.basic.concat", "depends_on": ["slow", "child"]},
+    ), executor=local_executor, return_run=True)
+    assert run.state == "finished"
+    assert run.result == list("slow") + list("fast-child")
+    # a level-by-level scheduler would start `child` only after `slow` finished
+    assert run.stages["child"].started_at < run.stages["slow"].finished_at
+
+
+def test_siblings_run_in_parallel() -> None:
+    with create_executor({"name": "local", "max_workers": 4}) as ex:
+        run = run_workflow(wf(
+            {"name": "root", "target": "teststages.basic.one"},
+            {"name": "a", "target": "teststages.timing.window", "depends_on": ["root"]},
+            {"name": "b", "target": "teststages.timing.window", "depends_on": ["root"]},
+        ), executor=ex, return_run=True)
+    (a_start, a_end), (b_start, b_end) = run.result["a"], run.result["b"]
+    assert a_start < b_end and b_start < a_end, "sibling stages did not overlap"
+
+
+def test_several_terminal_stages_return_a_mapping_and_all_run(local_executor) -> None:
+    result = run_workflow(wf(
+        {"name": "numbers", "target": "teststages.basic.numbers"},
+        {"name": "total", "target": "teststages.basic.total", "depends_on": ["numbers"]},
+        {"name": "doubled", "target": "teststages.basic.double", "type": "parameterized", "depends_on": "numbers"},
+        {"name": "lonely", "target": "teststages.basic.one"},
+    ), {"n_vals": 4}, executor=local_executor)
+    assert result == {"total": 6, "doubled": [0, 2, 4, 6], "lonely": 1}
+
+
+def test_failure_cancels_what_has_not_started(local_executor) -> None:
+    run = run_workflow(wf(
+        {"name": "bad", "target": "teststages.timing.fail_fast"},
+        {"name": "slow", "target": "teststages.timing.slow_root"},
+        {"name": "after_slow", "target": "teststages.timing.never_called", "depends_on": ["slow"]},
+        {"name": "after_bad", "target": "teststages.timing.never_called", "depends_on": ["bad"]},
+    ), executor=local_executor, return_run=True)
+    assert run.state == "failed"
+    assert isinstance(run.exception, StageError)
+    assert run.exception.stage == "bad"
+    assert "fail fast" in run.error
+    assert run.stages["bad"].state == "failed"
+    assert run.stages["after_bad"].state == "cancelled"
+    assert run.stages["after_slow"].state == "cancelled"
+    assert run.stages["after_slow"].started_at is None
+
+
+def test_stage_error_carries_stage_attempts_traceback_and_cause(local_executor) -> None:
+    with pytest.raises(StageError) as info:
+        run_workflow(wf({"name": "bad", "target": "teststages.basic.fails", "retries": 1, "retry_delay": "10ms"}),
+                     executor=local_executor)
+    error = info.value
+    assert error.stage == "bad"
+    assert error.item_index is None
+    assert error.attempts == 2
+    assert "this stage always fails" in error.traceback
+    assert "teststages/basic.py" in error.traceback
+    assert isinstance(error.__cause__, ValueError)
+
+
+def test_retries_with_backoff_then_success(tmp_path: Path, local_executor) -> None:
+    run = run_workflow(wf({"name": "flaky", "target": "teststages.basic.flaky", "retries": 3,
+                           "retry_delay": "20ms"}),
+                       {"marker_dir": str(tmp_path / "tries"), "succeed_on": 3}, executor=local_executor,
+                       return_run=True)
+    assert run.result == 3
+    assert run.stages["flaky"].attempts == 3
+    # delays of 20ms then 40ms: the doubling is visible in the duration
+    assert run.stages["flaky"].duration >= 0.06
+
+
+def test_timeout_fails_the_call_without_waiting_for_it(local_executor) -> None:
+    began = time.monotonic()
+    run = run_workflow(wf({"name": "stuck", "target": "teststages.timing.hang", "timeout": "200ms"}),
+                       executor=local_executor, return_run=True)
+    assert run.state == "failed"
+    assert "timeout of 0.2s" in run.error
+    assert time.monotonic() - began < 10
+
+
+def test_map_item_timeout_and_retries_apply_per_item(local_executor) -> None:
+    run = run_workflow(wf({"name": "m", "target": "teststages.basic.sleep_then", "type": "parameterized",
+                           "map_on": "xs", "timeout": "100ms", "allow_partial_failure": True}),
+                       {"xs": [0.0, 5.0, 0.0]}, executor=local_executor, return_run=True)
+    assert run.state == "finished"
+    assert run.result == [0.0, 0.0]
+    assert [item["index"] for item in run.stages["m"].failed_items] == [1]
+    assert "timeout" in run.stages["m"].failed_items[0]["error"]
+
+
+def test_result_that_cannot_cross_processes_names_the_stage() -> None:
+    with pytest.raises(StageError, match="stage 'locker'.*cannot be sent between processes"):
+        run_workflow(wf({"name": "locker", "target": "teststages.timing.returns_lock"}),
+                     executor={"name": "local", "processes": True, "max_workers": 1})
+
+
+def test_local_resources_are_ignored_without_a_capacity(local_executor) -> None:
+    result = run_workflow(wf({"name": "gpu", "target": "teststages.basic.one",
+                              "resources": {"gpus": 4, "cpus": 64, "memory": "1TB", "special": 2}}),
+                          executor=local_executor)
+    assert result == 1
+
+
+def test_local_capacity_admits_stages_that_fit() -> None:
+    with create_executor({"name": "local", "max_workers": 4, "resources": {"gpus": 1}}) as ex:
+        run = run_workflow(wf(
+            {"name": "root", "target": "teststages.basic.one"},
+            {"name": "a", "target": "teststages.timing.window", "depends_on": ["root"], "resources": {"gpus": 1}},
+            {"name": "b", "target": "teststages.timing.window", "depends_on": ["root"], "resources": {"gpus": 1}},
+        ), executor=ex, return_run=True)
+    (a_start, a_end), (b_start, b_end) = run.result["a"], run.result["b"]
+    assert a_end <= b_start or b_end <= a_start, "two stages shared the only gpu"
+
+
+def test_request_above_capacity_fails_before_the_run(tmp_path: Path) -> None:
+    marker = tmp_path / "ran"
+    with pytest.raises(WorkflowError, match="stage 'big': requests gpus=2.*capacity is gpus=1"):
+        run_workflow(wf({"name": "root", "target": "teststages.basic.mark"},
+                        {"name": "big", "target": "teststages.basic.one", "resources": {"gpus": 2}}),
+                     {"marker": str(marker)}, executor={"name": "local", "resources": {"gpus": 1}})
+    assert not marker.exists()
+
+
+def test_unknown_executor_lists_installed() -> None:
+    from flowstage.core.errors import UnknownNameError
+
+    with pytest.raises(UnknownNameError, match=r"unknown executor 'dsak' \(installed: .*local"):
+        run_workflow(wf({"name": "a", "target": "teststages.basic.one"}), executor="dsak")
+
+
+def test_unknown_executor_option_lists_valid_ones() -> None:
+    from flowstage.core.errors import ExecutorError
+
+    with pytest.raises(ExecutorError, match="unknown option 'max_worker'.*max_workers"):
+        create_executor({"name": "local", "max_worker": 2})
+
+
+def test_executor_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FLOWSTAGE__EXECUTOR__NAME", "local")
+    monkeypatch.setenv("FLOWSTAGE__EXECUTOR__PROCESSES", "true")
+    monkeypatch.setenv("FLOWSTAGE__EXECUTOR__MAX_WORKERS", "1")
+    ex = create_executor()
+    assert ex.options.processes is True and ex.options.max_workers == 1
+
+
+def test_get_run_context_outside_a_run_is_a_clear_error() -> None:
+    with pytest.raises(FlowstageError, match="outside a running workflow"):
+        get_run_context()
+
+
+def test_long_lived_executor_serves_many_runs() -> None:
+    spec = wf({"name": "n", "target": "teststages.basic.numbers"},
+              {"name": "t", "target": "teststages.basic.total", "depends_on": ["n"]})
+    with create_executor({"name": "local", "processes": True, "max_workers": 2}) as ex:
+        results = [run_workflow(spec, {"n_vals": n}, executor=ex) for n in range(1, 6)]
+        assert ex.started
+    assert results == [0, 1, 3, 6, 10]
+    assert not ex.started
+
+
+def test_callable_targets_from_python(local_executor) -> None:
+    def make(n_vals: int) -> list[int]:
+        return list(range(n_vals))
+
+    result = run_workflow(wf({"name": "make", "target": make},
+                             {"name": "square", "target": lambda x: x * x, "type": "parameterized",
+                              "depends_on": ["make"]}),
+                          {"n_vals": 4}, executor=local_executor)
+    assert result == [0, 1, 4, 9]
+
+
+def test_lambdas_and_closures_run_on_processes() -> None:
+    offset = 10
+    result = run_workflow(wf({"name": "make", "target": lambda n_vals: list(range(n_vals))},
+                             {"name": "shift", "target": lambda x: x + offset, "type": "parameterized",
+                              "depends_on": ["make"]}),
+                          {"n_vals": 3}, executor={"name": "local", "processes": True, "max_workers": 2})
+    assert result == [10, 11, 12]
