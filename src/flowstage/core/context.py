@@ -101,6 +101,35 @@ class RunContext:
             self.run, stage, item_index, self.extras,
         )
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Every task carries the context: pickle the run-wide part once per run, and let
+        # each worker process unpickle it once (see _restore_context).
+        blob = self.__dict__.get("_blob")
+        if blob is None:
+            import cloudpickle
+
+            blob = cloudpickle.dumps((self.input, self.config, self.namespace, self.executor,
+                                      self.definition, self.run, self.extras))
+            self.__dict__["_blob"] = blob
+        return (_restore_context, (self.run.id, blob, self.stage, self.item_index))
+
+
+_restored: dict[str, RunContext] = {}
+
+
+def _restore_context(run_id: str, blob: bytes, stage: str | None, item_index: int | None) -> RunContext:
+    """The context of ``run_id`` in this process, unpickled on first use."""
+    base = _restored.get(run_id)
+    if base is None:
+        import pickle
+
+        base = RunContext(*pickle.loads(blob))
+        base.__dict__["_blob"] = blob
+        if len(_restored) >= 16:
+            _restored.pop(next(iter(_restored)))
+        _restored[run_id] = base
+    return base if stage is None and item_index is None else base.for_stage(stage, item_index)  # type: ignore[arg-type]
+
 
 _current: contextvars.ContextVar[RunContext] = contextvars.ContextVar("flowstage_run_context")
 
