@@ -94,6 +94,11 @@ class FlowstagePlugins:
         for impl in self.pm.hook.flowstage_workflow_paths.get_hookimpls():
             for path in self._call_registering(impl, "flowstage_workflow_paths") or []:
                 self.registries.workflow_paths.append((str(path), self._owner(impl.plugin)))
+        # A name the user selects from a plugin that did not load stops with the reason.
+        for info in self.infos:
+            if info.status != "loaded":
+                for registry in (self.registries.executors, self.registries.stage_types):
+                    registry.unavailable.setdefault(info.name, _Unavailable(info))
 
     def _call_registering(self, impl: Any, hook_name: str, **kwargs: Any) -> Any:
         """A registration hook; a failure marks the plugin failed and the rest goes on."""
@@ -119,9 +124,10 @@ class FlowstagePlugins:
     # hooks ---------------------------------------------------------------------------
 
     def register_commands(self, app: Any) -> None:
-        """Call ``flowstage_register_commands`` on every plugin, once."""
+        """Call ``flowstage_register_commands`` on every plugin, once; a plugin that
+        raises is reported and the other commands keep working."""
         for impl in self.pm.hook.flowstage_register_commands.get_hookimpls():
-            self._call_impl(impl, "flowstage_register_commands", app=app)
+            self._call_registering(impl, "flowstage_register_commands", app=app)
 
     def notify(self, hook_name: str, **kwargs: Any) -> None:
         """Call a lifecycle hook on every plugin; an exception is logged, never raised."""
@@ -134,6 +140,20 @@ class FlowstagePlugins:
 
     def has_impls(self, hook_name: str) -> bool:
         return bool(getattr(self.pm.hook, hook_name).get_hookimpls())
+
+
+class _Unavailable:
+    """Why a plugin's names are missing; formatted only when someone asks for one."""
+
+    def __init__(self, info: Any) -> None:
+        self.info = info
+
+    def __str__(self) -> str:
+        info = self.info
+        if info.status == "disabled":
+            return (f"plugin {info.name!r} (distribution {info.distribution}) is disabled "
+                    "(settings 'plugins: {disabled: [...]}' or FLOWSTAGE__PLUGINS__DISABLED)")
+        return f"plugin {info.name!r} (distribution {info.distribution}) failed to load: {info.error}"
 
 
 def _is_marked(obj: Any) -> bool:

@@ -23,6 +23,9 @@ class Registry(Generic[T]):
         self._items: dict[str, T] = {}
         self._owners: dict[str, Any] = {}
         self.conflicts: dict[str, str] = {}
+        #: plugins that did not load (failed or disabled), by entry-point name: a name
+        #: nobody registered is explained by them (``str()`` of each gives the reason)
+        self.unavailable: dict[str, Any] = {}
         #: who is registering now (formatted only when a conflict is reported)
         self.owner: Any = "flowstage"
 
@@ -52,16 +55,25 @@ class Registry(Generic[T]):
     def get(self, name: str) -> T:
         """The item called ``name``.
 
-        :raises UnknownNameError: listing the installed names
+        :raises UnknownNameError: listing the installed names (and plugins that did not load)
+        :raises PluginError: the plugin of that name failed to load or is disabled, or
+            two plugins registered the name
         """
         if name in self.conflicts:
             raise PluginError(self.conflicts[name])
         try:
             return self._items[name]
         except KeyError:
-            installed = ", ".join(self.names()) or "none"
-            msg = f"unknown {self.kind} {name!r} (installed: {installed})"
-            raise UnknownNameError(msg) from None
+            pass
+        if name in self.unavailable:
+            msg = f"{self.kind} {name!r} is not available: {self.unavailable[name]}"
+            raise PluginError(msg) from None
+        installed = ", ".join(self.names()) or "none"
+        msg = f"unknown {self.kind} {name!r} (installed: {installed})"
+        if self.unavailable:
+            reasons = "; ".join(str(r) for r in self.unavailable.values())
+            msg += f"; plugins that did not load: {reasons}"
+        raise UnknownNameError(msg)
 
     def items(self) -> list[tuple[str, T]]:
         return sorted(self._items.items())

@@ -6,10 +6,9 @@ skipped; the others keep working. Disabled plugins are never imported.
 
 from __future__ import annotations
 
-import functools
 import importlib.metadata
 import traceback
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,6 +27,7 @@ class PluginInfo:
     traceback: str | None = None
     hooks: list[str] = field(default_factory=list)
     plugin: Any = None
+    _lookup: Any = field(default=None, repr=False)
 
     @property
     def distribution(self) -> str:
@@ -39,7 +39,8 @@ class PluginInfo:
 
     def _dist(self) -> tuple[str, str]:
         if self._distribution is None:
-            self._distribution = distribution_of(self.value)
+            lookup = self._lookup or DistributionLookup()
+            self._distribution = lookup(self.name, self.value)
         return self._distribution
 
     @property
@@ -56,23 +57,47 @@ class PluginInfo:
         }
 
 
-@functools.lru_cache(maxsize=1)
-def _packages() -> Mapping[str, list[str]]:
-    return importlib.metadata.packages_distributions()
+class DistributionLookup:
+    """Which distribution declares each entry point of the group, found on first need.
+
+    ``importlib.metadata.entry_points()`` knows (``ep.dist``) but stevedore's cached
+    entry points do not; one scan of the group's entry points answers for every plugin,
+    and costs nothing when no plugin is ever shown or reported.
+    """
+
+    def __init__(self) -> None:
+        self._found: dict[tuple[str, str], tuple[str, str]] | None = None
+
+    def __call__(self, name: str, value: str) -> tuple[str, str]:
+        if self._found is None:
+            found: dict[tuple[str, str], tuple[str, str]] = {}
+            for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+                dist = ep.dist
+                if dist is not None and (ep.name, ep.value) not in found:
+                    found[(ep.name, ep.value)] = (dist.name, dist.version)
+            self._found = found
+        return self._found.get((name, value), ("unknown", "?"))
 
 
-def distribution_of(value: str) -> tuple[str, str]:
-    """``(distribution, version)`` that provides an entry point's module (computed lazily:
-    stevedore's entry point cache does not keep it)."""
-    top = value.split(":")[0].split(".")[0]
-    names = _packages().get(top) or []
-    if not names:
-        return "unknown", "?"
-    name = names[0]
+def distribution_of(name: str, value: str) -> tuple[str, str]:
+    """``(distribution, version)`` that declares the entry point ``name = value``."""
+    return DistributionLookup()(name, value)
+
+
+def _entry_points(group: str) -> list[importlib.metadata.EntryPoint]:
+    """The group's entry points as installed now.
+
+    stevedore memoizes them for the life of the process (``ExtensionManager.ENTRY_POINT_CACHE``
+    and its module-level cache), so a plugin installed after the first discovery would stay
+    invisible to ``get_plugin_manager()``; a new cache object re-validates its on-disk copy
+    against the mtimes of ``sys.path``, which is cheap.
+    """
     try:
-        return name, importlib.metadata.version(name)
-    except importlib.metadata.PackageNotFoundError:
-        return name, "?"
+        from stevedore import _cache
+
+        return list(_cache.Cache().get_group_all(group))
+    except (ImportError, AttributeError):  # a stevedore without this private module
+        return list(importlib.metadata.entry_points(group=group))
 
 
 def discover(disabled: Iterable[str] = ()) -> list[PluginInfo]:
@@ -81,11 +106,12 @@ def discover(disabled: Iterable[str] = ()) -> list[PluginInfo]:
 
     skip = set(disabled)
     infos: dict[tuple[str, str], PluginInfo] = {}
+    lookup = DistributionLookup()
 
     def info_for(ep: importlib.metadata.EntryPoint) -> PluginInfo:
         key = (ep.name, ep.value)
         if key not in infos:
-            infos[key] = PluginInfo(ep.name, ep.value)
+            infos[key] = PluginInfo(ep.name, ep.value, _lookup=lookup)
         return infos[key]
 
     def on_failure(_manager: Any, ep: importlib.metadata.EntryPoint, err: BaseException) -> None:
@@ -95,6 +121,9 @@ def discover(disabled: Iterable[str] = ()) -> list[PluginInfo]:
         info.traceback = "".join(traceback.format_exception(type(err), err, err.__traceback__))
 
     class _Loader(ExtensionManager):  # type: ignore[type-arg]
+        def list_entry_points(self) -> list[importlib.metadata.EntryPoint]:
+            return _entry_points(self.namespace)
+
         # Same hook stevedore's NamedExtensionManager uses to skip entry points unloaded.
         def _load_one_plugin(self, ep: Any, *args: Any) -> Any:
             info = info_for(ep)

@@ -1,0 +1,6 @@
+"""``python -m flowstage.cli``: the same as the ``flowstage`` command."""
+
+from flowstage.cli.main import main
+
+if __name__ == "__main__":
+    main()
