@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 class ExecutorOptions(BaseModel):
     """Options every executor accepts; subclasses add their own fields."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
 
 class Executor(abc.ABC):

@@ -21,7 +21,7 @@ OPTION_KEYS = ("map_on", "allow_partial_failure")
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
+    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True, defer_build=True)
 
 
 class Metadata(_Strict):
@@ -37,7 +37,7 @@ class Metadata(_Strict):
 class Resources(BaseModel):
     """What one call of a stage needs: ``cpus``, ``gpus``, ``memory`` and custom labels."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", defer_build=True)
 
     # custom labels: any other key, each a non-negative number
     __pydantic_extra__: dict[str, Annotated[float, Field(ge=0)]] = Field(init=False)

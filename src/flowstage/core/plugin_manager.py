@@ -163,9 +163,9 @@ def _is_marked(obj: Any) -> bool:
 def get_plugin_manager(disabled: Iterable[str] | None = None) -> FlowstagePlugins:
     """A new plugin manager with every installed plugin loaded (except disabled ones)."""
     if disabled is None:
-        from flowstage.core.settings import load_settings
+        from flowstage.core.settings import disabled_plugins
 
-        disabled = load_settings().plugins.disabled
+        disabled = disabled_plugins()
     return FlowstagePlugins(disabled)
 
 

@@ -27,7 +27,7 @@ def app_dir() -> Path:
 class ExecutorSettings(BaseModel):
     """``executor:``: the default executor's ``name`` and its options."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", defer_build=True)
     name: str = "local"
 
     def spec(self) -> dict[str, Any]:
@@ -35,7 +35,7 @@ class ExecutorSettings(BaseModel):
 
 
 class PluginSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
     disabled: list[str] = Field(default_factory=list)
 
     @field_validator("disabled", mode="before")
@@ -47,18 +47,48 @@ class PluginSettings(BaseModel):
 
 
 class ArtifactSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
     url: str | None = None
     options: dict[str, Any] = Field(default_factory=dict)
+
+
+class StoreSettings(BaseModel):
+    """``store:``: the SQLite store of applied resources and run history."""
+
+    model_config = ConfigDict(extra="forbid", defer_build=True)
+    #: how long a write waits for another process's write to finish
+    busy_timeout: float = 30.0
+    #: results whose JSON is at most this big are kept in the run row, bigger ones are
+    #: pickled into a file under ``<app dir>/results``
+    max_inline_result: int = 64 * 1024
+    #: results bigger than this (pickled) are not kept: the run notes their size
+    max_result_size: int = 256 * 1024 * 1024
+    #: how often a running process marks its runs alive and saves their progress
+    heartbeat_interval: float = 2.0
+
+    @field_validator("busy_timeout", "heartbeat_interval", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> float:
+        from flowstage.core.units import parse_duration
+
+        return parse_duration(value)
+
+    @field_validator("max_inline_result", "max_result_size", mode="before")
+    @classmethod
+    def _size(cls, value: Any) -> int:
+        from flowstage.core.units import parse_memory
+
+        return parse_memory(value)
 
 
 class Settings(BaseModel):
     """The effective settings of this process."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
     executor: ExecutorSettings = Field(default_factory=ExecutorSettings)
     plugins: PluginSettings = Field(default_factory=PluginSettings)
     artifacts: ArtifactSettings = Field(default_factory=ArtifactSettings)
+    store: StoreSettings = Field(default_factory=StoreSettings)
     debug: bool = False
 
 
@@ -101,23 +131,38 @@ def settings_path() -> Path:
     return app_dir() / "settings.yaml"
 
 
+def disabled_plugins() -> list[str]:
+    """``plugins.disabled`` alone, without validating the other settings: the CLI asks for
+    it at every start, before anything else is needed."""
+    path = settings_path()
+    names: Any = None
+    if path.exists():
+        names = (_read_settings_file(path).get("plugins") or {}).get("disabled")
+    env = os.environ.get(f"{ENV_PREFIX}PLUGINS__DISABLED")
+    if env is not None:
+        names = env
+    return PluginSettings._split(names)  # type: ignore[no-any-return]
+
+
+def _read_settings_file(path: Path) -> dict[str, Any]:
+    import yaml
+
+    try:
+        loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise UserError(f"{path}: not valid YAML: {exc}") from None
+    if loaded is not None and not isinstance(loaded, dict):
+        raise UserError(f"{path}: expected a mapping of settings, got {type(loaded).__name__}")
+    return loaded or {}
+
+
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     """Settings from the file, then the environment.
 
     :raises UserError: the settings file is not valid (naming the file and key)
     """
-    import yaml
-
     path = settings_path()
-    data: dict[str, Any] = {}
-    if path.exists():
-        try:
-            loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except yaml.YAMLError as exc:
-            raise UserError(f"{path}: not valid YAML: {exc}") from None
-        if loaded is not None and not isinstance(loaded, dict):
-            raise UserError(f"{path}: expected a mapping of settings, got {type(loaded).__name__}")
-        data = loaded or {}
+    data = _read_settings_file(path) if path.exists() else {}
     data = deep_merge(data, _env_overrides(os.environ if environ is None else environ))
     try:
         return Settings.model_validate(data)
