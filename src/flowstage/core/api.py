@@ -121,6 +121,7 @@ async def arun_workflow(workflow: Any, input: Mapping[str, Any] | None = None, *
     try:
         if not engine.started:
             await asyncio.to_thread(engine.start)
+        context.extras["cluster_memory"] = engine.cluster_memory()
         run.state = "running"
         run.started_at = now()
         if recorder:

@@ -108,6 +108,16 @@ class Executor(abc.ABC):
     def cancel(self, handles: Iterable[Any]) -> None:
         """Stop calls that have not finished (best effort; never raises)."""
 
+    def cluster_memory(self) -> dict[str, Any] | None:
+        """Where stages of this executor keep ``cluster_memory`` objects.
+
+        A picklable descriptor ``{"factory": "module:Class", **arguments}`` that
+        :mod:`flowstage.core.object_store` turns into a backend inside workers, or
+        ``None`` when the engine has no cluster memory (objects go to artifacts). It
+        must stay valid as long as the executor is started.
+        """
+        return None
+
     def is_handle(self, value: Any) -> bool:
         """Whether ``value`` is a handle from this executor (not a plain value)."""
         return False
