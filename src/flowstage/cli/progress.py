@@ -79,8 +79,8 @@ class ProgressDisplay:
         stages = list(self.run.stages.values())
         done = sum(1 for s in stages if s.state == "finished")
         running = sum(1 for s in stages if s.state == "running")
-        table = Table(title=f"{self.run.workflow} · run {self.run.id} · {done}/{len(stages)} stages done, "
-                            f"{running} running", title_justify="left", box=None)
+        table = Table(title=f"{self.run.workflow}: {done}/{len(stages)} done, {running} running",
+                      title_justify="left", box=None)
         table.add_column("")
         table.add_column("stage")
         table.add_column("state")
