@@ -135,8 +135,10 @@ class FlowstagePlugins:
             args = {k: v for k, v in kwargs.items() if k in impl.argnames}
             try:
                 impl.function(**args)
-            except Exception:
-                log.exception("%s raised in hook %s (the run goes on)", self._owner(impl.plugin), hook_name)
+            except Exception as exc:
+                # The traceback only with --debug, like every plugin failure.
+                log.error("%s raised in hook %s (the run goes on): %s: %s", self._owner(impl.plugin),
+                          hook_name, type(exc).__name__, exc, exc_info=log.isEnabledFor(logging.DEBUG))
 
     def has_impls(self, hook_name: str) -> bool:
         return bool(getattr(self.pm.hook, hook_name).get_hookimpls())

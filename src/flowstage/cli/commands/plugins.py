@@ -28,6 +28,7 @@ def plugins_list(
         row["hooks"] = ", ".join(h.removeprefix("flowstage_") for h in info.hooks) if fmt == "table" else info.hooks
         if fmt == "table":
             del row["value"]
+            row["error"] = row["error"] or ""
         rows.append(row)
         if debug and info.traceback:
             typer.echo(info.traceback, err=True)
