@@ -104,8 +104,7 @@ async def arun_workflow(workflow: Any, input: Mapping[str, Any] | None = None, *
     engine = create_executor(executor, plugins=plugins)
     problems = engine.check_resources(workflow)
     if problems:
-        label = workflow.source or f"workflow {workflow.name!r}"
-        raise WorkflowError([f"{label}: {p}" for p in problems], source=label)
+        raise WorkflowError([f"{workflow.label}: {p}" for p in problems], source=workflow.label)
     run = Run(id=run_id or new_run_id(), workflow=workflow.name, source=source, executor=engine.name,
               namespace=namespace, input=run_input,
               stages={s.name: StageRecord(s.name) for s in workflow.spec.stages})

@@ -63,7 +63,7 @@ def read_documents(source: str | os.PathLike[str]) -> tuple[list[Any], str | Non
         raise WorkflowError(f"{label}: not valid YAML{at}: {problem}") from None
     if not documents:
         raise WorkflowError(f"{label}: the file holds no resource")
-    return documents, (str(Path(path).resolve()) if path else None)
+    return documents, path
 
 
 def parse_resource(data: Any, label: str, default_kind: str | None = None) -> BaseModel:
@@ -111,8 +111,33 @@ def _graph_problems_of_raw(data: Mapping[str, Any], label: str) -> list[str]:
         return []
 
 
+_parsed_files: dict[tuple[str, int, int], list[BaseModel]] = {}
+
+
 def load_resources(source: str | os.PathLike[str]) -> list[BaseModel]:
-    """Every resource in a (multi-document) YAML file or text, validated for shape only."""
+    """Every resource in a (multi-document) YAML file or text, validated for shape only.
+
+    A file is parsed once while it is unchanged (same size and modification time).
+    """
+    text = os.fspath(source)
+    key = None
+    if isinstance(source, os.PathLike) or _looks_like_path(text):
+        try:
+            stat = os.stat(text)
+            key = (os.path.realpath(text), stat.st_mtime_ns, stat.st_size)
+        except OSError:
+            pass
+    if key is not None and key in _parsed_files:
+        return list(_parsed_files[key])
+    resources = _parse_resources(source)
+    if key is not None:
+        if len(_parsed_files) > 64:
+            _parsed_files.clear()
+        _parsed_files[key] = resources
+    return list(resources)
+
+
+def _parse_resources(source: str | os.PathLike[str]) -> list[BaseModel]:
     documents, path = read_documents(source)
     label = path or "<yaml text>"
     problems: list[str] = []
@@ -124,8 +149,9 @@ def load_resources(source: str | os.PathLike[str]) -> list[BaseModel]:
         except WorkflowError as exc:
             problems.extend(exc.problems)
             continue
-        if isinstance(resource, Workflow):
-            resource._source = path
+        if isinstance(resource, Workflow) and path is not None:
+            resource._source = str(Path(path).resolve())
+            resource._label = path
         resources.append(resource)
     if problems:
         raise WorkflowError(problems, source=label)
@@ -164,7 +190,8 @@ def load_workflow(source: Any, *, stage_types: Registry | None = None,
 
 
 def workflow_label(workflow: Workflow) -> str:
-    return workflow.source or f"workflow {workflow.name!r}"
+    """How messages name a workflow: its file as the user gave it, else its name."""
+    return workflow.label
 
 
 def search_paths_for(workflow: Workflow, extra: tuple[str, ...] = ()) -> tuple[str, ...]:

@@ -139,6 +139,7 @@ class Workflow(_Strict):
     metadata: Metadata
     spec: WorkflowSpec
     _source: str | None = PrivateAttr(default=None)
+    _label: str | None = PrivateAttr(default=None)
 
     @property
     def name(self) -> str:
@@ -148,6 +149,11 @@ class Workflow(_Strict):
     def source(self) -> str | None:
         """The file this workflow was read from, if any."""
         return self._source
+
+    @property
+    def label(self) -> str:
+        """How messages name this workflow: its file as given, else its name."""
+        return self._label or self._source or f"workflow {self.name!r}"
 
     def stage(self, name: str) -> Stage:
         for stage in self.spec.stages:
