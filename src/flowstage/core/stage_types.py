@@ -115,9 +115,14 @@ def bind_keywords(signature: Signature, run_input: Mapping[str, Any],
     problems: list[str] = []
     missing = [p for p in signature.required if p not in kwargs and p not in skipped]
     if missing:
+        import difflib
+
         keys = ", ".join(sorted(run_input)) or "none"
         names = ", ".join(repr(m) for m in missing)
-        problems.append(f"the input is missing {names}, required by the target's parameters (input keys: {keys})")
+        close = [k for m in missing for k in difflib.get_close_matches(m, list(run_input), n=1, cutoff=0.6)]
+        hint = f"; did you mean to pass {close[0]!r} as {missing[0]!r}?" if len(missing) == 1 and close else ""
+        problems.append(f"the input is missing {names}, required by the target's parameters "
+                        f"(input keys: {keys}){hint}")
     for key, value in list(kwargs.items()):
         annotation = signature.annotations.get(key)
         if annotation is None:
