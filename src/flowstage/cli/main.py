@@ -33,9 +33,16 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 def run_cli(args: list[str]) -> int:
     """Run the CLI; the exit code."""
-    import click
+    import typer
 
     from flowstage.core.errors import FlowstageError, StageError, UserError
+
+    # The click that typer is built on: recent typer vendors its own copy (typer._click),
+    # whose exceptions are not the ``click`` package's (typer.BadParameter is one of them),
+    # and has Exit and Abort of its own; older typer re-exports click's.
+    click_errors = sys.modules[typer.BadParameter.__module__]
+    exits = (typer.Exit, getattr(click_errors, "Exit", typer.Exit))
+    aborts = (typer.Abort, getattr(click_errors, "Abort", typer.Abort), KeyboardInterrupt)
 
     debug = "--debug" in args
     _configure_logging(debug)
@@ -48,12 +55,12 @@ def run_cli(args: list[str]) -> int:
         command = typer.main.get_command(build_app(default_plugins()))
         result = command.main(args=args, prog_name="flowstage", standalone_mode=False)
         return int(result or 0) if isinstance(result, int) else EXIT_OK
-    except click.exceptions.Exit as exc:
-        return exc.exit_code
-    except click.ClickException as exc:
+    except exits as exc:
+        return int(exc.exit_code)
+    except click_errors.ClickException as exc:
         exc.show()
         return EXIT_USAGE
-    except (click.Abort, KeyboardInterrupt):
+    except aborts:
         print("\ninterrupted", file=sys.stderr, flush=True)
         return EXIT_INTERRUPTED
     except UserError as exc:
