@@ -1,0 +1,503 @@
+"""The ``dask`` executor: calls run as tasks on a Dask cluster.
+
+By default it starts a fresh ``distributed.LocalCluster`` (worker processes with one
+thread each, bound to 127.0.0.1, no dashboard unless ``dashboard: true``); with
+``address:`` it connects to an existing scheduler instead. Handles are Dask futures, so
+a dependent stage's task receives its inputs on the cluster, not through the driver.
+
+Stage resources become Dask task resources. ``cpus`` and ``memory`` are checked against
+each worker's threads and memory limit when the workers do not declare them as
+resources; ``gpus`` and custom names must be declared by some worker (the ``resources:``
+option for a local cluster, ``dask worker --resources`` for an external one).
+
+dask/distributed are imported inside methods only: the CLI loads every plugin at
+start-up and must stay fast.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+import types
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any
+
+from pydantic import Field, field_validator
+
+from flowstage.core.calls import CallFailure
+from flowstage.core.errors import ExecutorError, StageError
+from flowstage.core.executor import Executor, ExecutorOptions
+from flowstage.core.plugin_manager import hookimpl
+from flowstage.core.units import parse_duration, parse_memory
+
+if TYPE_CHECKING:
+    from flowstage.core.models import Resources, Workflow
+    from flowstage.core.registry import Registry
+
+log = logging.getLogger("flowstage.executors.dask")
+
+#: a task still running this long after it was cancelled gets its worker restarted
+_CANCEL_GRACE_SECONDS = 1.0
+#: resources a worker has even when it does not declare them (threads, memory limit)
+_IMPLICIT = ("cpus", "memory")
+
+
+class DaskOptions(ExecutorOptions):
+    """Options of the ``dask`` executor."""
+
+    address: str | None = None
+    n_workers: int | None = Field(default=None, ge=1)
+    threads_per_worker: int = Field(default=1, ge=1)
+    resources: dict[str, float] = Field(default_factory=dict)
+    env: dict[str, str] = Field(default_factory=dict)
+    dashboard: bool = False
+    connect_timeout: float = Field(default=10.0, gt=0)
+
+    @field_validator("resources", mode="before")
+    @classmethod
+    def _capacity(cls, value: Any) -> Any:
+        if isinstance(value, dict) and "memory" in value:
+            value = {**value, "memory": parse_memory(value["memory"])}
+        return value
+
+    @field_validator("env", mode="before")
+    @classmethod
+    def _env(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            return {str(k): str(v) for k, v in value.items()}
+        return value
+
+    @field_validator("connect_timeout", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> float:
+        return parse_duration(value)
+
+
+# --- what runs on the workers --------------------------------------------------------
+
+
+class ResultNotTransferable(Exception):
+    """A call's result cannot be serialized, so it could never leave its worker."""
+
+
+def _unpicklable(value: Any) -> Exception | None:
+    """Why ``value`` cannot be pickled (plain pickle, then cloudpickle), or None.
+
+    Protocol 5 with a buffer callback keeps large array buffers out of the pickle, so
+    the check costs little for numeric data.
+    """
+    if value is None or isinstance(value, (bool, int, float, str, bytes)):
+        return None
+    import pickle
+
+    buffers: list[Any] = []
+    try:
+        pickle.dumps(value, protocol=5, buffer_callback=buffers.append)
+        return None
+    except Exception:
+        buffers.clear()
+    import cloudpickle
+
+    try:
+        cloudpickle.dumps(value, protocol=5, buffer_callback=buffers.append)
+        return None
+    except Exception as exc:
+        return exc
+
+
+def _not_transferable(label: str, fn: Callable[..., Any], args: tuple[Any, ...], value: Any,
+                      problem: Exception) -> CallFailure:
+    from flowstage.core.calls import run_batch
+
+    index = None
+    shown = value
+    if fn is run_batch and isinstance(value, tuple) and value:
+        start = args[1]
+        for offset, item in enumerate(value[0]):
+            if _unpicklable(item) is not None:
+                index, shown = start + offset, item
+                break
+    msg = (f"its result ({type(shown).__name__}) cannot be serialized to leave the worker: "
+           f"{type(problem).__name__}: {problem}")
+    return CallFailure(label, index, 1, "", ResultNotTransferable(msg))
+
+
+def run_remote(label: str, fn: Callable[..., Any], *args: Any) -> Any:
+    """Task entry on a worker: ``fn(*args)``, refusing a result that cannot be serialized.
+
+    Dask serializes a result only when another worker or the driver needs it; a failure
+    then would hang the transfer, so it is caught here and blamed on the stage.
+    """
+    value = fn(*args)
+    problem = _unpicklable(value)
+    if problem is not None:
+        raise _not_transferable(label, fn, args, value, problem)
+    return value
+
+
+def _executing(keys: list[str], dask_worker: Any = None) -> tuple[int, list[str]]:
+    """This worker's pid and which of ``keys`` it is still executing (via ``Client.run``)."""
+    wanted = set(keys)
+    state = getattr(dask_worker, "state", None)
+    running = getattr(state, "executing", ()) if state is not None else ()
+    return os.getpid(), [ts.key for ts in running if ts.key in wanted]
+
+
+def _worker_plugin(env: dict[str, str], name: str) -> Any:
+    """A worker plugin that sets ``env`` (external clusters) and keeps stage failures,
+    which flowstage reports itself, out of the worker's error log."""
+    from distributed.diagnostics.plugin import WorkerPlugin
+
+    class FlowstageWorker(WorkerPlugin):
+        idempotent = False
+
+        def __init__(self) -> None:
+            self.name = name
+            self.env = dict(env)
+            self.saved: dict[str, str | None] = {}
+            self.filter: Any = None
+
+        def setup(self, worker: Any) -> None:
+            for key, value in self.env.items():
+                self.saved.setdefault(key, os.environ.get(key))
+                os.environ[key] = value
+
+            def keep(record: logging.LogRecord) -> bool:
+                args = record.args if isinstance(record.args, tuple) else ()
+                return not (str(record.msg).startswith("Compute Failed") and len(args) > 3
+                            and str(args[3]).startswith("CallFailure("))
+
+            self.filter = keep
+            logging.getLogger("distributed.worker").addFilter(keep)
+
+        def teardown(self, worker: Any) -> None:
+            for key, value in self.saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
+            if self.filter is not None:
+                logging.getLogger("distributed.worker").removeFilter(self.filter)
+
+    return FlowstageWorker()
+
+
+# --- the driver side -----------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _main_module_hidden() -> Iterator[None]:
+    """Spawned worker processes would re-run the user's script (``__main__``) on start;
+    show them an empty main module instead (tasks arrive by value anyway)."""
+    main = sys.modules.get("__main__")
+    sys.modules["__main__"] = types.ModuleType("__main__")
+    try:
+        yield
+    finally:
+        if main is not None:
+            sys.modules["__main__"] = main
+
+
+def _settle(waiter: asyncio.Future[Any], outcome: Any) -> None:
+    if not waiter.done():
+        waiter.set_result(outcome)
+
+
+def _format_bytes(value: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if value < 1000 or unit == "TB":
+            return f"{value:.3g}{unit}" if unit != "B" else f"{value:g}B"
+        value /= 1000
+    return f"{value}B"  # pragma: no cover
+
+
+def _show(name: str, value: float) -> str:
+    return f"{name}={_format_bytes(value)}" if name == "memory" else f"{name}={value:g}"
+
+
+class DaskExecutor(Executor):
+    """Runs calls as tasks on a Dask cluster (a fresh local one, or ``address:``)."""
+
+    name = "dask"
+    Options = DaskOptions
+    options: DaskOptions
+    requires = ("distributed",)
+    extra = "dask"
+    batch_seconds = 0.1
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        local_only = [k for k in ("n_workers", "resources", "dashboard")
+                      if k in self.options.model_fields_set and self.options.address]
+        if "threads_per_worker" in self.options.model_fields_set and self.options.address:
+            local_only.append("threads_per_worker")
+        if local_only:
+            names = ", ".join(repr(k) for k in local_only)
+            msg = (f"executor 'dask': option{'s' * (len(local_only) > 1)} {names} "
+                   f"configure{'s' * (len(local_only) == 1)} a local cluster and cannot be combined with "
+                   f"'address' (configure the workers of the cluster at {self.options.address} instead)")
+            raise ExecutorError(msg)
+        self._client: Any = None
+        self._cluster: Any = None
+        self._plugin_name: str | None = None
+        #: per worker: what it offers (declared resources, plus threads and memory limit)
+        self._workers: dict[str, dict[str, float]] = {}
+        self._declared: set[str] = set()
+        self._threads = 0
+
+    # lifecycle -----------------------------------------------------------------------
+
+    def _start(self) -> None:
+        try:
+            import distributed
+        except ImportError as exc:
+            msg = f"the dask executor needs the 'distributed' package ({exc}): pip install 'flowstage[dask]'"
+            raise ExecutorError(msg) from None
+        opts = self.options
+        if opts.address:
+            self._client = self._connect(distributed, opts.address)
+        else:
+            n_workers = opts.n_workers or os.cpu_count() or 1
+            with _main_module_hidden():
+                self._cluster = distributed.LocalCluster(
+                    n_workers=n_workers, threads_per_worker=opts.threads_per_worker, processes=True,
+                    host="127.0.0.1", dashboard_address="127.0.0.1:8787" if opts.dashboard else None,
+                    resources=dict(opts.resources) or None, env=dict(opts.env) or None,
+                    silence_logs=logging.WARNING)
+            try:
+                self._client = distributed.Client(self._cluster, set_as_default=False)
+            except BaseException:
+                self._cluster.close()
+                self._cluster = None
+                raise
+        # On a local cluster the nannies already set ``env`` before the workers start.
+        self._plugin_name = f"flowstage-{uuid.uuid4().hex[:8]}"
+        plugin = _worker_plugin(opts.env if opts.address else {}, self._plugin_name)
+        self._client.register_plugin(plugin, name=self._plugin_name)
+        self._refresh()
+
+    def _connect(self, distributed: Any, address: str) -> Any:
+        timeout = self.options.connect_timeout
+        try:
+            client = distributed.Client(address, timeout=timeout, set_as_default=False)
+        except Exception as exc:
+            msg = (f"executor 'dask': cannot connect to the Dask scheduler at {address!r} within "
+                   f"{timeout:g}s (option 'connect_timeout'): {type(exc).__name__}: {exc}")
+            raise ExecutorError(msg) from None
+        try:
+            client.wait_for_workers(1, timeout=timeout)
+        except Exception:
+            client.close()
+            msg = f"executor 'dask': the Dask scheduler at {address!r} has no workers (waited {timeout:g}s)"
+            raise ExecutorError(msg) from None
+        return client
+
+    def _close(self) -> None:
+        client, cluster = self._client, self._cluster
+        self._client = self._cluster = None
+        if client is not None:
+            if self._plugin_name:
+                with contextlib.suppress(Exception):
+                    client.unregister_worker_plugin(self._plugin_name)
+                self._plugin_name = None
+            with contextlib.suppress(Exception):
+                client.close()
+        if cluster is not None:
+            with contextlib.suppress(Exception):
+                cluster.close()
+        self._workers = {}
+
+    def _refresh(self) -> None:
+        """Read the workers' capacities from the scheduler."""
+        workers = self._client.scheduler_info(n_workers=-1)["workers"]
+        capacities: dict[str, dict[str, float]] = {}
+        declared: set[str] = set()
+        threads = 0
+        for address, info in workers.items():
+            offered = {k: float(v) for k, v in (info.get("resources") or {}).items()}
+            declared.update(offered)
+            offered.setdefault("cpus", float(info.get("nthreads") or 1))
+            if info.get("memory_limit"):
+                offered.setdefault("memory", float(info["memory_limit"]))
+            capacities[address] = offered
+            threads += int(info.get("nthreads") or 1)
+        self._workers, self._declared, self._threads = capacities, declared, threads
+
+    # work ----------------------------------------------------------------------------
+
+    @property
+    def parallelism(self) -> int:
+        return max(1, self._threads or (self.options.n_workers or os.cpu_count() or 1) * self.options.threads_per_worker)
+
+    def check_resources(self, workflow: Workflow) -> list[str]:
+        started_here = not self.started
+        if started_here:
+            self.start()
+        else:
+            self._refresh()
+        problems = [p for stage in workflow.spec.stages
+                    if (p := self._unsatisfiable(stage.name, stage.resources)) is not None]
+        if problems and started_here:
+            self.close()
+        return problems
+
+    def _unsatisfiable(self, stage: str, resources: Resources | None) -> str | None:
+        wanted = {k: v for k, v in (resources.requested() if resources else {}).items() if v}
+        if not wanted:
+            return None
+        for offered in self._workers.values():
+            if all(k not in offered and k in _IMPLICIT or offered.get(k, 0.0) >= v for k, v in wanted.items()):
+                return None
+        request = ", ".join(_show(k, v) for k, v in wanted.items())
+        kinds = sorted({", ".join(_show(k, v) for k, v in sorted(o.items())) for o in self._workers.values()})
+        have = "; ".join(kinds) or "no workers"
+        where = (f"the Dask cluster at {self.options.address}" if self.options.address
+                 else "the local Dask cluster")
+        hint = ("start workers with --resources NAME=N" if self.options.address
+                else "set the executor option 'resources' or 'threads_per_worker'")
+        return (f"stage {stage!r}: requests {request}, but no worker of {where} has that much "
+                f"(workers offer: {have}); {hint}")
+
+    def _task_resources(self, resources: Resources | None) -> dict[str, float] | None:
+        if resources is None:
+            return None
+        wanted = {k: v for k, v in resources.requested().items()
+                  if v and (k in self._declared or k not in _IMPLICIT)}
+        return wanted or None
+
+    async def submit(self, fn: Callable[..., Any], *args: Any, resources: Resources | None = None,
+                     label: str = "") -> Any:
+        if self._client is None:
+            await asyncio.to_thread(self.start)
+        name = label or getattr(fn, "__name__", "call")
+        return self._client.submit(run_remote, name, fn, *args, key=f"{name}-{uuid.uuid4().hex}",
+                                   resources=self._task_resources(resources), pure=False)
+
+    async def _done(self, future: Any) -> BaseException | None:
+        """Wait for ``future`` without blocking the event loop; its exception, if any."""
+        if future.done():
+            return await asyncio.to_thread(self._outcome, future) if future.status != "finished" else None
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[Any] = loop.create_future()
+
+        def done(f: Any) -> None:  # runs in Dask's callback thread
+            outcome = self._outcome(f)
+            with contextlib.suppress(RuntimeError):  # the run's loop is already closed
+                loop.call_soon_threadsafe(_settle, waiter, outcome)
+
+        future.add_done_callback(done)
+        return await waiter
+
+    @staticmethod
+    def _outcome(future: Any) -> BaseException | None:
+        status = future.status
+        if status == "finished":
+            return None
+        if status == "error":
+            try:
+                return future.exception()
+            except BaseException as exc:
+                return exc
+        return RuntimeError(f"the Dask task was {status} (worker lost or the scheduler released it)")
+
+    async def wait(self, handle: Any) -> None:
+        problem = await self._done(handle)
+        if problem is None:
+            return
+        if isinstance(problem, CallFailure):
+            raise problem
+        label = _label_of(handle)
+        raise CallFailure(label, None, 1, _traceback_of(problem), problem)
+
+    async def result(self, handle: Any) -> Any:
+        await self.wait(handle)
+        try:
+            return await asyncio.to_thread(handle.result)
+        except CallFailure:
+            raise
+        except Exception as exc:
+            label = _label_of(handle)
+            msg = f"stage {label!r}: its result could not be fetched from Dask: {type(exc).__name__}: {exc}"
+            raise StageError(msg, stage=label, traceback=_traceback_of(exc)) from exc
+
+    def cancel(self, handles: Iterable[Any]) -> None:
+        client = self._client
+        futures = [h for h in handles if self.is_handle(h) and not h.done()]
+        if client is None or not futures:
+            return
+        threading.Thread(target=self._stop, args=(client, futures), daemon=True,
+                         name="flowstage-dask-cancel").start()
+
+    def _stop(self, client: Any, futures: list[Any]) -> None:
+        """Cancel ``futures``; on our own cluster, kill workers still running one.
+
+        A running Dask task cannot be interrupted, and a timed-out stage would keep a
+        worker's only thread busy. The nanny starts a fresh worker in its place.
+        """
+        keys = [f.key for f in futures]
+        try:
+            client.cancel(futures, force=True)
+            if self._cluster is None:
+                return
+            time.sleep(_CANCEL_GRACE_SECONDS)
+            if self._client is not client:
+                return
+            states = client.run(_executing, keys, on_error="ignore")
+            busy = [(w, state[0]) for w, state in states.items()
+                    if isinstance(state, (tuple, list)) and len(state) == 2 and state[1]]
+            if not busy:
+                return
+            log.info("stopping Dask workers still running cancelled tasks: %s", ", ".join(w for w, _ in busy))
+            expected = len(client.scheduler_info(n_workers=-1)["workers"])
+            with _main_module_hidden():  # the nannies spawn the replacements now
+                for _, pid in busy:
+                    os.kill(pid, signal.SIGKILL)
+                deadline = time.monotonic() + 30
+                while time.monotonic() < deadline and self._client is client:
+                    time.sleep(0.1)
+                    workers = client.scheduler_info(n_workers=-1)["workers"]
+                    if len(workers) >= expected and not {w for w, _ in busy} & set(workers):
+                        break
+        except Exception as exc:  # best effort: never raises
+            log.debug("cancelling Dask tasks failed: %s", exc)
+
+    def is_handle(self, value: Any) -> bool:
+        future_type = _future_type()
+        return future_type is not None and isinstance(value, future_type)
+
+    def describe(self) -> str:
+        if self.options.address:
+            return f"dask ({self.options.address})"
+        workers = self.options.n_workers or os.cpu_count() or 1
+        dashboard = ""
+        if self._client is not None and self.options.dashboard:
+            dashboard = f", dashboard {self._client.dashboard_link}"
+        return f"dask (local cluster, {workers} workers x {self.options.threads_per_worker} threads{dashboard})"
+
+
+def _future_type() -> type | None:
+    module = sys.modules.get("distributed")
+    return getattr(module, "Future", None) if module is not None else None
+
+
+def _label_of(future: Any) -> str:
+    key = str(future.key)
+    return key.rsplit("-", 1)[0] if "-" in key else key
+
+
+def _traceback_of(exc: BaseException) -> str:
+    import traceback
+
+    return "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+
+
+@hookimpl
+def flowstage_register_executors(registry: Registry) -> None:
+    registry.add(DaskExecutor)

@@ -1,0 +1,407 @@
+"""The ``ray`` executor: calls run as Ray tasks.
+
+By default it starts a fresh local Ray (``ray.init(address="local")``: it never attaches
+to a cluster it was not given), with the dashboard off and quiet logs; stage ``print``
+output still reaches the driver. With ``address:`` (``ray://host:port``, ``host:port``
+or ``auto``) it connects to an existing cluster and leaves it running on close.
+
+Every call goes through one remote function with two returns: a small status object
+the driver waits on, and the value, which stays in the cluster's object store and is
+passed on to dependent tasks as an ``ObjectRef`` (Ray resolves top-level refs in the
+arguments). Stage ``cpus``/``gpus``/``memory``/custom resources become the task's
+``num_cpus``/``num_gpus``/``memory``/``resources``; only those that are set are passed.
+
+ray is imported inside methods only: the CLI loads every plugin at start-up and must
+stay fast.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
+
+from pydantic import Field, field_validator
+
+from flowstage.core.calls import CallFailure
+from flowstage.core.errors import ExecutorError, StageError
+from flowstage.core.executor import Executor, ExecutorOptions
+from flowstage.core.plugin_manager import hookimpl
+from flowstage.core.units import parse_duration
+
+if TYPE_CHECKING:
+    from flowstage.core.models import Resources, Workflow
+    from flowstage.core.registry import Registry
+
+log = logging.getLogger("flowstage.executors.ray")
+
+#: stage resource name -> Ray task option
+_TASK_OPTIONS = {"cpus": "num_cpus", "gpus": "num_gpus", "memory": "memory"}
+#: stage resource name -> Ray node resource name
+_NODE_RESOURCES = {"cpus": "CPU", "gpus": "GPU", "memory": "memory"}
+
+
+class RayOptions(ExecutorOptions):
+    """Options of the ``ray`` executor."""
+
+    address: str | None = None
+    num_cpus: int | None = Field(default=None, ge=0)
+    num_gpus: int | None = Field(default=None, ge=0)
+    resources: dict[str, float] = Field(default_factory=dict)
+    env: dict[str, str] = Field(default_factory=dict)
+    dashboard: bool = False
+    log_to_driver: bool = True
+    connect_timeout: float = Field(default=10.0, gt=0)
+
+    @field_validator("resources")
+    @classmethod
+    def _custom_only(cls, value: dict[str, float]) -> dict[str, float]:
+        builtin = {"cpus": "num_cpus", "gpus": "num_gpus", "CPU": "num_cpus", "GPU": "num_gpus"}
+        for key in value:
+            if key in builtin:
+                raise ValueError(f"{key!r} is not a custom resource: use the option {builtin[key]!r}")
+            if key in ("memory", "object_store_memory"):
+                raise ValueError(f"{key!r} is not a custom resource: Ray measures the node's memory itself")
+        return value
+
+    @field_validator("env", mode="before")
+    @classmethod
+    def _env(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            return {str(k): str(v) for k, v in value.items()}
+        return value
+
+    @field_validator("connect_timeout", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> float:
+        return parse_duration(value)
+
+
+# --- what runs on the workers --------------------------------------------------------
+
+
+class ResultNotTransferable(Exception):
+    """A call's result cannot be serialized, so it could never leave its worker."""
+
+
+def _unpicklable(value: Any) -> Exception | None:
+    """Why ``value`` cannot be pickled (plain pickle, then cloudpickle), or None.
+
+    Protocol 5 with a buffer callback keeps large array buffers out of the pickle, so
+    the check costs little for numeric data.
+    """
+    if value is None or isinstance(value, (bool, int, float, str, bytes)):
+        return None
+    import pickle
+
+    buffers: list[Any] = []
+    try:
+        pickle.dumps(value, protocol=5, buffer_callback=buffers.append)
+        return None
+    except Exception:
+        buffers.clear()
+    import cloudpickle
+
+    try:
+        cloudpickle.dumps(value, protocol=5, buffer_callback=buffers.append)
+        return None
+    except Exception as exc:
+        return exc
+
+
+def run_remote(label: str, fn: Callable[..., Any], *args: Any) -> tuple[None, Any]:
+    """Task entry on a worker: ``(status, fn(*args))``.
+
+    A result Ray cannot serialize would fail only its own return object, after the
+    status said the call succeeded; it is checked here and blamed on the stage.
+    """
+    value = fn(*args)
+    problem = _unpicklable(value)
+    if problem is not None:
+        from flowstage.core.calls import run_batch
+
+        index, shown = None, value
+        if fn is run_batch and isinstance(value, tuple) and value:
+            for offset, item in enumerate(value[0]):
+                if _unpicklable(item) is not None:
+                    index, shown = args[1] + offset, item
+                    break
+        msg = (f"its result ({type(shown).__name__}) cannot be serialized to leave the worker: "
+               f"{type(problem).__name__}: {problem}")
+        raise CallFailure(label, index, 1, "", ResultNotTransferable(msg))
+    return None, value
+
+
+_remote_function: Any = None
+
+
+def _remote(ray: Any) -> Any:
+    """The one remote function every call goes through (the target is an argument)."""
+    global _remote_function
+    if _remote_function is None:
+        _remote_function = ray.remote(num_returns=2)(run_remote)
+    return _remote_function
+
+
+# --- the driver side -----------------------------------------------------------------
+
+
+class RayHandle:
+    """A submitted call: its status and value refs, and the stage it belongs to."""
+
+    __slots__ = ("label", "status", "value")
+
+    def __init__(self, status: Any, value: Any, label: str) -> None:
+        self.status = status
+        self.value = value
+        self.label = label
+
+    def __repr__(self) -> str:
+        return f"RayHandle({self.label!r}, {self.value!r})"
+
+
+def _format_amount(name: str, value: float) -> str:
+    if name in ("memory", "object_store_memory"):
+        for unit in ("B", "KB", "MB", "GB", "TB"):
+            if value < 1000 or unit == "TB":
+                return f"{name}={value:.3g}{unit}"
+            value /= 1000
+    return f"{name}={value:g}"
+
+
+def _probe(address: str, timeout: float) -> None:
+    """Fail fast when nothing listens at ``address`` (``host:port`` or ``ray://host:port``)."""
+    target = address.removeprefix("ray://")
+    host, sep, port = target.rpartition(":")
+    if not sep or not port.isdigit():
+        return
+    with socket.create_connection((host.strip("[]") or "127.0.0.1", int(port)), timeout=timeout):
+        pass
+
+
+class RayExecutor(Executor):
+    """Runs calls as Ray tasks (a fresh local Ray, or an existing cluster at ``address:``)."""
+
+    name = "ray"
+    Options = RayOptions
+    options: RayOptions
+    requires = ("ray",)
+    extra = "ray"
+    batch_seconds = 0.1
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        local_only = [k for k in ("num_cpus", "num_gpus", "resources", "dashboard")
+                      if k in self.options.model_fields_set]
+        if self.options.address and local_only:
+            names = ", ".join(repr(k) for k in local_only)
+            msg = (f"executor 'ray': option{'s' * (len(local_only) > 1)} {names} only apply to a Ray "
+                   f"started by flowstage, not to the cluster at {self.options.address!r} (configure "
+                   f"its nodes with `ray start` instead)")
+            raise ExecutorError(msg)
+        self._ray: Any = None
+        self._owned = False
+        self._task_env: dict[str, Any] | None = None
+        self._cpus = 0
+
+    # lifecycle -----------------------------------------------------------------------
+
+    def _start(self) -> None:
+        try:
+            import ray
+        except ImportError as exc:
+            msg = f"the ray executor needs the 'ray' package ({exc}): pip install 'flowstage[ray]'"
+            raise ExecutorError(msg) from None
+        opts = self.options
+        if opts.address:
+            try:
+                _probe(opts.address, opts.connect_timeout)
+            except OSError as exc:
+                msg = (f"executor 'ray': cannot connect to the Ray cluster at {opts.address!r} within "
+                       f"{opts.connect_timeout:g}s (option 'connect_timeout'): {type(exc).__name__}: {exc}")
+                raise ExecutorError(msg) from None
+        if ray.is_initialized():
+            self._attach_existing(ray)
+        else:
+            self._init(ray)
+        self._ray = ray
+        self._refresh()
+
+    def _attach_existing(self, ray: Any) -> None:
+        """This process is already connected to a Ray (Ray allows one): use it, leave it."""
+        opts = self.options
+        if opts.address and opts.address != "auto":
+            current = ray.get_runtime_context().gcs_address
+            wanted = opts.address.removeprefix("ray://")
+            if wanted != current and not current.endswith(":" + wanted.rpartition(":")[2]):
+                msg = (f"executor 'ray': this process is already connected to the Ray cluster at {current!r}, "
+                       f"so it cannot connect to {opts.address!r} (Ray allows one cluster per process)")
+                raise ExecutorError(msg)
+        log.info("using the Ray this process is already connected to")
+        self._owned = False
+        if opts.env:
+            self._task_env = {"env_vars": dict(opts.env)}
+
+    def _init(self, ray: Any) -> None:
+        opts = self.options
+        kwargs: dict[str, Any] = {
+            "logging_level": logging.WARNING,
+            "log_to_driver": opts.log_to_driver,
+        }
+        if opts.env:
+            kwargs["runtime_env"] = {"env_vars": dict(opts.env)}
+        if opts.address:
+            address = opts.address
+        else:
+            address = "local"
+            kwargs["include_dashboard"] = opts.dashboard
+            for key in ("num_cpus", "num_gpus"):
+                if getattr(opts, key) is not None:
+                    kwargs[key] = getattr(opts, key)
+            if opts.resources:
+                kwargs["resources"] = dict(opts.resources)
+        try:
+            ray.init(address=address, **kwargs)
+        except Exception as exc:
+            where = "start a local Ray" if address == "local" else f"connect to the Ray cluster at {address!r}"
+            msg = f"executor 'ray': could not {where}: {type(exc).__name__}: {exc}"
+            raise ExecutorError(msg) from None
+        self._owned = True
+
+    def _close(self) -> None:
+        ray, owned = self._ray, self._owned
+        self._ray, self._owned, self._task_env = None, False, None
+        if ray is not None and owned:
+            with contextlib.suppress(Exception):
+                ray.shutdown()
+
+    def _refresh(self) -> None:
+        self._cpus = int(self._ray.cluster_resources().get("CPU", 0))
+
+    # work ----------------------------------------------------------------------------
+
+    @property
+    def parallelism(self) -> int:
+        return max(1, self._cpus or self.options.num_cpus or os.cpu_count() or 1)
+
+    def check_resources(self, workflow: Workflow) -> list[str]:
+        started_here = not self.started
+        if started_here:
+            self.start()
+        else:
+            self._refresh()
+        nodes = [n.get("Resources") or {} for n in self._ray.nodes() if n.get("Alive")]
+        problems = [p for stage in workflow.spec.stages
+                    if (p := self._unsatisfiable(stage.name, stage.resources, nodes)) is not None]
+        if problems and started_here:
+            self.close()
+        return problems
+
+    def _unsatisfiable(self, stage: str, resources: Resources | None,
+                       nodes: list[dict[str, float]]) -> str | None:
+        wanted = {k: v for k, v in (resources.requested() if resources else {}).items() if v}
+        if not wanted:
+            return None
+        needs = {_NODE_RESOURCES.get(k, k): v for k, v in wanted.items()}
+        if any(all(node.get(k, 0.0) >= v for k, v in needs.items()) for node in nodes):
+            return None
+        request = ", ".join(_format_amount(k, v) for k, v in wanted.items())
+        shown = []
+        for node in nodes:
+            parts = [_format_amount(k, v) for k, v in sorted(node.items())
+                     if not k.startswith(("node:", "accelerator_type:")) and k != "object_store_memory"]
+            shown.append(", ".join(parts) or "nothing")
+        have = "; ".join(sorted(set(shown))) or "no nodes"
+        where = f"the Ray cluster at {self.options.address}" if self.options.address else "the local Ray"
+        hint = ("start nodes with `ray start --num-gpus N --resources '{\"NAME\": N}'`" if self.options.address
+                else "set the executor options 'num_cpus', 'num_gpus' or 'resources'")
+        return (f"stage {stage!r}: requests {request}, but no node of {where} has that much "
+                f"(nodes offer: {have}); {hint}")
+
+    def _task_options(self, resources: Resources | None, label: str) -> dict[str, Any]:
+        options: dict[str, Any] = {"name": label} if label else {}
+        if resources is not None:
+            custom: dict[str, float] = {}
+            for key, value in resources.requested().items():
+                if key in _TASK_OPTIONS:
+                    options[_TASK_OPTIONS[key]] = int(value) if key == "memory" else value
+                else:
+                    custom[key] = value
+            if custom:
+                options["resources"] = custom
+        if self._task_env is not None:
+            options["runtime_env"] = self._task_env
+        return options
+
+    async def submit(self, fn: Callable[..., Any], *args: Any, resources: Resources | None = None,
+                     label: str = "") -> Any:
+        if self._ray is None:
+            await asyncio.to_thread(self.start)
+        values = [a.value if isinstance(a, RayHandle) else a for a in args]
+        name = label or getattr(fn, "__name__", "call")
+        status, value = _remote(self._ray).options(**self._task_options(resources, label)).remote(
+            name, fn, *values)
+        return RayHandle(status, value, name)
+
+    async def _get(self, ref: Any) -> Any:
+        return await asyncio.wrap_future(ref.future())
+
+    async def _drain(self, ref: Any) -> None:
+        """Read a failed task's other return, so Ray does not log it as an unhandled error."""
+        with contextlib.suppress(BaseException):
+            await self._get(ref)
+
+    def _failure(self, handle: RayHandle, exc: BaseException) -> CallFailure:
+        ray = self._ray or __import__("ray")
+        if isinstance(exc, ray.exceptions.RayTaskError):
+            cause = exc.cause
+            if isinstance(cause, CallFailure):
+                return cause
+            return CallFailure(handle.label, None, 1, str(exc), cause if cause is not None else exc)
+        return CallFailure(handle.label, None, 1, str(exc), exc)
+
+    async def wait(self, handle: Any) -> None:
+        try:
+            await self._get(handle.status)
+        except Exception as exc:
+            await self._drain(handle.value)
+            raise self._failure(handle, exc) from None
+
+    async def result(self, handle: Any) -> Any:
+        try:
+            return await self._get(handle.value)
+        except Exception as exc:
+            await self._drain(handle.status)
+            failure = self._failure(handle, exc)
+            if isinstance(getattr(exc, "cause", None), CallFailure):
+                raise failure from None  # the call itself failed (a map batch)
+            cause = failure.cause
+            msg = f"stage {handle.label!r}: its result could not be fetched from Ray: {type(cause).__name__}: {cause}"
+            raise StageError(msg, stage=handle.label, traceback=failure.traceback) from cause
+
+    def cancel(self, handles: Iterable[Any]) -> None:
+        ray = self._ray
+        if ray is None:
+            return
+        for handle in handles:
+            if isinstance(handle, RayHandle):
+                try:
+                    ray.cancel(handle.status, force=True)
+                except Exception as exc:  # best effort: never raises
+                    log.debug("cancelling %r failed: %s", handle, exc)
+
+    def is_handle(self, value: Any) -> bool:
+        return isinstance(value, RayHandle)
+
+    def describe(self) -> str:
+        where = self.options.address or "local"
+        return f"ray ({where}, {self.parallelism} CPUs)"
+
+
+@hookimpl
+def flowstage_register_executors(registry: Registry) -> None:
+    registry.add(RayExecutor)

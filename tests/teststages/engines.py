@@ -1,0 +1,59 @@
+"""Stage functions for the engine tests (importable as ``teststages.engines``)."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+
+from flowstage import get_run_context
+
+
+def worker_pid() -> int:
+    return os.getpid()
+
+
+def read_env(name: str) -> str | None:
+    return os.environ.get(name)
+
+
+def shout(word: str) -> str:
+    print(f"stage says {word}", flush=True)
+    return word
+
+
+def make_lock() -> threading.Lock:
+    return threading.Lock()
+
+
+def lock_on_one(x: int) -> object:
+    return threading.Lock() if x == 1 else x
+
+
+def type_name(value: object) -> str:
+    return type(value).__name__
+
+
+def sleep_long(seconds: float = 30.0) -> float:
+    time.sleep(seconds)
+    return seconds
+
+
+def stamp(seconds: float) -> list[float]:
+    """Sleeps, then reports when it started and finished (to see overlap)."""
+    began = time.time()
+    time.sleep(seconds)
+    return [began, time.time()]
+
+
+def spans(a: list[float], b: list[float]) -> list[list[float]]:
+    return [a, b]
+
+
+def item_and_stage(x: object) -> list[object]:
+    ctx = get_run_context()
+    return [x, ctx.stage, ctx.item_index]
+
+
+def keyed(n_vals: int, tag: str) -> list[str]:
+    return [f"{tag}-{i}" for i in range(n_vals)]
