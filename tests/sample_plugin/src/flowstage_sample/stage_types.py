@@ -82,7 +82,9 @@ class BatchedStage(ParameterizedStage):
         flat: list[Any] = []
         for (number, batch), result in zip(kept, results):
             if isinstance(result, Mapping) or not isinstance(result, (list, tuple)) or len(result) != len(batch):
-                shown = f"a {type(result).__name__}" + (f" of {len(result)}" if isinstance(result, (list, tuple)) else "")
+                shown = type(result).__name__
+                if isinstance(result, (list, tuple)):
+                    shown += f" of {len(result)} items"
                 msg = (f"stage {stage.name!r}: batch {number} has {len(batch)} items but the target returned "
                        f"{shown}; a batched target returns a list with one result per item")
                 raise StageError(msg, stage=stage.name, item_index=number)
