@@ -123,7 +123,8 @@ def _restore_context(run_id: str, blob: bytes, stage: str | None, item_index: in
     if base is None:
         import pickle
 
-        base = RunContext(*pickle.loads(blob))
+        *fields, extras = pickle.loads(blob)
+        base = RunContext(*fields, extras=extras)  # extras is not the 7th field (stage is)
         base.__dict__["_blob"] = blob
         if len(_restored) >= 16:
             _restored.pop(next(iter(_restored)))
