@@ -13,6 +13,7 @@ from flowstage.core.errors import ExecutorError, PluginError, RunCancelled, Stag
 from flowstage.core.executor import Executor
 from flowstage.core.loading import check_input, load_workflow, search_paths_for
 from flowstage.core.models import Workflow
+from flowstage.core.object_store import run_settings as object_store_settings
 from flowstage.core.plugin_manager import FlowstagePlugins, default_plugins
 from flowstage.core.runs import Run, StageRecord, new_run_id, now
 from flowstage.core.scheduler import RunDriver
@@ -121,6 +122,7 @@ async def arun_workflow(workflow: Any, input: Mapping[str, Any] | None = None, *
         if not engine.started:
             await asyncio.to_thread(engine.start)
         context.extras["cluster_memory"] = engine.cluster_memory()
+        context.extras["object_store"] = object_store_settings()  # the driver's artifact location
         run.state = "running"
         run.started_at = now()
         if recorder:

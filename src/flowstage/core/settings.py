@@ -52,6 +52,21 @@ class ArtifactSettings(BaseModel):
     options: dict[str, Any] = Field(default_factory=dict)
 
 
+class ObjectStoreSettings(BaseModel):
+    """``object_store:``: how ``strategy="fallback"`` chooses between the tiers."""
+
+    model_config = ConfigDict(extra="forbid", defer_build=True)
+    #: objects whose pickled size is above this go to artifacts instead of cluster memory
+    memory_size_limit: int = 512 * 1024 * 1024
+
+    @field_validator("memory_size_limit", mode="before")
+    @classmethod
+    def _size(cls, value: Any) -> int:
+        from flowstage.core.units import parse_memory
+
+        return parse_memory(value)
+
+
 class StoreSettings(BaseModel):
     """``store:``: the SQLite store of applied resources and run history."""
 
@@ -88,6 +103,7 @@ class Settings(BaseModel):
     executor: ExecutorSettings = Field(default_factory=ExecutorSettings)
     plugins: PluginSettings = Field(default_factory=PluginSettings)
     artifacts: ArtifactSettings = Field(default_factory=ArtifactSettings)
+    object_store: ObjectStoreSettings = Field(default_factory=ObjectStoreSettings)
     store: StoreSettings = Field(default_factory=StoreSettings)
     debug: bool = False
 

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import Field, field_validator
 
 from flowstage.core.executor import Executor, ExecutorOptions
+from flowstage.core.object_store import LocalMemory, SharedDirMemory
 from flowstage.core.plugin_manager import hookimpl
 from flowstage.core.units import parse_memory
 
@@ -199,6 +200,7 @@ class LocalExecutor(Executor):
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
         self._pool: Any = None
+        self._memory: Any = None
         self._admission = Admission(self.options.resources)
         self.batch_seconds = 0.05 if self.options.processes else 0.02
 
@@ -218,11 +220,14 @@ class LocalExecutor(Executor):
                 warm = [pool.submit(os.getpid) for _ in range(self.parallelism)]
                 concurrent.futures.wait(warm)
             self._pool = pool
+            self._memory = SharedDirMemory.create()
         else:
             self._pool = DaemonThreadPool(self.parallelism)
+            self._memory = LocalMemory.create(self.describe())
 
     def _close(self) -> None:
         pool, self._pool = self._pool, None
+        memory, self._memory = self._memory, None
         if isinstance(pool, concurrent.futures.ProcessPoolExecutor):
             processes = list((getattr(pool, "_processes", None) or {}).values())
             pool.shutdown(wait=False, cancel_futures=True)
@@ -233,6 +238,8 @@ class LocalExecutor(Executor):
                 process.join(timeout=5)
         elif pool is not None:
             pool.shutdown()
+        if memory is not None:  # after the workers, which may still be writing to it
+            memory.close()
 
     def check_resources(self, workflow: Workflow) -> list[str]:
         problems = []
@@ -276,6 +283,10 @@ class LocalExecutor(Executor):
     def cancel(self, handles: Iterable[Any]) -> None:
         for handle in handles:
             handle.cancel()
+
+    def cluster_memory(self) -> dict[str, Any] | None:
+        """Threads share a store in this process; worker processes share files in RAM."""
+        return None if self._memory is None else self._memory.descriptor()
 
     def is_handle(self, value: Any) -> bool:
         return isinstance(value, concurrent.futures.Future)
