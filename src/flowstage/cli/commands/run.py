@@ -5,14 +5,16 @@ from __future__ import annotations
 import asyncio
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from flowstage.cli.commands.common import check_format, executor_from_flags
 from flowstage.cli.inputs import parse_input_args, read_input_file
 from flowstage.cli.output import print_value
-from flowstage.core.runs import Run
+
+if TYPE_CHECKING:
+    from flowstage.core.runs import Run
 
 
 def run(

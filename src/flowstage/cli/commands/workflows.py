@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import typer
 
 from flowstage.cli.commands.common import check_format
 from flowstage.cli.inputs import parse_input_args
-from flowstage.core.dag import StageGraph
-from flowstage.core.models import Workflow
+
+if TYPE_CHECKING:  # imported when a command runs: `flowstage --help` stays fast
+    from flowstage.core.models import Workflow
 
 
 def _load(path: str) -> Workflow:
@@ -48,6 +51,8 @@ def graph(
 
 
 def render_graph(workflow: Workflow, fmt: str) -> str:
+    from flowstage.core.dag import StageGraph
+
     stages = {s.name: s for s in workflow.spec.stages}
     graph = StageGraph({s.name: s.depends_on for s in workflow.spec.stages})
     order = graph.topological_order()

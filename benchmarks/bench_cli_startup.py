@@ -1,0 +1,200 @@
+"""Whole-process time of ``flowstage --help``: the plugins installed now vs ten more.
+
+Discovery must not slow the command line down: with ten extra plugins installed,
+``flowstage --help`` should stay under 0.4 s (issue 3). The extra plugins are real
+distributions (wheels built here, installed with pip) in a temporary virtual
+environment that also sees this interpreter's packages, so this environment is left
+untouched. Both variants run in such a child environment, so they pay the same
+interpreter start-up.
+
+    python benchmarks/bench_cli_startup.py [--runs 15] [--plugins 10] [--importtime] [--check]
+
+``--importtime`` prints the slowest imports of ``--help`` with the extra plugins
+(``python -X importtime``); ``--check`` exits 1 when the median misses the target.
+
+stevedore keeps an on-disk cache of entry points but turns it off when the interpreter
+lives under ``/tmp``; the child environments are made under ``~/.cache`` (``--workdir``
+to choose) so that the numbers are those of a usual installation.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import hashlib
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import time
+import zipfile
+from pathlib import Path
+
+TARGET_SECONDS = 0.4
+
+PLUGIN_MODULE = '''"""Trivial flowstage plugin {index}: a stage type, a command and no workflows."""
+
+from flowstage import hookimpl
+
+
+@hookimpl
+def flowstage_register_stage_types(registry):
+    from flowstage.core.stage_types import StageType
+
+    class Noop{index}(StageType):
+        name = "noop{index}"
+
+    registry.add(Noop{index})
+
+
+@hookimpl
+def flowstage_register_commands(app):
+    def command() -> None:
+        """Do nothing ({index})."""
+
+    app.command("bench-noop-{index}")(command)
+
+
+@hookimpl
+def flowstage_workflow_paths():
+    return []
+'''
+
+
+def build_wheel(folder: Path, index: int) -> Path:
+    """A pure-Python wheel ``flowstage-bench-N`` with one entry point in ``flowstage.plugins``."""
+    name, version = f"flowstage_bench_{index}", "1.0"
+    dist_info = f"{name}-{version}.dist-info"
+    files = {
+        f"{name}/__init__.py": PLUGIN_MODULE.format(index=index),
+        f"{dist_info}/METADATA": (f"Metadata-Version: 2.1\nName: flowstage-bench-{index}\nVersion: {version}\n"
+                                  "Summary: trivial flowstage plugin for benchmarks\n"),
+        f"{dist_info}/WHEEL": "Wheel-Version: 1.0\nGenerator: bench_cli_startup\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+        f"{dist_info}/entry_points.txt": f"[flowstage.plugins]\nbench{index} = {name}\n",
+    }
+    record = []
+    for path, text in files.items():
+        data = text.encode()
+        digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+        record.append(f"{path},sha256={digest},{len(data)}")
+    record.append(f"{dist_info}/RECORD,,")
+    files[f"{dist_info}/RECORD"] = "\n".join(record) + "\n"
+    wheel = folder / f"{name}-{version}-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as archive:
+        for path, text in files.items():
+            archive.writestr(path, text)
+    return wheel
+
+
+def make_child_env(where: Path) -> Path:
+    """A virtual environment whose site-packages also load this interpreter's; its python."""
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(where)], check=True)
+    python = where / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
+    child_site = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                                capture_output=True, text=True, check=True).stdout.strip()
+    parents = dict.fromkeys([sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]])
+    # "import" lines of a .pth run at start-up; addsitedir also processes the parent's .pth
+    # files (an editable install of flowstage is one).
+    lines = [f"import site; site.addsitedir({p!r})" for p in parents]
+    Path(child_site, "_parent_env.pth").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return python
+
+
+def console_script(python: Path) -> list[str]:
+    """``flowstage`` as the installed console script would run it, from ``python``'s env."""
+    return [str(python), "-c", "import sys; sys.argv[0] = 'flowstage'; from flowstage.cli.main import main; main()"]
+
+
+def time_runs(commands: dict[str, list[str]], runs: int, env: dict[str, str]) -> dict[str, list[float]]:
+    """Seconds per run of each command; the commands take turns, so that a change in the
+    machine's load during the benchmark affects them alike."""
+    for command in commands.values():
+        for _ in range(2):  # warm the OS file cache and stevedore's entry-point cache
+            subprocess.run(command, capture_output=True, env=env, check=True)
+    times: dict[str, list[float]] = {name: [] for name in commands}
+    for _ in range(runs):
+        for name, command in commands.items():
+            start = time.perf_counter()
+            subprocess.run(command, capture_output=True, env=env, check=True)
+            times[name].append(time.perf_counter() - start)
+    return times
+
+
+def entry_point_count(python: Path, env: dict[str, str]) -> int:
+    probe = "import importlib.metadata as m; print(len(m.entry_points(group='flowstage.plugins')))"
+    return int(subprocess.run([str(python), "-c", probe], capture_output=True, text=True, env=env,
+                              check=True).stdout)
+
+
+def slowest_imports(command: list[str], env: dict[str, str], count: int = 15) -> list[tuple[int, str]]:
+    done = subprocess.run([command[0], "-X", "importtime", *command[1:]], capture_output=True, text=True, env=env)
+    rows = []
+    for line in done.stderr.splitlines():
+        if not line.startswith("import time:") or "cumulative" in line:
+            continue
+        _, cumulative, name = line.split("|")
+        rows.append((int(cumulative), name.rstrip()))
+    return sorted(rows, reverse=True)[:count]
+
+
+def summary(times: list[float]) -> str:
+    return f"{min(times):.3f} / {statistics.median(times):.3f} / {statistics.fmean(times):.3f}"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=15)
+    parser.add_argument("--plugins", type=int, default=10, help="extra trivial plugins to install")
+    parser.add_argument("--workdir", type=Path, default=Path.home() / ".cache" / "flowstage-bench")
+    parser.add_argument("--importtime", action="store_true", help="show the slowest imports with the extra plugins")
+    parser.add_argument("--check", action="store_true", help=f"exit 1 if the median exceeds {TARGET_SECONDS} s")
+    args = parser.parse_args()
+
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix="cli-startup-", dir=args.workdir))
+    try:
+        home = work / "home"
+        home.mkdir()
+        env = {k: v for k, v in os.environ.items() if not k.startswith("FLOWSTAGE")}
+        env["FLOWSTAGE_HOME"] = str(home)
+
+        plain = make_child_env(work / "plain")
+        extra = make_child_env(work / "extra")
+        wheels = [build_wheel(work, i) for i in range(args.plugins)]
+        subprocess.run([sys.executable, "-m", "pip", "--python", str(extra), "install", "--no-deps", "--quiet",
+                        "--disable-pip-version-check", *map(str, wheels)], check=True)
+
+        command = ["--help"]
+        times = time_runs({"floor": [str(plain), "-c", "pass"], "base": [*console_script(plain), *command],
+                           "more": [*console_script(extra), *command]}, args.runs, env)
+        floor, base, more = times["floor"], times["base"], times["more"]
+        base_eps = entry_point_count(plain, env)
+        more_eps = entry_point_count(extra, env)
+
+        print(f"flowstage --help, whole process, {args.runs} runs each: min / median / mean seconds")
+        rows = [("python -c pass (interpreter floor)", floor),
+                (f"installed plugins ({base_eps} entry points)", base),
+                (f"+ {args.plugins} trivial plugins ({more_eps} entry points)", more)]
+        for label, values in rows:
+            print(f"  {label:<42} {summary(values)}")
+        added = statistics.median(more) - statistics.median(base)
+        print(f"  cost of the extra plugins (median): {added * 1000:+.1f} ms "
+              f"({added * 1000 / max(1, args.plugins):+.2f} ms per plugin)")
+        ok = statistics.median(more) < TARGET_SECONDS
+        print(f"target: median with the extra plugins < {TARGET_SECONDS} s: {'met' if ok else 'MISSED'}")
+        if str(extra).startswith("/tmp"):
+            print("note: the environment lives under /tmp, where stevedore's entry-point cache is off")
+        if args.importtime:
+            print("\nslowest imports with the extra plugins (cumulative microseconds):")
+            for micros, name in slowest_imports([*console_script(extra), *command], env):
+                print(f"  {micros:8d}  {name}")
+        return 0 if ok or not args.check else 1
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
