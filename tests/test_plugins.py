@@ -563,7 +563,8 @@ def test_plugins_new_scaffolds_a_package_that_passes_its_own_test(app_home: Path
     assert done.returncode == 0, done.stderr
     root = tmp_path / "flowstage-weather"
     for part in ("pyproject.toml", "src/flowstage_weather/stages.py", "src/flowstage_weather/plugin.py",
-                 "src/flowstage_weather/workflows/weather_squares.yaml", "tests/test_workflow.py"):
+                 "src/flowstage_weather/workflows/weather_squares.yaml", "tests/conftest.py",
+                 "tests/test_workflow.py"):
         assert (root / part).exists(), part
     again = flowstage("plugins", "new", "weather", "--dir", str(tmp_path))
     assert again.returncode == 2
@@ -577,7 +578,7 @@ def test_plugins_new_scaffolds_a_package_that_passes_its_own_test(app_home: Path
                           capture_output=True, text=True, timeout=300, cwd=root,
                           env={**os.environ, "FLOWSTAGE_HOME": str(tmp_path / "home")})
     assert test.returncode == 0, test.stdout + test.stderr
-    assert "1 passed" in test.stdout
+    assert "2 passed" in test.stdout
     listed = subprocess.run([python, "-m", "flowstage.cli", "plugins", "--format", "json"], capture_output=True,
                             text=True, timeout=120, env={**os.environ, "FLOWSTAGE_HOME": str(tmp_path / "home")})
     row = {r["name"]: r for r in json.loads(listed.stdout)}["weather"]

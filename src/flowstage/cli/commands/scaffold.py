@@ -81,11 +81,39 @@ spec:
       depends_on: [square]
 '''
 
-_TEST = '''from flowstage import run_workflow
+_TEST = '''import subprocess
+import sys
+
+from flowstage import run_workflow
 
 
 def test_squares_workflow_runs():
     assert run_workflow("{name}_squares", {{"count": 4}}, record=False) == 0 + 1 + 4 + 9
+
+
+def test_squares_workflow_runs_from_the_cli():
+    done = subprocess.run([sys.executable, "-m", "flowstage", "run", "{name}_squares", "--count", "4", "--quiet"],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "14"
+'''
+
+_CONFTEST = '''"""Each test gets an app directory of its own, so that your settings (a default executor,
+disabled plugins) and run history stay out of the tests."""
+
+import os
+
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def flowstage_home(tmp_path, monkeypatch):
+    home = tmp_path / "flowstage-home"
+    monkeypatch.setenv("FLOWSTAGE_HOME", str(home))
+    for key in list(os.environ):
+        if key.startswith("FLOWSTAGE__"):
+            monkeypatch.delenv(key)
+    return home
 '''
 
 
@@ -107,6 +135,7 @@ def new(
         root / "src" / package / "stages.py": _STAGES,
         root / "src" / package / "plugin.py": _PLUGIN,
         root / "src" / package / "workflows" / f"{name.lower()}_squares.yaml": _WORKFLOW,
+        root / "tests" / "conftest.py": _CONFTEST,
         root / "tests" / "test_workflow.py": _TEST,
     }
     for path, template in files.items():
