@@ -420,6 +420,9 @@ def test_hook_flowstage_workflow_paths(app_home: Path, plugins) -> None:
     done = flowstage("validate", "sample_squares")
     assert done.returncode == 0, done.stderr
     assert "workflow 'sample_squares' (3 stages)" in done.stdout
+    listed = {row["name"]: row for row in json.loads(flowstage("get", "workflows", "--format", "json").stdout)}
+    assert listed["sample_squares"]["source"] == "plugin flowstage-sample"
+    assert listed["sample_squares"]["stages"] == 3
 
 
 def _events(path: Path) -> list[dict]:
@@ -566,6 +569,12 @@ def test_plugins_new_scaffolds_a_package_that_passes_its_own_test(app_home: Path
                  "src/flowstage_weather/workflows/weather_squares.yaml", "tests/conftest.py",
                  "tests/test_workflow.py"):
         assert (root / part).exists(), part
+    # the tutorial in docs/plugins.md shows these very files
+    quoted = re.findall(r"```(?:python|yaml)\n# (src/flowstage_weather/\S+)\n(.*?)```",
+                        DOCS.read_text(encoding="utf-8"), re.S)
+    assert len(quoted) == 3
+    for path, code in quoted:
+        assert code.strip() in (root / path).read_text(encoding="utf-8"), path
     again = flowstage("plugins", "new", "weather", "--dir", str(tmp_path))
     assert again.returncode == 2
     assert "already exists" in again.stderr
@@ -619,3 +628,27 @@ def test_every_hook_has_a_test() -> None:
         defined.update(node.name for node in ast.walk(tree) if isinstance(node, ast.FunctionDef))
     missing = [name for name in _hookspecs() if f"test_hook_{name}" not in defined]
     assert not missing, f"hooks without a test_hook_<name> test: {missing}"
+
+
+DOCS = HERE.parent / "docs" / "plugins.md"
+
+
+def test_docs_have_every_hook_with_an_example_from_the_sample_plugin() -> None:
+    text = DOCS.read_text(encoding="utf-8")
+    for name, fn in _hookspecs().items():
+        arguments = ", ".join(inspect.signature(fn).parameters)
+        heading = f"### `{name}({arguments})`"
+        assert heading in text, f"docs/plugins.md has no section {heading}"
+        section = text.split(heading, 1)[1].split("\n### ", 1)[0]
+        first_line = inspect.getdoc(fn).splitlines()[0]
+        assert f"> {first_line}" in section, f"{name}: the section should quote the docstring's first line"
+        assert f"def {name}(" in section, f"{name}: the section has no example implementation"
+
+
+def test_docs_examples_are_the_sample_plugins_code() -> None:
+    """A python block that starts with ``# tests/sample_plugin/...`` is that file's code."""
+    blocks = re.findall(r"```python\n# (tests/sample_plugin/\S+)\n(.*?)```", DOCS.read_text(encoding="utf-8"), re.S)
+    assert len(blocks) >= len(_hookspecs())
+    for path, code in blocks:
+        source = (HERE.parent / path).read_text(encoding="utf-8")
+        assert code.strip() in source, f"docs/plugins.md quotes {path} but the code differs:\n{code}"
