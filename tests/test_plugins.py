@@ -274,6 +274,17 @@ def test_duplicate_executor_name_names_both_distributions(app_home: Path, sample
     assert message in sample["error"]
 
 
+def test_duplicate_command_names_both_and_keeps_the_built_in(app_home: Path, sample_installed: None) -> None:
+    env = {"FLOWSTAGE_SAMPLE_DUPLICATE_COMMAND": "1"}
+    message = ("command 'run' is registered twice: by flowstage (entry point 'commands') and by "
+               "flowstage-sample (entry point 'sample'); the second is ignored")
+    done = flowstage("run", "sample_squares", "--count", "3", "-q", env=env)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "5"  # the built-in run, not the plugin's sample-squares
+    assert message in done.stderr
+    assert message in plugin_rows(env=env)["sample"]["error"]
+
+
 def test_plugin_raising_in_a_registration_hook_names_plugin_and_hook(app_home: Path, sample_installed: None) -> None:
     env = {"FLOWSTAGE_SAMPLE_RAISE_IN": "flowstage_register_stage_types"}
     message = ("flowstage-sample (entry point 'sample') raised in hook flowstage_register_stage_types: "

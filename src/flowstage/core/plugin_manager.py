@@ -125,9 +125,27 @@ class FlowstagePlugins:
 
     def register_commands(self, app: Any) -> None:
         """Call ``flowstage_register_commands`` on every plugin, once; a plugin that
-        raises is reported and the other commands keep working."""
+        raises is reported and the other commands keep working. A command name added
+        twice is reported naming both plugins, and the first one (a built-in) is kept."""
+        owners: dict[str, Any] = {}
         for impl in self.pm.hook.flowstage_register_commands.get_hookimpls():
+            starts = len(app.registered_commands), len(app.registered_groups)
             self._call_registering(impl, "flowstage_register_commands", app=app)
+            owner = self._owner(impl.plugin)
+            for registered, start in zip((app.registered_commands, app.registered_groups), starts):
+                for added in list(registered[start:]):
+                    name = _command_name(added)
+                    if name is None:
+                        continue
+                    if name not in owners:
+                        owners[name] = owner
+                        continue
+                    registered.remove(added)
+                    msg = (f"command {name!r} is registered twice: by {owners[name]} and by {owner}; "
+                           "the second is ignored: uninstall or disable one of them")
+                    if not isinstance(owner, str):
+                        owner.status, owner.error = "failed", msg
+                    log.warning("%s", msg)
 
     def notify(self, hook_name: str, **kwargs: Any) -> None:
         """Call a lifecycle hook on every plugin; an exception is logged, never raised."""
@@ -156,6 +174,18 @@ class _Unavailable:
             return (f"plugin {info.name!r} (distribution {info.distribution}) is disabled "
                     "(settings 'plugins: {disabled: [...]}' or FLOWSTAGE__PLUGINS__DISABLED)")
         return f"plugin {info.name!r} (distribution {info.distribution}) failed to load: {info.error}"
+
+
+def _command_name(info: Any) -> str | None:
+    """The name a typer command or group is invoked by (typer's own derivation)."""
+    name = getattr(info, "name", None)
+    if not isinstance(name, str):  # typer's Default(None) placeholder: the sub-app's own name
+        name = getattr(getattr(getattr(info, "typer_instance", None), "info", None), "name", None)
+    if not isinstance(name, str):
+        callback = getattr(info, "callback", None)
+        name = getattr(callback, "__name__", None)
+        name = name.lower().replace("_", "-") if isinstance(name, str) else None
+    return name
 
 
 def _is_marked(obj: Any) -> bool:

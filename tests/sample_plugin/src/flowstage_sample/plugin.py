@@ -7,6 +7,7 @@ import. Environment variables drive the behaviours the tests exercise:
 - ``FLOWSTAGE_SAMPLE_RAISE_IN=hook[,hook]``: those hooks raise ``RuntimeError``.
 - ``FLOWSTAGE_SAMPLE_DUPLICATE_LOCAL=1``: also register an executor named ``local``
   (which conflicts with flowstage's own).
+- ``FLOWSTAGE_SAMPLE_DUPLICATE_COMMAND=1``: also add a command named ``run`` (ditto).
 """
 
 from __future__ import annotations
@@ -59,6 +60,8 @@ def flowstage_register_commands(app: typer.Typer) -> None:
     from flowstage_sample.commands import sample_squares
 
     app.command("sample-squares")(sample_squares)
+    if os.environ.get("FLOWSTAGE_SAMPLE_DUPLICATE_COMMAND"):
+        app.command("run")(sample_squares)
 
 
 @hookimpl
