@@ -17,3 +17,4 @@ def flowstage_register_commands(app: typer.Typer) -> None:
     run.register(app)
     workflows.register(app)
     plugins.register(app)
+    __import__("flowstage.cli.commands.objects").cli.commands.objects.register(app)
