@@ -17,4 +17,5 @@ def flowstage_register_commands(app: typer.Typer) -> None:
     run.register(app)
     workflows.register(app)
     plugins.register(app)
+    __import__("flowstage.cli.commands.resources").cli.commands.resources.register(app)
     __import__("flowstage.cli.commands.objects").cli.commands.objects.register(app)

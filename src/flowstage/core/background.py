@@ -1,0 +1,257 @@
+"""Background runs (``flowstage run --no-wait``): a detached process per run.
+
+The caller validates the workflow and the input (so mistakes show at once, exit 2),
+writes a ``pending`` row and starts ``python -m flowstage.core.background RUN_ID`` in a
+session of its own, its output going to ``<app dir>/logs/RUN_ID.log``. That process
+runs the workflow with ``source="background"``; the run recorder writes its progress
+and heartbeat, so a process that dies is shown as ``failed`` with the reason on the next
+read. ``runs cancel`` asks the process to stop (SIGTERM, and a flag in the row for a
+process on another host); the run ends ``cancelled``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from flowstage.core.errors import UnknownNameError, UserError
+
+#: how long ``runs cancel`` waits for the run to stop before killing its process
+CANCEL_TIMEOUT = 10.0
+
+
+def log_path(run_id: str) -> Path:
+    from flowstage.core.settings import app_dir
+
+    return app_dir() / "logs" / f"{run_id}.log"
+
+
+def start_background_run(workflow: Any, run_input: Mapping[str, Any] | None = None, *,
+                         executor: str | Mapping[str, Any] | None = None, namespace: str = "default") -> str:
+    """Start a run in a detached process; its id. The workflow, the input and the
+    executor are checked first.
+
+    :raises WorkflowError: the workflow or the input is invalid (nothing started)
+    :raises UserError: the input cannot be handed to another process as JSON, or a
+        target is a Python callable rather than an import string
+    """
+    import json
+    import subprocess
+
+    from flowstage.core.api import create_executor, executor_spec, resolve_workflow
+    from flowstage.core.loading import check_input, load_workflow
+    from flowstage.core.plugin_manager import default_plugins
+    from flowstage.core.runs import Run, StageRecord, new_run_id
+    from flowstage.core.settings import app_dir
+    from flowstage.core.store import get_store, process_start
+
+    plugins = default_plugins()
+    stage_types = plugins.registries.stage_types
+    home = str(app_dir())
+    definition = load_workflow(resolve_workflow(workflow, plugins), stage_types=stage_types, search_paths=(home,))
+    run_input = dict(run_input or {})
+    check_input(definition, run_input, stage_types=stage_types, search_paths=(home,))
+    spec = executor_spec(executor)
+    engine = create_executor(dict(spec), plugins=plugins)  # checks the name and options; not started
+    callables = [s.name for s in definition.spec.stages if not isinstance(s.target, str)]
+    if callables:
+        msg = (f"workflow {definition.name!r}: stage(s) {', '.join(callables)} have Python callables as targets; "
+               "a background run needs import strings such as 'package.module.function'")
+        raise UserError(msg)
+    request = {"definition": definition.model_dump(mode="json", exclude_unset=True), "source": definition.source,
+               "input": run_input, "executor": spec, "namespace": namespace}
+    try:
+        json.dumps(request)
+    except (TypeError, ValueError) as exc:
+        raise UserError(f"a background run's input and executor options must be JSON values: {exc}") from None
+    run = Run(id=new_run_id(), workflow=definition.name, source="background", executor=engine.name,
+              namespace=namespace, input=run_input,
+              stages={s.name: StageRecord(s.name) for s in definition.spec.stages})
+    log = log_path(run.id)
+    log.parent.mkdir(parents=True, exist_ok=True)
+    store = get_store()
+    store.create_pending_run(run, request=request, log_path=str(log))
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "FLOWSTAGE_HOME": home}
+    with open(log, "ab") as out:
+        process = subprocess.Popen([sys.executable, "-m", "flowstage.core.background", run.id],
+                                   stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                                   env=env, start_new_session=True, close_fds=True)
+    store.set_process(run.id, process.pid, process_start(process.pid))
+    return run.id
+
+
+# -- the detached process ---------------------------------------------------------------------
+
+
+def main(argv: list[str]) -> int:
+    """Run the background run ``argv[0]`` (the entry point of the detached process)."""
+    import asyncio
+    import logging
+
+    from flowstage.core.store import ACTIVE_STATES, get_store, process_start
+
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if len(argv) != 1:
+        print("usage: python -m flowstage.core.background RUN_ID", file=sys.stderr)
+        return 2
+    run_id = argv[0]
+    store = get_store()
+    row = store.find_run(run_id)
+    if row is None or row["request"] is None:
+        print(f"no background run {run_id!r} in {store.path}", file=sys.stderr)
+        return 2
+    if row["state"] not in ACTIVE_STATES:
+        return 0
+    store.set_process(run_id, os.getpid(), process_start(os.getpid()))
+    if row["cancel_requested"]:
+        store.end_run(run_id, "cancelled", "the run was cancelled before it started")
+        return 0
+    try:
+        state = asyncio.run(_run(run_id, row["request"]))
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        store.end_run(run_id, "cancelled", "the run was cancelled")
+        print(f"run {run_id} cancelled", file=sys.stderr, flush=True)
+        sys.stdout.flush()
+        # stage calls still going in worker threads would keep the process alive
+        os._exit(0)
+    except BaseException as exc:
+        import traceback
+
+        traceback.print_exc()
+        store.end_run(run_id, "failed", f"{type(exc).__name__}: {exc}")
+        return 1
+    return 0 if state == "finished" else 1
+
+
+async def _run(run_id: str, request: dict[str, Any]) -> str:
+    import asyncio
+    import signal
+
+    from flowstage.core.api import arun_workflow
+    from flowstage.core.loading import parse_resource
+
+    task = asyncio.current_task()
+    assert task is not None
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, task.cancel)
+    workflow = parse_resource(request["definition"], f"workflow of background run {run_id}", default_kind="workflow")
+    workflow._source = request.get("source")  # type: ignore[union-attr]
+    watcher = asyncio.ensure_future(_watch_cancel(run_id, task))
+    try:
+        run = await arun_workflow(workflow, request["input"], executor=request["executor"],
+                                  namespace=request["namespace"], return_run=True, source="background",
+                                  run_id=run_id)
+    finally:
+        watcher.cancel()
+    if run.state == "failed":
+        print(f"run {run_id} failed: {run.error}", file=sys.stderr)
+        traceback = getattr(run.exception, "traceback", "")
+        if traceback:
+            print(traceback.rstrip(), file=sys.stderr)
+    return str(run.state)
+
+
+async def _watch_cancel(run_id: str, task: Any) -> None:
+    """Stop the run when its row asks for it (``runs cancel`` from another host)."""
+    import asyncio
+
+    from flowstage.core.store import get_store
+
+    store = get_store()
+    while True:
+        await asyncio.sleep(max(0.2, store.settings.heartbeat_interval))
+        rows = await asyncio.to_thread(store.query, "SELECT cancel_requested FROM runs WHERE id = ?", (run_id,))
+        if rows and rows[0][0]:
+            task.cancel()
+            return
+
+
+# -- from the CLI ---------------------------------------------------------------------------------
+
+
+def _find(run_id: str) -> dict[str, Any]:
+    from flowstage.core.store import get_store
+
+    row = get_store().find_run(run_id)
+    if row is None:
+        raise UnknownNameError(f"no run with id {run_id!r} (`flowstage runs` lists them)")
+    return row
+
+
+def cancel_run(run_id: str, timeout: float = CANCEL_TIMEOUT) -> dict[str, Any]:
+    """Stop a pending or running run; its row once it has ended (state ``cancelled``).
+
+    Background runs get SIGTERM, foreground CLI runs SIGINT (as Ctrl-C); a process that
+    has not stopped within ``timeout`` seconds is killed.
+
+    :raises UnknownNameError: no run has that id
+    :raises UserError: the run has already ended, or runs inside a Python program
+    """
+    import signal
+
+    from flowstage.core.store import ACTIVE_STATES, get_store, process_alive, this_host
+
+    store = get_store()
+    row = _find(run_id)
+    run_id = row["id"]
+    if row["state"] not in ACTIVE_STATES:
+        raise UserError(f"run {run_id} has already ended ({row['state']})")
+    if row["source"] == "api":
+        msg = (f"run {run_id} runs inside a Python program (pid {row['pid']} on {row['host']}); "
+               "stop it there (KeyboardInterrupt, or cancel the task awaiting arun_workflow)")
+        raise UserError(msg)
+    store.request_cancel(run_id)
+    pid, local = row["pid"], row["host"] in (None, this_host())
+    started = store.query("SELECT pid_start FROM runs WHERE id = ?", (run_id,))[0][0]
+    alive = bool(pid) and local and process_alive(pid, started)
+    if alive:
+        os.kill(pid, signal.SIGTERM if row["source"] == "background" else signal.SIGINT)
+    elif local and pid:
+        store.end_run(run_id, "cancelled", "the run was cancelled")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        row = _find(run_id)
+        if row["state"] not in ACTIVE_STATES:
+            return row
+        time.sleep(0.1)
+    if alive and process_alive(pid, started):
+        try:
+            if row["source"] == "background":
+                os.killpg(pid, signal.SIGKILL)  # its own session: workers it started go too
+            else:
+                os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        store.end_run(run_id, "cancelled", f"the run was cancelled: its process (pid {pid}) did not stop "
+                                           f"within {timeout:g}s and was killed")
+        return _find(run_id)
+    if not local:
+        msg = (f"asked run {run_id} to stop; its process (pid {pid} on {row['host']}) has not stopped yet: "
+               "it will at its next heartbeat")
+        raise UserError(msg)
+    store.end_run(run_id, "cancelled", "the run was cancelled")
+    return _find(run_id)
+
+
+def read_log(run_id: str) -> tuple[dict[str, Any], Path]:
+    """The run row and its log file (what its stages printed and logged).
+
+    :raises UserError: the run did not run in the background (its output went to the
+        terminal or program that ran it)
+    """
+    row = _find(run_id)
+    if not row.get("log_path"):
+        msg = (f"run {row['id']} ran in the foreground ({row['source']}): its output went to the terminal or "
+               "program that ran it; only --no-wait runs keep a log")
+        raise UserError(msg)
+    return row, Path(row["log_path"])
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
