@@ -27,6 +27,7 @@ import contextlib
 import io
 import json
 import os
+import sys
 import threading
 import time
 import uuid
@@ -561,13 +562,23 @@ class ArtifactFile:
             with f:
                 yield io.TextIOWrapper(f, encoding="utf-8") if mode == "r" else f
         elif mode in ("w", "wb"):
-            with self.artifact._errors(f"writing {self.name!r}"), location.write_atomic(self.path) as f:
+            # Only storage failures are wrapped: the caller's own exceptions pass unchanged.
+            action = f"writing {self.name!r}"
+            writer = location.write_atomic(self.path)
+            with self.artifact._errors(action):
+                f = writer.__enter__()
+            try:
                 if mode == "w":
                     text = io.TextIOWrapper(f, encoding="utf-8", write_through=True)
                     yield text
                     text.detach()
                 else:
                     yield f
+            except BaseException:
+                writer.__exit__(*sys.exc_info())  # the temporary file goes, the old one stays
+                raise
+            with self.artifact._errors(action):
+                writer.__exit__(None, None, None)
         else:
             raise ObjectStoreError(f"artifact files open with mode 'r', 'rb', 'w' or 'wb', not {mode!r}")
 

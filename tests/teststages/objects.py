@@ -44,9 +44,25 @@ def put_model(key: str, strategy: str = "fallback") -> dict[str, Any]:
     return {"tier": tier, "pid": os.getpid()}
 
 
-def use_model(_put: Any) -> dict[str, Any]:
+def use_model(put: dict[str, Any]) -> dict[str, Any]:
     model = object_store.get(_input("key"), strategy=_input("strategy", "fallback"))
-    return {"prediction": model.predict(2.0), "pid": os.getpid()}
+    return {"prediction": model.predict(2.0), "tier": put["tier"], "put_pid": put["pid"], "pid": os.getpid()}
+
+
+def fallback_roundtrip(key: str) -> list[Any]:
+    import numpy as np
+
+    tiers = [object_store.put(key, [1, 2, 3])]             # small: cluster memory
+    tiers.append(object_store.put(key, np.ones(100_000)))  # big: an artifact; the memory copy goes
+    after_big = float(object_store.get(key).sum())
+    tiers.append(object_store.put(key, "small again"))      # memory again; the artifact goes
+    return [tiers, after_big, object_store.get(key), object_store.exists(key, strategy="artifact")]
+
+
+def put_two(prefix: str) -> int:
+    object_store.put(f"{prefix}/a", list(range(100)), strategy="cluster_memory")
+    object_store.put(f"{prefix}/b", "b" * 1000, strategy="cluster_memory")
+    return 2
 
 
 def put_array(key: str, n: int, strategy: str = "fallback") -> str:
