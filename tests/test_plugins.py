@@ -179,6 +179,9 @@ def test_plugins_json_shows_loaded_failed_and_disabled(app_home: Path, broken_si
     assert rows["typo"]["status"] == "failed"
     assert "unknown hook 'flowstage_run_stared' (did you mean 'flowstage_run_started'?)" in rows["typo"]["error"]
 
+    assert rows["prefix_typo"]["status"] == "failed"
+    assert "unknown hook 'flowstag_stage_finished' (did you mean 'flowstage_stage_finished'?)" in rows["prefix_typo"]["error"]
+
     assert rows["bad_args"]["status"] == "disabled"
     assert rows["bad_args"]["error"] is None
 

@@ -49,8 +49,9 @@ class FlowstagePlugins:
                 log.warning("skipping %s: it failed to load: %s", info.label, info.error)
             return
         known = set(self.pm.hook.__dict__)
-        unknown = [n for n in dir(info.plugin) if n.startswith("flowstage_") and n not in known
-                   and _is_marked(getattr(info.plugin, n, None))]
+        # Any marked function that is not a hook (typos in the prefix too): pluggy would
+        # register it quietly as a hook nobody calls.
+        unknown = [n for n in dir(info.plugin) if n not in known and _is_marked(getattr(info.plugin, n, None))]
         try:
             if unknown:
                 from flowstage.core.loading import did_you_mean
