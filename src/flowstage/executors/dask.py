@@ -468,6 +468,12 @@ class DaskExecutor(Executor):
         except Exception as exc:  # best effort: never raises
             log.debug("cancelling Dask tasks failed: %s", exc)
 
+    def cluster_memory(self) -> dict[str, Any] | None:
+        """Objects scattered to workers and published on this cluster's scheduler."""
+        if self._client is None:
+            return None
+        return {"factory": "flowstage.executors.dask_memory:DaskMemory", "address": self._client.scheduler.address}
+
     def is_handle(self, value: Any) -> bool:
         future_type = _future_type()
         return future_type is not None and isinstance(value, future_type)

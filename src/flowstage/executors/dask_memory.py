@@ -76,10 +76,10 @@ class DaskMemory:
 
     def delete(self, namespace: str, key: str) -> bool:
         client = self._client()
-        try:
-            client.unpublish_dataset(self._name(namespace, key))
-        except KeyError:
+        name = self._name(namespace, key)
+        if name not in client.list_datasets():  # unpublishing a missing name is not an error
             return False
+        client.unpublish_dataset(name)
         return True
 
     def _names(self, client: Any, namespace: str | None) -> list[str]:
@@ -99,9 +99,6 @@ class DaskMemory:
         client = self._client()
         count = 0
         for name in self._names(client, namespace):
-            try:
-                client.unpublish_dataset(name)
-                count += 1
-            except KeyError:
-                pass
+            client.unpublish_dataset(name)
+            count += 1
         return count

@@ -394,6 +394,13 @@ class RayExecutor(Executor):
                 except Exception as exc:  # best effort: never raises
                     log.debug("cancelling %r failed: %s", handle, exc)
 
+    def cluster_memory(self) -> dict[str, Any] | None:
+        """Objects owned by a detached actor of this Ray cluster."""
+        if self._ray is None:
+            return None
+        return {"factory": "flowstage.executors.ray_memory:RayMemory", "name": "flowstage_object_store",
+                "namespace": "flowstage"}
+
     def is_handle(self, value: Any) -> bool:
         return isinstance(value, RayHandle)
 
