@@ -160,29 +160,39 @@ def apply_path(path: str | os.PathLike[str], plugins: FlowstagePlugins,
 
     :raises WorkflowError: a resource is invalid (nothing was applied; names each one)
     """
-    from flowstage.core.loading import validate_workflow
+    from flowstage.core.loading import validate_workflow, workflow_label
     from flowstage.core.settings import app_dir
     from flowstage.core.store import get_store
 
-    found = read_resources(path, recursive)
+    try:
+        found = read_resources(path, recursive)
+    except WorkflowError as exc:
+        raise _nothing_applied(exc.problems, path) from None
     problems = _check_unique(found)
-    for resource, _document, _label in found:
+    for resource, _document, label in found:
         if isinstance(resource, Workflow):
             try:
                 validate_workflow(resource, stage_types=plugins.registries.stage_types,
                                   search_paths=(str(app_dir()),))
             except WorkflowError as exc:
-                problems.extend(exc.problems)
+                # name the document and the workflow, not only the (resolved) file
+                prefix = f"{workflow_label(resource)}: "
+                where = f"{label}: workflow {resource.name!r}: "
+                problems.extend(where + p.removeprefix(prefix) for p in exc.problems)
     if problems:
-        if len(found) > 1:
-            problems.append(f"nothing was applied: fix the problems above and apply {path} again")
-        raise WorkflowError(problems, source=str(path))
+        raise _nothing_applied(problems, path)
     items = [{"kind": r.kind, "name": r.name, "document": doc,  # type: ignore[attr-defined]
               "annotations": r.metadata.annotations,  # type: ignore[attr-defined]
               "source": r.source if isinstance(r, Workflow) else None}
              for r, doc, _label in found]
     outcomes = get_store().put_resources(items)
     return [(item["kind"], item["name"], outcome) for item, outcome in zip(items, outcomes)]
+
+
+def _nothing_applied(problems: list[str], path: str | os.PathLike[str]) -> WorkflowError:
+    error = WorkflowError(problems, source=str(path))
+    error.args = (f"{error}\nnothing was applied: fix the problems and apply {path} again",)
+    return error
 
 
 def delete_path(path: str | os.PathLike[str], recursive: bool = False) -> list[tuple[str, str, bool]]:
