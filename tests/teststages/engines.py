@@ -57,3 +57,24 @@ def item_and_stage(x: object) -> list[object]:
 
 def keyed(n_vals: int, tag: str) -> list[str]:
     return [f"{tag}-{i}" for i in range(n_vals)]
+
+
+def mark_then_sleep(marker: str, seconds: float) -> float:
+    from pathlib import Path
+
+    Path(marker).write_text(str(os.getpid()))
+    time.sleep(seconds)
+    return seconds
+
+
+def die_once(x: int, marker_dir: str) -> int:
+    """Item ``x == 1`` kills its own worker process the first time it runs."""
+    import signal
+    from pathlib import Path
+
+    folder = Path(marker_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    if x == 1 and not (folder / "died").exists():
+        (folder / "died").write_text(str(os.getpid()))
+        os.kill(os.getpid(), signal.SIGKILL)
+    return x * 10

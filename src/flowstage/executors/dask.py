@@ -44,7 +44,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("flowstage.executors.dask")
 
 #: a task still running this long after it was cancelled gets its worker restarted
-_CANCEL_GRACE_SECONDS = 1.0
+_CANCEL_GRACE_SECONDS = 0.5
 #: resources a worker has even when it does not declare them (threads, memory limit)
 _IMPLICIT = ("cpus", "memory")
 
@@ -205,6 +205,42 @@ def _main_module_hidden() -> Iterator[None]:
             sys.modules["__main__"] = main
 
 
+def _probe_scheduler(address: str, timeout: float) -> None:
+    """Ask the scheduler at ``address`` who it is, giving up after ``timeout`` seconds.
+
+    ``distributed.Client(address, timeout=...)`` waits forever on a listener that never
+    answers the handshake; this check has a hard deadline. It runs in a thread of its
+    own so that it works whether or not the caller is inside an event loop.
+    """
+    from distributed.comm import connect
+
+    async def identity() -> Any:
+        comm = await connect(address, timeout=timeout)
+        try:
+            await comm.write({"op": "identity", "reply": True})
+            return await comm.read()
+        finally:
+            await comm.close()
+
+    outcome: dict[str, Any] = {}
+
+    def probe() -> None:
+        try:
+            outcome["identity"] = asyncio.run(asyncio.wait_for(identity(), timeout))
+        except BaseException as exc:
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=probe, daemon=True, name="flowstage-dask-probe")
+    thread.start()
+    thread.join(timeout + 5)
+    if "identity" in outcome:
+        return
+    error = outcome.get("error")
+    if isinstance(error, Exception) and not isinstance(error, (TimeoutError, asyncio.TimeoutError)):
+        raise error
+    raise TimeoutError("")
+
+
 def _settle(waiter: asyncio.Future[Any], outcome: Any) -> None:
     if not waiter.done():
         waiter.set_result(outcome)
@@ -268,7 +304,11 @@ class DaskExecutor(Executor):
             with _main_module_hidden():
                 self._cluster = distributed.LocalCluster(
                     n_workers=n_workers, threads_per_worker=opts.threads_per_worker, processes=True,
-                    host="127.0.0.1", dashboard_address="127.0.0.1:8787" if opts.dashboard else None,
+                    host="127.0.0.1", dashboard_address=None,
+                    # The scheduler serves HTTP (health checks) even without a dashboard;
+                    # a random port keeps it off 8787, which another cluster may hold.
+                    scheduler_kwargs={"dashboard": opts.dashboard,
+                                      "dashboard_address": "127.0.0.1:8787" if opts.dashboard else "127.0.0.1:0"},
                     resources=dict(opts.resources) or None, env=dict(opts.env) or None,
                     silence_logs=logging.WARNING)
             try:
@@ -286,10 +326,12 @@ class DaskExecutor(Executor):
     def _connect(self, distributed: Any, address: str) -> Any:
         timeout = self.options.connect_timeout
         try:
+            _probe_scheduler(address, timeout)
             client = distributed.Client(address, timeout=timeout, set_as_default=False)
         except Exception as exc:
-            msg = (f"executor 'dask': cannot connect to the Dask scheduler at {address!r} within "
-                   f"{timeout:g}s (option 'connect_timeout'): {type(exc).__name__}: {exc}")
+            detail = f": {type(exc).__name__}: {exc}" if str(exc) else ""
+            msg = (f"executor 'dask': no Dask scheduler answered at {address!r} within {timeout:g}s "
+                   f"(option 'connect_timeout'){detail}")
             raise ExecutorError(msg) from None
         try:
             client.wait_for_workers(1, timeout=timeout)

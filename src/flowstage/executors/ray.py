@@ -22,6 +22,7 @@ import contextlib
 import logging
 import os
 import socket
+import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -174,13 +175,27 @@ def _format_amount(name: str, value: float) -> str:
 
 
 def _probe(address: str, timeout: float) -> None:
-    """Fail fast when nothing listens at ``address`` (``host:port`` or ``ray://host:port``)."""
+    """Wait until something listens at ``address`` (``host:port`` or ``ray://host:port``),
+    for at most ``timeout`` seconds (a cluster that is still starting gets that long).
+
+    :raises OSError: nothing accepted a connection in time
+    """
     target = address.removeprefix("ray://")
     host, sep, port = target.rpartition(":")
     if not sep or not port.isdigit():
         return
-    with socket.create_connection((host.strip("[]") or "127.0.0.1", int(port)), timeout=timeout):
-        pass
+    deadline = time.monotonic() + timeout
+    pause = 0.05
+    while True:
+        left = deadline - time.monotonic()
+        try:
+            with socket.create_connection((host.strip("[]") or "127.0.0.1", int(port)), timeout=max(left, 0.01)):
+                return
+        except OSError:
+            if time.monotonic() + pause >= deadline:
+                raise
+        time.sleep(pause)
+        pause = min(pause * 2, 1.0)
 
 
 class RayExecutor(Executor):
@@ -269,6 +284,9 @@ class RayExecutor(Executor):
         except Exception as exc:
             where = "start a local Ray" if address == "local" else f"connect to the Ray cluster at {address!r}"
             msg = f"executor 'ray': could not {where}: {type(exc).__name__}: {exc}"
+            if address != "local" and "auth" in f"{exc!r} {exc.__cause__!r}".lower():
+                msg += ("\n(the cluster uses token authentication: set RAY_AUTH_MODE=token, and the cluster's "
+                        "token in RAY_AUTH_TOKEN or ~/.ray/auth_token)")
             raise ExecutorError(msg) from None
         self._owned = True
 

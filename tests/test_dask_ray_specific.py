@@ -1,0 +1,391 @@
+"""What only the Dask and Ray executors do: options, connecting, resources, external
+clusters, cancellation that really stops work, and clean-up of engine processes."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import _engine
+from flowstage import StageError, WorkflowError, arun_workflow, create_executor, run_workflow
+from flowstage.core.errors import ExecutorError
+
+B = "teststages.basic."
+E = "teststages.engines."
+BIN = Path(sys.executable).parent
+REMOTE = ["dask", "ray"]
+
+
+@pytest.fixture(params=REMOTE)
+def remote(request: pytest.FixtureRequest):
+    """The session's started Dask or Ray executor."""
+    return _engine(request.param)
+
+
+def workflow(name: str, *stages: dict[str, Any]) -> dict[str, Any]:
+    return {"kind": "workflow", "metadata": {"name": name}, "spec": {"stages": list(stages)}}
+
+
+def stage(name: str, target: str, *depends_on: str, **extra: Any) -> dict[str, Any]:
+    return {"name": name, "target": target, **({"depends_on": list(depends_on)} if depends_on else {}), **extra}
+
+
+def param(name: str, target: str, *depends_on: str, **extra: Any) -> dict[str, Any]:
+    return stage(name, target, *depends_on, type="parameterized", **extra)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def marked_processes(marker: str) -> list[int]:
+    """Processes whose environment carries ``marker`` (engine processes of one test)."""
+    found = []
+    needle = marker.encode()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            if needle in (entry / "environ").read_bytes():
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
+
+
+def wait_until_gone(marker: str, seconds: float = 20) -> list[int]:
+    deadline = time.monotonic() + seconds
+    while True:
+        left = marked_processes(marker)
+        if not left or time.monotonic() > deadline:
+            return left
+        time.sleep(0.2)
+
+
+def json_in(text: str) -> Any:
+    """The JSON document printed at the start of a line of ``text`` (worker output may surround it)."""
+    start = text.index("\n{") + 1 if not text.startswith("{") else 0
+    return json.JSONDecoder().raw_decode(text, start)[0]
+
+
+def write_workflow(folder: Path, name: str, stages: list[dict[str, Any]]) -> Path:
+    import yaml
+
+    path = folder / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(workflow(name, *stages)))
+    return path
+
+
+# --- options ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("name", "typo", "valid"), [("dask", "n_worker", "n_workers"), ("ray", "num_cpu", "num_cpus")])
+def test_unknown_option_lists_valid_ones(name: str, typo: str, valid: str):
+    with pytest.raises(ExecutorError) as info:
+        create_executor({"name": name, typo: 2})
+    message = str(info.value)
+    assert f"unknown option {typo!r}" in message
+    assert valid in message and "address" in message and "connect_timeout" in message
+
+
+@pytest.mark.parametrize(("name", "option"), [("dask", "n_workers"), ("ray", "num_cpus")])
+def test_local_cluster_options_do_not_mix_with_address(name: str, option: str):
+    with pytest.raises(ExecutorError, match=option):
+        create_executor({"name": name, "address": "127.0.0.1:1", option: 2})
+
+
+def test_executors_command_lists_engines_and_options():
+    from typer.testing import CliRunner
+
+    from flowstage.cli.app import build_app
+
+    result = CliRunner().invoke(build_app(), ["executors", "--format", "json"])
+    assert result.exit_code == 0, result.output
+    rows = {row["name"]: row for row in json.loads(result.output)}
+    assert rows["dask"]["installed"] == "yes" and rows["ray"]["installed"] == "yes"
+    assert {"address", "n_workers", "threads_per_worker", "resources", "env", "connect_timeout"} <= set(rows["dask"]["options"])
+    assert {"address", "num_cpus", "num_gpus", "resources", "env", "connect_timeout"} <= set(rows["ray"]["options"])
+
+
+def test_plugins_do_not_import_the_engines():
+    code = ("import sys, flowstage.executors.dask, flowstage.executors.ray; "
+            "print(sorted(m for m in ('dask', 'distributed', 'ray') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+# --- connecting --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("name", "address"), [("dask", "tcp://127.0.0.1:{port}"), ("ray", "127.0.0.1:{port}"),
+                                               ("ray", "ray://127.0.0.1:{port}")])
+def test_unreachable_address_fails_fast_naming_it(name: str, address: str):
+    address = address.format(port=free_port())
+    wf = workflow("nowhere", stage("one", B + "one"))
+    began = time.monotonic()
+    with pytest.raises(ExecutorError) as info:
+        run_workflow(wf, executor={"name": name, "address": address, "connect_timeout": "2s"})
+    assert time.monotonic() - began < 8
+    assert address in str(info.value)
+
+
+def test_connect_timeout_bounds_a_silent_address():
+    """A listener that never answers: the Dask client gives up after connect_timeout."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(0)
+        address = f"tcp://127.0.0.1:{silent.getsockname()[1]}"
+        began = time.monotonic()
+        with pytest.raises(ExecutorError, match="127.0.0.1"):
+            create_executor({"name": "dask", "address": address, "connect_timeout": "1s"}).start()
+        assert time.monotonic() - began < 8
+
+
+# --- resources ---------------------------------------------------------------------------
+
+
+def test_stage_needing_a_missing_gpu_fails_before_the_run(remote, tmp_path: Path):
+    marker = tmp_path / "ran"
+    wf = workflow("gpu", stage("first", B + "mark"), stage("train", B + "one", resources={"gpus": 1}))
+    with pytest.raises(WorkflowError) as info:
+        run_workflow(wf, {"marker": str(marker)}, executor=remote)
+    message = str(info.value)
+    assert "'train'" in message and "gpus=1" in message
+    assert ("workers offer" if remote.name == "dask" else "nodes offer") in message
+    assert not marker.exists(), "a stage ran although the workflow could never finish"
+
+
+def test_ordinary_cpu_and_memory_requests_run_unchanged(remote):
+    wf = workflow("sized", stage("numbers", B + "numbers", resources={"cpus": 1, "memory": "100MB"}),
+                  param("doubled", B + "double", "numbers", resources={"cpus": 1}))
+    assert run_workflow(wf, {"n_vals": 3}, executor=remote) == [0, 2, 4]
+
+
+def test_request_above_every_worker_names_what_exists(remote):
+    wf = workflow("huge", stage("big", B + "one", resources={"cpus": 64, "memory": "10TB"}))
+    with pytest.raises(WorkflowError) as info:
+        run_workflow(wf, executor=remote)
+    assert "'big'" in str(info.value) and "cpus=64" in str(info.value)
+    assert "memory=" in str(info.value)
+
+
+# --- results and failures ------------------------------------------------------------------
+
+
+def test_unserializable_result_names_the_stage(remote):
+    wf = workflow("lock", stage("locker", E + "make_lock"), stage("reader", E + "type_name", "locker"))
+    with pytest.raises(StageError) as info:
+        run_workflow(wf, executor=remote)
+    assert info.value.stage == "locker"
+    assert "cannot be serialized" in str(info.value)
+
+
+def test_unserializable_map_item_names_the_item(remote):
+    wf = workflow("lock_items", param("items", E + "lock_on_one", map_on="values"))
+    with pytest.raises(StageError) as info:
+        run_workflow(wf, {"values": [0, 1, 2]}, executor=remote)
+    assert info.value.stage == "items"
+    assert info.value.item_index == 1
+
+
+def test_killed_worker_gets_the_item_retried(remote, tmp_path: Path):
+    """Item 1 kills its worker process once: the engine reruns it; no hang, no loss."""
+    wf = workflow("killed", param("items", E + "die_once", map_on="values"))
+    began = time.monotonic()
+    result = run_workflow(wf, {"marker_dir": str(tmp_path / "marks"), "values": [0, 1, 2, 3]}, executor=remote)
+    assert result == [0, 10, 20, 30]
+    assert (tmp_path / "marks" / "died").exists()
+    assert time.monotonic() - began < 60
+
+
+def test_timeout_really_stops_the_task(remote):
+    """Soon after a timed-out call both workers are free again: the sleeping task was
+    stopped (its worker killed and replaced), not left running for a minute."""
+    slow = workflow("stuck", stage("sleepy", E + "sleep_long", timeout="200ms"))
+    with pytest.raises(StageError):
+        run_workflow(slow, {"seconds": 60}, executor=remote)
+    time.sleep(5)
+    overlap = workflow("after", stage("a", E + "stamp"), stage("b", E + "stamp"), stage("both", E + "spans", "a", "b"))
+    began = time.monotonic()
+    (a_start, a_end), (b_start, b_end) = run_workflow(overlap, {"seconds": 0.5}, executor=remote)
+    assert time.monotonic() - began < 30
+    assert a_start < b_end and b_start < a_end, "one worker was still busy with the timed-out task"
+
+
+# --- one executor, many runs ----------------------------------------------------------------
+
+
+def test_one_executor_serves_many_runs(remote):
+    chain = workflow("many", stage("numbers", B + "numbers"), param("doubled", B + "double", "numbers"),
+                     stage("total", B + "total", "doubled"))
+    for n in (3, 4, 5):
+        assert run_workflow(chain, {"n_vals": n}, executor=remote) == 2 * sum(range(n))
+    assert remote.started
+
+    async def together() -> list[Any]:
+        return await asyncio.gather(*(arun_workflow(chain, {"n_vals": n}, executor=remote) for n in (10, 20, 30)))
+
+    assert asyncio.run(together()) == [90, 380, 870]
+    assert remote.started
+
+
+# --- external clusters ----------------------------------------------------------------------
+
+
+def _stop(process: subprocess.Popen[Any], sig: int = signal.SIGTERM, wait: float = 20) -> None:
+    if process.poll() is None:
+        process.send_signal(sig)
+        try:
+            process.wait(wait)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(5)
+
+
+@pytest.fixture
+def dask_cluster(tmp_path: Path) -> Iterator[str]:
+    """A real ``dask scheduler`` and one ``dask worker`` (resource special=2) on 127.0.0.1."""
+    port = free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    logs = (tmp_path / "scheduler.log").open("w"), (tmp_path / "worker.log").open("w")
+    scheduler = subprocess.Popen([str(BIN / "dask"), "scheduler", "--host", "127.0.0.1", "--port", str(port),
+                                  "--no-dashboard"], stdout=logs[0], stderr=subprocess.STDOUT)
+    worker = subprocess.Popen([str(BIN / "dask"), "worker", address, "--host", "127.0.0.1", "--nthreads", "1",
+                               "--nworkers", "1", "--no-dashboard", "--resources", "special=2"],
+                              stdout=logs[1], stderr=subprocess.STDOUT)
+    try:
+        yield address
+    finally:
+        _stop(worker)
+        _stop(scheduler)
+        for log in logs:
+            log.close()
+
+
+def test_external_dask_cluster(dask_cluster: str, tmp_path: Path):
+    wf = workflow(
+        "external",
+        stage("numbers", B + "numbers", resources={"special": 1}),
+        param("doubled", B + "double", "numbers"),
+        stage("env", E + "read_env"),
+    )
+    spec = {"name": "dask", "address": dask_cluster, "env": {"FLOWSTAGE_TEST_VALUE": "from-option"},
+            "connect_timeout": "20s"}
+    with create_executor(spec) as ex:
+        assert ex.parallelism == 1
+        result = run_workflow(wf, {"n_vals": 4, "name": "FLOWSTAGE_TEST_VALUE"}, executor=ex)
+        assert result == {"doubled": [0, 2, 4, 6], "env": "from-option"}
+        again = run_workflow(wf, {"n_vals": 2, "name": "FLOWSTAGE_TEST_VALUE"}, executor=ex)
+        assert again["doubled"] == [0, 2]
+        too_much = workflow("too_much", stage("big", B + "one", resources={"special": 3}))
+        with pytest.raises(WorkflowError, match=r"'big'.*special=3.*special=2"):
+            run_workflow(too_much, executor=ex)
+    # closing the executor leaves the external cluster running
+    assert run_workflow(workflow("still_up", stage("one", B + "one")), executor={"name": "dask", "address": dask_cluster}) == 1
+
+
+def _run_driver(code: str, env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True,
+                          env=env, timeout=timeout)
+
+
+def test_external_ray_cluster(tmp_path: Path):
+    """``ray start --head`` on a free port; a separate driver process connects with
+    ``address:`` (a process holds one Ray connection, and this one has the session's)."""
+    port = free_port()
+    tag = uuid.uuid4().hex
+    # Ray enables token authentication for clusters it starts; head and driver share one.
+    env = {**os.environ, "FLOWSTAGE_HOME": str(tmp_path / "home"), "FLOWSTAGE_LEAK_TAG": tag,
+           "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": uuid.uuid4().hex * 2}
+    head = subprocess.Popen(
+        [str(BIN / "ray"), "start", "--head", "--block", f"--port={port}", "--node-ip-address=127.0.0.1",
+         "--num-cpus=1", '--resources={"special": 2}', "--include-dashboard=false", "--disable-usage-stats"],
+        stdout=(tmp_path / "ray.log").open("w"), stderr=subprocess.STDOUT, env=env)
+    try:
+        code = f"""
+            import json
+            from flowstage import run_workflow, WorkflowError
+            wf = {workflow("ext_ray", stage("numbers", B + "numbers", resources={"special": 1}),
+                           param("doubled", B + "double", "numbers"), stage("env", E + "read_env"),
+                           stage("said", E + "shout"))!r}
+            spec = {{"name": "ray", "address": "127.0.0.1:{port}", "connect_timeout": "60s",
+                     "env": {{"FLOWSTAGE_TEST_VALUE": "from-option"}}}}
+            out = run_workflow(wf, {{"n_vals": 3, "name": "FLOWSTAGE_TEST_VALUE", "word": "hello-from-ray"}},
+                               executor=spec)
+            try:
+                run_workflow({workflow("too_much", stage("big", B + "one", resources={"special": 3}))!r},
+                             executor={{"name": "ray", "address": "127.0.0.1:{port}"}})
+                out["too_much"] = "ran"
+            except WorkflowError as exc:
+                out["too_much"] = str(exc)
+            print("RESULT " + json.dumps(out), flush=True)
+        """
+        done = _run_driver(code, env)
+        lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
+        assert lines, done.stdout + done.stderr
+        out = json.loads(lines[0][7:])
+        assert out["doubled"] == [0, 2, 4] and out["env"] == "from-option" and out["said"] == "hello-from-ray"
+        assert "'big'" in out["too_much"] and "special=3" in out["too_much"] and "special=2" in out["too_much"]
+        assert "hello-from-ray" in done.stdout + done.stderr, "the stage's print did not reach the driver"
+    finally:
+        _stop(head, signal.SIGTERM, wait=40)
+        for pid in wait_until_gone(tag, 10):  # whatever `ray start` failed to stop
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+
+
+# --- the CLI leaves nothing behind ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("engine", REMOTE)
+def test_cli_run_leaves_no_engine_processes(engine: str, tmp_path: Path):
+    tag = uuid.uuid4().hex
+    env = {**os.environ, "FLOWSTAGE_HOME": str(tmp_path / "home"), "FLOWSTAGE_LEAK_TAG": tag,
+           "RAY_USAGE_STATS_ENABLED": "0"}
+    path = write_workflow(tmp_path, "cli", [stage("said", E + "shout"), param("doubled", B + "double", map_on="values")])
+    done = subprocess.run([str(BIN / "flowstage"), "run", str(path), "--word", "hello-from-stage", "--values[]", "1",
+                           "--values[]", "2", "--executor", engine, "--format", "json", "--quiet"],
+                          capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert json_in(done.stdout) == {"said": "hello-from-stage", "doubled": [2, 4]}
+    assert "stage says hello-from-stage" in done.stdout + done.stderr
+    assert wait_until_gone(tag) == [], f"{engine} processes outlived `flowstage run`"
+
+
+@pytest.mark.parametrize("engine", REMOTE)
+def test_ctrl_c_stops_the_run_and_its_engine(engine: str, tmp_path: Path):
+    tag = uuid.uuid4().hex
+    env = {**os.environ, "FLOWSTAGE_HOME": str(tmp_path / "home"), "FLOWSTAGE_LEAK_TAG": tag,
+           "RAY_USAGE_STATS_ENABLED": "0"}
+    marker = tmp_path / "started"
+    path = write_workflow(tmp_path, "slow", [stage("sleepy", E + "mark_then_sleep")])
+    process = subprocess.Popen([str(BIN / "flowstage"), "run", str(path), "--marker", str(marker), "--seconds", "120",
+                                "--executor", engine, "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True, env=env)
+    try:
+        deadline = time.monotonic() + 90
+        while not marker.exists() and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert marker.exists(), process.stderr.read() if process.poll() is not None else "the stage never started"
+        process.send_signal(signal.SIGINT)
+        process.wait(60)
+    finally:
+        _stop(process, signal.SIGKILL)
+    assert process.returncode != 0
+    assert wait_until_gone(tag, 30) == [], f"{engine} processes outlived an interrupted `flowstage run`"
