@@ -40,7 +40,7 @@ spec:
 
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([FLOWSTAGE, *args], capture_output=True, text=True, timeout=120)
+    return subprocess.run([FLOWSTAGE, *args], check=False, capture_output=True, text=True, timeout=120)
 
 
 def start(*args: str) -> str:

@@ -60,7 +60,7 @@ def invoke(*args: str, ok: bool = True):
 
 
 def cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([FLOWSTAGE, *args], capture_output=True, text=True, timeout=120, cwd=cwd)
+    return subprocess.run([FLOWSTAGE, *args], check=False, capture_output=True, text=True, timeout=120, cwd=cwd)
 
 
 @pytest.fixture

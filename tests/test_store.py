@@ -254,3 +254,13 @@ def test_listing_pages_through_a_big_history_quickly() -> None:
     assert [r["id"] for r in page[:2]] == ["run099949", "run099948"]
     only, count = store.list_runs(limit=10, workflow="wf1")
     assert count == 33_333 and {r["workflow"] for r in only} == {"wf1"}
+
+
+def test_an_empty_store_file_is_migrated_to_the_current_schema(app_home: Path) -> None:
+    db = app_home / "flowstage.db"
+    db.touch()  # e.g. created by hand, or by an older flowstage before its first write
+    assert get_store().list_runs() == ([], 0)
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert {"resources", "runs", "meta"} <= tables

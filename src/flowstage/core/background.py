@@ -119,7 +119,7 @@ def main(argv: list[str]) -> int:
         sys.stdout.flush()
         # stage calls still going in worker threads would keep the process alive
         os._exit(0)
-    except BaseException as exc:
+    except BaseException as exc:  # noqa: BLE001 - whatever ends the process, the run must not stay running
         import traceback
 
         traceback.print_exc()
@@ -134,6 +134,7 @@ async def _run(run_id: str, request: dict[str, Any]) -> str:
 
     from flowstage.core.api import arun_workflow
     from flowstage.core.loading import parse_resource
+    from flowstage.core.models import Workflow
 
     task = asyncio.current_task()
     assert task is not None
@@ -141,7 +142,8 @@ async def _run(run_id: str, request: dict[str, Any]) -> str:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, task.cancel)
     workflow = parse_resource(request["definition"], f"workflow of background run {run_id}", default_kind="workflow")
-    workflow._source = request.get("source")  # type: ignore[union-attr]
+    assert isinstance(workflow, Workflow)
+    workflow._source = request.get("source")
     watcher = asyncio.ensure_future(_watch_cancel(run_id, task))
     try:
         run = await arun_workflow(workflow, request["input"], executor=request["executor"],

@@ -41,7 +41,7 @@ def shipped_workflows(plugins: FlowstagePlugins) -> list[tuple[Workflow, str]]:
     """``(workflow, plugin)`` for every workflow file plugins ship (shape-checked only)."""
     from flowstage.core.loading import load_resources
 
-    found = []
+    found: list[tuple[Workflow, str]] = []
     for path, owner in plugins.registries.workflow_paths:
         try:
             resources = load_resources(path)
@@ -136,7 +136,8 @@ def read_resources(path: str | os.PathLike[str], recursive: bool = False) -> lis
             if isinstance(resource, Workflow):
                 # absolute: the file's folder is where its relative targets import from
                 resource._source = str(file.resolve())
-            found.append((resource, {**document, "kind": resource.kind}, label))
+            kind = resource.kind  # type: ignore[attr-defined]  # a Workflow or a ConfigResource
+            found.append((resource, {**document, "kind": kind}, label))
     if problems:
         raise WorkflowError(problems, source=str(path))
     return found
@@ -146,7 +147,7 @@ def _check_unique(found: list[tuple[BaseModel, dict[str, Any], str]]) -> list[st
     seen: dict[tuple[str, str], str] = {}
     problems = []
     for resource, _document, label in found:
-        key = (resource.kind, resource.name)  # type: ignore[attr-defined]
+        key = (resource.kind, resource.name)  # type: ignore[attr-defined]  # Workflow or ConfigResource
         if key in seen:
             problems.append(f"{label}: {key[0]} {key[1]!r} is also defined in {seen[key]}; names must be unique")
         else:

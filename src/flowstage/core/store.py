@@ -486,12 +486,12 @@ class Store:
 
         try:
             data = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
-        except Exception:
+        except Exception:  # noqa: BLE001 - any object may refuse pickling its own way; try cloudpickle
             try:
                 import cloudpickle
 
                 data = cloudpickle.dumps(value)
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - a result that cannot be kept must not fail the run
                 return "missing", f"not kept: the result cannot be pickled ({type(exc).__name__}: {exc})"
         limit = self.settings.max_result_size
         if len(data) > limit:
@@ -597,8 +597,9 @@ class Store:
                     "started_at", "finished_at", "stages", "error", "traceback", "result_kind", "result",
                     "host", "pid", "heartbeat_at", "cancel_requested", "log_path", "request")
 
-    def find_run(self, run_id: str) -> dict[str, Any] | None:
-        """The full row of a run, by id or unique id prefix (None if there is none).
+    def find_run(self, run_id: str, *, prefix: bool = True) -> dict[str, Any] | None:
+        """The full row of a run, by id or (with ``prefix``) a unique id prefix; None if
+        there is none.
 
         :raises UserError: the prefix matches several runs
         """
@@ -607,7 +608,7 @@ class Store:
         self.reap()
         columns = ", ".join(self._RUN_COLUMNS)
         rows = self.query(f"SELECT {columns} FROM runs WHERE id = ?", (run_id,))
-        if not rows:
+        if not rows and prefix:
             pattern = run_id.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
             rows = self.query(f"SELECT {columns} FROM runs WHERE id LIKE ? ESCAPE '\\' LIMIT 6", (pattern,))
             if len(rows) > 1:
@@ -625,7 +626,7 @@ class Store:
 
         :raises UserError: the run has no kept result (says why)
         """
-        kind, text = row.get("result_kind"), row.get("result")
+        kind, text = row.get("result_kind"), str(row.get("result"))
         if kind == "json":
             return json.loads(text)
         if kind == "file":
@@ -750,9 +751,7 @@ def get_store() -> Store:
     key = (home, signature, *(environ.get(name) for name in _STORE_ENV))
     store = _stores.get(key)
     if store is None:
-        from flowstage.core.settings import load_settings
-
-        settings = load_settings().store
+        settings = _store_settings(signature is not None, any(v is not None for v in key[2:]))
         with _stores_lock:
             store = _stores.get(key)
             if store is None:
@@ -760,6 +759,20 @@ def get_store() -> Store:
                     _stores.pop(next(iter(_stores)))
                 store = _stores[key] = Store(app_dir() / DB_NAME, settings)
     return store
+
+
+def _store_settings(has_file: bool, has_env: bool) -> StoreSettings:
+    """``store:`` settings; the defaults without validating the whole settings file when
+    neither the file nor the environment sets any (``flowstage get runs`` starts faster)."""
+    from flowstage.core.settings import (
+        _read_settings_file,
+        load_settings,
+        settings_path,
+    )
+
+    if has_env or (has_file and "store" in _read_settings_file(settings_path())):
+        return load_settings().store
+    return StoreSettings.model_construct()
 
 
 def matching_config_data(workflow: Workflow) -> dict[str, Any]:
@@ -818,7 +831,13 @@ class RunRecorder:
         _monitor.remove(self)
         with self._lock:  # nothing from the monitor may land after the outcome
             self._done = True
-            self.store.finish_run(self.run, pid=os.getpid(), pid_start=_own_start())
+            try:
+                self.store.finish_run(self.run, pid=os.getpid(), pid_start=_own_start())
+            except StoreError as exc:
+                # the run itself went well or badly on its own: say so, and keep its outcome
+                import logging
+
+                logging.getLogger("flowstage.store").warning("run %s is not in the history: %s", self.run.id, exc)
 
     def tick(self, now: float) -> None:
         """From the monitor: the start row when due, then a heartbeat per interval."""
@@ -877,7 +896,7 @@ class _Monitor:
             for recorder in recorders:
                 try:
                     recorder.tick(now)
-                except Exception as exc:  # a missed heartbeat must not end the run
+                except Exception as exc:  # noqa: BLE001 - a missed heartbeat must not end the run
                     log.warning("could not save the progress of run %s: %s", recorder.run.id, exc)
 
 

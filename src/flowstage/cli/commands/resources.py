@@ -48,7 +48,11 @@ def print_rows(rows: list[dict[str, Any]], fmt: str) -> None:
 
 
 def _when(value: str | None) -> str:
-    return value[:19].replace("T", " ") if value else ""
+    """A stored UTC time in the local time zone, to the second."""
+    from flowstage.core.store import parse_time
+
+    moment = parse_time(value)
+    return moment.astimezone().strftime("%Y-%m-%d %H:%M:%S") if moment else ""
 
 
 # -- apply / delete ---------------------------------------------------------------------------
@@ -133,8 +137,8 @@ def _list_runs(name: str | None, fmt: str, limit: int, page: int, state: str | N
     store = get_store()
     workflow = name
     if name is not None:
-        row = store.find_run(name) if len(name) >= 4 else None
-        if row is not None and row["id"] == name:
+        row = store.find_run(name, prefix=False)
+        if row is not None:
             rows, total, workflow = [{k: row[k] for k in RUN_SUMMARY_KEYS}], 1, None
     if workflow is not None or name is None:
         rows, total = store.list_runs(limit=limit, offset=(page - 1) * limit, workflow=workflow, state=state)
@@ -263,7 +267,12 @@ def settings_sources() -> list[dict[str, Any]]:
 
     import yaml
 
-    from flowstage.core.settings import ENV_PREFIX, _env_overrides, load_settings, settings_path
+    from flowstage.core.settings import (
+        ENV_PREFIX,
+        _env_overrides,
+        load_settings,
+        settings_path,
+    )
 
     effective = _flatten(load_settings().model_dump(mode="json"))
     path = settings_path()
