@@ -28,6 +28,9 @@ import time
 from typing import Any
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+#: between repetitions, so that one repetition's background work (freeing, Ray's copies)
+#: does not land in the next one's timings
+PAUSE = 0.5
 
 
 # stages (this module is imported by the workers) ---------------------------------------
@@ -73,6 +76,7 @@ def flowstage_case(executor: Any, mb: int, strategy: str, repeat: int) -> list[t
         out.append(run_workflow(workflow(), {"mb": mb, "strategy": strategy, "key": key}, executor=executor,
                                 record=False))
         object_store.delete(key, strategy=strategy, executor=executor)
+        time.sleep(PAUSE)
     return out
 
 
@@ -100,12 +104,14 @@ def raw_ray(mb: int, repeat: int) -> list[tuple[float, float]]:
         boxed, put_seconds = ray.get(produce.remote(mb))
         out.append((put_seconds, ray.get(consume.remote(boxed))))
         del boxed
+        time.sleep(PAUSE)
     return out
 
 
 def shm_produce(mb: int) -> tuple[str, float]:
-    import numpy as np
     from multiprocessing import shared_memory
+
+    import numpy as np
 
     array = _array(mb)
     began = time.perf_counter()
@@ -117,8 +123,9 @@ def shm_produce(mb: int) -> tuple[str, float]:
 
 
 def shm_consume(name: str, mb: int) -> float:
-    import numpy as np
     from multiprocessing import shared_memory
+
+    import numpy as np
 
     began = time.perf_counter()
     shm = shared_memory.SharedMemory(name=name)
@@ -139,6 +146,7 @@ def raw_shared_memory(mb: int, repeat: int) -> list[tuple[float, float]]:
         for _ in range(repeat):
             name, put_seconds = pool.submit(shm_produce, mb).result()
             out.append((put_seconds, pool.submit(shm_consume, name, mb).result()))
+            time.sleep(PAUSE)
     return out
 
 
@@ -159,6 +167,7 @@ def raw_pickle_file(mb: int, repeat: int, folder: str) -> list[tuple[float, floa
             pickle.load(f).sum()
         out.append((put_seconds, time.perf_counter() - began))
         os.unlink(path)
+        time.sleep(PAUSE)
     return out
 
 

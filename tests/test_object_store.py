@@ -18,7 +18,13 @@ from typing import Any
 import pytest
 import yaml
 
-from flowstage import ObjectNotFound, StageError, create_executor, object_store, run_workflow
+from flowstage import (
+    ObjectNotFound,
+    StageError,
+    create_executor,
+    object_store,
+    run_workflow,
+)
 from flowstage.artifacts import get_artifact, list_artifacts, new_artifact
 from flowstage.core.object_store import InvalidKeyError, ObjectStoreError
 

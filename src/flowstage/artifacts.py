@@ -215,7 +215,7 @@ class Location:
 
         try:
             fs, root = url_to_fs(url, **dict(options))
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - any fsspec backend's own error, reported as ours
             msg = f"artifacts.url {url!r}: cannot open the filesystem: {type(exc).__name__}: {exc}"
             raise ObjectStoreError(msg) from None
         self.url = url
@@ -241,7 +241,7 @@ class Location:
     def uri(self, path: str) -> str:
         if self.local:
             return "file://" + path
-        return self.fs.unstrip_protocol(path)
+        return str(self.fs.unstrip_protocol(path))
 
     # file primitives: FileNotFoundError passes through, any other failure is wrapped
 
@@ -423,8 +423,8 @@ class Location:
                     chosen.dump(value, f)
                 except OSError:
                     raise
-                except Exception as exc:
-                    raise unpicklable(key, where, value, exc) from None
+                except Exception as exc:  # noqa: BLE001 - a serializer may raise anything for a value it cannot write
+                    raise unpicklable(key, where, value, exc, chosen.name) from None
                 size = f.tell()
             stamp = _now()
             manifest = old or {"name": key, "namespace": namespace, "created_at": stamp, "metadata": {}}
@@ -455,18 +455,20 @@ class Location:
         """The object of artifact ``key``. :raises KeyError: there is none"""
         action = f"reading object {key!r} in namespace {namespace!r}"
         with self.errors(action, where):
+            missing = ""
             for _ in range(5):
                 manifest = self.read_manifest(namespace, key)
                 info = (manifest or {}).get("object")
                 if not info:
                     raise KeyError(key)
+                missing = info["file"]
                 serializer = get_serializer(info.get("serializer"))
                 try:
                     with self.open_read(self.path(namespace, key, info["file"])) as f:
                         return serializer.load(f)
                 except FileNotFoundError:  # replaced by another writer meanwhile: look again
                     continue
-            msg = f"object {key!r} in namespace {namespace!r}: its value file {info['file']!r} is missing"
+            msg = f"object {key!r} in namespace {namespace!r}: its value file {missing!r} is missing"
             raise ObjectStoreError(msg)
 
     def delete_object(self, namespace: str, key: str, where: str) -> bool:

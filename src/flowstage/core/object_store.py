@@ -20,14 +20,15 @@ imports dask or ray: their backends are imported from the descriptor's import st
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
 import re
 import threading
 import uuid
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from flowstage.core.context import _current
 from flowstage.core.errors import ObjectNotFound, UserError
@@ -143,15 +144,19 @@ def pickle_value(value: Any, key: str, where: str) -> Pickled:
         raws = [b.raw() for b in buffers]
     except BufferError:  # a non-contiguous buffer: keep everything in band
         payload, raws = cloudpickle.dumps(value, protocol=5), []
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - a value's own __reduce__ may raise anything
         raise unpicklable(key, where, value, exc) from None
     return Pickled(value, payload, raws)
 
 
-def unpicklable(key: str, where: str, value: Any, exc: BaseException) -> ObjectStoreError:
+def unpicklable(key: str, where: str, value: Any, exc: BaseException, serializer: str = "cloudpickle") -> ObjectStoreError:
+    if serializer == "cloudpickle":
+        what, hint = "pickled", ("stored objects must be picklable to reach other workers (store what the "
+                                 "object is built from, or pick a serializer that can write it)")
+    else:
+        what, hint = f"written by serializer {serializer!r}", "pick another serializer (default: cloudpickle)"
     msg = (f"object_store.put({key!r}) in {where}: the value (a {type_name(value)}) cannot be "
-           f"pickled: {type(exc).__name__}: {exc}; stored objects must be picklable to reach other "
-           f"workers (store what the object is built from, or pick a serializer that can write it)")
+           f"{what}: {type(exc).__name__}: {exc}; {hint}")
     return ObjectStoreError(msg)
 
 
@@ -169,7 +174,7 @@ class LocalMemory:
     runs outside a workflow. Objects are kept as they are (``get`` returns the object
     ``put`` stored, not a copy)."""
 
-    _registry: dict[str, LocalMemory] = {}
+    _registry: ClassVar[dict[str, LocalMemory]] = {}
 
     def __init__(self, label: str = "this process") -> None:
         self.id = uuid.uuid4().hex
@@ -627,7 +632,8 @@ class ObjectStore:
             if memory is not None:
                 looked.append(memory.describe())
                 try:
-                    return memory.get(scope.namespace, key)
+                    with _backend_errors(memory, f"object_store.get({key!r}) in {scope.where}"):
+                        return memory.get(scope.namespace, key)
                 except KeyError:
                     pass
             else:
@@ -662,7 +668,8 @@ class ObjectStore:
         if strategy != "artifact":
             memory = scope.memory()
             if memory is not None:
-                found = bool(memory.delete(scope.namespace, key))
+                with _backend_errors(memory, f"object_store.delete({key!r}) in {scope.where}"):
+                    found = bool(memory.delete(scope.namespace, key))
         if strategy != "cluster_memory":
             found = scope.artifacts().delete_object(scope.namespace, key, scope.where) or found
         return found
@@ -727,6 +734,18 @@ class ObjectStore:
 
     def __repr__(self) -> str:
         return "<flowstage object_store>"
+
+
+@contextlib.contextmanager
+def _backend_errors(memory: Any, action: str) -> Iterator[None]:
+    """A cluster memory that fails (a lost connection, a dead actor) says which and where."""
+    try:
+        yield
+    except (KeyError, ObjectStoreError):
+        raise
+    except Exception as exc:
+        msg = f"{action}: {memory.describe()} failed: {type(exc).__name__}: {exc}"
+        raise ObjectStoreError(msg) from exc
 
 
 def _summary(where: str | None, entries: list[dict[str, Any]]) -> dict[str, Any]:

@@ -42,7 +42,7 @@ class DaskMemory:
             return distributed.get_client()
         with self._lock:
             if self._own is None or self._own.status in ("closing", "closed"):
-                self._own = distributed.Client(self.address, set_as_default=False, timeout=30)
+                self._own = distributed.Client(self.address, set_as_default=False, timeout=30)  # type: ignore[no-untyped-call]
             return self._own
 
     @staticmethod
