@@ -7,10 +7,11 @@ environment that also sees this interpreter's packages, so this environment is l
 untouched. Both variants run in such a child environment, so they pay the same
 interpreter start-up.
 
-    python benchmarks/bench_cli_startup.py [--runs 15] [--plugins 10] [--importtime] [--check]
+    python benchmarks/bench_cli_startup.py [--runs 15] [--plugins 10] [--importtime] [--breakdown] [--check]
 
 ``--importtime`` prints the slowest imports of ``--help`` with the extra plugins
-(``python -X importtime``); ``--check`` exits 1 when the median misses the target.
+(``python -X importtime``); ``--breakdown`` times the import steps of ``--help`` one by one;
+``--check`` exits 1 when the median misses the target.
 
 stevedore keeps an on-disk cache of entry points but turns it off when the interpreter
 lives under ``/tmp``; the child environments are made under ``~/.cache`` (``--workdir``
@@ -140,6 +141,40 @@ def slowest_imports(command: list[str], env: dict[str, str], count: int = 15) ->
     return sorted(rows, reverse=True)[:count]
 
 
+#: cumulative import steps of ``flowstage --help``, in the order the command meets them
+BREAKDOWN = [
+    ("interpreter", "pass"),
+    ("typer (the CLI framework)", "import typer.main"),
+    ("flowstage package: run context, pluggy, logging", "import flowstage"),
+    ("stevedore + importlib.metadata (discovery)", "import stevedore, importlib.metadata"),
+    ("pydantic (BaseModel)", "import pydantic.main"),
+    ("flowstage.core.settings (models)", "import flowstage.core.settings"),
+    ("asyncio + concurrent.futures (executor modules)", "import asyncio, concurrent.futures"),
+    ("core.object_store + core.calls (executor modules)", "import flowstage.core.object_store, flowstage.core.calls"),
+    ("built-in plugin modules (executors, stage types)",
+     "import flowstage.executors.local, flowstage.executors.dask, flowstage.executors.ray, "
+     "flowstage.plugins.stage_types"),
+]
+
+
+def breakdown(python: Path, runs: int, env: dict[str, str]) -> None:
+    """Median whole-process time of each cumulative import step; the difference between
+    steps is what that step adds to ``--help``."""
+    statements: list[str] = []
+    commands: dict[str, list[str]] = {}
+    for label, statement in BREAKDOWN:
+        statements.append(statement)
+        commands[label] = [str(python), "-c", "; ".join(statements)]
+    commands["flowstage --help (everything)"] = [*console_script(python), "--help"]
+    times = time_runs(commands, runs, env)
+    print("\nwhere the time goes (cumulative steps, median seconds; + what the step adds):")
+    previous = 0.0
+    for label, values in times.items():
+        median = statistics.median(values)
+        print(f"  {label:<52} {median:.3f}  {median - previous:+.3f}")
+        previous = median
+
+
 def summary(times: list[float]) -> str:
     return f"{min(times):.3f} / {statistics.median(times):.3f} / {statistics.fmean(times):.3f}"
 
@@ -150,6 +185,7 @@ def main() -> int:
     parser.add_argument("--plugins", type=int, default=10, help="extra trivial plugins to install")
     parser.add_argument("--workdir", type=Path, default=Path.home() / ".cache" / "flowstage-bench")
     parser.add_argument("--importtime", action="store_true", help="show the slowest imports with the extra plugins")
+    parser.add_argument("--breakdown", action="store_true", help="time the import steps of --help one by one")
     parser.add_argument("--check", action="store_true", help=f"exit 1 if the median exceeds {TARGET_SECONDS} s")
     args = parser.parse_args()
 
@@ -191,6 +227,8 @@ def main() -> int:
             print("\nslowest imports with the extra plugins (cumulative microseconds):")
             for micros, name in slowest_imports([*console_script(extra), *command], env):
                 print(f"  {micros:8d}  {name}")
+        if args.breakdown:
+            breakdown(plain, args.runs, env)
         return 0 if ok or not args.check else 1
     finally:
         shutil.rmtree(work, ignore_errors=True)
