@@ -67,7 +67,8 @@ def flowstage_register_commands(app: typer.Typer) -> None:
 def flowstage_workflow_paths() -> list[str]:
     """Workflow files this plugin ships, runnable by their ``metadata.name``.
 
-    Called when a workflow is looked up by name and by ``flowstage get workflows``.
+    Called once, when the plugin manager is built; the files are read when a workflow is
+    looked up by name and by ``flowstage get workflows``.
 
     :return: paths of YAML files (absolute, or made so with ``importlib.resources``)
     """
