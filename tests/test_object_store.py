@@ -153,6 +153,28 @@ def test_cluster_memory_outlives_runs_of_a_long_lived_executor(executor, key: st
     assert object_store.get(key, "gone", strategy="cluster_memory", executor=executor) == "gone"
 
 
+def test_ray_objects_outlive_the_worker_that_stored_them(executor, key: str) -> None:
+    if executor.name != "ray":
+        pytest.skip("Ray workers own what they put: the object store hands objects to an actor")
+    stored = run_workflow(wf(stage("put", "put_model")), {"key": key, "strategy": "cluster_memory"},
+                          executor=executor)
+    time.sleep(0.5)  # the actor copies in the background, off the stage's path
+    os.kill(stored["pid"], signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and _alive(stored["pid"]):
+        time.sleep(0.05)
+    model = run_workflow(wf(stage("get", "get_root")), {"key": key, "strategy": "cluster_memory"}, executor=executor)
+    assert model.predict(2.0) == 6.0
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
 @pytest.mark.parametrize("processes", [False, True], ids=["threads", "processes"])
 def test_cluster_memory_goes_with_an_executor_started_for_one_run(key: str, processes: bool) -> None:
     spec = {"name": "local", "processes": processes, "max_workers": 1}
