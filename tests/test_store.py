@@ -264,3 +264,18 @@ def test_an_empty_store_file_is_migrated_to_the_current_schema(app_home: Path) -
         assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     assert {"resources", "runs", "meta"} <= tables
+
+
+def test_a_run_on_another_host_without_heartbeat_is_presumed_dead() -> None:
+    store = get_store()
+    store.list_runs()  # creates the store
+    stale, fresh = time.time() - 3600, time.time()
+    with store.write() as conn:
+        for run_id, beat in (("faraway_old", stale), ("faraway_new", fresh)):
+            conn.execute("INSERT INTO runs (id, workflow, state, source, created_at, host, pid, heartbeat_at) "
+                         "VALUES (?, 'remote', 'running', 'cli', '2026-01-01T00:00:00+00:00', 'elsewhere', 4242, ?)",
+                         (run_id, beat))
+    states = {r["id"]: r["state"] for r in runs_of("remote")}
+    assert states == {"faraway_old": "failed", "faraway_new": "running"}
+    error = store.find_run("faraway_old")["error"]
+    assert "pid 4242 on elsewhere" in error and "no heartbeat since" in error

@@ -91,9 +91,14 @@ def main(argv: list[str]) -> int:
     """Run the background run ``argv[0]`` (the entry point of the detached process)."""
     import asyncio
     import logging
+    import signal
 
     from flowstage.core.store import ACTIVE_STATES, get_store, process_start
 
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt  # `runs cancel` before the run started: end as cancelled
+
+    signal.signal(signal.SIGTERM, interrupt)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if len(argv) != 1:

@@ -541,14 +541,18 @@ class Store:
             conn.execute("UPDATE runs SET cancel_requested = 1 WHERE id = ?", (run_id,))
 
     def reap(self) -> int:
-        """Mark runs whose process is gone as failed, with the reason; how many."""
+        """Mark runs whose process is gone as failed, with the reason (as cancelled if a
+        cancel was asked for); how many."""
         if not self.path.exists():
             return 0
-        rows = self.query("SELECT id, source, host, pid, pid_start, heartbeat_at, created_at, log_path "
-                          f"FROM runs WHERE state IN {_ACTIVE_SQL}")
-        dead = [(run_id, reason) for run_id, *rest in rows if (reason := self._death_of(*rest))]
-        for run_id, reason in dead:
-            self.end_run(run_id, "failed", reason)
+        rows = self.query("SELECT id, cancel_requested, source, host, pid, pid_start, heartbeat_at, created_at, "
+                          f"log_path FROM runs WHERE state IN {_ACTIVE_SQL}")
+        dead = [(run_id, cancel, reason) for run_id, cancel, *rest in rows if (reason := self._death_of(*rest))]
+        for run_id, cancel, reason in dead:
+            if cancel:
+                self.end_run(run_id, "cancelled", "the run was cancelled (its process ended before it could say so)")
+            else:
+                self.end_run(run_id, "failed", reason)
         return len(dead)
 
     def _death_of(self, source: str, host: str | None, pid: int | None, pid_start: str | None,
