@@ -215,7 +215,7 @@ def cancel_run(run_id: str, timeout: float = CANCEL_TIMEOUT) -> dict[str, Any]:
         raise UserError(msg)
     store.request_cancel(run_id)
     pid, local = row["pid"], row["host"] in (None, this_host())
-    started = store.query("SELECT pid_start FROM runs WHERE id = ?", (run_id,))[0][0]
+    started = row["pid_start"]
     alive = bool(pid) and local and process_alive(pid, started)
     if alive:
         os.kill(pid, signal.SIGTERM if row["source"] == "background" else signal.SIGINT)

@@ -599,7 +599,7 @@ class Store:
 
     _RUN_COLUMNS = ("id", "workflow", "state", "source", "executor", "namespace", "input", "created_at",
                     "started_at", "finished_at", "stages", "error", "traceback", "result_kind", "result",
-                    "host", "pid", "heartbeat_at", "cancel_requested", "log_path", "request")
+                    "host", "pid", "pid_start", "heartbeat_at", "cancel_requested", "log_path", "request")
 
     def find_run(self, run_id: str, *, prefix: bool = True) -> dict[str, Any] | None:
         """The full row of a run, by id or (with ``prefix``) a unique id prefix; None if
