@@ -253,15 +253,22 @@ class SharedDirMemory:
 
     def __init__(self, path: str) -> None:
         self.path = path
+        self._owner: Any = None
 
     @classmethod
     def create(cls) -> SharedDirMemory:
+        import shutil
         import tempfile
+        import weakref
 
         base = _shm_base()
         _remove_stale(base)
         path = tempfile.mkdtemp(prefix=f"flowstage-mem-{os.getpid()}-", dir=base)
-        return cls(path)
+        memory = cls(path)
+        # RAM is not given back by itself: remove the files at exit even if nobody closes us
+        # (only here, in the executor's process; workers build instances from the descriptor).
+        memory._owner = weakref.finalize(memory, shutil.rmtree, path, True)
+        return memory
 
     def descriptor(self) -> dict[str, Any]:
         return {"factory": "flowstage.core.object_store:SharedDirMemory", "path": self.path}
@@ -270,6 +277,8 @@ class SharedDirMemory:
         import shutil
 
         forget_backend(self.descriptor())
+        if self._owner is not None:
+            self._owner.detach()
         shutil.rmtree(self.path, ignore_errors=True)
 
     def describe(self) -> str:
