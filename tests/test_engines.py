@@ -62,7 +62,8 @@ def test_branches_run_at_the_same_time(executor):
         stage("b", E + "stamp"),
         stage("both", E + "spans", "a", "b"),
     )
-    (a_start, a_end), (b_start, b_end) = run_workflow(wf, {"seconds": 0.6}, executor=executor)
+    run_workflow(wf, {"seconds": 0.0}, executor=executor)  # a fresh engine may still be starting workers
+    (a_start, a_end), (b_start, b_end) = run_workflow(wf, {"seconds": 1.0}, executor=executor)
     assert a_start < b_end and b_start < a_end, "sibling stages did not overlap"
 
 

@@ -45,6 +45,8 @@ log = logging.getLogger("flowstage.executors.dask")
 
 #: a task still running this long after it was cancelled gets its worker restarted
 _CANCEL_GRACE_SECONDS = 0.5
+#: how long worker capacities read from the scheduler are reused (runs without resources)
+_REFRESH_SECONDS = 5.0
 #: resources a worker has even when it does not declare them (threads, memory limit)
 _IMPLICIT = ("cpus", "memory")
 
@@ -287,6 +289,7 @@ class DaskExecutor(Executor):
         self._workers: dict[str, dict[str, float]] = {}
         self._declared: set[str] = set()
         self._threads = 0
+        self._refreshed = 0.0
 
     # lifecycle -----------------------------------------------------------------------
 
@@ -371,6 +374,7 @@ class DaskExecutor(Executor):
             capacities[address] = offered
             threads += int(info.get("nthreads") or 1)
         self._workers, self._declared, self._threads = capacities, declared, threads
+        self._refreshed = time.monotonic()
 
     # work ----------------------------------------------------------------------------
 
@@ -382,7 +386,8 @@ class DaskExecutor(Executor):
         started_here = not self.started
         if started_here:
             self.start()
-        else:
+        elif any(s.resources.requested() for s in workflow.spec.stages if s.resources) \
+                or time.monotonic() - self._refreshed > _REFRESH_SECONDS:
             self._refresh()
         problems = [p for stage in workflow.spec.stages
                     if (p := self._unsatisfiable(stage.name, stage.resources)) is not None]
@@ -425,7 +430,7 @@ class DaskExecutor(Executor):
     async def _done(self, future: Any) -> BaseException | None:
         """Wait for ``future`` without blocking the event loop; its exception, if any."""
         if future.done():
-            return await asyncio.to_thread(self._outcome, future) if future.status != "finished" else None
+            return self._outcome(future)
         loop = asyncio.get_running_loop()
         waiter: asyncio.Future[Any] = loop.create_future()
 
@@ -449,6 +454,26 @@ class DaskExecutor(Executor):
                 return exc
         return RuntimeError(f"the Dask task was {status} (worker lost or the scheduler released it)")
 
+    async def _gather(self, future: Any) -> Any:
+        """``future``'s value, fetched by the client's own event loop (no thread blocks)."""
+        client = self._client
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[Any] = loop.create_future()
+
+        async def fetch() -> None:  # runs on the Dask client's event loop
+            try:
+                outcome: tuple[bool, Any] = (True, (await client.gather([future], asynchronous=True))[0])
+            except BaseException as exc:
+                outcome = (False, exc)
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(_settle, waiter, outcome)
+
+        client.loop.add_callback(fetch)
+        ok, value = await waiter
+        if not ok:
+            raise value
+        return value
+
     async def wait(self, handle: Any) -> None:
         problem = await self._done(handle)
         if problem is None:
@@ -459,9 +484,8 @@ class DaskExecutor(Executor):
         raise CallFailure(label, None, 1, _traceback_of(problem), problem)
 
     async def result(self, handle: Any) -> Any:
-        await self.wait(handle)
         try:
-            return await asyncio.to_thread(handle.result)
+            return await self._gather(handle)
         except CallFailure:
             raise
         except Exception as exc:

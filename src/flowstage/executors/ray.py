@@ -40,6 +40,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("flowstage.executors.ray")
 
+#: how long the cluster's CPU count is reused before it is read again
+_REFRESH_SECONDS = 5.0
 #: stage resource name -> Ray task option
 _TASK_OPTIONS = {"cpus": "num_cpus", "gpus": "num_gpus", "memory": "memory"}
 #: stage resource name -> Ray node resource name
@@ -198,6 +200,20 @@ def _probe(address: str, timeout: float) -> None:
         pause = min(pause * 2, 1.0)
 
 
+def _driver_paths() -> list[str]:
+    """Folders on the driver's ``sys.path`` that a fresh interpreter would not have
+    (the interpreter's own library and site-packages folders are left out)."""
+    import sys
+
+    prefixes = tuple({os.path.realpath(p) + os.sep for p in (sys.prefix, sys.base_prefix, sys.exec_prefix)})
+    paths = []
+    for entry in sys.path:
+        path = os.path.realpath(entry or os.curdir)
+        if os.path.isdir(path) and not (path + os.sep).startswith(prefixes) and path not in paths:
+            paths.append(path)
+    return paths
+
+
 class RayExecutor(Executor):
     """Runs calls as Ray tasks (a fresh local Ray, or an existing cluster at ``address:``)."""
 
@@ -222,6 +238,7 @@ class RayExecutor(Executor):
         self._owned = False
         self._task_env: dict[str, Any] | None = None
         self._cpus = 0
+        self._refreshed = 0.0
 
     # lifecycle -----------------------------------------------------------------------
 
@@ -267,18 +284,24 @@ class RayExecutor(Executor):
             "logging_level": logging.WARNING,
             "log_to_driver": opts.log_to_driver,
         }
-        if opts.env:
-            kwargs["runtime_env"] = {"env_vars": dict(opts.env)}
+        env = dict(opts.env)
         if opts.address:
             address = opts.address
         else:
             address = "local"
+            # Like a spawned process pool, workers of our own Ray see the driver's sys.path
+            # (Ray itself only passes on the script's folder and the working directory).
+            paths = _driver_paths()
+            if paths:
+                env["PYTHONPATH"] = os.pathsep.join(filter(None, [env.get("PYTHONPATH"), *paths]))
             kwargs["include_dashboard"] = opts.dashboard
             for key in ("num_cpus", "num_gpus"):
                 if getattr(opts, key) is not None:
                     kwargs[key] = getattr(opts, key)
             if opts.resources:
                 kwargs["resources"] = dict(opts.resources)
+        if env:
+            kwargs["runtime_env"] = {"env_vars": env}
         try:
             ray.init(address=address, **kwargs)
         except Exception as exc:
@@ -299,6 +322,7 @@ class RayExecutor(Executor):
 
     def _refresh(self) -> None:
         self._cpus = int(self._ray.cluster_resources().get("CPU", 0))
+        self._refreshed = time.monotonic()
 
     # work ----------------------------------------------------------------------------
 
@@ -310,8 +334,10 @@ class RayExecutor(Executor):
         started_here = not self.started
         if started_here:
             self.start()
-        else:
+        elif time.monotonic() - self._refreshed > _REFRESH_SECONDS:
             self._refresh()
+        if not any(s.resources.requested() for s in workflow.spec.stages if s.resources):
+            return []
         nodes = [n.get("Resources") or {} for n in self._ray.nodes() if n.get("Alive")]
         problems = [p for stage in workflow.spec.stages
                     if (p := self._unsatisfiable(stage.name, stage.resources, nodes)) is not None]

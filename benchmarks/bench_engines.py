@@ -1,0 +1,186 @@
+"""flowstage on Dask and on Ray against the raw engine doing the same work.
+
+Run: ``python benchmarks/bench_engines.py [--repeat N] [--workers N]``
+
+Workloads (each timed end to end from the driver, median of ``--repeat`` runs after a
+warm-up run):
+
+- ``map 1,000`` / ``map 10,000``: a trivial function over 1,000 / 10,000 integers
+  (raw: ``client.map`` + ``client.gather``; ``ray.remote`` + ``ray.get``)
+- ``16 x sleep 0.1s``: 16 items that each sleep 0.1 s
+- ``chain of 100``: 100 stages, each adding one to the previous stage's output
+  (raw: 100 dependent ``submit``/``.remote`` calls, futures/refs passed along)
+
+Both sides use the same started cluster (flowstage's executor), so the ratio is the
+cost flowstage adds: workflow loading and validation, the scheduler, batching and the
+worker-side call wrapper. Engine start-up is reported on its own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+SLEEP = 0.1
+
+
+def double(x: int) -> int:
+    return x * 2
+
+
+def nap(x: float) -> float:
+    time.sleep(x)
+    return x
+
+
+def one() -> int:
+    return 1
+
+
+def inc(x: int) -> int:
+    return x + 1
+
+
+def map_workflow(fn: Callable[..., Any]) -> dict[str, Any]:
+    return {"metadata": {"name": f"bench_map_{fn.__name__}"},
+            "spec": {"stages": [{"name": "mapped", "target": fn, "type": "parameterized", "map_on": "items"}]}}
+
+
+def chain_workflow(length: int) -> dict[str, Any]:
+    stages: list[dict[str, Any]] = [{"name": "s0", "target": one}]
+    for i in range(1, length):
+        stages.append({"name": f"s{i}", "target": inc, "depends_on": [f"s{i - 1}"]})
+    return {"metadata": {"name": f"bench_chain_{length}"}, "spec": {"stages": stages}}
+
+
+def timed(fn: Callable[[], Any], repeat: int, expected: Any) -> float:
+    """Median seconds of ``repeat`` runs of ``fn`` (after one warm-up run)."""
+    got = fn()
+    if got != expected:
+        raise AssertionError(f"wrong result: {str(got)[:200]} != {str(expected)[:200]}")
+    times = []
+    for _ in range(repeat):
+        began = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - began)
+    return statistics.median(times)
+
+
+def workloads() -> list[tuple[str, str, Any, Any]]:
+    """``(name, kind, argument, expected result)``."""
+    return [
+        ("map 1,000", "map", 1_000, [2 * i for i in range(1_000)]),
+        ("map 10,000", "map", 10_000, [2 * i for i in range(10_000)]),
+        ("16 x sleep 0.1s", "sleep", 16, [SLEEP] * 16),
+        ("chain of 100", "chain", 100, 100),
+    ]
+
+
+def flowstage_runner(executor: Any, kind: str, arg: Any) -> Callable[[], Any]:
+    from flowstage import run_workflow
+
+    if kind == "map":
+        wf, data = map_workflow(double), {"items": list(range(arg))}
+    elif kind == "sleep":
+        wf, data = map_workflow(nap), {"items": [SLEEP] * arg}
+    else:
+        wf, data = chain_workflow(arg), {}
+    return lambda: run_workflow(wf, data, executor=executor, record=False)
+
+
+def dask_runner(client: Any, kind: str, arg: Any) -> Callable[[], Any]:
+    if kind == "map":
+        return lambda: client.gather(client.map(double, range(arg), pure=False))
+    if kind == "sleep":
+        return lambda: client.gather(client.map(nap, [SLEEP] * arg, pure=False))
+
+    def chain() -> Any:
+        future = client.submit(one, pure=False)
+        for _ in range(arg - 1):
+            future = client.submit(inc, future, pure=False)
+        return future.result()
+
+    return chain
+
+
+def ray_runner(ray: Any, kind: str, arg: Any) -> Callable[[], Any]:
+    remote_double, remote_nap = ray.remote(double), ray.remote(nap)
+    remote_one, remote_inc = ray.remote(one), ray.remote(inc)
+    if kind == "map":
+        return lambda: ray.get([remote_double.remote(i) for i in range(arg)])
+    if kind == "sleep":
+        return lambda: ray.get([remote_nap.remote(SLEEP) for _ in range(arg)])
+
+    def chain() -> Any:
+        ref = remote_one.remote()
+        for _ in range(arg - 1):
+            ref = remote_inc.remote(ref)
+        return ray.get(ref)
+
+    return chain
+
+
+def bench_engine(name: str, spec: dict[str, Any], repeat: int) -> tuple[float, dict[str, tuple[float, float]]]:
+    from flowstage import create_executor
+
+    began = time.perf_counter()
+    executor = create_executor(spec)
+    executor.start()
+    startup = time.perf_counter() - began
+    results: dict[str, tuple[float, float]] = {}
+    try:
+        if name == "dask":
+            raw_client: Any = executor._client  # the same cluster, driven directly
+            make_raw = lambda kind, arg: dask_runner(raw_client, kind, arg)  # noqa: E731
+        else:
+            import ray
+
+            make_raw = lambda kind, arg: ray_runner(ray, kind, arg)  # noqa: E731
+        for label, kind, arg, expected in workloads():
+            raw = timed(make_raw(kind, arg), repeat, expected)
+            ours = timed(flowstage_runner(executor, kind, arg), repeat, expected)
+            results[label] = (raw, ours)
+            print(f"  {name:5} {label:16} raw {raw:7.3f}s  flowstage {ours:7.3f}s  ({ours / raw:.2f}x)",
+                  file=sys.stderr, flush=True)
+    finally:
+        executor.close()
+    return startup, results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=5, help="timed runs per workload (median is reported)")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 2, help="Dask workers / Ray CPUs")
+    parser.add_argument("--engines", default="dask,ray", help="comma-separated: dask, ray")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    os.environ.setdefault("FLOWSTAGE_HOME", os.path.join(os.path.expanduser("~"), ".flowstage-bench"))
+
+    specs = {"dask": {"name": "dask", "n_workers": args.workers}, "ray": {"name": "ray", "num_cpus": args.workers}}
+    table: dict[str, tuple[float, dict[str, tuple[float, float]]]] = {}
+    for name in args.engines.split(","):
+        table[name] = bench_engine(name, specs[name], args.repeat)
+
+    engines = list(table)
+    print(f"\n{os.cpu_count()} cores, {args.workers} workers, median of {args.repeat} runs\n")
+    header = "| workload | " + " | ".join(f"raw {e} | flowstage {e} | ratio" for e in engines) + " |"
+    print(header)
+    print("|" + "---|" * (1 + 3 * len(engines)))
+    for label, *_ in workloads():
+        cells = []
+        for e in engines:
+            raw, ours = table[e][1][label]
+            cells.append(f"{raw:.3f}s | {ours:.3f}s | {ours / raw:.2f}x")
+        print(f"| {label} | " + " | ".join(cells) + " |")
+    print("\nengine start-up (create_executor + start): "
+          + ", ".join(f"{e} {table[e][0]:.1f}s" for e in engines))
+
+
+if __name__ == "__main__":
+    main()
