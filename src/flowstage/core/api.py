@@ -150,6 +150,10 @@ async def arun_workflow(workflow: Any, input: Mapping[str, Any] | None = None, *
 
 def _finish(run: Run, plugins: FlowstagePlugins, recorder: Any, owned: Executor | None) -> None:
     run.finished_at = now()
+    if run.state != "finished":  # stages the run never reached (it failed or was cancelled early)
+        for record in run.stages.values():
+            if record.state in ("pending", "running"):
+                record.state = "cancelled"
     if owned is not None:
         owned.close()
     plugins.notify("flowstage_run_finished", run=run)
