@@ -19,7 +19,6 @@ worker-side call wrapper. Engine start-up is reported on its own.
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import statistics
 import sys
@@ -137,11 +136,11 @@ def bench_engine(name: str, spec: dict[str, Any], repeat: int) -> tuple[float, d
     try:
         if name == "dask":
             raw_client: Any = executor._client  # the same cluster, driven directly
-            make_raw = lambda kind, arg: dask_runner(raw_client, kind, arg)  # noqa: E731
+            make_raw = lambda kind, arg: dask_runner(raw_client, kind, arg)
         else:
             import ray
 
-            make_raw = lambda kind, arg: ray_runner(ray, kind, arg)  # noqa: E731
+            make_raw = lambda kind, arg: ray_runner(ray, kind, arg)
         for label, kind, arg, expected in workloads():
             raw = timed(make_raw(kind, arg), repeat, expected)
             ours = timed(flowstage_runner(executor, kind, arg), repeat, expected)
@@ -159,7 +158,6 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 2, help="Dask workers / Ray CPUs")
     parser.add_argument("--engines", default="dask,ray", help="comma-separated: dask, ray")
     args = parser.parse_args()
-    logging.basicConfig(level=logging.WARNING)
     os.environ.setdefault("FLOWSTAGE_HOME", os.path.join(os.path.expanduser("~"), ".flowstage-bench"))
 
     specs = {"dask": {"name": "dask", "n_workers": args.workers}, "ray": {"name": "ray", "num_cpus": args.workers}}

@@ -19,15 +19,28 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from conftest import _engine
-from flowstage import StageError, WorkflowError, arun_workflow, create_executor, run_workflow
+
+from flowstage import (
+    StageError,
+    WorkflowError,
+    arun_workflow,
+    create_executor,
+    run_workflow,
+)
 from flowstage.core.errors import ExecutorError
 
 B = "teststages.basic."
 E = "teststages.engines."
 BIN = Path(sys.executable).parent
 REMOTE = ["dask", "ray"]
+MODULES = {"dask": "distributed", "ray": "ray"}
+
+
+def needs(*engines: str) -> None:
+    """Skip unless the engines' extras are installed."""
+    for engine in engines:
+        pytest.importorskip(MODULES[engine], reason=f"pip install 'flowstage[{engine}]'")
 
 
 @pytest.fixture(params=REMOTE)
@@ -111,6 +124,7 @@ def test_local_cluster_options_do_not_mix_with_address(name: str, option: str):
 
 
 def test_executors_command_lists_engines_and_options():
+    needs("dask", "ray")
     from typer.testing import CliRunner
 
     from flowstage.cli.app import build_app
@@ -136,6 +150,7 @@ def test_plugins_do_not_import_the_engines():
 @pytest.mark.parametrize(("name", "address"), [("dask", "tcp://127.0.0.1:{port}"), ("ray", "127.0.0.1:{port}"),
                                                ("ray", "ray://127.0.0.1:{port}")])
 def test_unreachable_address_fails_fast_naming_it(name: str, address: str):
+    needs(name)
     address = address.format(port=free_port())
     wf = workflow("nowhere", stage("one", B + "one"))
     began = time.monotonic()
@@ -147,6 +162,7 @@ def test_unreachable_address_fails_fast_naming_it(name: str, address: str):
 
 def test_connect_timeout_bounds_a_silent_address():
     """A listener that never answers: the Dask client gives up after connect_timeout."""
+    needs("dask")
     with socket.socket() as silent:
         silent.bind(("127.0.0.1", 0))
         silent.listen(0)
@@ -261,6 +277,7 @@ def _stop(process: subprocess.Popen[Any], sig: int = signal.SIGTERM, wait: float
 @pytest.fixture
 def dask_cluster(tmp_path: Path) -> Iterator[str]:
     """A real ``dask scheduler`` and one ``dask worker`` (resource special=2) on 127.0.0.1."""
+    needs("dask")
     port = free_port()
     address = f"tcp://127.0.0.1:{port}"
     logs = (tmp_path / "scheduler.log").open("w"), (tmp_path / "worker.log").open("w")
@@ -301,13 +318,14 @@ def test_external_dask_cluster(dask_cluster: str, tmp_path: Path):
 
 
 def _run_driver(code: str, env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True,
-                          env=env, timeout=timeout)
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], check=False, capture_output=True,
+                          text=True, env=env, timeout=timeout)
 
 
 def test_external_ray_cluster(tmp_path: Path):
     """``ray start --head`` on a free port; a separate driver process connects with
     ``address:`` (a process holds one Ray connection, and this one has the session's)."""
+    needs("ray")
     port = free_port()
     tag = uuid.uuid4().hex
     # Ray enables token authentication for clusters it starts; head and driver share one.
@@ -355,21 +373,49 @@ def test_external_ray_cluster(tmp_path: Path):
 
 @pytest.mark.parametrize("engine", REMOTE)
 def test_cli_run_leaves_no_engine_processes(engine: str, tmp_path: Path):
+    """`flowstage run --executor dask|ray` starts its own engine and stops all of it, after
+    a successful run and after a failed one; stage output reaches the terminal."""
+    needs(engine)
     tag = uuid.uuid4().hex
     env = {**os.environ, "FLOWSTAGE_HOME": str(tmp_path / "home"), "FLOWSTAGE_LEAK_TAG": tag,
            "RAY_USAGE_STATS_ENABLED": "0"}
-    path = write_workflow(tmp_path, "cli", [stage("said", E + "shout"), param("doubled", B + "double", map_on="values")])
-    done = subprocess.run([str(BIN / "flowstage"), "run", str(path), "--word", "hello-from-stage", "--values[]", "1",
+    good = write_workflow(tmp_path, "cli", [stage("said", E + "shout"), param("doubled", B + "double", map_on="values")])
+    done = subprocess.run([str(BIN / "flowstage"), "run", str(good), "--word", "hello-from-stage", "--values[]", "1",
                            "--values[]", "2", "--executor", engine, "--format", "json", "--quiet"],
-                          capture_output=True, text=True, env=env, timeout=120)
+                          check=False, capture_output=True, text=True, env=env, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
     assert json_in(done.stdout) == {"said": "hello-from-stage", "doubled": [2, 4]}
     assert "stage says hello-from-stage" in done.stdout + done.stderr
     assert wait_until_gone(tag) == [], f"{engine} processes outlived `flowstage run`"
 
+    bad = write_workflow(tmp_path, "cli_fails", [stage("one", B + "one"), stage("broken", B + "fails", "one")])
+    failed = subprocess.run([str(BIN / "flowstage"), "run", str(bad), "--executor", engine, "--quiet"],
+                            check=False, capture_output=True, text=True, env=env, timeout=120)
+    assert failed.returncode == 1, failed.stdout + failed.stderr
+    assert "this stage always fails" in failed.stderr
+    assert wait_until_gone(tag) == [], f"{engine} processes outlived a failed `flowstage run`"
+
+
+@pytest.mark.parametrize("engine", REMOTE)
+def test_missing_extra_says_which_to_install(engine: str):
+    """With the engine not importable, choosing the executor names the extra to install."""
+    code = textwrap.dedent(f"""
+        import sys
+        sys.modules[{MODULES[engine]!r}] = None  # as if the extra were not installed
+        from flowstage import create_executor
+        from flowstage.core.errors import ExecutorError
+        try:
+            create_executor({engine!r}).start()
+        except ExecutorError as exc:
+            print(exc)
+    """)
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True, timeout=60)
+    assert f"pip install 'flowstage[{engine}]'" in out.stdout, out.stdout + out.stderr
+
 
 @pytest.mark.parametrize("engine", REMOTE)
 def test_ctrl_c_stops_the_run_and_its_engine(engine: str, tmp_path: Path):
+    needs(engine)
     tag = uuid.uuid4().hex
     env = {**os.environ, "FLOWSTAGE_HOME": str(tmp_path / "home"), "FLOWSTAGE_LEAK_TAG": tag,
            "RAY_USAGE_STATS_ENABLED": "0"}

@@ -62,9 +62,11 @@ def test_branches_run_at_the_same_time(executor):
         stage("b", E + "stamp"),
         stage("both", E + "spans", "a", "b"),
     )
-    run_workflow(wf, {"seconds": 0.0}, executor=executor)  # a fresh engine may still be starting workers
+    # A fresh engine may not have started its second worker process yet: the first run
+    # makes it start one (Ray starts workers on demand).
+    run_workflow(wf, {"seconds": 0.5}, executor=executor)
     (a_start, a_end), (b_start, b_end) = run_workflow(wf, {"seconds": 1.0}, executor=executor)
-    assert a_start < b_end and b_start < a_end, "sibling stages did not overlap"
+    assert a_start < b_end and b_start < a_end, f"sibling stages did not overlap: {a_start, a_end, b_start, b_end}"
 
 
 def test_parameterized_chain(executor):

@@ -103,14 +103,14 @@ def _unpicklable(value: Any) -> Exception | None:
     try:
         pickle.dumps(value, protocol=5, buffer_callback=buffers.append)
         return None
-    except Exception:
+    except Exception:  # noqa: BLE001 - any object may refuse pickling its own way; try cloudpickle
         buffers.clear()
     import cloudpickle
 
     try:
         cloudpickle.dumps(value, protocol=5, buffer_callback=buffers.append)
         return None
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - whatever stops cloudpickle is the reason the result cannot travel
         return exc
 
 
@@ -214,10 +214,10 @@ def _probe_scheduler(address: str, timeout: float) -> None:
     answers the handshake; this check has a hard deadline. It runs in a thread of its
     own so that it works whether or not the caller is inside an event loop.
     """
-    from distributed.comm import connect
+    from distributed.comm.core import connect
 
     async def identity() -> Any:
-        comm = await connect(address, timeout=timeout)
+        comm = await connect(address, timeout=timeout)  # type: ignore[no-untyped-call]
         try:
             await comm.write({"op": "identity", "reply": True})
             return await comm.read()
@@ -229,7 +229,7 @@ def _probe_scheduler(address: str, timeout: float) -> None:
     def probe() -> None:
         try:
             outcome["identity"] = asyncio.run(asyncio.wait_for(identity(), timeout))
-        except BaseException as exc:
+        except BaseException as exc:  # noqa: BLE001 - handed to the waiting thread, which decides
             outcome["error"] = exc
 
     thread = threading.Thread(target=probe, daemon=True, name="flowstage-dask-probe")
@@ -272,10 +272,8 @@ class DaskExecutor(Executor):
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
-        local_only = [k for k in ("n_workers", "resources", "dashboard")
-                      if k in self.options.model_fields_set and self.options.address]
-        if "threads_per_worker" in self.options.model_fields_set and self.options.address:
-            local_only.append("threads_per_worker")
+        local_only = [k for k in ("n_workers", "threads_per_worker", "resources", "dashboard")
+                      if k in self.options.model_fields_set] if self.options.address else []
         if local_only:
             names = ", ".join(repr(k) for k in local_only)
             msg = (f"executor 'dask': option{'s' * (len(local_only) > 1)} {names} "
@@ -302,10 +300,13 @@ class DaskExecutor(Executor):
         opts = self.options
         if opts.address:
             self._client = self._connect(distributed, opts.address)
+            # Local workers write to our terminal; remote ones send stage log records here.
+            with contextlib.suppress(Exception):
+                self._client.forward_logging()
         else:
             n_workers = opts.n_workers or os.cpu_count() or 1
             with _main_module_hidden():
-                self._cluster = distributed.LocalCluster(
+                self._cluster = distributed.LocalCluster(  # type: ignore[no-untyped-call]
                     n_workers=n_workers, threads_per_worker=opts.threads_per_worker, processes=True,
                     host="127.0.0.1", dashboard_address=None,
                     # The scheduler serves HTTP (health checks) even without a dashboard;
@@ -315,7 +316,8 @@ class DaskExecutor(Executor):
                     resources=dict(opts.resources) or None, env=dict(opts.env) or None,
                     silence_logs=logging.WARNING)
             try:
-                self._client = distributed.Client(self._cluster, set_as_default=False)
+                self._client = distributed.Client(  # type: ignore[no-untyped-call]
+                    self._cluster, set_as_default=False)
             except BaseException:
                 self._cluster.close()
                 self._cluster = None
@@ -331,14 +333,14 @@ class DaskExecutor(Executor):
         try:
             _probe_scheduler(address, timeout)
             client = distributed.Client(address, timeout=timeout, set_as_default=False)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - any failure to reach the scheduler is reported with the address
             detail = f": {type(exc).__name__}: {exc}" if str(exc) else ""
             msg = (f"executor 'dask': no Dask scheduler answered at {address!r} within {timeout:g}s "
                    f"(option 'connect_timeout'){detail}")
             raise ExecutorError(msg) from None
         try:
             client.wait_for_workers(1, timeout=timeout)
-        except Exception:
+        except Exception:  # noqa: BLE001 - no worker in time, whatever the reason
             client.close()
             msg = f"executor 'dask': the Dask scheduler at {address!r} has no workers (waited {timeout:g}s)"
             raise ExecutorError(msg) from None
@@ -432,7 +434,7 @@ class DaskExecutor(Executor):
         if future.done():
             return self._outcome(future)
         loop = asyncio.get_running_loop()
-        waiter: asyncio.Future[Any] = loop.create_future()
+        waiter: asyncio.Future[BaseException | None] = loop.create_future()
 
         def done(f: Any) -> None:  # runs in Dask's callback thread
             outcome = self._outcome(f)
@@ -449,8 +451,9 @@ class DaskExecutor(Executor):
             return None
         if status == "error":
             try:
-                return future.exception()
-            except BaseException as exc:
+                error: BaseException | None = future.exception()
+                return error
+            except BaseException as exc:  # noqa: BLE001 - the task's own exception, reported as the stage's failure
                 return exc
         return RuntimeError(f"the Dask task was {status} (worker lost or the scheduler released it)")
 
@@ -463,7 +466,7 @@ class DaskExecutor(Executor):
         async def fetch() -> None:  # runs on the Dask client's event loop
             try:
                 outcome: tuple[bool, Any] = (True, (await client.gather([future], asynchronous=True))[0])
-            except BaseException as exc:
+            except BaseException as exc:  # noqa: BLE001 - handed to the driver's loop, which raises it there
                 outcome = (False, exc)
             with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(_settle, waiter, outcome)
@@ -531,7 +534,7 @@ class DaskExecutor(Executor):
                     workers = client.scheduler_info(n_workers=-1)["workers"]
                     if len(workers) >= expected and not {w for w, _ in busy} & set(workers):
                         break
-        except Exception as exc:  # best effort: never raises
+        except Exception as exc:  # noqa: BLE001 - best effort: cancel never raises
             log.debug("cancelling Dask tasks failed: %s", exc)
 
     def cluster_memory(self) -> dict[str, Any] | None:
@@ -571,5 +574,5 @@ def _traceback_of(exc: BaseException) -> str:
 
 
 @hookimpl
-def flowstage_register_executors(registry: Registry) -> None:
+def flowstage_register_executors(registry: Registry[Any]) -> None:
     registry.add(DaskExecutor)

@@ -23,7 +23,7 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from pydantic import Field, field_validator
@@ -42,6 +42,8 @@ log = logging.getLogger("flowstage.executors.ray")
 
 #: how long the cluster's CPU count is reused before it is read again
 _REFRESH_SECONDS = 5.0
+#: how long a Ray of our own keeps running after its last use, for worker output to arrive
+_LOG_GRACE_SECONDS = 0.5
 #: stage resource name -> Ray task option
 _TASK_OPTIONS = {"cpus": "num_cpus", "gpus": "num_gpus", "memory": "memory"}
 #: stage resource name -> Ray node resource name
@@ -105,14 +107,14 @@ def _unpicklable(value: Any) -> Exception | None:
     try:
         pickle.dumps(value, protocol=5, buffer_callback=buffers.append)
         return None
-    except Exception:
+    except Exception:  # noqa: BLE001 - any object may refuse pickling its own way; try cloudpickle
         buffers.clear()
     import cloudpickle
 
     try:
         cloudpickle.dumps(value, protocol=5, buffer_callback=buffers.append)
         return None
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - whatever stops cloudpickle is the reason the result cannot travel
         return exc
 
 
@@ -200,6 +202,20 @@ def _probe(address: str, timeout: float) -> None:
         pause = min(pause * 2, 1.0)
 
 
+@contextlib.contextmanager
+def _quiet_token_notice(quiet: bool) -> Iterator[None]:
+    """Keep Ray's notice that it enabled token authentication off the terminal while it
+    starts a Ray of our own (quiet logs; the token protects that Ray all the same)."""
+    logger = logging.getLogger("ray._private.authentication.authentication_token_setup")
+    level = logger.level
+    if quiet:
+        logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
 def _driver_paths() -> list[str]:
     """Folders on the driver's ``sys.path`` that a fresh interpreter would not have
     (the interpreter's own library and site-packages folders are left out)."""
@@ -239,6 +255,7 @@ class RayExecutor(Executor):
         self._task_env: dict[str, Any] | None = None
         self._cpus = 0
         self._refreshed = 0.0
+        self._used = False
 
     # lifecycle -----------------------------------------------------------------------
 
@@ -303,8 +320,9 @@ class RayExecutor(Executor):
         if env:
             kwargs["runtime_env"] = {"env_vars": env}
         try:
-            ray.init(address=address, **kwargs)
-        except Exception as exc:
+            with _quiet_token_notice(address == "local"):
+                ray.init(address=address, **kwargs)
+        except Exception as exc:  # noqa: BLE001 - Ray raises many kinds of errors while starting or connecting; all are reported
             where = "start a local Ray" if address == "local" else f"connect to the Ray cluster at {address!r}"
             msg = f"executor 'ray': could not {where}: {type(exc).__name__}: {exc}"
             if address != "local" and "auth" in f"{exc!r} {exc.__cause__!r}".lower():
@@ -317,8 +335,13 @@ class RayExecutor(Executor):
         ray, owned = self._ray, self._owned
         self._ray, self._owned, self._task_env = None, False, None
         if ray is not None and owned:
+            if self.options.log_to_driver and self._used:
+                # Worker output reaches the driver through Ray's log monitor, a moment
+                # after it was written; shutting down at once would drop the last lines.
+                time.sleep(_LOG_GRACE_SECONDS)
             with contextlib.suppress(Exception):
                 ray.shutdown()
+        self._used = False
 
     def _refresh(self) -> None:
         self._cpus = int(self._ray.cluster_resources().get("CPU", 0))
@@ -385,6 +408,7 @@ class RayExecutor(Executor):
                      label: str = "") -> Any:
         if self._ray is None:
             await asyncio.to_thread(self.start)
+        self._used = True
         values = [a.value if isinstance(a, RayHandle) else a for a in args]
         name = label or getattr(fn, "__name__", "call")
         status, value = _remote(self._ray).options(**self._task_options(resources, label)).remote(
@@ -411,14 +435,14 @@ class RayExecutor(Executor):
     async def wait(self, handle: Any) -> None:
         try:
             await self._get(handle.status)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - any Ray error of the call is the stage's failure
             await self._drain(handle.value)
             raise self._failure(handle, exc) from None
 
     async def result(self, handle: Any) -> Any:
         try:
             return await self._get(handle.value)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - any Ray error of the fetch is reported with the stage
             await self._drain(handle.status)
             failure = self._failure(handle, exc)
             if isinstance(getattr(exc, "cause", None), CallFailure):
@@ -435,7 +459,7 @@ class RayExecutor(Executor):
             if isinstance(handle, RayHandle):
                 try:
                     ray.cancel(handle.status, force=True)
-                except Exception as exc:  # best effort: never raises
+                except Exception as exc:  # noqa: BLE001 - best effort: cancel never raises
                     log.debug("cancelling %r failed: %s", handle, exc)
 
     def cluster_memory(self) -> dict[str, Any] | None:
@@ -454,5 +478,5 @@ class RayExecutor(Executor):
 
 
 @hookimpl
-def flowstage_register_executors(registry: Registry) -> None:
+def flowstage_register_executors(registry: Registry[Any]) -> None:
     registry.add(RayExecutor)
