@@ -373,18 +373,21 @@ def test_external_ray_cluster(tmp_path: Path):
 
 @pytest.mark.parametrize("engine", REMOTE)
 def test_cli_run_leaves_no_engine_processes(engine: str, tmp_path: Path):
-    """`flowstage run --executor dask|ray` starts its own engine and stops all of it, after
-    a successful run and after a failed one; stage output reaches the terminal."""
+    """`flowstage run --executor dask|ray` starts its own engine (with the ``env`` option
+    reaching its workers) and stops all of it, after a successful run and after a failed
+    one; stage output reaches the terminal."""
     needs(engine)
     tag = uuid.uuid4().hex
     env = {**os.environ, "FLOWSTAGE_HOME": str(tmp_path / "home"), "FLOWSTAGE_LEAK_TAG": tag,
            "RAY_USAGE_STATS_ENABLED": "0"}
-    good = write_workflow(tmp_path, "cli", [stage("said", E + "shout"), param("doubled", B + "double", map_on="values")])
+    good = write_workflow(tmp_path, "cli", [stage("said", E + "shout"), param("doubled", B + "double", map_on="values"),
+                                            stage("env", E + "read_env")])
     done = subprocess.run([str(BIN / "flowstage"), "run", str(good), "--word", "hello-from-stage", "--values[]", "1",
-                           "--values[]", "2", "--executor", engine, "--format", "json", "--quiet"],
+                           "--values[]", "2", "--name", "FLOWSTAGE_TEST_VALUE", "--executor", engine,
+                           "--executor-option", "env.FLOWSTAGE_TEST_VALUE=from-cli", "--format", "json", "--quiet"],
                           check=False, capture_output=True, text=True, env=env, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert json_in(done.stdout) == {"said": "hello-from-stage", "doubled": [2, 4]}
+    assert json_in(done.stdout) == {"said": "hello-from-stage", "doubled": [2, 4], "env": "from-cli"}
     assert "stage says hello-from-stage" in done.stdout + done.stderr
     assert wait_until_gone(tag) == [], f"{engine} processes outlived `flowstage run`"
 

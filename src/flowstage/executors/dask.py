@@ -402,7 +402,7 @@ class DaskExecutor(Executor):
         if not wanted:
             return None
         for offered in self._workers.values():
-            if all(k not in offered and k in _IMPLICIT or offered.get(k, 0.0) >= v for k, v in wanted.items()):
+            if all((k not in offered and k in _IMPLICIT) or offered.get(k, 0.0) >= v for k, v in wanted.items()):
                 return None
         request = ", ".join(_show(k, v) for k, v in wanted.items())
         kinds = sorted({", ".join(_show(k, v) for k, v in sorted(o.items())) for o in self._workers.values()})

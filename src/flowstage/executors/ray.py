@@ -284,9 +284,10 @@ class RayExecutor(Executor):
         """This process is already connected to a Ray (Ray allows one): use it, leave it."""
         opts = self.options
         if opts.address and opts.address != "auto":
+            # Ray reports the node's IP where the user may have written 127.0.0.1: compare ports.
             current = ray.get_runtime_context().gcs_address
             wanted = opts.address.removeprefix("ray://")
-            if wanted != current and not current.endswith(":" + wanted.rpartition(":")[2]):
+            if current.rpartition(":")[2] != wanted.rpartition(":")[2]:
                 msg = (f"executor 'ray': this process is already connected to the Ray cluster at {current!r}, "
                        f"so it cannot connect to {opts.address!r} (Ray allows one cluster per process)")
                 raise ExecutorError(msg)
