@@ -103,9 +103,17 @@ async def arun_workflow(workflow: Any, input: Mapping[str, Any] | None = None, *
     config_data = _run_configs(workflow, config)
     owned = not isinstance(executor, Executor)
     engine = create_executor(executor, plugins=plugins)
-    problems = engine.check_resources(workflow)
-    if problems:
-        raise WorkflowError([f"{workflow.label}: {p}" for p in problems], source=workflow.label)
+    try:
+        # Engines know their capacities once started; starting may take seconds (Ray).
+        if not engine.started:
+            await asyncio.to_thread(engine.start)
+        problems = await asyncio.to_thread(engine.check_resources, workflow)
+        if problems:
+            raise WorkflowError([f"{workflow.label}: {p}" for p in problems], source=workflow.label)
+    except BaseException:
+        if owned:
+            engine.close()
+        raise
     run = Run(id=run_id or new_run_id(), workflow=workflow.name, source=source, executor=engine.name,
               namespace=namespace, input=run_input,
               stages={s.name: StageRecord(s.name) for s in workflow.spec.stages})
@@ -119,8 +127,6 @@ async def arun_workflow(workflow: Any, input: Mapping[str, Any] | None = None, *
     if on_run is not None:
         on_run(run)
     try:
-        if not engine.started:
-            await asyncio.to_thread(engine.start)
         context.extras["cluster_memory"] = engine.cluster_memory()
         context.extras["object_store"] = object_store_settings()  # the driver's artifact location
         run.state = "running"
@@ -140,6 +146,10 @@ async def arun_workflow(workflow: Any, input: Mapping[str, Any] | None = None, *
         raise exc
     except (UserError, PluginError) as exc:
         run.state, run.error, run.exception = "failed", str(exc), exc
+    except Exception as exc:  # a bug: record the run as failed, stop what we started, show it
+        run.state, run.error, run.exception = "failed", f"{type(exc).__name__}: {exc}", exc
+        _finish(run, plugins, recorder, engine if owned else None)
+        raise
     _finish(run, plugins, recorder, engine if owned else None)
     if return_run:
         return run

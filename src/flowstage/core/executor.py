@@ -36,7 +36,7 @@ class Executor(abc.ABC):
     name: ClassVar[str]
     Options: ClassVar[type[ExecutorOptions]] = ExecutorOptions
     #: seconds one map batch should last: long enough to amortize a submission
-    batch_seconds: ClassVar[float] = 0.02
+    batch_seconds: float = 0.02
 
     def __init__(self, **options: Any) -> None:
         try:

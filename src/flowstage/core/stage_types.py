@@ -114,6 +114,12 @@ def bind_keywords(signature: Signature, run_input: Mapping[str, Any],
     kwargs = signature.filter_kwargs(run_input, skip=skipped)
     problems: list[str] = []
     missing = [p for p in signature.required if p not in kwargs and p not in skipped]
+    positional_only = [p for p in missing if p not in signature.keyword]
+    if positional_only:
+        names = ", ".join(repr(p) for p in positional_only)
+        problems.append(f"key 'target': parameter {names} is positional-only, so the run input cannot be "
+                        "passed to it by name; wrap the function in one with named parameters")
+        missing = [p for p in missing if p in signature.keyword]
     if missing:
         import difflib
 
