@@ -145,7 +145,7 @@ def entry_point_count(python: Path, env: dict[str, str]) -> int:
 
 
 def slowest_imports(command: list[str], env: dict[str, str], count: int = 15) -> list[tuple[int, str]]:
-    done = subprocess.run([command[0], "-X", "importtime", *command[1:]], capture_output=True, text=True, env=env)
+    done = subprocess.run([command[0], "-X", "importtime", *command[1:]], check=False, capture_output=True, text=True, env=env)
     rows = []
     for line in done.stderr.splitlines():
         if not line.startswith("import time:") or "cumulative" in line:
@@ -166,8 +166,8 @@ BREAKDOWN = [
     ("asyncio + concurrent.futures (executor modules)", "import asyncio, concurrent.futures"),
     ("core.object_store + core.calls (executor modules)", "import flowstage.core.object_store, flowstage.core.calls"),
     ("built-in plugin modules (executors, stage types)",
-     "import flowstage.executors.local, flowstage.executors.dask, flowstage.executors.ray, "
-     "flowstage.plugins.stage_types"),
+     ("import flowstage.executors.local, flowstage.executors.dask, flowstage.executors.ray, "
+      "flowstage.plugins.stage_types")),
 ]
 
 
@@ -226,7 +226,7 @@ def main() -> int:
         cpu: dict[str, list[float]] = {}
         times = time_runs({"floor": [str(plain), "-c", "pass"], "base": [*console_script(plain), *command],
                            "more": [*console_script(extra), *command]}, args.runs, env, cpu)
-        floor, base, more = times["floor"], times["base"], times["more"]
+        base, more = times["base"], times["more"]
         base_eps = entry_point_count(plain, env)
         more_eps = entry_point_count(extra, env)
 

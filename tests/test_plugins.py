@@ -68,7 +68,7 @@ def pip_install(*args: str, python: str | None = None) -> None:
     command += ["install", "--no-deps", "--disable-pip-version-check", "--quiet"]
     if _can_build_offline():
         command.append("--no-build-isolation")
-    done = subprocess.run([*command, *args], capture_output=True, text=True, timeout=300)
+    done = subprocess.run([*command, *args], check=False, capture_output=True, text=True, timeout=300)
     if done.returncode != 0:
         pytest.fail(f"pip install {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}")
     importlib.invalidate_caches()
@@ -80,7 +80,7 @@ def _installed_copy_matches(distribution: str, source: Path) -> bool:
         dist = importlib.metadata.distribution(distribution)
     except importlib.metadata.PackageNotFoundError:
         return False
-    version = re.search(r'^version = "(.+)"', (source / "pyproject.toml").read_text(), re.M)
+    version = re.search(r'^version = "(.+)"', (source / "pyproject.toml").read_text(), re.MULTILINE)
     if version is None or dist.version != version.group(1):
         return False
     src = source / "src"
@@ -116,7 +116,7 @@ def flowstage(*args: str, env: dict[str, str] | None = None, extra_path: Path | 
     environ = {**os.environ, "COLUMNS": "250", **(env or {})}
     if extra_path is not None:
         environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(extra_path), environ.get("PYTHONPATH")]))
-    return subprocess.run([sys.executable, "-m", "flowstage.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "flowstage.cli", *args], check=False, capture_output=True, text=True,
                           env=environ, timeout=timeout)
 
 
@@ -211,7 +211,7 @@ def test_broken_plugins_warn_and_the_rest_works(app_home: Path, broken_site: Pat
                      r"No module named 'flowstage_engine_that_is_not_installed'", warnings)
     assert re.search(r"plugin 'typo' \(distribution flowstage-broken\).*unknown hook 'flowstage_run_stared' "
                      r"\(did you mean 'flowstage_run_started'\?\)", warnings)
-    assert re.search(r"plugin 'bad_args' \(distribution flowstage-broken\).*'attempt'", warnings, re.S)
+    assert re.search(r"plugin 'bad_args' \(distribution flowstage-broken\).*'attempt'", warnings, re.DOTALL)
     assert "Traceback" not in warnings
 
 
@@ -260,7 +260,7 @@ def test_plugin_disabled_by_environment_is_never_imported(app_home: Path, tmp_pa
     assert "plugin 'sample' (distribution flowstage-sample) is disabled" in done.stderr
     probe = ("import sys; from flowstage.core.plugin_manager import get_plugin_manager; "
              "get_plugin_manager(); print('flowstage_sample.plugin' in sys.modules)")
-    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+    done = subprocess.run([sys.executable, "-c", probe], check=False, capture_output=True, text=True,
                           env={**os.environ, **env}, timeout=60)
     assert done.stdout.strip() == "False", done.stderr
 
@@ -314,7 +314,7 @@ def test_plugin_raising_in_register_commands_leaves_the_other_commands(app_home:
 
 
 def test_python_m_flowstage(app_home: Path) -> None:
-    done = subprocess.run([sys.executable, "-m", "flowstage", "--help"], capture_output=True, text=True, timeout=60)
+    done = subprocess.run([sys.executable, "-m", "flowstage", "--help"], check=False, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0
     assert "Usage: flowstage" in done.stdout
 
@@ -407,7 +407,7 @@ def test_hook_flowstage_register_stage_types(app_home: Path, plugins, tmp_path: 
 
 def test_hook_flowstage_register_commands(app_home: Path, sample_installed: None) -> None:
     help_text = flowstage("--help").stdout
-    assert re.search(r"^\s+sample-squares\s+Sum the squares", help_text, re.M)
+    assert re.search(r"^\s+sample-squares\s+Sum the squares", help_text, re.MULTILINE)
     own_help = flowstage("sample-squares", "--help").stdout
     for option in ("--count", "-c", "--executor", "--json"):
         assert option in own_help
@@ -501,7 +501,7 @@ def test_hook_flowstage_run_finished(events: Path) -> None:
     run = run_workflow(failing, {"count": 3}, record=False, return_run=True)
     assert run.state == "failed"
     lines = _events(events)
-    failed_stage = [e for e in lines if e["event"] == "flowstage_stage_finished" and e["stage"] == "sizes"][0]
+    failed_stage = next(e for e in lines if e["event"] == "flowstage_stage_finished" and e["stage"] == "sizes")
     assert failed_stage["stage_state"] == "failed"
     assert "batch 0 has 2 items" in failed_stage["error"]
     assert lines[-1]["event"] == "flowstage_run_finished"
@@ -585,7 +585,7 @@ def test_plugins_new_scaffolds_a_package_that_passes_its_own_test(app_home: Path
         assert (root / part).exists(), part
     # the tutorial in docs/plugins.md shows these very files
     quoted = re.findall(r"```(?:python|yaml)\n# (src/flowstage_weather/\S+)\n(.*?)```",
-                        DOCS.read_text(encoding="utf-8"), re.S)
+                        DOCS.read_text(encoding="utf-8"), re.DOTALL)
     assert len(quoted) == 3
     for path, code in quoted:
         assert code.strip() in (root / path).read_text(encoding="utf-8"), path
@@ -598,11 +598,11 @@ def test_plugins_new_scaffolds_a_package_that_passes_its_own_test(app_home: Path
     python = make_child_env(tmp_path / "venv")
     pip_install("-e", str(root), python=python)
     test = subprocess.run([python, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(root / "tests")],
-                          capture_output=True, text=True, timeout=300, cwd=root,
+                          check=False, capture_output=True, text=True, timeout=300, cwd=root,
                           env={**os.environ, "FLOWSTAGE_HOME": str(tmp_path / "home")})
     assert test.returncode == 0, test.stdout + test.stderr
     assert "2 passed" in test.stdout
-    listed = subprocess.run([python, "-m", "flowstage.cli", "plugins", "--format", "json"], capture_output=True,
+    listed = subprocess.run([python, "-m", "flowstage.cli", "plugins", "--format", "json"], check=False, capture_output=True,
                             text=True, timeout=120, env={**os.environ, "FLOWSTAGE_HOME": str(tmp_path / "home")})
     row = {r["name"]: r for r in json.loads(listed.stdout)}["weather"]
     assert (row["distribution"], row["status"]) == ("flowstage-weather", "loaded")
@@ -661,7 +661,7 @@ def test_docs_have_every_hook_with_an_example_from_the_sample_plugin() -> None:
 
 def test_docs_examples_are_the_sample_plugins_code() -> None:
     """A python block that starts with ``# tests/sample_plugin/...`` is that file's code."""
-    blocks = re.findall(r"```python\n# (tests/sample_plugin/\S+)\n(.*?)```", DOCS.read_text(encoding="utf-8"), re.S)
+    blocks = re.findall(r"```python\n# (tests/sample_plugin/\S+)\n(.*?)```", DOCS.read_text(encoding="utf-8"), re.DOTALL)
     assert len(blocks) >= len(_hookspecs())
     for path, code in blocks:
         source = (HERE.parent / path).read_text(encoding="utf-8")

@@ -47,10 +47,10 @@ def run_cli(args: list[str]) -> int:
     debug = "--debug" in args
     _configure_logging(debug)
     try:
+        import typer.main
+
         from flowstage.cli.app import build_app
         from flowstage.core.plugin_manager import default_plugins
-
-        import typer.main
 
         command = typer.main.get_command(build_app(default_plugins()))
         result = command.main(args=args, prog_name="flowstage", standalone_mode=False)
