@@ -37,6 +37,9 @@ class Executor(abc.ABC):
     Options: ClassVar[type[ExecutorOptions]] = ExecutorOptions
     #: seconds one map batch should last: long enough to amortize a submission
     batch_seconds: float = 0.02
+    #: whether a handle may be passed to ``submit`` before its call is done (the engine
+    #: then starts the new call when its inputs are ready)
+    pipelines: ClassVar[bool] = False
 
     def __init__(self, **options: Any) -> None:
         try:

@@ -95,6 +95,28 @@ class StageExecution:
             await asyncio.sleep(delay)
             delay *= 2
 
+    async def call_output(self, *args: Any, **kwargs: Any) -> Any:
+        """:meth:`call`, for a call whose result is the stage's output.
+
+        On engines that chain handles (``Executor.pipelines``), dependents are submitted
+        as soon as this call is, and the engine starts them when it finishes: no round
+        trip through the driver between stages. Calls with retries or a timeout are
+        watched by the driver, so they are not pipelined.
+        """
+        stage = self.stage
+        if not (self.executor.pipelines and stage.retries == 0 and stage.timeout is None):
+            return await self.call(*args, **kwargs)
+        self.record.attempts = 1
+        handle = await self.executor.submit(run_call, self.call_task, kwargs, *args,
+                                            resources=stage.resources, label=stage.name)
+        self.track(handle)
+        self.driver.output_ready(stage.name, handle)
+        try:
+            await self.executor.wait(handle)
+        finally:
+            self.untrack(handle)
+        return handle
+
     async def map(self, items: Any, *extra_args: Any, **extra_kwargs: Any) -> list[Any]:
         """Map the target over ``items`` (a sequence), in batches; outputs in item order."""
         return await run_map(self, items, extra_args, extra_kwargs)
@@ -125,36 +147,45 @@ class RunDriver:
 
         :raises StageError: a stage failed; stages not yet started are cancelled
         """
-        outputs: dict[str, Any] = {}
-        waiting = {name: len(set(deps)) for name, deps in self.graph.dependencies.items()}
-        done_queue: asyncio.Queue[tuple[str, asyncio.Task[Any]]] = asyncio.Queue()
-        running: dict[str, asyncio.Task[Any]] = {}
-
-        def start(name: str) -> None:
-            deps = [outputs[d] for d in self.stages[name].depends_on]
-            task = asyncio.ensure_future(self._run_stage(self.stages[name], deps))
-            task.add_done_callback(lambda t, n=name: done_queue.put_nowait((n, t)))
-            running[name] = task
-
+        self._outputs: dict[str, Any] = {}
+        self._waiting = {name: len(set(deps)) for name, deps in self.graph.dependencies.items()}
+        self._done: asyncio.Queue[tuple[str, asyncio.Task[Any]]] = asyncio.Queue()
+        self._running: dict[str, asyncio.Task[Any]] = {}
         for name in self.graph.roots:
-            start(name)
+            self._start(name)
         remaining = len(self.stages)
         try:
             while remaining:
-                name, task = await done_queue.get()
+                name, task = await self._done.get()
                 remaining -= 1
-                del running[name]
-                outputs[name] = task.result()  # raises the stage's StageError
-                for user in self.graph.dependents[name]:
-                    waiting[user] -= 1
-                    if waiting[user] == 0:
-                        start(user)
+                del self._running[name]
+                self.output_ready(name, task.result())  # raises the stage's StageError
         except BaseException:
-            await self._cancel(running)
+            await self._cancel(self._running)
             raise
         terminals = self.graph.terminals
-        fetched = {name: await self._fetch(outputs[name]) for name in terminals}
+        fetched = {name: await self._fetch(self._outputs[name]) for name in terminals}
         return fetched[terminals[0]] if len(terminals) == 1 else fetched
+
+    def _start(self, name: str) -> None:
+        deps = [self._outputs[d] for d in self.stages[name].depends_on]
+        task = asyncio.ensure_future(self._run_stage(self.stages[name], deps))
+        task.add_done_callback(lambda t, n=name: self._done.put_nowait((n, t)))
+        self._running[name] = task
+
+    def output_ready(self, name: str, output: Any) -> None:
+        """``name``'s output (value or handle) is known: start dependents that now can.
+
+        Called when a stage finishes, or earlier, when its output is a handle the engine
+        chains by itself (then dependents are submitted while it still runs).
+        """
+        if name in self._outputs:
+            return
+        self._outputs[name] = output
+        for user in self.graph.dependents[name]:
+            self._waiting[user] -= 1
+            if self._waiting[user] == 0:
+                self._start(user)
 
     async def _fetch(self, value: Any) -> Any:
         return await self.executor.result(value) if self.executor.is_handle(value) else value
@@ -184,9 +215,15 @@ class RunDriver:
             record.state = "cancelled"
             raise
         except BaseException as exc:
-            record.state = "failed"
             error = as_stage_error(stage.name, exc, record.attempts)
-            record.error = str(error)
+            if error.stage != stage.name and error.stage in self.run.stages:
+                # A dependency submitted ahead (pipelined) failed: the failure is its own.
+                record.state = "cancelled"
+                upstream = self.run.stages[error.stage]
+                upstream.state, upstream.error = "failed", str(error)
+            else:
+                record.state = "failed"
+                record.error = str(error)
             raise error from (error.__cause__ or exc)
         finally:
             record.finished_at = now()

@@ -41,8 +41,8 @@ class StageType:
     async def execute(self, execution: StageExecution) -> Any:
         """Run the stage; return its output (a value or an executor handle)."""
         if execution.is_root:
-            return await execution.call(**execution.bound_input)
-        return await execution.call(*execution.dependencies)
+            return await execution.call_output(**execution.bound_input)
+        return await execution.call_output(*execution.dependencies)
 
 
 class SimpleStage(StageType):

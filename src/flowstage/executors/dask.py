@@ -269,6 +269,7 @@ class DaskExecutor(Executor):
     requires = ("distributed",)
     extra = "dask"
     batch_seconds = 0.1
+    pipelines = True
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)

@@ -239,6 +239,7 @@ class RayExecutor(Executor):
     requires = ("ray",)
     extra = "ray"
     batch_seconds = 0.1
+    pipelines = True
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
@@ -424,14 +425,19 @@ class RayExecutor(Executor):
         with contextlib.suppress(BaseException):
             await self._get(ref)
 
-    def _failure(self, handle: RayHandle, exc: BaseException) -> CallFailure:
+    def _cause(self, exc: BaseException) -> BaseException:
+        """The innermost cause of a Ray task error (a dependency's failure arrives wrapped)."""
         ray = self._ray or __import__("ray")
-        if isinstance(exc, ray.exceptions.RayTaskError):
-            cause = exc.cause
-            if isinstance(cause, CallFailure):
-                return cause
-            return CallFailure(handle.label, None, 1, str(exc), cause if cause is not None else exc)
-        return CallFailure(handle.label, None, 1, str(exc), exc)
+        cause = exc
+        while isinstance(cause, ray.exceptions.RayTaskError) and cause.cause is not None:
+            cause = cause.cause
+        return cause
+
+    def _failure(self, handle: RayHandle, exc: BaseException) -> CallFailure:
+        cause = self._cause(exc)
+        if isinstance(cause, CallFailure):
+            return cause
+        return CallFailure(handle.label, None, 1, str(exc), cause)
 
     async def wait(self, handle: Any) -> None:
         try:
@@ -446,8 +452,8 @@ class RayExecutor(Executor):
         except Exception as exc:  # noqa: BLE001 - any Ray error of the fetch is reported with the stage
             await self._drain(handle.status)
             failure = self._failure(handle, exc)
-            if isinstance(getattr(exc, "cause", None), CallFailure):
-                raise failure from None  # the call itself failed (a map batch)
+            if isinstance(self._cause(exc), CallFailure):
+                raise failure from None  # the call (or one it depends on) failed
             cause = failure.cause
             msg = f"stage {handle.label!r}: its result could not be fetched from Ray: {type(cause).__name__}: {cause}"
             raise StageError(msg, stage=handle.label, traceback=failure.traceback) from cause
