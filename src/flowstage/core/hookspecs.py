@@ -36,8 +36,10 @@ def flowstage_register_executors(registry: Registry) -> None:
     Called once when the plugin manager is built.
 
     :param registry: call ``registry.add(MyExecutor)``; the class's ``name`` is what users
-        select with ``--executor`` or ``executor: {name: ...}``. A name registered twice
-        is an error naming both distributions.
+        select with ``--executor`` or ``executor: {name: ...}``. Or register an import
+        string, ``registry.add("package.module:MyExecutor", name="mine")``, so the
+        module (and its engine) is imported only when the executor is used. A name
+        registered twice is an error naming both distributions.
     """
 
 

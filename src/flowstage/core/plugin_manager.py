@@ -196,7 +196,7 @@ def _is_marked(obj: Any) -> bool:
 def get_plugin_manager(disabled: Iterable[str] | None = None) -> FlowstagePlugins:
     """A new plugin manager with every installed plugin loaded (except disabled ones)."""
     if disabled is None:
-        from flowstage.core.settings import disabled_plugins
+        from flowstage.core.appdir import disabled_plugins
 
         disabled = disabled_plugins()
     return FlowstagePlugins(disabled)

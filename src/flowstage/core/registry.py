@@ -29,8 +29,15 @@ class Registry(Generic[T]):
         #: who is registering now (formatted only when a conflict is reported)
         self.owner: Any = "flowstage"
 
-    def add(self, item: T, name: str | None = None) -> T:
-        """Register ``item`` under ``name`` (default: its ``name`` attribute)."""
+    def add(self, item: T | str, name: str | None = None) -> T | str:
+        """Register ``item`` under ``name`` (default: its ``name`` attribute).
+
+        ``item`` may be an import string ``"package.module:Class"`` (then ``name`` is
+        required): it is imported only when someone asks for that name, which keeps
+        start-up fast for every command that does not use it.
+        """
+        if isinstance(item, str) and not name:
+            raise PluginError(f"{self.owner}: a {self.kind} given as {item!r} needs a name")
         key = name or getattr(item, "name", None)
         if not key:
             raise PluginError(f"{self.owner}: a {self.kind} needs a name to be registered")
@@ -39,9 +46,30 @@ class Registry(Generic[T]):
                    f"uninstall or disable one of them")
             self.conflicts[key] = msg
             raise PluginError(msg)
-        self._items[key] = item
+        self._items[key] = item if isinstance(item, str) else self._prepare(item)
         self._owners[key] = self.owner
         return item
+
+    def _prepare(self, item: Any) -> T:
+        """What is stored for a registered object (subclasses may instantiate it)."""
+        return item  # type: ignore[no-any-return]
+
+    def _resolve(self, name: str) -> T:
+        item = self._items[name]
+        if not isinstance(item, str):
+            return item
+        import importlib
+
+        module_name, _, attr = item.partition(":")
+        try:
+            loaded = getattr(importlib.import_module(module_name), attr)
+        except Exception as exc:
+            msg = (f"{self.kind} {name!r} (registered by {self._owners[name]} as {item!r}) "
+                   f"failed to import: {type(exc).__name__}: {exc}")
+            raise PluginError(msg) from exc
+        resolved = self._prepare(loaded)
+        self._items[name] = resolved
+        return resolved
 
     def names(self) -> list[str]:
         return sorted(self._items)
@@ -50,7 +78,7 @@ class Registry(Generic[T]):
         return str(self._owners[name])
 
     def get_or_none(self, name: str) -> T | None:
-        return self._items.get(name)
+        return self._resolve(name) if name in self._items else None
 
     def get(self, name: str) -> T:
         """The item called ``name``.
@@ -61,10 +89,8 @@ class Registry(Generic[T]):
         """
         if name in self.conflicts:
             raise PluginError(self.conflicts[name])
-        try:
-            return self._items[name]
-        except KeyError:
-            pass
+        if name in self._items:
+            return self._resolve(name)
         if name in self.unavailable:
             msg = f"{self.kind} {name!r} is not available: {self.unavailable[name]}"
             raise PluginError(msg) from None
@@ -76,7 +102,16 @@ class Registry(Generic[T]):
         raise UnknownNameError(msg)
 
     def items(self) -> list[tuple[str, T]]:
-        return sorted(self._items.items())
+        """Every registered item (importing lazy ones; those that fail are left out)."""
+        found = []
+        for name in self.names():
+            try:
+                found.append((name, self._resolve(name)))
+            except PluginError as exc:
+                import logging
+
+                logging.getLogger("flowstage.plugins").warning("%s", exc)
+        return found
 
 
 class StageTypeRegistry(Registry[Any]):
@@ -85,8 +120,8 @@ class StageTypeRegistry(Registry[Any]):
     def __init__(self) -> None:
         super().__init__("stage type")
 
-    def add(self, item: Any, name: str | None = None) -> Any:
-        return super().add(item() if isinstance(item, type) else item, name)
+    def _prepare(self, item: Any) -> Any:
+        return item() if isinstance(item, type) else item
 
 
 @dataclass

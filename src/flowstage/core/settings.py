@@ -13,15 +13,17 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from flowstage.core.appdir import (  # noqa: F401 - re-exported: settings users import them from here
+    ENV_PREFIX,
+    app_dir,
+    deep_merge,
+    disabled_plugins,
+    env_overrides,
+    read_settings_file,
+    settings_path,
+    split_names,
+)
 from flowstage.core.errors import UserError
-
-ENV_PREFIX = "FLOWSTAGE__"
-
-
-def app_dir() -> Path:
-    """The app directory: ``$FLOWSTAGE_HOME``, else ``~/.flowstage``."""
-    home = os.environ.get("FLOWSTAGE_HOME")
-    return Path(home).expanduser() if home else Path.home() / ".flowstage"
 
 
 class ExecutorSettings(BaseModel):
@@ -41,9 +43,7 @@ class PluginSettings(BaseModel):
     @field_validator("disabled", mode="before")
     @classmethod
     def _split(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            return [v.strip() for v in value.split(",") if v.strip()]
-        return [] if value is None else value
+        return split_names(value)
 
 
 class ArtifactSettings(BaseModel):
@@ -108,78 +108,14 @@ class Settings(BaseModel):
     debug: bool = False
 
 
-def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
-    import yaml
-
-    out: dict[str, Any] = {}
-    for key, raw in environ.items():
-        if not key.startswith(ENV_PREFIX):
-            continue
-        path = [p.lower() for p in key[len(ENV_PREFIX):].split("__") if p]
-        if not path:
-            continue
-        try:
-            value = yaml.safe_load(raw) if raw.strip() else raw
-        except yaml.YAMLError:
-            value = raw
-        node = out
-        for part in path[:-1]:
-            node = node.setdefault(part, {})
-            if not isinstance(node, dict):
-                break
-        else:
-            node[path[-1]] = value
-    return out
-
-
-def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
-    """``base`` updated by ``override``, merging nested mappings (override wins)."""
-    merged = dict(base)
-    for key, value in override.items():
-        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
-            merged[key] = deep_merge(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
-
-
-def settings_path() -> Path:
-    return app_dir() / "settings.yaml"
-
-
-def disabled_plugins() -> list[str]:
-    """``plugins.disabled`` alone, without validating the other settings: the CLI asks for
-    it at every start, before anything else is needed."""
-    path = settings_path()
-    names: Any = None
-    if path.exists():
-        names = (_read_settings_file(path).get("plugins") or {}).get("disabled")
-    env = os.environ.get(f"{ENV_PREFIX}PLUGINS__DISABLED")
-    if env is not None:
-        names = env
-    return PluginSettings._split(names)  # type: ignore[no-any-return]
-
-
-def _read_settings_file(path: Path) -> dict[str, Any]:
-    import yaml
-
-    try:
-        loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise UserError(f"{path}: not valid YAML: {exc}") from None
-    if loaded is not None and not isinstance(loaded, dict):
-        raise UserError(f"{path}: expected a mapping of settings, got {type(loaded).__name__}")
-    return loaded or {}
-
-
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     """Settings from the file, then the environment.
 
     :raises UserError: the settings file is not valid (naming the file and key)
     """
     path = settings_path()
-    data = _read_settings_file(path) if path.exists() else {}
-    data = deep_merge(data, _env_overrides(os.environ if environ is None else environ))
+    data = read_settings_file(path) if path.exists() else {}
+    data = deep_merge(data, env_overrides(os.environ if environ is None else environ))
     try:
         return Settings.model_validate(data)
     except ValidationError as exc:

@@ -769,12 +769,12 @@ def _store_settings(has_file: bool, has_env: bool) -> StoreSettings:
     """``store:`` settings; the defaults without validating the whole settings file when
     neither the file nor the environment sets any (``flowstage get runs`` starts faster)."""
     from flowstage.core.settings import (
-        _read_settings_file,
+        read_settings_file,
         load_settings,
         settings_path,
     )
 
-    if has_env or (has_file and "store" in _read_settings_file(settings_path())):
+    if has_env or (has_file and "store" in read_settings_file(settings_path())):
         return load_settings().store
     return StoreSettings.model_construct()
 

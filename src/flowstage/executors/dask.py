@@ -34,12 +34,10 @@ from pydantic import Field, field_validator
 from flowstage.core.calls import CallFailure
 from flowstage.core.errors import ExecutorError, StageError
 from flowstage.core.executor import Executor, ExecutorOptions
-from flowstage.core.plugin_manager import hookimpl
 from flowstage.core.units import parse_duration, parse_memory
 
 if TYPE_CHECKING:
     from flowstage.core.models import Resources, Workflow
-    from flowstage.core.registry import Registry
 
 log = logging.getLogger("flowstage.executors.dask")
 
@@ -572,8 +570,3 @@ def _traceback_of(exc: BaseException) -> str:
     import traceback
 
     return "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-
-
-@hookimpl
-def flowstage_register_executors(registry: Registry[Any]) -> None:
-    registry.add(DaskExecutor)

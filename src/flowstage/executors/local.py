@@ -22,12 +22,10 @@ from pydantic import Field, field_validator
 
 from flowstage.core.executor import Executor, ExecutorOptions
 from flowstage.core.object_store import LocalMemory, SharedDirMemory
-from flowstage.core.plugin_manager import hookimpl
 from flowstage.core.units import parse_memory
 
 if TYPE_CHECKING:
     from flowstage.core.models import Resources, Workflow
-    from flowstage.core.registry import Registry
 
 
 class LocalOptions(ExecutorOptions):
@@ -294,8 +292,3 @@ class LocalExecutor(Executor):
     def describe(self) -> str:
         kind = "processes" if self.options.processes else "threads"
         return f"local ({self.parallelism} {kind})"
-
-
-@hookimpl
-def flowstage_register_executors(registry: Registry) -> None:
-    registry.add(LocalExecutor)

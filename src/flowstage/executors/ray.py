@@ -31,12 +31,10 @@ from pydantic import Field, field_validator
 from flowstage.core.calls import CallFailure
 from flowstage.core.errors import ExecutorError, StageError
 from flowstage.core.executor import Executor, ExecutorOptions
-from flowstage.core.plugin_manager import hookimpl
 from flowstage.core.units import parse_duration
 
 if TYPE_CHECKING:
     from flowstage.core.models import Resources, Workflow
-    from flowstage.core.registry import Registry
 
 log = logging.getLogger("flowstage.executors.ray")
 
@@ -482,8 +480,3 @@ class RayExecutor(Executor):
     def describe(self) -> str:
         where = self.options.address or "local"
         return f"ray ({where}, {self.parallelism} CPUs)"
-
-
-@hookimpl
-def flowstage_register_executors(registry: Registry[Any]) -> None:
-    registry.add(RayExecutor)

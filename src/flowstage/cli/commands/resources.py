@@ -269,7 +269,7 @@ def settings_sources() -> list[dict[str, Any]]:
 
     from flowstage.core.settings import (
         ENV_PREFIX,
-        _env_overrides,
+        env_overrides,
         load_settings,
         settings_path,
     )
@@ -279,7 +279,7 @@ def settings_sources() -> list[dict[str, Any]]:
     from_file: dict[str, Any] = {}
     if path.exists():
         from_file = _flatten(yaml.safe_load(path.read_text(encoding="utf-8")) or {})
-    from_env = _flatten(_env_overrides(os.environ))
+    from_env = _flatten(env_overrides(os.environ))
     rows = []
     for key, value in sorted(effective.items()):
         if key in from_env:

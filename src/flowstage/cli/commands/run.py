@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -38,6 +37,8 @@ def run(
 
         print(start_background_run(workflow, run_input, executor=spec, namespace=namespace), flush=True)
         return
+    import asyncio
+
     from flowstage.cli.progress import ProgressDisplay
     from flowstage.core.api import arun_workflow
 

@@ -17,7 +17,7 @@ def _load(path: str) -> Workflow:
     from flowstage.core.api import resolve_workflow
     from flowstage.core.loading import load_workflow
     from flowstage.core.plugin_manager import default_plugins
-    from flowstage.core.settings import app_dir
+    from flowstage.core.appdir import app_dir
 
     plugins = default_plugins()
     return load_workflow(resolve_workflow(path, plugins), stage_types=plugins.registries.stage_types,
@@ -33,7 +33,7 @@ def validate(
     run_input = parse_input_args(ctx.args)
     if ctx.args:
         from flowstage.core.loading import check_input
-        from flowstage.core.settings import app_dir
+        from flowstage.core.appdir import app_dir
 
         check_input(workflow, run_input, search_paths=(str(app_dir()),))
     stages = len(workflow.spec.stages)

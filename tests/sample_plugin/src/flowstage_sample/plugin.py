@@ -39,11 +39,10 @@ def _maybe_fail(hook: str) -> None:
 @hookimpl
 def flowstage_register_executors(registry: Registry) -> None:
     _maybe_fail("flowstage_register_executors")
-    from flowstage_sample.executor import InlineExecutor
-
-    registry.add(InlineExecutor)
+    # An import string: the executor's module is imported only when it is used.
+    registry.add("flowstage_sample.executor:InlineExecutor", name="inline")
     if os.environ.get("FLOWSTAGE_SAMPLE_DUPLICATE_LOCAL"):
-        registry.add(InlineExecutor, name="local")
+        registry.add("flowstage_sample.executor:InlineExecutor", name="local")
 
 
 @hookimpl

@@ -1,0 +1,93 @@
+"""The app directory and raw settings: what every command needs before anything else.
+
+Kept free of pydantic so that ``flowstage --help`` does not pay for it; the validated
+settings model is in :mod:`flowstage.core.settings`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from flowstage.core.errors import UserError
+
+ENV_PREFIX = "FLOWSTAGE__"
+
+
+def app_dir() -> Path:
+    """The app directory: ``$FLOWSTAGE_HOME``, else ``~/.flowstage``."""
+    home = os.environ.get("FLOWSTAGE_HOME")
+    return Path(home).expanduser() if home else Path.home() / ".flowstage"
+
+
+def split_names(value: Any) -> list[str]:
+    """``"a, b"`` or ``["a", "b"]`` as a list of names."""
+    if isinstance(value, str):
+        return [v.strip() for v in value.split(",") if v.strip()]
+    return [] if value is None else list(value)
+
+
+def env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
+    import yaml
+
+    out: dict[str, Any] = {}
+    for key, raw in environ.items():
+        if not key.startswith(ENV_PREFIX):
+            continue
+        path = [p.lower() for p in key[len(ENV_PREFIX):].split("__") if p]
+        if not path:
+            continue
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else raw
+        except yaml.YAMLError:
+            value = raw
+        node = out
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                break
+        else:
+            node[path[-1]] = value
+    return out
+
+
+def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    """``base`` updated by ``override``, merging nested mappings (override wins)."""
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def settings_path() -> Path:
+    return app_dir() / "settings.yaml"
+
+
+def disabled_plugins() -> list[str]:
+    """``plugins.disabled`` alone, without validating the other settings: the CLI asks for
+    it at every start, before anything else is needed."""
+    path = settings_path()
+    names: Any = None
+    if path.exists():
+        names = (read_settings_file(path).get("plugins") or {}).get("disabled")
+    env = os.environ.get(f"{ENV_PREFIX}PLUGINS__DISABLED")
+    if env is not None:
+        names = env
+    return split_names(names)
+
+
+def read_settings_file(path: Path) -> dict[str, Any]:
+    import yaml
+
+    try:
+        loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise UserError(f"{path}: not valid YAML: {exc}") from None
+    if loaded is not None and not isinstance(loaded, dict):
+        raise UserError(f"{path}: expected a mapping of settings, got {type(loaded).__name__}")
+    return loaded or {}
