@@ -1,6 +1,8 @@
 """The dataflow scheduler: a stage starts the moment its dependencies have finished.
 
-There is no level-by-level barrier. Every stage runs (several terminal stages give
+There is no level-by-level barrier. On engines that chain handles, a simple stage's
+dependents are submitted along with it and the engine starts them when it is done, so a
+chain of stages makes no round trip through the driver. Every stage runs (several terminal stages give
 ``{name: output}``). The first failure cancels what has not started and raises a
 :class:`~flowstage.core.errors.StageError`.
 """
@@ -59,7 +61,7 @@ class StageExecution:
 
     async def fetch(self, value: Any) -> Any:
         """``value`` in the driver (fetched from the engine if it is a handle)."""
-        return await self.executor.result(value) if self.executor.is_handle(value) else value
+        return await self.driver.fetch(value)
 
     async def call(self, *args: Any, **kwargs: Any) -> Any:
         """Call the target once (with the stage's retries and timeout); its output handle.
@@ -164,7 +166,7 @@ class RunDriver:
             await self._cancel(self._running)
             raise
         terminals = self.graph.terminals
-        fetched = {name: await self._fetch(self._outputs[name]) for name in terminals}
+        fetched = {name: await self.fetch(self._outputs[name]) for name in terminals}
         return fetched[terminals[0]] if len(terminals) == 1 else fetched
 
     def _start(self, name: str) -> None:
@@ -187,7 +189,8 @@ class RunDriver:
             if self._waiting[user] == 0:
                 self._start(user)
 
-    async def _fetch(self, value: Any) -> Any:
+    async def fetch(self, value: Any) -> Any:
+        """``value`` in the driver (fetched from the engine if it is a handle)."""
         return await self.executor.result(value) if self.executor.is_handle(value) else value
 
     async def _cancel(self, running: dict[str, asyncio.Task[Any]]) -> None:
