@@ -41,6 +41,18 @@ def stage_modules() -> None:
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(HERE), os.environ.get("PYTHONPATH")]))
 
 
+@pytest.fixture(scope="session")
+def sample_installed(stage_modules: None) -> None:
+    """flowstage-sample (tests/sample_plugin), pip-installed into this environment, and
+    the process's plugin manager rebuilt so it is seen."""
+    from installs import install_sample
+
+    from flowstage.core.plugin_manager import set_default_plugins
+
+    install_sample()
+    set_default_plugins(None)
+
+
 _started: dict[str, object] = {}
 
 

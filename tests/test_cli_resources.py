@@ -130,7 +130,7 @@ def test_a_typo_in_a_config_and_duplicate_names_are_reported(tmp_path: Path) -> 
     assert "config 'b' is also defined in" in str(result.exception)
 
 
-def test_get_workflows_lists_applied_and_shipped_ones(resources: Path) -> None:
+def test_get_workflows_lists_applied_and_shipped_ones(resources: Path, sample_installed: None) -> None:
     invoke("apply", "-p", str(resources))
     rows = json.loads(invoke("get", "workflows", "--format", "json").stdout)
     sources = {r["name"]: r["source"] for r in rows}
@@ -145,7 +145,8 @@ def test_get_workflows_lists_applied_and_shipped_ones(resources: Path) -> None:
     assert isinstance(result.exception, UnknownNameError) and "features" in str(result.exception)
 
 
-def test_inspect_shows_configs_that_apply_and_workflows_a_config_applies_to(resources: Path) -> None:
+def test_inspect_shows_configs_that_apply_and_workflows_a_config_applies_to(resources: Path,
+                                                                          sample_installed: None) -> None:
     invoke("apply", "-p", str(resources))
     shown = yaml.safe_load(invoke("inspect", "workflow", "features").stdout)
     assert shown["kind"] == "workflow" and shown["spec"]["stages"][0]["name"] == "settings"

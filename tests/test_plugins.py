@@ -14,8 +14,6 @@ Most tests drive the real CLI in a subprocess (``python -m flowstage.cli``); the
 from __future__ import annotations
 
 import ast
-import importlib
-import importlib.metadata
 import inspect
 import json
 import os
@@ -29,9 +27,7 @@ from pathlib import Path
 
 import pytest
 
-HERE = Path(__file__).parent
-SAMPLE = HERE / "sample_plugin"
-BROKEN = HERE / "broken_plugin"
+from installs import BROKEN, HERE, pip_install  # noqa: E402 - tests/ is on sys.path
 
 SAMPLE_HOOKS = [
     "flowstage_register_commands",
@@ -45,58 +41,7 @@ SAMPLE_HOOKS = [
 ]
 
 
-# -- installing the sample distributions ---------------------------------------------
-
-
-def _can_build_offline() -> bool:
-    """setuptools builds wheels without the network: it ships bdist_wheel (>= 70.1) or
-    the ``wheel`` package is installed."""
-    try:
-        version = tuple(int(p) for p in importlib.metadata.version("setuptools").split(".")[:2])
-    except (importlib.metadata.PackageNotFoundError, ValueError):
-        return False
-    if version >= (70, 1):
-        return True
-    return importlib.util.find_spec("wheel") is not None
-
-
-def pip_install(*args: str, python: str | None = None) -> None:
-    """``pip install --no-deps ARGS`` into this environment (or ``python``'s)."""
-    command = [sys.executable, "-m", "pip"]
-    if python is not None:
-        command += ["--python", python]
-    command += ["install", "--no-deps", "--disable-pip-version-check", "--quiet"]
-    if _can_build_offline():
-        command.append("--no-build-isolation")
-    done = subprocess.run([*command, *args], check=False, capture_output=True, text=True, timeout=300)
-    if done.returncode != 0:
-        pytest.fail(f"pip install {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}")
-    importlib.invalidate_caches()
-
-
-def _installed_copy_matches(distribution: str, source: Path) -> bool:
-    """Whether ``distribution`` is installed at the source's version with the same files."""
-    try:
-        dist = importlib.metadata.distribution(distribution)
-    except importlib.metadata.PackageNotFoundError:
-        return False
-    version = re.search(r'^version = "(.+)"', (source / "pyproject.toml").read_text(), re.MULTILINE)
-    if version is None or dist.version != version.group(1):
-        return False
-    src = source / "src"
-    wanted = {p.relative_to(src).as_posix() for p in src.rglob("*") if p.suffix in (".py", ".yaml")
-              and "egg-info" not in p.as_posix()}
-    installed = {f.as_posix(): f for f in dist.files or [] if f.as_posix() in wanted}
-    if set(installed) != wanted:
-        return False
-    return all(Path(str(f.locate())).read_bytes() == (src / name).read_bytes() for name, f in installed.items())
-
-
-@pytest.fixture(scope="session")
-def sample_installed() -> None:
-    """flowstage-sample, installed into this environment (as a user would)."""
-    if not _installed_copy_matches("flowstage-sample", SAMPLE):
-        pip_install("--force-reinstall", str(SAMPLE))
+# -- installing the sample distributions (see installs.py; sample_installed in conftest)
 
 
 @pytest.fixture(scope="session")

@@ -132,7 +132,8 @@ def test_configs_by_annotation_and_name_merge_in_name_order_into_the_run_context
     assert run_workflow(workflow("elsewhere", "teststages.state.config_dict")) == {}
 
 
-def test_applied_workflows_come_before_shipped_ones_and_deleting_keeps_runs(tmp_path: Path) -> None:
+def test_applied_workflows_come_before_shipped_ones_and_deleting_keeps_runs(tmp_path: Path,
+                                                                          sample_installed: None) -> None:
     from flowstage.core.catalog import delete_resource, find_workflow
 
     plugins = default_plugins()
