@@ -24,17 +24,17 @@ import signal
 import sys
 import threading
 import time
-import types
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from pydantic import Field, field_validator
 
 from flowstage.core.calls import CallFailure
 from flowstage.core.errors import ExecutorError, StageError
-from flowstage.core.executor import Executor, ExecutorOptions
-from flowstage.core.units import parse_duration, parse_memory
+from flowstage.core.executor import Executor
+from flowstage.executors.common import ClusterOptions, main_module_hidden, not_transferable, unpicklable
+from flowstage.core.units import parse_memory
 
 if TYPE_CHECKING:
     from flowstage.core.models import Resources, Workflow
@@ -49,16 +49,12 @@ _REFRESH_SECONDS = 5.0
 _IMPLICIT = ("cpus", "memory")
 
 
-class DaskOptions(ExecutorOptions):
+class DaskOptions(ClusterOptions):
     """Options of the ``dask`` executor."""
 
-    address: str | None = None
     n_workers: int | None = Field(default=None, ge=1)
     threads_per_worker: int = Field(default=1, ge=1)
     resources: dict[str, float] = Field(default_factory=dict)
-    env: dict[str, str] = Field(default_factory=dict)
-    dashboard: bool = False
-    connect_timeout: float = Field(default=10.0, gt=0)
 
     @field_validator("resources", mode="before")
     @classmethod
@@ -67,66 +63,7 @@ class DaskOptions(ExecutorOptions):
             value = {**value, "memory": parse_memory(value["memory"])}
         return value
 
-    @field_validator("env", mode="before")
-    @classmethod
-    def _env(cls, value: Any) -> Any:
-        if isinstance(value, dict):
-            return {str(k): str(v) for k, v in value.items()}
-        return value
-
-    @field_validator("connect_timeout", mode="before")
-    @classmethod
-    def _duration(cls, value: Any) -> float:
-        return parse_duration(value)
-
-
 # --- what runs on the workers --------------------------------------------------------
-
-
-class ResultNotTransferable(Exception):
-    """A call's result cannot be serialized, so it could never leave its worker."""
-
-
-def _unpicklable(value: Any) -> Exception | None:
-    """Why ``value`` cannot be pickled (plain pickle, then cloudpickle), or None.
-
-    Protocol 5 with a buffer callback keeps large array buffers out of the pickle, so
-    the check costs little for numeric data.
-    """
-    if value is None or isinstance(value, (bool, int, float, str, bytes)):
-        return None
-    import pickle
-
-    buffers: list[Any] = []
-    try:
-        pickle.dumps(value, protocol=5, buffer_callback=buffers.append)
-        return None
-    except Exception:  # noqa: BLE001 - any object may refuse pickling its own way; try cloudpickle
-        buffers.clear()
-    import cloudpickle
-
-    try:
-        cloudpickle.dumps(value, protocol=5, buffer_callback=buffers.append)
-        return None
-    except Exception as exc:  # noqa: BLE001 - whatever stops cloudpickle is the reason the result cannot travel
-        return exc
-
-
-def _not_transferable(label: str, fn: Callable[..., Any], args: tuple[Any, ...], value: Any,
-                      problem: Exception) -> CallFailure:
-    from flowstage.core.calls import run_batch
-
-    index = None
-    shown = value
-    if fn is run_batch and isinstance(value, tuple) and value:
-        start = args[1]
-        for offset, item in enumerate(value[0]):
-            if _unpicklable(item) is not None:
-                index, shown = start + offset, item
-                break
-    msg = (f"its result ({type(shown).__name__}) cannot be serialized to leave the worker: "
-           f"{type(problem).__name__}: {problem}")
-    return CallFailure(label, index, 1, "", ResultNotTransferable(msg))
 
 
 def run_remote(label: str, fn: Callable[..., Any], *args: Any) -> Any:
@@ -136,9 +73,9 @@ def run_remote(label: str, fn: Callable[..., Any], *args: Any) -> Any:
     then would hang the transfer, so it is caught here and blamed on the stage.
     """
     value = fn(*args)
-    problem = _unpicklable(value)
+    problem = unpicklable(value)
     if problem is not None:
-        raise _not_transferable(label, fn, args, value, problem)
+        raise not_transferable(label, fn, args, value, problem)
     return value
 
 
@@ -190,19 +127,6 @@ def _worker_plugin(env: dict[str, str], name: str) -> Any:
 
 
 # --- the driver side -----------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def _main_module_hidden() -> Iterator[None]:
-    """Spawned worker processes would re-run the user's script (``__main__``) on start;
-    show them an empty main module instead (tasks arrive by value anyway)."""
-    main = sys.modules.get("__main__")
-    sys.modules["__main__"] = types.ModuleType("__main__")
-    try:
-        yield
-    finally:
-        if main is not None:
-            sys.modules["__main__"] = main
 
 
 def _probe_scheduler(address: str, timeout: float) -> None:
@@ -304,7 +228,7 @@ class DaskExecutor(Executor):
                 self._client.forward_logging()
         else:
             n_workers = opts.n_workers or os.cpu_count() or 1
-            with _main_module_hidden():
+            with main_module_hidden():
                 self._cluster = distributed.LocalCluster(  # type: ignore[no-untyped-call]
                     n_workers=n_workers, threads_per_worker=opts.threads_per_worker, processes=True,
                     host="127.0.0.1", dashboard_address=None,
@@ -524,7 +448,7 @@ class DaskExecutor(Executor):
                 return
             log.info("stopping Dask workers still running cancelled tasks: %s", ", ".join(w for w, _ in busy))
             expected = len(client.scheduler_info(n_workers=-1)["workers"])
-            with _main_module_hidden():  # the nannies spawn the replacements now
+            with main_module_hidden():  # the nannies spawn the replacements now
                 for _, pid in busy:
                     os.kill(pid, signal.SIGKILL)
                 deadline = time.monotonic() + 30

@@ -9,18 +9,16 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import contextlib
 import os
 import queue
-import sys
 import threading
-import types
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from pydantic import Field, field_validator
 
 from flowstage.core.executor import Executor, ExecutorOptions
+from flowstage.executors.common import ResultNotTransferable, main_module_hidden
 from flowstage.core.object_store import LocalMemory, SharedDirMemory
 from flowstage.core.units import parse_memory
 
@@ -92,17 +90,6 @@ class DaemonThreadPool:
             self._queue.put(None)
 
 
-@contextlib.contextmanager
-def _main_module_hidden() -> Iterator[None]:
-    main = sys.modules.get("__main__")
-    sys.modules["__main__"] = types.ModuleType("__main__")
-    try:
-        yield
-    finally:
-        if main is not None:
-            sys.modules["__main__"] = main
-
-
 class _Pickled:
     """A value already pickled by a worker, passed on to the next worker as bytes."""
 
@@ -126,10 +113,6 @@ def _run_pickled(payload: bytes) -> bytes:
     except Exception as exc:
         msg = f"its result ({type(result).__name__}) cannot be sent between processes: {type(exc).__name__}: {exc}"
         raise ResultNotTransferable(msg) from None
-
-
-class ResultNotTransferable(Exception):
-    """A call's result could not be pickled to come back from a worker process."""
 
 
 class Admission:
@@ -214,7 +197,7 @@ class LocalExecutor(Executor):
                 max_workers=self.parallelism, mp_context=multiprocessing.get_context("spawn"))
             # Start every worker now, with the main module hidden: spawned workers would
             # otherwise re-run the user's script (calls arrive by value, via cloudpickle).
-            with _main_module_hidden():
+            with main_module_hidden():
                 warm = [pool.submit(os.getpid) for _ in range(self.parallelism)]
                 concurrent.futures.wait(warm)
             self._pool = pool

@@ -30,8 +30,8 @@ from pydantic import Field, field_validator
 
 from flowstage.core.calls import CallFailure
 from flowstage.core.errors import ExecutorError, StageError
-from flowstage.core.executor import Executor, ExecutorOptions
-from flowstage.core.units import parse_duration
+from flowstage.core.executor import Executor
+from flowstage.executors.common import ClusterOptions, not_transferable, unpicklable
 
 if TYPE_CHECKING:
     from flowstage.core.models import Resources, Workflow
@@ -48,17 +48,13 @@ _TASK_OPTIONS = {"cpus": "num_cpus", "gpus": "num_gpus", "memory": "memory"}
 _NODE_RESOURCES = {"cpus": "CPU", "gpus": "GPU", "memory": "memory"}
 
 
-class RayOptions(ExecutorOptions):
+class RayOptions(ClusterOptions):
     """Options of the ``ray`` executor."""
 
-    address: str | None = None
     num_cpus: int | None = Field(default=None, ge=0)
     num_gpus: int | None = Field(default=None, ge=0)
     resources: dict[str, float] = Field(default_factory=dict)
-    env: dict[str, str] = Field(default_factory=dict)
-    dashboard: bool = False
     log_to_driver: bool = True
-    connect_timeout: float = Field(default=10.0, gt=0)
 
     @field_validator("resources")
     @classmethod
@@ -71,49 +67,7 @@ class RayOptions(ExecutorOptions):
                 raise ValueError(f"{key!r} is not a custom resource: Ray measures the node's memory itself")
         return value
 
-    @field_validator("env", mode="before")
-    @classmethod
-    def _env(cls, value: Any) -> Any:
-        if isinstance(value, dict):
-            return {str(k): str(v) for k, v in value.items()}
-        return value
-
-    @field_validator("connect_timeout", mode="before")
-    @classmethod
-    def _duration(cls, value: Any) -> float:
-        return parse_duration(value)
-
-
 # --- what runs on the workers --------------------------------------------------------
-
-
-class ResultNotTransferable(Exception):
-    """A call's result cannot be serialized, so it could never leave its worker."""
-
-
-def _unpicklable(value: Any) -> Exception | None:
-    """Why ``value`` cannot be pickled (plain pickle, then cloudpickle), or None.
-
-    Protocol 5 with a buffer callback keeps large array buffers out of the pickle, so
-    the check costs little for numeric data.
-    """
-    if value is None or isinstance(value, (bool, int, float, str, bytes)):
-        return None
-    import pickle
-
-    buffers: list[Any] = []
-    try:
-        pickle.dumps(value, protocol=5, buffer_callback=buffers.append)
-        return None
-    except Exception:  # noqa: BLE001 - any object may refuse pickling its own way; try cloudpickle
-        buffers.clear()
-    import cloudpickle
-
-    try:
-        cloudpickle.dumps(value, protocol=5, buffer_callback=buffers.append)
-        return None
-    except Exception as exc:  # noqa: BLE001 - whatever stops cloudpickle is the reason the result cannot travel
-        return exc
 
 
 def run_remote(label: str, fn: Callable[..., Any], *args: Any) -> tuple[None, Any]:
@@ -123,19 +77,9 @@ def run_remote(label: str, fn: Callable[..., Any], *args: Any) -> tuple[None, An
     status said the call succeeded; it is checked here and blamed on the stage.
     """
     value = fn(*args)
-    problem = _unpicklable(value)
+    problem = unpicklable(value)
     if problem is not None:
-        from flowstage.core.calls import run_batch
-
-        index, shown = None, value
-        if fn is run_batch and isinstance(value, tuple) and value:
-            for offset, item in enumerate(value[0]):
-                if _unpicklable(item) is not None:
-                    index, shown = args[1] + offset, item
-                    break
-        msg = (f"its result ({type(shown).__name__}) cannot be serialized to leave the worker: "
-               f"{type(problem).__name__}: {problem}")
-        raise CallFailure(label, index, 1, "", ResultNotTransferable(msg))
+        raise not_transferable(label, fn, args, value, problem)
     return None, value
 
 

@@ -1,0 +1,97 @@
+"""Pieces the built-in executors share: options of cluster engines, the check that a
+result can leave its worker, and starting worker processes without the user's script."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import types
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from pydantic import Field, field_validator
+
+from flowstage.core.calls import CallFailure
+from flowstage.core.executor import ExecutorOptions
+from flowstage.core.units import parse_duration
+
+
+class ClusterOptions(ExecutorOptions):
+    """Options every cluster executor (Dask, Ray) takes."""
+
+    address: str | None = None
+    env: dict[str, str] = Field(default_factory=dict)
+    dashboard: bool = False
+    connect_timeout: float = Field(default=10.0, gt=0)
+
+    @field_validator("env", mode="before")
+    @classmethod
+    def _env(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            return {str(k): str(v) for k, v in value.items()}
+        return value
+
+    @field_validator("connect_timeout", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> float:
+        return parse_duration(value)
+
+
+class ResultNotTransferable(Exception):
+    """A call's result cannot be serialized, so it could never leave its worker."""
+
+
+def unpicklable(value: Any) -> Exception | None:
+    """Why ``value`` cannot be pickled (plain pickle, then cloudpickle), or None.
+
+    Protocol 5 with a buffer callback keeps large array buffers out of the pickle, so
+    the check costs little for numeric data.
+    """
+    if value is None or isinstance(value, (bool, int, float, str, bytes)):
+        return None
+    import pickle
+
+    buffers: list[Any] = []
+    try:
+        pickle.dumps(value, protocol=5, buffer_callback=buffers.append)
+        return None
+    except Exception:  # noqa: BLE001 - any object may refuse pickling its own way; try cloudpickle
+        buffers.clear()
+    import cloudpickle
+
+    try:
+        cloudpickle.dumps(value, protocol=5, buffer_callback=buffers.append)
+        return None
+    except Exception as exc:  # noqa: BLE001 - whatever stops cloudpickle is the reason the result cannot travel
+        return exc
+
+
+def not_transferable(label: str, fn: Callable[..., Any], args: tuple[Any, ...], value: Any,
+                     problem: Exception) -> CallFailure:
+    """The failure of a call whose result cannot leave the worker (naming the map item)."""
+    from flowstage.core.calls import run_batch
+
+    index = None
+    shown = value
+    if fn is run_batch and isinstance(value, tuple) and value:
+        start = args[1]
+        for offset, item in enumerate(value[0]):
+            if unpicklable(item) is not None:
+                index, shown = start + offset, item
+                break
+    msg = (f"its result ({type(shown).__name__}) cannot be serialized to leave the worker: "
+           f"{type(problem).__name__}: {problem}")
+    return CallFailure(label, index, 1, "", ResultNotTransferable(msg))
+
+
+@contextlib.contextmanager
+def main_module_hidden() -> Iterator[None]:
+    """Spawned worker processes would re-run the user's script (``__main__``) on start;
+    show them an empty main module instead (calls arrive by value anyway)."""
+    main = sys.modules.get("__main__")
+    sys.modules["__main__"] = types.ModuleType("__main__")
+    try:
+        yield
+    finally:
+        if main is not None:
+            sys.modules["__main__"] = main
