@@ -20,22 +20,6 @@ if TYPE_CHECKING:
 
     from flowstage.core.plugin_manager import FlowstagePlugins
 
-KINDS = ("workflow", "config")
-
-
-def kind_of(word: str) -> str:
-    """``workflow`` or ``config`` from a kind as users type it (``workflows``, ``Config``).
-
-    :raises UserError: not a kind of resource
-    """
-    kind = word.lower().removesuffix("s")
-    if kind not in KINDS:
-        from flowstage.core.loading import did_you_mean
-
-        msg = f"unknown kind {word!r}{did_you_mean(kind, KINDS)} (expected one of: workflow, config)"
-        raise UserError(msg)
-    return kind
-
 
 def shipped_workflows(plugins: FlowstagePlugins) -> list[tuple[Workflow, str]]:
     """``(workflow, plugin)`` for every workflow file plugins ship (shape-checked only)."""

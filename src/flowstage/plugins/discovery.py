@@ -79,11 +79,6 @@ class DistributionLookup:
         return self._found.get((name, value), ("unknown", "?"))
 
 
-def distribution_of(name: str, value: str) -> tuple[str, str]:
-    """``(distribution, version)`` that declares the entry point ``name = value``."""
-    return DistributionLookup()(name, value)
-
-
 def _entry_points(group: str) -> list[importlib.metadata.EntryPoint]:
     """The group's entry points as installed now.
 
