@@ -233,3 +233,27 @@ def test_durations_and_memory_parse() -> None:
     for bad in ("8XB", "lots", -1):
         with pytest.raises(ValueError):
             parse_memory(bad)
+
+
+def test_stages_that_fail_their_schema_still_count_as_names(tmp_path: Path) -> None:
+    path = write(tmp_path, """
+        kind: workflow
+        metadata: {name: partly}
+        spec:
+          stages:
+            - name: fetch
+              target: teststages.basic.one
+              depend_on: [start]
+            - name: process
+              target: teststages.basic.total
+              depends_on: [fetch]
+            - name: report
+              target: teststages.basic.total
+              depends_on: [fetsh]
+    """)
+    with pytest.raises(WorkflowError) as info:
+        load_workflow(path)
+    problems = info.value.problems
+    assert any("stage 'fetch': unknown key 'depend_on'" in p for p in problems)
+    assert any("stage 'report'" in p and "unknown stage 'fetsh' (did you mean 'fetch'?)" in p for p in problems)
+    assert not any("stage 'process'" in p for p in problems), problems

@@ -98,15 +98,17 @@ def _graph_problems_of_raw(data: Mapping[str, Any], label: str) -> list[str]:
     if not isinstance(raw_stages, list):
         return []
     stages = []
+    unparsed = set()
     for raw in raw_stages:
         try:
             stages.append(Stage.model_validate(raw))
         except ValidationError:
-            continue
+            if isinstance(raw, Mapping) and isinstance(raw.get("name"), str):
+                unparsed.add(raw["name"])
     try:
         from flowstage.core.plugin_manager import default_registries
 
-        return stage_problems(stages, label, default_registries().stage_types, ())
+        return stage_problems(stages, label, default_registries().stage_types, (), frozenset(unparsed))
     except Exception:  # the schema problems already tell the user what to fix
         return []
 
@@ -214,8 +216,12 @@ def validate_workflow(workflow: Workflow, *, stage_types: Registry | None = None
 
 
 def stage_problems(stages: list[Stage], label: str, stage_types: Registry,
-                   paths: tuple[str, ...]) -> list[str]:
-    """Names, dependencies, cycles, stage types and targets of ``stages``."""
+                   paths: tuple[str, ...], unparsed: frozenset[str] = frozenset()) -> list[str]:
+    """Names, dependencies, cycles, stage types and targets of ``stages``.
+
+    ``unparsed`` names stages of the file that failed their schema check: they exist,
+    so depending on them is no problem (their own problems are reported already).
+    """
     problems: list[str] = []
     names = [s.name for s in stages]
     seen: set[str] = set()
@@ -225,12 +231,12 @@ def stage_problems(stages: list[Stage], label: str, stage_types: Registry,
         seen.add(name)
     for stage in stages:
         for dep in stage.depends_on:
-            if dep not in seen:
-                hint = did_you_mean(dep, [n for n in names if n != stage.name])
+            if dep not in seen and dep not in unparsed:
+                hint = did_you_mean(dep, [n for n in [*names, *unparsed] if n != stage.name])
                 problems.append(f"{label}: stage {stage.name!r}: key 'depends_on': unknown stage {dep!r}{hint}")
             elif dep == stage.name:
                 problems.append(f"{label}: stage {stage.name!r}: key 'depends_on': a stage cannot depend on itself")
-    if not problems:
+    if not problems and not any(dep in unparsed for s in stages for dep in s.depends_on):
         cycle = StageGraph({s.name: s.depends_on for s in stages}).find_cycle()
         if cycle:
             problems.append(f"{label}: the stages form a cycle: {' -> '.join(cycle)}")
