@@ -13,7 +13,7 @@ from pydantic import Field, field_validator
 
 from flowstage.core.calls import CallFailure
 from flowstage.core.executor import ExecutorOptions
-from flowstage.core.units import parse_duration
+from flowstage.core.units import parse_duration, parse_memory
 
 
 class ClusterOptions(ExecutorOptions):
@@ -35,6 +35,13 @@ class ClusterOptions(ExecutorOptions):
     @classmethod
     def _duration(cls, value: Any) -> float:
         return parse_duration(value)
+
+
+def parse_capacity(value: Any) -> Any:
+    """A ``resources:`` capacity option, with ``memory`` given as ``8GB`` or bytes."""
+    if isinstance(value, dict) and "memory" in value:
+        value = {**value, "memory": parse_memory(value["memory"])}
+    return value
 
 
 class ResultNotTransferable(Exception):

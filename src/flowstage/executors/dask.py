@@ -33,8 +33,13 @@ from pydantic import Field, field_validator
 from flowstage.core.calls import CallFailure
 from flowstage.core.errors import ExecutorError, StageError
 from flowstage.core.executor import Executor
-from flowstage.executors.common import ClusterOptions, main_module_hidden, not_transferable, unpicklable
-from flowstage.core.units import parse_memory
+from flowstage.executors.common import (
+    ClusterOptions,
+    main_module_hidden,
+    not_transferable,
+    parse_capacity,
+    unpicklable,
+)
 
 if TYPE_CHECKING:
     from flowstage.core.models import Resources, Workflow
@@ -56,12 +61,7 @@ class DaskOptions(ClusterOptions):
     threads_per_worker: int = Field(default=1, ge=1)
     resources: dict[str, float] = Field(default_factory=dict)
 
-    @field_validator("resources", mode="before")
-    @classmethod
-    def _capacity(cls, value: Any) -> Any:
-        if isinstance(value, dict) and "memory" in value:
-            value = {**value, "memory": parse_memory(value["memory"])}
-        return value
+    _capacity = field_validator("resources", mode="before")(parse_capacity)
 
 # --- what runs on the workers --------------------------------------------------------
 

@@ -18,9 +18,8 @@ from typing import TYPE_CHECKING, Any
 from pydantic import Field, field_validator
 
 from flowstage.core.executor import Executor, ExecutorOptions
-from flowstage.executors.common import ResultNotTransferable, main_module_hidden
+from flowstage.executors.common import ResultNotTransferable, main_module_hidden, parse_capacity
 from flowstage.core.object_store import LocalMemory, SharedDirMemory
-from flowstage.core.units import parse_memory
 
 if TYPE_CHECKING:
     from flowstage.core.models import Resources, Workflow
@@ -33,12 +32,7 @@ class LocalOptions(ExecutorOptions):
     max_workers: int | None = Field(default=None, ge=1)
     resources: dict[str, float] = Field(default_factory=dict)
 
-    @field_validator("resources", mode="before")
-    @classmethod
-    def _capacity(cls, value: Any) -> Any:
-        if isinstance(value, dict) and "memory" in value:
-            value = {**value, "memory": parse_memory(value["memory"])}
-        return value
+    _capacity = field_validator("resources", mode="before")(parse_capacity)
 
 
 class DaemonThreadPool:
