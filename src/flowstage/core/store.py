@@ -271,17 +271,26 @@ class Store:
                 self._begin(conn)
             except sqlite3.Error as exc:
                 raise self._error(exc) from None
-            try:
+            with self._committed(conn):
                 yield conn
-                conn.execute("COMMIT")
-            except sqlite3.Error as exc:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise self._error(exc) from None
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
+
+    @contextmanager
+    def _committed(self, conn: sqlite3.Connection) -> Iterator[None]:
+        """Commit an open transaction on exit; roll it back on any error (a SQLite error
+        is reported as a :class:`StoreError` naming the file)."""
+        import sqlite3
+
+        try:
+            yield
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise self._error(exc) from None
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
 
     def write_one(self, sql: str, params: tuple[Any, ...]) -> int:
         """Run one write statement in its own transaction; the number of rows it changed.
@@ -301,18 +310,8 @@ class Store:
             if conn is None:
                 with self.write() as slow:
                     return slow.execute(sql, params).rowcount
-            try:
-                count = conn.execute(sql, params).rowcount
-                conn.execute("COMMIT")
-                return count
-            except sqlite3.Error as exc:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise self._error(exc) from None
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
+            with self._committed(conn):
+                return conn.execute(sql, params).rowcount
 
     def _begin(self, conn: sqlite3.Connection) -> None:
         import sqlite3
