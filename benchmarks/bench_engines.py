@@ -3,7 +3,7 @@
 Run: ``python benchmarks/bench_engines.py [--repeat N] [--workers N]``
 
 Workloads (each timed end to end from the driver, median of ``--repeat`` runs after a
-warm-up run):
+warm-up run; raw and flowstage runs alternate, so both see the same machine noise):
 
 - ``map 1,000`` / ``map 10,000``: a trivial function over 1,000 / 10,000 integers
   (raw: ``client.map`` + ``client.gather``; ``ray.remote`` + ``ray.get``)
@@ -58,17 +58,20 @@ def chain_workflow(length: int) -> dict[str, Any]:
     return {"metadata": {"name": f"bench_chain_{length}"}, "spec": {"stages": stages}}
 
 
-def timed(fn: Callable[[], Any], repeat: int, expected: Any) -> float:
-    """Median seconds of ``repeat`` runs of ``fn`` (after one warm-up run)."""
-    got = fn()
-    if got != expected:
-        raise AssertionError(f"wrong result: {str(got)[:200]} != {str(expected)[:200]}")
-    times = []
+def timed_pair(raw: Callable[[], Any], ours: Callable[[], Any], repeat: int, expected: Any) -> tuple[float, float]:
+    """Median seconds of ``raw`` and of ``ours`` over ``repeat`` alternating runs (after
+    one warm-up run each), so that both sides see the same machine noise."""
+    for fn in (raw, ours):
+        got = fn()
+        if got != expected:
+            raise AssertionError(f"wrong result: {str(got)[:200]} != {str(expected)[:200]}")
+    times: tuple[list[float], list[float]] = ([], [])
     for _ in range(repeat):
-        began = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - began)
-    return statistics.median(times)
+        for fn, bucket in zip((raw, ours), times):
+            began = time.perf_counter()
+            fn()
+            bucket.append(time.perf_counter() - began)
+    return statistics.median(times[0]), statistics.median(times[1])
 
 
 def workloads() -> list[tuple[str, str, Any, Any]]:
@@ -142,8 +145,7 @@ def bench_engine(name: str, spec: dict[str, Any], repeat: int) -> tuple[float, d
 
             make_raw = lambda kind, arg: ray_runner(ray, kind, arg)
         for label, kind, arg, expected in workloads():
-            raw = timed(make_raw(kind, arg), repeat, expected)
-            ours = timed(flowstage_runner(executor, kind, arg), repeat, expected)
+            raw, ours = timed_pair(make_raw(kind, arg), flowstage_runner(executor, kind, arg), repeat, expected)
             results[label] = (raw, ours)
             print(f"  {name:5} {label:16} raw {raw:7.3f}s  flowstage {ours:7.3f}s  ({ours / raw:.2f}x)",
                   file=sys.stderr, flush=True)

@@ -220,6 +220,14 @@ def test_unserializable_map_item_names_the_item(remote):
     assert info.value.item_index == 1
 
 
+def test_ray_object_references_travel_between_stages():
+    """A stage may return Ray object references: they reach the next stage intact
+    (such calls go through Ray's own serializer, which tracks the references)."""
+    needs("ray")
+    wf = workflow("refs", stage("put", E + "put_in_ray"), stage("get", E + "get_from_ray", "put"))
+    assert run_workflow(wf, {"n": 4}, executor=_engine("ray")) == 41
+
+
 def test_killed_worker_gets_the_item_retried(remote, tmp_path: Path):
     """Item 1 kills its worker process once: the engine reruns it; no hang, no loss."""
     wf = workflow("killed", param("items", E + "die_once", map_on="values"))

@@ -168,6 +168,19 @@ def test_run_context_in_helper_functions_and_map_items(executor):
     assert result == {"helper": "helper", "items": [["a", "items", 0], ["b", "items", 1], ["c", "items", 2]]}
 
 
+def test_large_run_input_reaches_every_stage_and_item(executor):
+    # Above the size Ray inlines in tasks: the context is stored once per run there.
+    blob = "x" * 300_000
+    wf = workflow(
+        "big_input",
+        stage("size", E + "input_size"),
+        param("items", E + "size_of_item", map_on="values"),
+        stage("again", E + "context_blob_size", "size"),
+    )
+    result = run_workflow(wf, {"blob": blob, "values": [1, 2]}, executor=executor)
+    assert result == {"items": [300_001, 300_002], "again": 300_000}
+
+
 # --- failures ------------------------------------------------------------------------------
 
 

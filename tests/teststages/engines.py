@@ -78,3 +78,34 @@ def die_once(x: int, marker_dir: str) -> int:
         (folder / "died").write_text(str(os.getpid()))
         os.kill(os.getpid(), signal.SIGKILL)
     return x * 10
+
+
+def input_size(blob: str) -> int:
+    """The length of ``blob``, a root input."""
+    return len(blob)
+
+
+def context_blob_size(previous: object) -> int:
+    """The length of the run input's ``blob``, read through the run context."""
+    from flowstage import get_run_context
+
+    return len(get_run_context().input["blob"])
+
+
+def size_of_item(x: int) -> int:
+    from flowstage import get_run_context
+
+    return len(get_run_context().input["blob"]) + x
+
+
+def put_in_ray(n: int) -> list[object]:
+    """A list holding a Ray object reference (Ray must carry it to the next stage)."""
+    import ray
+
+    return [ray.put(n * 10)]
+
+
+def get_from_ray(refs: list[object]) -> int:
+    import ray
+
+    return ray.get(refs[0]) + 1

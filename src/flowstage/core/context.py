@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextvars
 import copy
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -101,9 +101,8 @@ class RunContext:
             self.run, stage, item_index, self.extras,
         )
 
-    def __reduce__(self) -> tuple[Any, ...]:
-        # Every task carries the context: pickle the run-wide part once per run, and let
-        # each worker process unpickle it once (see _restore_context).
+    def pickled(self) -> bytes:
+        """The run-wide part of this context, pickled once (what workers unpickle)."""
         blob = self.__dict__.get("_blob")
         if blob is None:
             import cloudpickle
@@ -111,18 +110,36 @@ class RunContext:
             blob = cloudpickle.dumps((self.input, self.config, self.namespace, self.executor,
                                       self.definition, self.run, self.extras))
             self.__dict__["_blob"] = blob
-        return (_restore_context, (self.run.id, blob, self.stage, self.item_index))
+        return blob
+
+    def ship_with(self, share: Callable[[bytes], Any]) -> None:
+        """Let tasks carry ``share(self.pickled())`` instead of the pickled context.
+
+        ``share`` keeps the bytes on the engine for the run and returns a small stand-in
+        whose ``load()`` gives them back in a worker (see ``Executor.share``).
+        """
+        self.__dict__["_shipped"] = share(self.pickled())
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Every task carries the context: pickle the run-wide part once per run (or send
+        # a stand-in for it), and let each worker process unpickle it once.
+        payload = self.__dict__.get("_shipped") or self.pickled()
+        return (_restore_context, (self.run.id, payload, self.stage, self.item_index))
 
 
 _restored: dict[str, RunContext] = {}
 
 
-def _restore_context(run_id: str, blob: bytes, stage: str | None, item_index: int | None) -> RunContext:
-    """The context of ``run_id`` in this process, unpickled on first use."""
+def _restore_context(run_id: str, payload: Any, stage: str | None, item_index: int | None) -> RunContext:
+    """The context of ``run_id`` in this process, unpickled on first use.
+
+    ``payload`` is the pickled context, or a stand-in whose ``load()`` returns it.
+    """
     base = _restored.get(run_id)
     if base is None:
         import pickle
 
+        blob = payload if isinstance(payload, bytes) else payload.load()
         *fields, extras = pickle.loads(blob)
         base = RunContext(*fields, extras=extras)  # extras is not the 7th field (stage is)
         base.__dict__["_blob"] = blob

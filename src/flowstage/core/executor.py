@@ -40,6 +40,9 @@ class Executor(abc.ABC):
     #: whether a handle may be passed to ``submit`` before its call is done (the engine
     #: then starts the new call when its inputs are ready)
     pipelines: ClassVar[bool] = False
+    #: whether :meth:`share` keeps the run context on the engine (else every task
+    #: carries the pickled context)
+    shares_context: ClassVar[bool] = False
 
     def __init__(self, **options: Any) -> None:
         try:
@@ -110,6 +113,14 @@ class Executor(abc.ABC):
     @abc.abstractmethod
     def cancel(self, handles: Iterable[Any]) -> None:
         """Stop calls that have not finished (best effort; never raises)."""
+
+    def share(self, data: bytes) -> Any:
+        """Keep ``data`` on the engine until the executor closes or the stand-in returned
+        is garbage collected; the stand-in is small, picklable, and its ``load()`` returns
+        ``data`` inside a worker. Used once per run for the run context when
+        ``shares_context`` is set.
+        """
+        raise NotImplementedError(f"executor {self.name!r} does not share data")
 
     def cluster_memory(self) -> dict[str, Any] | None:
         """Where stages of this executor keep ``cluster_memory`` objects.

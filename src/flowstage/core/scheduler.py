@@ -41,13 +41,16 @@ class StageExecution:
         self.input = driver.context.input
         self.record: StageRecord = driver.run.stages[stage.name]
         self.executor: Executor = driver.executor
-        base = StageTask(stage.name, stage.target, driver.search_paths, driver.context,
-                         allow_partial_failure=stage.allow_partial_failure)
         #: a single call: retries and timeout are applied here in the driver
-        self.call_task = base
-        #: map items: retries and timeout are applied per item in the worker
-        self.map_task = dataclasses.replace(base, retries=stage.retries, retry_delay=stage.retry_delay,
-                                            timeout=stage.timeout)
+        self.call_task = StageTask(stage.name, stage.target, driver.search_paths, driver.context,
+                                   allow_partial_failure=stage.allow_partial_failure)
+
+    @property
+    def map_task(self) -> StageTask:
+        """The task of map items: retries and timeout are applied per item in the worker."""
+        stage = self.stage
+        return dataclasses.replace(self.call_task, retries=stage.retries, retry_delay=stage.retry_delay,
+                                   timeout=stage.timeout)
 
     @property
     def is_root(self) -> bool:
@@ -149,6 +152,8 @@ class RunDriver:
 
         :raises StageError: a stage failed; stages not yet started are cancelled
         """
+        if self.executor.shares_context:
+            self.context.ship_with(self.executor.share)
         self._outputs: dict[str, Any] = {}
         self._waiting = {name: len(set(deps)) for name, deps in self.graph.dependencies.items()}
         self._done: asyncio.Queue[tuple[str, asyncio.Task[Any]]] = asyncio.Queue()

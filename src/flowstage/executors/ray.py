@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import logging
 import os
 import socket
@@ -26,6 +27,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
+import cloudpickle
 from pydantic import Field, field_validator
 
 from flowstage.core.calls import CallFailure
@@ -69,18 +71,64 @@ class RayOptions(ClusterOptions):
 
 # --- what runs on the workers --------------------------------------------------------
 
+#: the Ray-resolved arguments of the call being unpacked in this worker (see _attached)
+_arguments: tuple[Any, ...] = ()
 
-def run_remote(label: str, fn: Callable[..., Any], *args: Any) -> tuple[None, Any]:
+
+def run_remote(label: str, call: Any, *values: Any) -> tuple[None, Any]:
     """Task entry on a worker: ``(status, fn(*args))``.
 
+    ``call`` is the function itself (``values`` are its arguments), or a call packed by
+    :func:`pack_call`, whose handle values and shared objects arrive in ``values``.
     A result Ray cannot serialize would fail only its own return object, after the
     status said the call succeeded; it is checked here and blamed on the stage.
     """
+    if isinstance(call, bytes):
+        fn, args = _unpack_call(call, values)
+    else:
+        fn, args = call, values
     value = fn(*args)
     problem = unpicklable(value)
     if problem is not None:
         raise not_transferable(label, fn, args, value, problem)
     return None, value
+
+
+def _unpack_call(call: bytes, values: tuple[Any, ...]) -> tuple[Callable[..., Any], tuple[Any, ...]]:
+    global _arguments
+    import pickle
+
+    _arguments = values
+    try:
+        fn, plain, slots = pickle.loads(call)
+    finally:
+        _arguments = ()
+    args = list(plain)
+    for position, value in zip(slots, values):
+        args[position] = value
+    return fn, tuple(args)
+
+
+def _attached(index: int) -> Any:
+    """The object that travelled as Ray argument ``index`` of the call being unpacked."""
+    return _arguments[index]
+
+
+class SharedBytes:
+    """Bytes kept in Ray's object store; ``load()`` fetches them inside a task."""
+
+    __slots__ = ("ref",)
+
+    def __init__(self, ref: Any) -> None:
+        self.ref = ref
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (SharedBytes, (self.ref,))
+
+    def load(self) -> bytes:
+        import ray
+
+        return ray.get(self.ref)
 
 
 _remote_function: Any = None
@@ -95,6 +143,50 @@ def _remote(ray: Any) -> Any:
 
 
 # --- the driver side -----------------------------------------------------------------
+
+#: run contexts up to this size travel inside each task; larger ones are put in the
+#: object store once per run (Ray inlines task arguments up to about 100 KB)
+_SHARE_ABOVE = 100_000
+
+
+class _NeedsRay(Exception):
+    """The call holds Ray objects: only Ray's own serializer may pickle it."""
+
+
+class _CallPickler(cloudpickle.Pickler):
+    """Pickles a call in one piece; :class:`SharedBytes` go along as Ray arguments."""
+
+    def __init__(self, file: io.BytesIO, first_index: int) -> None:
+        super().__init__(file, protocol=5)
+        self.first_index = first_index
+        self.attachments: list[SharedBytes] = []
+
+    def reducer_override(self, obj: Any) -> Any:
+        if type(obj) is SharedBytes:
+            self.attachments.append(obj)
+            return (_attached, (self.first_index + len(self.attachments) - 1,))
+        if type(obj).__module__.startswith("ray."):
+            raise _NeedsRay  # object refs, actor handles: Ray must track them
+        return super().reducer_override(obj)
+
+
+def pack_call(fn: Callable[..., Any], args: tuple[Any, ...]) -> tuple[bytes, list[Any]] | None:
+    """``fn(*args)`` as one bytes argument, and the Ray arguments that go with it
+    (values of handles, which Ray resolves, then shared objects); None if only Ray's
+    own serializer can send the call.
+
+    Ray serializes each task argument on its own, which costs more than a small stage's
+    work; one pickle of the whole call halves the submission time.
+    """
+    slots = tuple(i for i, a in enumerate(args) if isinstance(a, RayHandle))
+    plain = tuple(None if isinstance(a, RayHandle) else a for a in args)
+    buffer = io.BytesIO()
+    pickler = _CallPickler(buffer, len(slots))
+    try:
+        pickler.dump((fn, plain, slots))
+    except Exception:  # noqa: BLE001 - Ray objects or unpicklable values: Ray's serializer decides
+        return None
+    return buffer.getvalue(), [*(args[i].value for i in slots), *pickler.attachments]
 
 
 class RayHandle:
@@ -182,6 +274,7 @@ class RayExecutor(Executor):
     extra = "ray"
     batch_seconds = 0.1
     pipelines = True
+    shares_context = True
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
@@ -199,6 +292,7 @@ class RayExecutor(Executor):
         self._cpus = 0
         self._refreshed = 0.0
         self._used = False
+        self._remotes: dict[tuple[str, int], tuple[Any, Any]] = {}
 
     # lifecycle -----------------------------------------------------------------------
 
@@ -278,6 +372,7 @@ class RayExecutor(Executor):
     def _close(self) -> None:
         ray, owned = self._ray, self._owned
         self._ray, self._owned, self._task_env = None, False, None
+        self._remotes.clear()
         if ray is not None and owned:
             if self.options.log_to_driver and self._used:
                 # Worker output reaches the driver through Ray's log monitor, a moment
@@ -353,11 +448,23 @@ class RayExecutor(Executor):
         if self._ray is None:
             await asyncio.to_thread(self.start)
         self._used = True
-        values = [a.value if isinstance(a, RayHandle) else a for a in args]
         name = label or getattr(fn, "__name__", "call")
-        status, value = _remote(self._ray).options(**self._task_options(resources, label)).remote(
-            name, fn, *values)
+        packed = pack_call(fn, args)
+        if packed is None:
+            call, values = fn, [a.value if isinstance(a, RayHandle) else a for a in args]
+        else:
+            call, values = packed
+        status, value = self._remote_for(resources, label).remote(name, call, *values)
         return RayHandle(status, value, name)
+
+    def _remote_for(self, resources: Resources | None, label: str) -> Any:
+        """The remote function with ``label``'s task options (built once per stage)."""
+        key = (label, id(resources))
+        cached = self._remotes.get(key)
+        if cached is None or cached[0] is not resources:
+            cached = (resources, _remote(self._ray).options(**self._task_options(resources, label)))
+            self._remotes[key] = cached
+        return cached[1]
 
     async def _get(self, ref: Any) -> Any:
         return await asyncio.wrap_future(ref.future())
@@ -410,6 +517,13 @@ class RayExecutor(Executor):
                     ray.cancel(handle.status, force=True)
                 except Exception as exc:  # noqa: BLE001 - best effort: cancel never raises
                     log.debug("cancelling %r failed: %s", handle, exc)
+
+    def share(self, data: bytes) -> SharedBytes | None:
+        if len(data) <= _SHARE_ABOVE:
+            return None  # cheaper inside each task than as one more Ray argument
+        if self._ray is None:
+            self.start()
+        return SharedBytes(self._ray.put(data))
 
     def cluster_memory(self) -> dict[str, Any] | None:
         """Objects owned by a detached actor of this Ray cluster."""
