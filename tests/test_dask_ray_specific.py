@@ -338,6 +338,42 @@ def test_external_dask_cluster(dask_cluster: str, tmp_path: Path):
     assert run_workflow(workflow("still_up", stage("one", B + "one")), executor={"name": "dask", "address": dask_cluster}) == 1
 
 
+def stage_code_project(root: Path, home: Path, version: int) -> Path:
+    """A workflow file next to its own module, plus a ``user_modules`` module: code a
+    worker on another host would not have. Returns the workflow file."""
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "shipped_helpers.py").write_text(
+        f"def where():\n    return __file__\n\n\ndef version():\n    return {version}\n")
+    (home / "user_modules").mkdir(parents=True, exist_ok=True)
+    (home / "user_modules" / "shipped_shared.py").write_text("def where():\n    return __file__\n")
+    path = root / "shipped.yaml"
+    path.write_text(textwrap.dedent("""\
+        kind: workflow
+        metadata: {name: shipped}
+        spec:
+          stages:
+            - {name: local, target: shipped_helpers.where}
+            - {name: user, target: user_modules.shipped_shared.where}
+            - {name: version, target: shipped_helpers.version}
+        """))
+    return path
+
+
+def test_external_dask_cluster_gets_the_stage_code(dask_cluster: str, app_home: Path, tmp_path: Path):
+    """Workers import the workflow folder's and user_modules' code from the copy sent
+    with the run, and a changed module is what the next run uses (the worker lives on)."""
+    path = stage_code_project(tmp_path / "flow", app_home, version=1)
+    # the worker is on this host, so without the upload it imports from the folder itself
+    not_sent = run_workflow(str(path), executor={"name": "dask", "address": dask_cluster, "upload_code": False})
+    assert not_sent["local"] == str(tmp_path / "flow" / "shipped_helpers.py")
+    with create_executor({"name": "dask", "address": dask_cluster, "connect_timeout": "20s"}) as ex:
+        first = run_workflow(str(path), executor=ex)
+        assert "flowstage-code" in first["local"] and "flowstage-code" in first["user"], first
+        assert first["version"] == 1
+        stage_code_project(tmp_path / "flow", app_home, version=2)
+        assert run_workflow(str(path), executor=ex)["version"] == 2
+
+
 def _run_driver(code: str, env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], check=False, capture_output=True,
                           text=True, env=env, timeout=timeout)
@@ -367,6 +403,9 @@ def test_external_ray_cluster(tmp_path: Path):
                      "env": {{"FLOWSTAGE_TEST_VALUE": "from-option"}}}}
             out = run_workflow(wf, {{"n_vals": 3, "name": "FLOWSTAGE_TEST_VALUE", "word": "hello-from-ray"}},
                                executor=spec)
+            shipped = run_workflow({str(stage_code_project(tmp_path / "flow", tmp_path / "home", 1))!r},
+                                   executor={{"name": "ray", "address": "127.0.0.1:{port}"}})
+            out["shipped"] = [shipped["local"], shipped["user"]]
             try:
                 run_workflow({workflow("too_much", stage("big", B + "one", resources={"special": 3}))!r},
                              executor={{"name": "ray", "address": "127.0.0.1:{port}"}})
@@ -382,6 +421,7 @@ def test_external_ray_cluster(tmp_path: Path):
         assert out["doubled"] == [0, 2, 4] and out["env"] == "from-option" and out["said"] == "hello-from-ray"
         assert "'big'" in out["too_much"] and "special=3" in out["too_much"] and "special=2" in out["too_much"]
         assert "hello-from-ray" in done.stdout + done.stderr, "the stage's print did not reach the driver"
+        assert all("flowstage-code" in where for where in out["shipped"]), out["shipped"]
     finally:
         _stop(head, signal.SIGTERM, wait=40)
         for pid in wait_until_gone(tag, 10):  # whatever `ray start` failed to stop

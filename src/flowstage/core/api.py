@@ -6,6 +6,7 @@ import asyncio
 import os
 import threading
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from flowstage.core.context import ConfigView, RunContext, RunInfo
@@ -18,6 +19,7 @@ from flowstage.core.plugin_manager import FlowstagePlugins, default_plugins
 from flowstage.core.runs import Run, StageRecord, new_run_id, now
 from flowstage.core.scheduler import RunDriver
 from flowstage.core.settings import app_dir, deep_merge, load_settings
+from flowstage.core.sources import pack_sources
 
 
 def executor_spec(spec: str | Mapping[str, Any] | None) -> dict[str, Any]:
@@ -129,6 +131,9 @@ async def arun_workflow(workflow: Any, input: Mapping[str, Any] | None = None, *
     try:
         context.extras["cluster_memory"] = engine.cluster_memory()
         context.extras["object_store"] = object_store_settings()  # the driver's artifact location
+        if engine.uploads_code:
+            context.extras["sources"] = pack_sources(
+                str(Path(workflow.source).parent) if workflow.source else None, home)
         run.state = "running"
         run.started_at = now()
         if recorder:

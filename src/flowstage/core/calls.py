@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from flowstage.core.context import RunContext, reset_run_context, set_run_context
+from flowstage.core.sources import use_sources
 from flowstage.core.targets import resolve_target, signature_of
 
 
@@ -153,6 +154,16 @@ async def _attempt_async(task: StageTask, fn: Callable[..., Any], args: Sequence
         delay *= 2
 
 
+def _target(task: StageTask) -> Callable[..., Any]:
+    """``task``'s target, imported from the stage code sent with the run if there is
+    some (workers on other hosts), else from the driver's folders."""
+    sources = task.context.extras.get("sources")
+    if sources is not None:
+        use_sources(sources)
+        return resolve_target(task.target)
+    return resolve_target(task.target, task.search_paths)
+
+
 def run_call(task: StageTask, kwargs: dict[str, Any], *args: Any) -> Any:
     """Run one call of ``task``'s target and return its value.
 
@@ -161,7 +172,7 @@ def run_call(task: StageTask, kwargs: dict[str, Any], *args: Any) -> Any:
     :raises CallFailure: the call failed on every attempt
     """
     try:
-        fn = resolve_target(task.target, task.search_paths)
+        fn = _target(task)
     except Exception as exc:
         raise _failure(task, None, 1, exc) from None
     token = set_run_context(task.context.for_stage(task.stage))
@@ -183,7 +194,7 @@ def run_batch(task: StageTask, start: int, items: Sequence[Any], extra_kwargs: d
     """
     began = time.perf_counter()
     try:
-        fn = resolve_target(task.target, task.search_paths)
+        fn = _target(task)
     except Exception as exc:
         raise _failure(task, start, 1, exc) from None
     context = task.context.for_stage(task.stage, start)

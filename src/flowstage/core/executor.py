@@ -89,6 +89,13 @@ class Executor(abc.ABC):
     def parallelism(self) -> int:
         """How many calls can run at once (used to size map batches)."""
 
+    @property
+    def uploads_code(self) -> bool:
+        """Whether workers may be on hosts without the driver's folders, so that each
+        run sends its stage code along (see :mod:`flowstage.core.sources`)."""
+        address = getattr(self.options, "address", None)
+        return bool(address) and bool(getattr(self.options, "upload_code", False))
+
     def check_resources(self, workflow: Workflow) -> list[str]:
         """Problems with stage resources this executor can never satisfy."""
         return []

@@ -53,6 +53,12 @@ def resolve_target(target: str | Callable[..., Any], search_paths: Iterable[str]
         return obj
 
 
+def forget_targets() -> None:
+    """Resolve every target afresh on its next use (after stage code was replaced)."""
+    with _import_lock:
+        _resolved.clear()
+
+
 def _import(target: str) -> Any:
     if ":" in target:
         module_name, _, attrs = target.partition(":")

@@ -23,6 +23,9 @@ class ClusterOptions(ExecutorOptions):
     env: dict[str, str] = Field(default_factory=dict)
     dashboard: bool = False
     connect_timeout: float = Field(default=10.0, gt=0)
+    #: with ``address:``, send the workflow folder's and ``user_modules``' Python files
+    #: to the workers with each run (they may be on hosts without those folders)
+    upload_code: bool = True
 
     @field_validator("env", mode="before")
     @classmethod

@@ -1,0 +1,152 @@
+"""Stage code for workers on other hosts.
+
+Targets import from the workflow file's folder and from ``user_modules`` in the app
+directory. Workers of a cluster on other hosts do not have those folders, so for such
+executors the driver packs their Python files into one zip per run (it travels with the
+run context); each worker host unpacks it once into its temporary folder, and each worker
+process puts that folder first on ``sys.path``. When a run brings other code than the
+last one (changed, or another workflow's), modules of the same names imported before are
+forgotten, so the run's own code is what runs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import io
+import os
+import shutil
+import sys
+import tempfile
+import threading
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from flowstage.core.errors import UserError
+
+#: at most this many bytes of Python files are uploaded per run
+MAX_BYTES = 20 * 1024 * 1024
+#: at most this many Python files are uploaded per run
+MAX_FILES = 5000
+#: folders never searched for code (virtual environments are found by their pyvenv.cfg)
+_SKIPPED_DIRS = {"__pycache__", "node_modules", "site-packages", "build", "dist"}
+_ZIP_TIME = (2020, 1, 1, 0, 0, 0)  # fixed, so equal code gives an equal zip and digest
+
+
+@dataclass(frozen=True)
+class SourceBundle:
+    """Python files of the driver's stage folders, zipped."""
+
+    #: top-level module and package names the bundle provides
+    modules: tuple[str, ...]
+    digest: str
+    data: bytes
+
+
+def pack_sources(workflow_dir: str | None, home: str) -> SourceBundle | None:
+    """The ``.py`` files under ``workflow_dir`` (at the zip's top level) and under
+    ``home/user_modules`` (as ``user_modules/...``); None when there are none.
+
+    :raises UserError: more than :data:`MAX_FILES` files or :data:`MAX_BYTES` bytes
+    """
+    files: dict[str, Path] = {}
+    origins = []
+    user_modules = Path(home) / "user_modules"
+    if user_modules.is_dir():
+        origins.append(str(user_modules))
+        files.update({f"user_modules/{rel}": path for rel, path in _python_files(user_modules)})
+    if workflow_dir and Path(workflow_dir).is_dir():
+        origins.append(str(workflow_dir))
+        for rel, path in _python_files(Path(workflow_dir)):
+            files.setdefault(rel, path)  # like sys.path order: user_modules comes first
+    if not files:
+        return None
+    buffer = io.BytesIO()
+    total = 0
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name in sorted(files):
+            data = files[name].read_bytes()
+            total += len(data)
+            if total > MAX_BYTES:
+                raise UserError(_too_much(origins, f"more than {MAX_BYTES // (1024 * 1024)} MB of Python files"))
+            archive.writestr(zipfile.ZipInfo(name, _ZIP_TIME), data)
+    data = buffer.getvalue()
+    modules = tuple(sorted({name.partition("/")[0].removesuffix(".py") for name in files}))
+    return SourceBundle(modules, hashlib.sha256(data).hexdigest()[:20], data)
+
+
+def _python_files(root: Path) -> list[tuple[str, Path]]:
+    found = []
+    for folder, dirs, names in os.walk(root):
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d not in _SKIPPED_DIRS
+                         and not (Path(folder, d) / "pyvenv.cfg").exists())
+        for name in names:
+            if name.endswith(".py"):
+                path = Path(folder, name)
+                found.append((path.relative_to(root).as_posix(), path))
+                if len(found) > MAX_FILES:
+                    raise UserError(_too_much([str(root)], f"more than {MAX_FILES} Python files"))
+    return found
+
+
+def _too_much(origins: list[str], what: str) -> str:
+    where = " and ".join(repr(o) for o in origins)
+    return (f"cannot upload the stage code in {where} to the cluster: {what}; keep the workflow in a folder "
+            f"of its own, or set the executor option 'upload_code: false' if the workers already have the code")
+
+
+# --- in the workers ------------------------------------------------------------------
+
+_lock = threading.Lock()
+#: digest of the bundle whose folder is on sys.path in this process, and that folder
+_active: tuple[str, str] | None = None
+
+
+def use_sources(bundle: SourceBundle) -> None:
+    """Make ``bundle``'s code what this process imports: its folder first on ``sys.path``
+    (in place of an earlier bundle's), and modules of the same names that were imported
+    from elsewhere forgotten."""
+    global _active
+    if _active is not None and _active[0] == bundle.digest:
+        return
+    with _lock:
+        if _active is not None and _active[0] == bundle.digest:
+            return
+        path = _unpack(bundle)
+        if _active is not None and _active[1] in sys.path:
+            sys.path.remove(_active[1])
+        sys.path.insert(0, path)
+        _forget_modules(bundle.modules, path)
+        importlib.invalidate_caches()
+        _active = (bundle.digest, path)
+
+
+def _unpack(bundle: SourceBundle) -> str:
+    """The folder ``bundle`` is unpacked to (once per host: other workers may race us)."""
+    root = Path(tempfile.gettempdir()) / "flowstage-code"
+    path = root / bundle.digest
+    if not path.is_dir():
+        partial = root / f"{bundle.digest}.{os.getpid()}.{threading.get_ident()}.part"
+        with zipfile.ZipFile(io.BytesIO(bundle.data)) as archive:
+            archive.extractall(partial)
+        try:
+            os.rename(partial, path)
+        except OSError:  # another process got there first: its copy is the same
+            shutil.rmtree(partial, ignore_errors=True)
+    return str(path)
+
+
+def _forget_modules(names: tuple[str, ...], folder: str) -> None:
+    """Drop modules named ``names`` (and their submodules) that were not imported from
+    ``folder``, and every resolved target, so the next import finds ``folder``'s code."""
+    from flowstage.core.targets import forget_targets
+
+    prefix = folder + os.sep
+    for name, module in list(sys.modules.items()):
+        if name.partition(".")[0] not in names:
+            continue
+        places = [getattr(module, "__file__", None) or "", *(getattr(module, "__path__", None) or ())]
+        if not any(str(place).startswith(prefix) for place in places):
+            del sys.modules[name]
+    forget_targets()

@@ -1,0 +1,68 @@
+"""Packing the stage code that is sent to workers on other hosts (core/sources.py)."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from flowstage.core import sources
+from flowstage.core.errors import UserError
+from flowstage.core.sources import pack_sources
+
+
+def names_in(bundle: sources.SourceBundle) -> list[str]:
+    return sorted(zipfile.ZipFile(io.BytesIO(bundle.data)).namelist())
+
+
+def test_workflow_folder_and_user_modules_are_packed(tmp_path: Path):
+    flow, home = tmp_path / "flow", tmp_path / "home"
+    (flow / "pkg").mkdir(parents=True)
+    (flow / "stages.py").write_text("X = 1\n")
+    (flow / "pkg" / "__init__.py").write_text("")
+    (flow / "data.csv").write_text("a,b\n")
+    for skipped in (".git", "__pycache__", "venv"):
+        (flow / skipped).mkdir()
+        (flow / skipped / "hidden.py").write_text("")
+    (flow / "venv" / "pyvenv.cfg").write_text("home = /usr\n")
+    (home / "user_modules").mkdir(parents=True)
+    (home / "user_modules" / "shared.py").write_text("")
+    bundle = pack_sources(str(flow), str(home))
+    assert bundle is not None
+    assert names_in(bundle) == ["pkg/__init__.py", "stages.py", "user_modules/shared.py"]
+    assert bundle.modules == ("pkg", "stages", "user_modules")
+
+
+def test_equal_code_gives_an_equal_digest_and_a_change_a_new_one(tmp_path: Path):
+    (tmp_path / "stages.py").write_text("X = 1\n")
+    first = pack_sources(str(tmp_path), str(tmp_path / "home"))
+    again = pack_sources(str(tmp_path), str(tmp_path / "home"))
+    (tmp_path / "stages.py").write_text("X = 2\n")
+    changed = pack_sources(str(tmp_path), str(tmp_path / "home"))
+    assert first is not None and again is not None and changed is not None
+    assert first.digest == again.digest != changed.digest
+
+
+def test_nothing_to_send(tmp_path: Path):
+    (tmp_path / "notes.txt").write_text("")
+    assert pack_sources(str(tmp_path), str(tmp_path / "home")) is None
+    assert pack_sources(None, str(tmp_path / "home")) is None
+
+
+def test_too_many_files_names_the_folder_and_the_way_out(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setattr(sources, "MAX_FILES", 3)
+    for i in range(5):
+        (tmp_path / f"m{i}.py").write_text("")
+    with pytest.raises(UserError) as info:
+        pack_sources(str(tmp_path), str(tmp_path / "home"))
+    message = str(info.value)
+    assert str(tmp_path) in message and "more than 3 Python files" in message and "upload_code: false" in message
+
+
+def test_too_many_bytes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setattr(sources, "MAX_BYTES", 1024 * 1024)
+    (tmp_path / "big.py").write_text("#" * (1024 * 1024 + 1))
+    with pytest.raises(UserError, match="more than 1 MB of Python files"):
+        pack_sources(str(tmp_path), str(tmp_path / "home"))
