@@ -160,17 +160,20 @@ def test_unreachable_address_fails_fast_naming_it(name: str, address: str):
     assert address in str(info.value)
 
 
-def test_connect_timeout_bounds_a_silent_address():
-    """A listener that never answers: the Dask client gives up after connect_timeout."""
-    needs("dask")
+@pytest.mark.parametrize(("name", "scheme"), [("dask", "tcp://"), ("ray", ""), ("ray", "ray://")])
+def test_connect_timeout_bounds_a_silent_address(name: str, scheme: str):
+    """A listener that accepts connections but never answers: we give up after
+    connect_timeout (Ray alone would retry for about 20 s)."""
+    needs(name)
     with socket.socket() as silent:
         silent.bind(("127.0.0.1", 0))
-        silent.listen(0)
-        address = f"tcp://127.0.0.1:{silent.getsockname()[1]}"
+        silent.listen(8)
+        address = f"{scheme}127.0.0.1:{silent.getsockname()[1]}"
         began = time.monotonic()
-        with pytest.raises(ExecutorError, match="127.0.0.1"):
-            create_executor({"name": "dask", "address": address, "connect_timeout": "1s"}).start()
+        with pytest.raises(ExecutorError, match="127.0.0.1") as info:
+            create_executor({"name": name, "address": address, "connect_timeout": "1s"}).start()
         assert time.monotonic() - began < 8
+        assert "connect_timeout" in str(info.value)
 
 
 # --- resources ---------------------------------------------------------------------------
@@ -316,20 +319,28 @@ def dask_cluster(tmp_path: Path) -> Iterator[str]:
             log.close()
 
 
-def test_external_dask_cluster(dask_cluster: str, tmp_path: Path):
+def test_external_dask_cluster(dask_cluster: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]):
     wf = workflow(
         "external",
         stage("numbers", B + "numbers", resources={"special": 1}),
         param("doubled", B + "double", "numbers"),
         stage("env", E + "read_env"),
+        stage("said", E + "shout"),
     )
     spec = {"name": "dask", "address": dask_cluster, "env": {"FLOWSTAGE_TEST_VALUE": "from-option"},
             "connect_timeout": "20s"}
     with create_executor(spec) as ex:
         assert ex.parallelism == 1
-        result = run_workflow(wf, {"n_vals": 4, "name": "FLOWSTAGE_TEST_VALUE"}, executor=ex)
-        assert result == {"doubled": [0, 2, 4, 6], "env": "from-option"}
-        again = run_workflow(wf, {"n_vals": 2, "name": "FLOWSTAGE_TEST_VALUE"}, executor=ex)
+        result = run_workflow(wf, {"n_vals": 4, "name": "FLOWSTAGE_TEST_VALUE", "word": "hello-from-dask"},
+                              executor=ex)
+        assert result == {"doubled": [0, 2, 4, 6], "env": "from-option", "said": "hello-from-dask"}
+        printed = capsys.readouterr().out
+        deadline = time.monotonic() + 10  # the line travels apart from the result
+        while "(said) stage says hello-from-dask" not in printed and time.monotonic() < deadline:
+            time.sleep(0.1)
+            printed += capsys.readouterr().out
+        assert "(said) stage says hello-from-dask" in printed, "the stage's print did not reach the driver"
+        again = run_workflow(wf, {"n_vals": 2, "name": "FLOWSTAGE_TEST_VALUE", "word": "again"}, executor=ex)
         assert again["doubled"] == [0, 2]
         too_much = workflow("too_much", stage("big", B + "one", resources={"special": 3}))
         with pytest.raises(WorkflowError, match=r"'big'.*special=3.*special=2"):

@@ -25,7 +25,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from pydantic import Field, field_validator
@@ -66,17 +66,72 @@ class DaskOptions(ClusterOptions):
 # --- what runs on the workers --------------------------------------------------------
 
 
-def run_remote(label: str, fn: Callable[..., Any], *args: Any) -> Any:
+def run_remote(label: str, output_topic: str | None, fn: Callable[..., Any], *args: Any) -> Any:
     """Task entry on a worker: ``fn(*args)``, refusing a result that cannot be serialized.
 
     Dask serializes a result only when another worker or the driver needs it; a failure
-    then would hang the transfer, so it is caught here and blamed on the stage.
+    then would hang the transfer, so it is caught here and blamed on the stage. With an
+    ``output_topic`` (workers that do not write to the driver's terminal), what the call
+    prints is also sent to the driver under that topic.
     """
-    value = fn(*args)
+    with _output_sent(output_topic, label):
+        value = fn(*args)
     problem = unpicklable(value)
     if problem is not None:
         raise not_transferable(label, fn, args, value, problem)
     return value
+
+
+#: the output topic and stage of the call running in this thread, and its unsent text
+_sending = threading.local()
+
+
+class _StageOutput:
+    """Stands in for ``sys.stdout``/``sys.stderr`` in a worker: text goes to the worker's
+    own stream as before, and complete lines a stage prints also go to its driver."""
+
+    def __init__(self, stream: Any, name: str) -> None:
+        self.stream = stream
+        self.name = name
+
+    def write(self, text: str) -> int:
+        written = self.stream.write(text)
+        topic = getattr(_sending, "topic", None)
+        if topic is not None and text:
+            pending = _sending.pending.get(self.name, "") + text
+            lines, _, rest = pending.rpartition("\n")
+            _sending.pending[self.name] = rest
+            if lines:
+                _send(topic, self.name, lines)
+        return written
+
+    def __getattr__(self, name: str) -> Any:  # flush, encoding, isatty, fileno, ...
+        return getattr(self.stream, name)
+
+
+def _send(topic: str, stream: str, text: str) -> None:
+    from distributed import get_worker
+
+    with contextlib.suppress(Exception):  # never fail a stage over its output
+        get_worker().log_event(topic, {"stream": stream, "stage": _sending.stage, "text": text})
+
+
+@contextlib.contextmanager
+def _output_sent(topic: str | None, label: str) -> Iterator[None]:
+    if topic is None:
+        yield
+        return
+    for name in ("stdout", "stderr"):
+        if not isinstance(getattr(sys, name), _StageOutput):
+            setattr(sys, name, _StageOutput(getattr(sys, name), name))
+    _sending.topic, _sending.stage, _sending.pending = topic, label, {}
+    try:
+        yield
+    finally:
+        for name, rest in _sending.pending.items():
+            if rest:
+                _send(topic, name, rest)
+        _sending.topic = None
 
 
 def _executing(keys: list[str], dask_worker: Any = None) -> tuple[int, list[str]]:
@@ -206,6 +261,7 @@ class DaskExecutor(Executor):
         self._client: Any = None
         self._cluster: Any = None
         self._plugin_name: str | None = None
+        self._output_topic: str | None = None
         #: per worker: what it offers (declared resources, plus threads and memory limit)
         self._workers: dict[str, dict[str, float]] = {}
         self._declared: set[str] = set()
@@ -223,9 +279,12 @@ class DaskExecutor(Executor):
         opts = self.options
         if opts.address:
             self._client = self._connect(distributed, opts.address)
-            # Local workers write to our terminal; remote ones send stage log records here.
+            # Local workers write to our terminal; remote ones send stage log records and
+            # printed lines here.
             with contextlib.suppress(Exception):
                 self._client.forward_logging()
+            self._output_topic = f"flowstage-output-{uuid.uuid4().hex[:8]}"
+            self._client.subscribe_topic(self._output_topic, _print_output)
         else:
             n_workers = opts.n_workers or os.cpu_count() or 1
             with main_module_hidden():
@@ -273,6 +332,10 @@ class DaskExecutor(Executor):
         client, cluster = self._client, self._cluster
         self._client = self._cluster = None
         if client is not None:
+            if self._output_topic:
+                with contextlib.suppress(Exception):
+                    client.unsubscribe_topic(self._output_topic)
+                self._output_topic = None
             if self._plugin_name:
                 with contextlib.suppress(Exception):
                     client.unregister_worker_plugin(self._plugin_name)
@@ -349,7 +412,7 @@ class DaskExecutor(Executor):
         if self._client is None:
             await asyncio.to_thread(self.start)
         name = label or getattr(fn, "__name__", "call")
-        return self._client.submit(run_remote, name, fn, *args, key=f"{name}-{uuid.uuid4().hex}",
+        return self._client.submit(run_remote, name, self._output_topic, fn, *args, key=f"{name}-{uuid.uuid4().hex}",
                                    resources=self._task_resources(resources), pure=False)
 
     async def _done(self, future: Any) -> BaseException | None:
@@ -478,6 +541,15 @@ class DaskExecutor(Executor):
         if self._client is not None and self.options.dashboard:
             dashboard = f", dashboard {self._client.dashboard_link}"
         return f"dask (local cluster, {workers} workers x {self.options.threads_per_worker} threads{dashboard})"
+
+
+def _print_output(event: tuple[float, dict[str, str]]) -> None:
+    """Write lines a stage printed on a worker of an external cluster to our own stream."""
+    message = event[1]
+    stream = sys.stderr if message.get("stream") == "stderr" else sys.stdout
+    prefix = f"({message.get('stage', 'stage')}) "
+    stream.write("".join(prefix + line + "\n" for line in str(message.get("text", "")).split("\n")))
+    stream.flush()
 
 
 def _future_type() -> type | None:

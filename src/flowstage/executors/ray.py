@@ -213,27 +213,39 @@ def _format_amount(name: str, value: float) -> str:
 
 
 def _probe(address: str, timeout: float) -> None:
-    """Wait until something listens at ``address`` (``host:port`` or ``ray://host:port``),
-    for at most ``timeout`` seconds (a cluster that is still starting gets that long).
+    """Wait until a Ray server answers at ``address`` (``host:port`` or
+    ``ray://host:port``), for at most ``timeout`` seconds (a cluster that is still
+    starting gets that long). Ray's own connect retries for about 20 s whatever it finds.
 
-    :raises OSError: nothing accepted a connection in time
+    :raises OSError: nothing accepted a connection in time, or what did is not a gRPC
+        server (Ray's GCS and Ray Client server both are)
     """
     target = address.removeprefix("ray://")
     host, sep, port = target.rpartition(":")
     if not sep or not port.isdigit():
         return
+    host = host.strip("[]") or "127.0.0.1"
     deadline = time.monotonic() + timeout
     pause = 0.05
     while True:
         left = deadline - time.monotonic()
         try:
-            with socket.create_connection((host.strip("[]") or "127.0.0.1", int(port)), timeout=max(left, 0.01)):
-                return
+            with socket.create_connection((host, int(port)), timeout=max(left, 0.01)):
+                break
         except OSError:
             if time.monotonic() + pause >= deadline:
                 raise
         time.sleep(pause)
         pause = min(pause * 2, 1.0)
+    import grpc
+
+    channel = grpc.insecure_channel(f"{host}:{port}")
+    try:
+        grpc.channel_ready_future(channel).result(timeout=max(deadline - time.monotonic(), 0.5))
+    except grpc.FutureTimeoutError:
+        raise OSError("something listens there, but it does not answer as a Ray server (gRPC)") from None
+    finally:
+        channel.close()
 
 
 @contextlib.contextmanager
