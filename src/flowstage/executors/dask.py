@@ -40,6 +40,7 @@ from flowstage.executors.common import (
     parse_capacity,
     unpicklable,
 )
+from flowstage.executors.packing import Shared, pack_call, unpack_call
 
 if TYPE_CHECKING:
     from flowstage.core.models import Resources, Workflow
@@ -52,6 +53,9 @@ _CANCEL_GRACE_SECONDS = 0.5
 _REFRESH_SECONDS = 5.0
 #: resources a worker has even when it does not declare them (threads, memory limit)
 _IMPLICIT = ("cpus", "memory")
+#: run contexts up to this size travel inside each task; larger ones are scattered to
+#: the workers once per run
+_SHARE_ABOVE = 100_000
 
 
 class DaskOptions(ClusterOptions):
@@ -66,14 +70,16 @@ class DaskOptions(ClusterOptions):
 # --- what runs on the workers --------------------------------------------------------
 
 
-def run_remote(label: str, output_topic: str | None, fn: Callable[..., Any], *args: Any) -> Any:
+def run_remote(label: str, output_topic: str | None, call: Any, *values: Any) -> Any:
     """Task entry on a worker: ``fn(*args)``, refusing a result that cannot be serialized.
 
-    Dask serializes a result only when another worker or the driver needs it; a failure
+    ``call`` is the function itself (``values`` are its arguments), or a call packed by
+    :func:`~flowstage.executors.packing.pack_call`. Dask serializes a result only when another worker or the driver needs it; a failure
     then would hang the transfer, so it is caught here and blamed on the stage. With an
     ``output_topic`` (workers that do not write to the driver's terminal), what the call
     prints is also sent to the driver under that topic.
     """
+    fn, args = unpack_call(call, values) if isinstance(call, bytes) else (call, values)
     with _output_sent(output_topic, label):
         value = fn(*args)
     problem = unpicklable(value)
@@ -247,6 +253,7 @@ class DaskExecutor(Executor):
     extra = "dask"
     batch_seconds = 0.1
     pipelines = True
+    shares_context = True
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
@@ -412,8 +419,12 @@ class DaskExecutor(Executor):
         if self._client is None:
             await asyncio.to_thread(self.start)
         name = label or getattr(fn, "__name__", "call")
-        return self._client.submit(run_remote, name, self._output_topic, fn, *args, key=f"{name}-{uuid.uuid4().hex}",
-                                   resources=self._task_resources(resources), pure=False)
+        # One pickle of the call: the scheduler never unpickles stage arguments.
+        packed = pack_call(fn, args, _future_of, ("distributed.",))
+        call, values = (fn, list(args)) if packed is None else packed
+        return self._client.submit(run_remote, name, self._output_topic, call, *values,
+                                   key=f"{name}-{uuid.uuid4().hex}", resources=self._task_resources(resources),
+                                   pure=False)
 
     async def _done(self, future: Any) -> BaseException | None:
         """Wait for ``future`` without blocking the event loop; its exception, if any."""
@@ -523,6 +534,14 @@ class DaskExecutor(Executor):
         except Exception as exc:  # noqa: BLE001 - best effort: cancel never raises
             log.debug("cancelling Dask tasks failed: %s", exc)
 
+    def share(self, data: bytes) -> Shared | None:
+        if len(data) <= _SHARE_ABOVE:
+            return None  # cheaper inside each task than as one more task argument
+        if self._client is None:
+            self.start()
+        # A task argument: Dask hands each task the copy its worker already holds.
+        return Shared(self._client.scatter(data, broadcast=True, hash=False))
+
     def cluster_memory(self) -> dict[str, Any] | None:
         """Objects scattered to workers and published on this cluster's scheduler."""
         if self._client is None:
@@ -550,6 +569,11 @@ def _print_output(event: tuple[float, dict[str, str]]) -> None:
     prefix = f"({message.get('stage', 'stage')}) "
     stream.write("".join(prefix + line + "\n" for line in str(message.get("text", "")).split("\n")))
     stream.flush()
+
+
+def _future_of(value: Any) -> Any | None:
+    future_type = _future_type()
+    return value if future_type is not None and isinstance(value, future_type) else None
 
 
 def _future_type() -> type | None:

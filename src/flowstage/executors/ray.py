@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import io
 import logging
 import os
 import socket
@@ -27,13 +26,13 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
-import cloudpickle
 from pydantic import Field, field_validator
 
 from flowstage.core.calls import CallFailure
 from flowstage.core.errors import ExecutorError, StageError
 from flowstage.core.executor import Executor
 from flowstage.executors.common import ClusterOptions, not_transferable, unpicklable
+from flowstage.executors.packing import Shared, pack_call, unpack_call
 
 if TYPE_CHECKING:
     from flowstage.core.models import Resources, Workflow
@@ -71,47 +70,21 @@ class RayOptions(ClusterOptions):
 
 # --- what runs on the workers --------------------------------------------------------
 
-#: the Ray-resolved arguments of the call being unpacked in this worker (see _attached)
-_arguments: tuple[Any, ...] = ()
-
 
 def run_remote(label: str, call: Any, *values: Any) -> tuple[None, Any]:
     """Task entry on a worker: ``(status, fn(*args))``.
 
     ``call`` is the function itself (``values`` are its arguments), or a call packed by
-    :func:`pack_call`, whose handle values and shared objects arrive in ``values``.
+    :func:`~flowstage.executors.packing.pack_call`.
     A result Ray cannot serialize would fail only its own return object, after the
     status said the call succeeded; it is checked here and blamed on the stage.
     """
-    if isinstance(call, bytes):
-        fn, args = _unpack_call(call, values)
-    else:
-        fn, args = call, values
+    fn, args = unpack_call(call, values) if isinstance(call, bytes) else (call, values)
     value = fn(*args)
     problem = unpicklable(value)
     if problem is not None:
         raise not_transferable(label, fn, args, value, problem)
     return None, value
-
-
-def _unpack_call(call: bytes, values: tuple[Any, ...]) -> tuple[Callable[..., Any], tuple[Any, ...]]:
-    global _arguments
-    import pickle
-
-    _arguments = values
-    try:
-        fn, plain, slots = pickle.loads(call)
-    finally:
-        _arguments = ()
-    args = list(plain)
-    for position, value in zip(slots, values):
-        args[position] = value
-    return fn, tuple(args)
-
-
-def _attached(index: int) -> Any:
-    """The object that travelled as Ray argument ``index`` of the call being unpacked."""
-    return _arguments[index]
 
 
 class SharedBytes:
@@ -149,44 +122,8 @@ def _remote(ray: Any) -> Any:
 _SHARE_ABOVE = 100_000
 
 
-class _NeedsRay(Exception):
-    """The call holds Ray objects: only Ray's own serializer may pickle it."""
-
-
-class _CallPickler(cloudpickle.Pickler):
-    """Pickles a call in one piece; :class:`SharedBytes` go along as Ray arguments."""
-
-    def __init__(self, file: io.BytesIO, first_index: int) -> None:
-        super().__init__(file, protocol=5)
-        self.first_index = first_index
-        self.attachments: list[SharedBytes] = []
-
-    def reducer_override(self, obj: Any) -> Any:
-        if type(obj) is SharedBytes:
-            self.attachments.append(obj)
-            return (_attached, (self.first_index + len(self.attachments) - 1,))
-        if type(obj).__module__.startswith("ray."):
-            raise _NeedsRay  # object refs, actor handles: Ray must track them
-        return super().reducer_override(obj)
-
-
-def pack_call(fn: Callable[..., Any], args: tuple[Any, ...]) -> tuple[bytes, list[Any]] | None:
-    """``fn(*args)`` as one bytes argument, and the Ray arguments that go with it
-    (values of handles, which Ray resolves, then shared objects); None if only Ray's
-    own serializer can send the call.
-
-    Ray serializes each task argument on its own, which costs more than a small stage's
-    work; one pickle of the whole call halves the submission time.
-    """
-    slots = tuple(i for i, a in enumerate(args) if isinstance(a, RayHandle))
-    plain = tuple(None if isinstance(a, RayHandle) else a for a in args)
-    buffer = io.BytesIO()
-    pickler = _CallPickler(buffer, len(slots))
-    try:
-        pickler.dump((fn, plain, slots))
-    except Exception:  # noqa: BLE001 - Ray objects or unpicklable values: Ray's serializer decides
-        return None
-    return buffer.getvalue(), [*(args[i].value for i in slots), *pickler.attachments]
+def _ref_of(value: Any) -> Any | None:
+    return value.value if isinstance(value, RayHandle) else None
 
 
 class RayHandle:
@@ -461,7 +398,7 @@ class RayExecutor(Executor):
             await asyncio.to_thread(self.start)
         self._used = True
         name = label or getattr(fn, "__name__", "call")
-        packed = pack_call(fn, args)
+        packed = pack_call(fn, args, _ref_of, ("ray.",))
         if packed is None:
             call, values = fn, [a.value if isinstance(a, RayHandle) else a for a in args]
         else:
@@ -530,12 +467,14 @@ class RayExecutor(Executor):
                 except Exception as exc:  # noqa: BLE001 - best effort: cancel never raises
                     log.debug("cancelling %r failed: %s", handle, exc)
 
-    def share(self, data: bytes) -> SharedBytes | None:
+    def share(self, data: bytes) -> Shared | None:
         if len(data) <= _SHARE_ABOVE:
             return None  # cheaper inside each task than as one more Ray argument
         if self._ray is None:
             self.start()
-        return SharedBytes(self._ray.put(data))
+        # Passed as is (a ref inside an object), Ray does not fetch it for every task:
+        # each worker loads it once per run.
+        return Shared(SharedBytes(self._ray.put(data)))
 
     def cluster_memory(self) -> dict[str, Any] | None:
         """Objects owned by a detached actor of this Ray cluster."""

@@ -1,0 +1,107 @@
+"""Calls packed into one pickle, for engines that serialize each task argument apart.
+
+Ray serializes every argument of a task on its own (costing more than a small stage's
+work), and the Dask scheduler unpickles task arguments (so they would need the user's
+modules there). Both get a call as one ``bytes`` argument instead, followed by the
+arguments the engine itself must see: the values of handles (which it resolves before
+the task runs) and the objects shared once per run (see ``Executor.share``).
+"""
+
+from __future__ import annotations
+
+import io
+import pickle
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import cloudpickle
+
+
+class Shared:
+    """Something an executor keeps on its engine for a run; ``argument`` is what
+    travels as a task argument in its place."""
+
+    __slots__ = ("argument",)
+
+    def __init__(self, argument: Any) -> None:
+        self.argument = argument
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Only reached through an engine's own serializer (a call that could not be
+        # packed), which then carries the argument inside the call.
+        return (Shared, (self.argument,))
+
+    def load(self) -> bytes:
+        """The shared bytes, inside a worker that received this object itself."""
+        value = self.argument
+        if isinstance(value, bytes):
+            return value
+        if hasattr(value, "load"):
+            return value.load()  # type: ignore[no-any-return]
+        return value.result()  # type: ignore[no-any-return]  # an engine future
+
+
+class _NeedsEngine(Exception):
+    """The call holds engine objects that only the engine's serializer may pickle."""
+
+
+class _CallPickler(cloudpickle.Pickler):
+    def __init__(self, file: io.BytesIO, first_index: int, engine_modules: tuple[str, ...]) -> None:
+        super().__init__(file, protocol=5)
+        self.first_index = first_index
+        self.engine_modules = engine_modules
+        self.attachments: list[Any] = []
+
+    def reducer_override(self, obj: Any) -> Any:
+        if isinstance(obj, Shared):
+            self.attachments.append(obj.argument)
+            return (attached, (self.first_index + len(self.attachments) - 1,))
+        if type(obj).__module__.startswith(self.engine_modules):
+            raise _NeedsEngine  # object refs, futures, actor handles: the engine tracks them
+        return super().reducer_override(obj)
+
+
+def pack_call(fn: Callable[..., Any], args: tuple[Any, ...], handle_argument: Callable[[Any], Any | None],
+              engine_modules: tuple[str, ...]) -> tuple[bytes, list[Any]] | None:
+    """``(call, engine_arguments)`` for ``fn(*args)``, or None if only the engine's own
+    serializer can send it (it holds engine objects, or something cloudpickle refuses).
+
+    ``handle_argument(a)`` is what the engine must receive for a handle ``a`` (None for
+    plain values); ``engine_modules`` are the module prefixes of engine objects.
+    """
+    passed = [handle_argument(a) for a in args]
+    slots = tuple(i for i, value in enumerate(passed) if value is not None)
+    plain = tuple(None if value is not None else a for a, value in zip(args, passed))
+    buffer = io.BytesIO()
+    pickler = _CallPickler(buffer, len(slots), engine_modules)
+    try:
+        pickler.dump((fn, plain, slots))
+    except Exception:  # noqa: BLE001 - engine objects or unpicklable values: the engine's serializer decides
+        return None
+    return buffer.getvalue(), [*(passed[i] for i in slots), *pickler.attachments]
+
+
+# --- in the workers ------------------------------------------------------------------
+
+#: the engine arguments of the call being unpacked in this thread (see attached)
+_unpacking = threading.local()
+
+
+def unpack_call(call: bytes, values: tuple[Any, ...]) -> tuple[Callable[..., Any], tuple[Any, ...]]:
+    """``(fn, args)`` of a packed call, given the engine arguments that came with it."""
+    _unpacking.arguments = values
+    try:
+        fn, plain, slots = pickle.loads(call)
+    finally:
+        _unpacking.arguments = ()
+    args = list(plain)
+    for position, value in zip(slots, values):
+        args[position] = value
+    return fn, tuple(args)
+
+
+def attached(index: int) -> Any:
+    """Engine argument ``index`` of the call being unpacked (what a :class:`Shared`
+    became: the engine delivers the shared data, or an object that loads it)."""
+    return _unpacking.arguments[index]
