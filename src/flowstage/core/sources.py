@@ -11,15 +11,11 @@ forgotten, so the run's own code is what runs.
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import io
 import os
-import shutil
 import sys
-import tempfile
 import threading
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,6 +46,9 @@ def pack_sources(workflow_dir: str | None, home: str) -> SourceBundle | None:
 
     :raises UserError: more than :data:`MAX_FILES` files or :data:`MAX_BYTES` bytes
     """
+    import hashlib
+    import zipfile
+
     files: dict[str, Path] = {}
     origins = []
     user_modules = Path(home) / "user_modules"
@@ -124,6 +123,10 @@ def use_sources(bundle: SourceBundle) -> None:
 
 def _unpack(bundle: SourceBundle) -> str:
     """The folder ``bundle`` is unpacked to (once per host: other workers may race us)."""
+    import shutil
+    import tempfile
+    import zipfile
+
     root = Path(tempfile.gettempdir()) / "flowstage-code"
     path = root / bundle.digest
     if not path.is_dir():
