@@ -80,6 +80,35 @@ def test_parameterized_chain(executor):
     assert run_workflow(wf, {"n_vals": 50}, executor=executor) == 4 * sum(range(50))
 
 
+def test_chained_maps_overlap(executor):
+    """The second map starts on the first one's finished items while its slow item runs."""
+    wf = workflow(
+        "streamed",
+        param("slept", E + "timed_sleep", map_on="delays"),
+        param("next", E + "started_after", "slept"),
+    )
+    run_workflow(wf, {"delays": [0.01, 0.3]}, executor=executor)  # a fresh engine starts its workers
+    run = run_workflow(wf, {"delays": [0.05, 1.5]}, executor=executor, return_run=True)
+    assert run.state == "finished", run.error
+    (fast, _, fast_next_started), (slow, slow_finished, _) = run.result
+    assert (fast, slow) == (0.05, 1.5)
+    assert fast_next_started < slow_finished, "the second map waited for the whole first map"
+    assert run.stages["next"].items_done == run.stages["next"].items_total == 2
+
+
+def test_failure_in_a_streaming_map_is_its_own(executor):
+    wf = workflow(
+        "streamed_failure",
+        param("first", B + "fail_on_two", map_on="values"),
+        param("second", B + "double", "first"),
+    )
+    run = run_workflow(wf, {"values": [0, 1, 2, 3]}, executor=executor, return_run=True)
+    assert run.state == "failed"
+    assert run.exception.stage == "first" and run.exception.item_index == 2
+    assert run.stages["first"].state == "failed"
+    assert run.stages["second"].state == "cancelled"  # it ran on items 0 and 1, but the failure is not its own
+
+
 def test_map_gets_other_dependencies_as_extra_arguments(executor):
     wf = workflow(
         "extra",

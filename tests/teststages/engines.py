@@ -109,3 +109,14 @@ def get_from_ray(refs: list[object]) -> int:
     import ray
 
     return ray.get(refs[0]) + 1
+
+
+def timed_sleep(seconds: float) -> list[float]:
+    """Sleeps ``seconds``; returns them and when it finished."""
+    time.sleep(seconds)
+    return [seconds, time.time()]
+
+
+def started_after(slept: list[float]) -> list[float]:
+    """``slept`` and the time this call started."""
+    return [*slept, time.time()]

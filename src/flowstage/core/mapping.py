@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import math
 import sys
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from flowstage.core.calls import run_batch
@@ -28,12 +28,11 @@ _BATCH_BYTES = 16 << 20
 class BatchSizer:
     """Chooses how many items the next batch gets."""
 
-    def __init__(self, total: int, workers: int, target_seconds: float, item_bytes: int = 0) -> None:
-        self.total = total
+    def __init__(self, workers: int, target_seconds: float, item_bytes: int = 0) -> None:
         self.workers = max(1, workers)
         self.target = target_seconds
         self.per_item: float | None = None
-        self.byte_cap = max(1, _BATCH_BYTES // item_bytes) if item_bytes else total
+        self.byte_cap = max(1, _BATCH_BYTES // item_bytes) if item_bytes else sys.maxsize
         if item_bytes >= _BIG_ITEM_BYTES:
             self.byte_cap = 1
 
@@ -54,49 +53,152 @@ class BatchSizer:
         self.per_item = sample if self.per_item is None else 0.5 * (self.per_item + sample)
 
 
-async def run_map(execution: StageExecution, items: Sequence[Any], extra_args: tuple[Any, ...],
-                  extra_kwargs: dict[str, Any]) -> list[Any]:
-    """Map the stage's target over ``items``; the outputs in item order.
+class MapStream:
+    """A map's outputs while it runs: chunks ``(start, values)`` in the order they
+    complete, then the whole output list.
+
+    A parameterized stage that maps over another one's output consumes its chunks as
+    they come (when the upstream map allows no partial failure, its item positions are
+    final), so the two maps overlap instead of the second waiting for the first.
+    """
+
+    def __init__(self) -> None:
+        self._chunks: list[tuple[int, list[Any]]] = []
+        self._changed = asyncio.Event()
+        self._done: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
+
+    def add(self, start: int, values: list[Any]) -> None:
+        self._chunks.append((start, values))
+        self._wake()
+
+    def finish(self, output: list[Any]) -> None:
+        if not self._done.done():
+            self._done.set_result(output)
+        self._wake()
+
+    def fail(self, error: BaseException) -> None:
+        if not self._done.done():
+            self._done.set_exception(error)
+            self._done.exception()  # consumers may all be gone: not an unretrieved error
+        self._wake()
+
+    def _wake(self) -> None:
+        changed, self._changed = self._changed, asyncio.Event()
+        changed.set()
+
+    async def chunks(self) -> AsyncIterator[tuple[int, list[Any]]]:
+        """Every chunk, as it arrives; raises the map's error if it failed."""
+        seen = 0
+        while True:
+            changed = self._changed
+            while seen < len(self._chunks):
+                yield self._chunks[seen]
+                seen += 1
+            if self._done.done():
+                self._done.result()
+                return
+            await changed.wait()
+
+    async def result(self) -> list[Any]:
+        """The whole output, once the map is done."""
+        return await asyncio.shield(self._done)
+
+
+async def run_map(execution: StageExecution, items: Sequence[Any] | MapStream, extra_args: tuple[Any, ...],
+                  extra_kwargs: dict[str, Any], stream: MapStream | None = None) -> list[Any]:
+    """Map the stage's target over ``items`` (a sequence, or another map's chunks as they
+    come); the outputs in item order. Completed batches are also added to ``stream``.
 
     Failed items of a partial-failure map are left out and recorded on the stage.
 
     :raises CallFailure: an item failed (and partial failure is not allowed)
     """
+    try:
+        output = await _run_map(execution, items, extra_args, extra_kwargs, stream)
+    except BaseException as exc:
+        if stream is not None:
+            stream.fail(exc)
+        raise
+    if stream is not None:
+        stream.finish(output)
+    return output
+
+
+async def _run_map(execution: StageExecution, items: Sequence[Any] | MapStream, extra_args: tuple[Any, ...],
+                   extra_kwargs: dict[str, Any], stream: MapStream | None) -> list[Any]:
     record = execution.record
     executor = execution.executor
-    total = len(items)
-    record.items_total = total
-    if total == 0:
-        return []
-    sizer = BatchSizer(total, executor.parallelism, executor.batch_seconds, _size_hint(items[0]))
     task = execution.map_task
     resources = execution.stage.resources
     label = execution.stage.name
-    out: list[Any] = [None] * total
+    #: items not yet submitted, as (start, items) runs
+    queued: list[tuple[int, Sequence[Any]]] = []
+    waiting = 0  # items in ``queued``
+    incoming: AsyncIterator[tuple[int, list[Any]]] | None = None
+    if isinstance(items, MapStream):
+        incoming = items.chunks()
+        record.items_total = 0
+    else:
+        record.items_total = len(items)
+        if not items:
+            return []
+        queued.append((0, items))
+        waiting = len(items)
+    sizer: BatchSizer | None = None
+    out: list[Any] = []
     failed: list[tuple[int, str, int]] = []
     pending: dict[asyncio.Future[Any], tuple[int, Any]] = {}
-    next_start = 0
+    arrival: asyncio.Future[tuple[int, list[Any]]] | None = None
     try:
-        while next_start < total or pending:
-            while next_start < total and len(pending) < sizer.max_in_flight:
-                size = sizer.next_size(total - next_start)
-                chunk = items[next_start:next_start + size]
-                handle = await executor.submit(run_batch, task, next_start, chunk, extra_kwargs, *extra_args,
+        while queued or pending or incoming is not None:
+            if sizer is None and queued:
+                sizer = BatchSizer(executor.parallelism, executor.batch_seconds, _size_hint(queued[0][1][0]))
+            while queued and sizer is not None and len(pending) < sizer.max_in_flight:
+                start, run = queued[0]
+                size = sizer.next_size(waiting)
+                chunk, rest = run[:size], run[size:]
+                if len(rest):
+                    queued[0] = (start + size, rest)
+                else:
+                    queued.pop(0)
+                waiting -= len(chunk)
+                handle = await executor.submit(run_batch, task, start, chunk, extra_kwargs, *extra_args,
                                                resources=resources, label=label)
                 execution.track(handle)
-                pending[asyncio.ensure_future(executor.result(handle))] = (next_start, handle)
-                next_start += size
-            done, _ = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                pending[asyncio.ensure_future(executor.result(handle))] = (start, handle)
+            if incoming is not None and arrival is None:
+                arrival = asyncio.ensure_future(anext(incoming))
+            done, _ = await asyncio.wait([*pending, *([arrival] if arrival else [])],
+                                         return_when=asyncio.FIRST_COMPLETED)
+            if arrival is not None and arrival in done:
+                done.discard(arrival)
+                try:
+                    start, values = arrival.result()
+                except StopAsyncIteration:
+                    incoming = None
+                else:
+                    if values:
+                        queued.append((start, values))
+                        waiting += len(values)
+                        record.items_total += len(values)
+                arrival = None
             for future in done:
                 start, handle = pending.pop(future)
                 execution.untrack(handle)
                 values, failures, attempts, seconds = future.result()
+                if len(out) < start + len(values):
+                    out.extend([None] * (start + len(values) - len(out)))
                 out[start:start + len(values)] = values
-                sizer.observe(len(values), seconds)
+                if sizer is not None:
+                    sizer.observe(len(values), seconds)
                 record.items_done += len(values)
                 record.attempts = max(record.attempts, attempts)
                 failed.extend(failures)
+                if stream is not None and not failures:
+                    stream.add(start, values)
     finally:
+        if arrival is not None:
+            arrival.cancel()
         if pending:
             for future in pending:
                 future.cancel()

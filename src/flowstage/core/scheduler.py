@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from flowstage.core.calls import CallFailure, CallTimeout, StageTask, run_call
 from flowstage.core.dag import StageGraph
 from flowstage.core.errors import StageError
-from flowstage.core.mapping import run_map
+from flowstage.core.mapping import MapStream, run_map
 from flowstage.core.runs import now
 
 if TYPE_CHECKING:
@@ -123,8 +123,13 @@ class StageExecution:
         return handle
 
     async def map(self, items: Any, *extra_args: Any, **extra_kwargs: Any) -> list[Any]:
-        """Map the target over ``items`` (a sequence), in batches; outputs in item order."""
-        return await run_map(self, items, extra_args, extra_kwargs)
+        """Map the target over ``items`` (a sequence, or a running map's
+        :class:`MapStream`), in batches; outputs in item order.
+
+        When every dependent maps over this stage's output as it comes, they get it as a
+        stream at once and start on the first finished batches.
+        """
+        return await run_map(self, items, extra_args, extra_kwargs, stream=self.driver.open_stream(self.stage))
 
 
 class RunDriver:
@@ -196,7 +201,22 @@ class RunDriver:
 
     async def fetch(self, value: Any) -> Any:
         """``value`` in the driver (fetched from the engine if it is a handle)."""
+        if isinstance(value, MapStream):
+            return await value.result()
         return await self.executor.result(value) if self.executor.is_handle(value) else value
+
+    def open_stream(self, stage: Stage) -> MapStream | None:
+        """A stream of ``stage``'s map outputs, handed to its dependents at once, if every
+        dependent takes it (it maps over this stage as its first dependency) and item
+        positions are final (no partial failure)."""
+        users = [self.stages[name] for name in self.graph.dependents[stage.name]]
+        if stage.allow_partial_failure or not users or not all(
+                user.depends_on[0] == stage.name and user.depends_on.count(stage.name) == 1
+                and self.stage_types.get(user.type).consumes_stream(user) for user in users):
+            return None
+        stream = MapStream()
+        self.output_ready(stage.name, stream)
+        return stream
 
     async def _cancel(self, running: dict[str, asyncio.Task[Any]]) -> None:
         for task in running.values():
@@ -215,8 +235,12 @@ class RunDriver:
         if self._notify_stages:
             self.plugins.notify("flowstage_stage_started", run=self.run, stage=record)
         try:
+            stage_type = self.stage_types.get(stage.type)
+            streamed = stage_type.consumes_stream(stage)
+            dependencies = [await dep.result() if isinstance(dep, MapStream) and (i or not streamed) else dep
+                            for i, dep in enumerate(dependencies)]
             execution = StageExecution(self, stage, dependencies)
-            output = await self.stage_types.get(stage.type).execute(execution)
+            output = await stage_type.execute(execution)
             record.state = "finished"
             return output
         except asyncio.CancelledError:

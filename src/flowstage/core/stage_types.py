@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from flowstage.core.errors import StageError
+from flowstage.core.mapping import MapStream
 from flowstage.core.targets import Signature, coerce
 
 if TYPE_CHECKING:
@@ -37,6 +38,11 @@ class StageType:
         if stage.depends_on:
             return [], {}
         return bind_keywords(signature, run_input)
+
+    def consumes_stream(self, stage: Stage) -> bool:
+        """Whether :meth:`execute` takes its first dependency's output while that map
+        still runs (a :class:`~flowstage.core.mapping.MapStream`), not the finished list."""
+        return False
 
     async def execute(self, execution: StageExecution) -> Any:
         """Run the stage; return its output (a value or an executor handle)."""
@@ -63,6 +69,9 @@ class ParameterizedStage(StageType):
             return [_too_few_positional(signature, wanted, what)]
         return []
 
+    def consumes_stream(self, stage: Stage) -> bool:
+        return stage.map_on is None
+
     def bind_input(self, stage: Stage, signature: Signature,
                    run_input: Mapping[str, Any]) -> tuple[list[str], dict[str, Any]]:
         if stage.map_on is None:
@@ -86,8 +95,11 @@ class ParameterizedStage(StageType):
             extra = execution.dependencies
         else:
             source = f"the output of stage {stage.depends_on[0]!r}"
-            items = await execution.fetch(execution.dependencies[0])
+            items = execution.dependencies[0]
             extra = execution.dependencies[1:]
+            if isinstance(items, MapStream):  # the upstream map is still running
+                return await execution.map(items, *extra, **execution.bound_input)
+            items = await execution.fetch(items)
         return await execution.map(as_items(items, stage.name, source), *extra, **execution.bound_input)
 
 
