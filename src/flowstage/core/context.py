@@ -113,11 +113,8 @@ class RunContext:
         return blob
 
     def ship_with(self, share: Callable[[bytes], Any]) -> None:
-        """Let tasks carry ``share(self.pickled())`` instead of the pickled context.
-
-        ``share`` keeps the bytes on the engine for the run and returns a small stand-in
-        whose ``load()`` gives them back in a worker (see ``Executor.share``).
-        """
+        """Let tasks carry ``share(self.pickled())`` instead of the pickled context,
+        unless that is None (see ``Executor.share``)."""
         self.__dict__["_shipped"] = share(self.pickled())
 
     def __reduce__(self) -> tuple[Any, ...]:

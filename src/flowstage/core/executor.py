@@ -122,10 +122,12 @@ class Executor(abc.ABC):
         """Stop calls that have not finished (best effort; never raises)."""
 
     def share(self, data: bytes) -> Any:
-        """Keep ``data`` on the engine until the executor closes or the stand-in returned
-        is garbage collected; the stand-in is small, picklable, and its ``load()`` returns
-        ``data`` inside a worker. Used once per run for the run context when
-        ``shares_context`` is set.
+        """Keep ``data`` (a run's pickled context) on the engine while the returned
+        stand-in lives, or return None to send ``data`` inside every task instead.
+
+        Tasks carry the stand-in; in a worker it turns back into ``data`` or into an
+        object whose ``load()`` returns it. Called once per run when ``shares_context``
+        is set.
         """
         raise NotImplementedError(f"executor {self.name!r} does not share data")
 

@@ -74,10 +74,10 @@ def run_remote(label: str, output_topic: str | None, call: Any, *values: Any) ->
     """Task entry on a worker: ``fn(*args)``, refusing a result that cannot be serialized.
 
     ``call`` is the function itself (``values`` are its arguments), or a call packed by
-    :func:`~flowstage.executors.packing.pack_call`. Dask serializes a result only when another worker or the driver needs it; a failure
-    then would hang the transfer, so it is caught here and blamed on the stage. With an
-    ``output_topic`` (workers that do not write to the driver's terminal), what the call
-    prints is also sent to the driver under that topic.
+    :func:`~flowstage.executors.packing.pack_call`. Dask serializes a result only when
+    another worker or the driver needs it; a failure then would hang the transfer, so it
+    is caught here and blamed on the stage. With an ``output_topic`` (workers that do not
+    write to the driver's terminal), what the call prints is also sent to the driver.
     """
     fn, args = unpack_call(call, values) if isinstance(call, bytes) else (call, values)
     with _output_sent(output_topic, label):
