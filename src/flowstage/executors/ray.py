@@ -174,15 +174,34 @@ def _probe(address: str, timeout: float) -> None:
                 raise
         time.sleep(pause)
         pause = min(pause * 2, 1.0)
-    import grpc
-
-    channel = grpc.insecure_channel(f"{host}:{port}")
+    if os.environ.get("RAY_USE_TLS", "0").lower() in ("1", "true"):
+        return  # a TLS server would not answer the plain HTTP/2 greeting below
+    left = max(deadline - time.monotonic(), 0.5)
     try:
-        grpc.channel_ready_future(channel).result(timeout=max(deadline - time.monotonic(), 0.5))
-    except grpc.FutureTimeoutError:
-        raise OSError("something listens there, but it does not answer as a Ray server (gRPC)") from None
-    finally:
-        channel.close()
+        answered = _answers_http2(host, int(port), left)
+    except OSError:
+        answered = False
+    if not answered:
+        raise OSError("something listens there, but it does not answer as a Ray server (gRPC over HTTP/2)")
+
+
+#: what an HTTP/2 client sends first: the connection preface and an empty SETTINGS frame
+_HTTP2_GREETING = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])
+
+
+def _answers_http2(host: str, port: int, timeout: float) -> bool:
+    """Whether the server at ``host:port`` answers an HTTP/2 greeting with its SETTINGS
+    frame, as gRPC servers (Ray's GCS, the Ray Client server) do."""
+    with socket.create_connection((host, port), timeout=timeout) as sock:
+        sock.settimeout(timeout)
+        sock.sendall(_HTTP2_GREETING)
+        header = b""
+        while len(header) < 9:
+            chunk = sock.recv(9 - len(header))
+            if not chunk:
+                return False
+            header += chunk
+    return header[3] == 4  # the frame type of SETTINGS
 
 
 @contextlib.contextmanager
