@@ -227,8 +227,9 @@ def test_ray_object_references_travel_between_stages():
     """A stage may return Ray object references: they reach the next stage intact
     (such calls go through Ray's own serializer, which tracks the references)."""
     needs("ray")
-    wf = workflow("refs", stage("put", E + "put_in_ray"), stage("get", E + "get_from_ray", "put"))
-    assert run_workflow(wf, {"n": 4}, executor=_engine("ray")) == 41
+    wf = workflow("refs", stage("put", E + "put_in_ray"), stage("get", E + "get_from_ray", "put"),
+                  param("each", E + "get_one", "put"))
+    assert run_workflow(wf, {"n": 4}, executor=_engine("ray")) == {"get": 41, "each": [41]}
 
 
 def test_killed_worker_gets_the_item_retried(remote, tmp_path: Path):
@@ -353,8 +354,30 @@ def stage_code_project(root: Path, home: Path, version: int) -> Path:
     """A workflow file next to its own module, plus a ``user_modules`` module: code a
     worker on another host would not have. Returns the workflow file."""
     root.mkdir(parents=True, exist_ok=True)
-    (root / "shipped_helpers.py").write_text(
-        f"def where():\n    return __file__\n\n\ndef version():\n    return {version}\n")
+    (root / "shipped_helpers.py").write_text(textwrap.dedent(f"""\
+        import dataclasses
+
+
+        @dataclasses.dataclass
+        class Point:
+            x: int
+
+
+        def where():
+            return __file__
+
+
+        def version():
+            return {version}
+
+
+        def points():
+            return [Point(1), Point(2)]
+
+
+        def x_of(point):
+            return point.x
+        """))
     (home / "user_modules").mkdir(parents=True, exist_ok=True)
     (home / "user_modules" / "shipped_shared.py").write_text("def where():\n    return __file__\n")
     path = root / "shipped.yaml"
@@ -366,21 +389,28 @@ def stage_code_project(root: Path, home: Path, version: int) -> Path:
             - {name: local, target: shipped_helpers.where}
             - {name: user, target: user_modules.shipped_shared.where}
             - {name: version, target: shipped_helpers.version}
+            - {name: points, target: shipped_helpers.points}
+            - {name: xs, target: shipped_helpers.x_of, type: parameterized, depends_on: [points]}
         """))
     return path
+
+
+@pytest.mark.parametrize("name", REMOTE)
+def test_code_is_uploaded_only_to_clusters_at_an_address(name: str):
+    assert create_executor({"name": name, "address": "127.0.0.1:1"}).uploads_code
+    assert not create_executor({"name": name, "address": "127.0.0.1:1", "upload_code": False}).uploads_code
+    assert not create_executor({"name": name}).uploads_code
 
 
 def test_external_dask_cluster_gets_the_stage_code(dask_cluster: str, app_home: Path, tmp_path: Path):
     """Workers import the workflow folder's and user_modules' code from the copy sent
     with the run, and a changed module is what the next run uses (the worker lives on)."""
     path = stage_code_project(tmp_path / "flow", app_home, version=1)
-    # the worker is on this host, so without the upload it imports from the folder itself
-    not_sent = run_workflow(str(path), executor={"name": "dask", "address": dask_cluster, "upload_code": False})
-    assert not_sent["local"] == str(tmp_path / "flow" / "shipped_helpers.py")
     with create_executor({"name": "dask", "address": dask_cluster, "connect_timeout": "20s"}) as ex:
         first = run_workflow(str(path), executor=ex)
         assert "flowstage-code" in first["local"] and "flowstage-code" in first["user"], first
         assert first["version"] == 1
+        assert first["xs"] == [1, 2]  # items of a class from the sent code unpickle on the worker
         stage_code_project(tmp_path / "flow", app_home, version=2)
         assert run_workflow(str(path), executor=ex)["version"] == 2
 
@@ -417,6 +447,7 @@ def test_external_ray_cluster(tmp_path: Path):
             shipped = run_workflow({str(stage_code_project(tmp_path / "flow", tmp_path / "home", 1))!r},
                                    executor={{"name": "ray", "address": "127.0.0.1:{port}"}})
             out["shipped"] = [shipped["local"], shipped["user"]]
+            out["xs"] = shipped["xs"]
             try:
                 run_workflow({workflow("too_much", stage("big", B + "one", resources={"special": 3}))!r},
                              executor={{"name": "ray", "address": "127.0.0.1:{port}"}})
@@ -433,6 +464,7 @@ def test_external_ray_cluster(tmp_path: Path):
         assert "'big'" in out["too_much"] and "special=3" in out["too_much"] and "special=2" in out["too_much"]
         assert "hello-from-ray" in done.stdout + done.stderr, "the stage's print did not reach the driver"
         assert all("flowstage-code" in where for where in out["shipped"]), out["shipped"]
+        assert out["xs"] == [1, 2]  # items of a class from the sent code unpickle on the workers
     finally:
         _stop(head, signal.SIGTERM, wait=40)
         for pid in wait_until_gone(tag, 10):  # whatever `ray start` failed to stop

@@ -301,6 +301,10 @@ def test_hook_flowstage_register_stage_types(app_home: Path, plugins, tmp_path: 
     squares = BATCHED.format(target="square_batch", options="{batch_size: 2}")
     assert run_workflow(squares, {"count": 5}, executor="inline", record=False) == [0, 1, 4, 9, 16]
     assert run_workflow(squares, {"count": 0}, record=False) == []
+    # a parameterized stage after a plugin type maps over that type's own output
+    chained = squares + ("    - name: again\n      target: teststages.basic.double\n"
+                         "      type: parameterized\n      depends_on: [sizes]\n")
+    assert run_workflow(chained, {"count": 5}, record=False) == [0, 2, 8, 18, 32]
 
     # bad use is a validation error, like the built-in types', all problems at once
     path = tmp_path / "bad.yaml"

@@ -120,3 +120,9 @@ def timed_sleep(seconds: float) -> list[float]:
 def started_after(slept: list[float]) -> list[float]:
     """``slept`` and the time this call started."""
     return [*slept, time.time()]
+
+
+def get_one(ref: object) -> int:
+    import ray
+
+    return ray.get(ref) + 1

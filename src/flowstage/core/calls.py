@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from flowstage.core.context import RunContext, reset_run_context, set_run_context
-from flowstage.core.sources import use_sources
+from flowstage.core.sources import resolve_in
 from flowstage.core.targets import resolve_target, signature_of
 
 
@@ -158,9 +158,8 @@ def _target(task: StageTask) -> Callable[..., Any]:
     """``task``'s target, imported from the stage code sent with the run if there is
     some (workers on other hosts), else from the driver's folders."""
     sources = task.context.extras.get("sources")
-    if sources is not None:
-        use_sources(sources)
-        return resolve_target(task.target)
+    if sources is not None and isinstance(task.target, str):
+        return resolve_in(sources, task.target)
     return resolve_target(task.target, task.search_paths)
 
 

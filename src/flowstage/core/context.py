@@ -107,8 +107,13 @@ class RunContext:
         if blob is None:
             import cloudpickle
 
-            blob = cloudpickle.dumps((self.input, self.config, self.namespace, self.executor,
-                                      self.definition, self.run, self.extras))
+            extras = dict(self.extras)
+            sources = extras.pop("sources", None)
+            rest = cloudpickle.dumps((self.input, self.config, self.namespace, self.executor,
+                                      self.definition, self.run, extras))
+            # Stage code sent with the run comes first: it is put in place before the
+            # rest (which may refer to its modules) is unpickled.
+            blob = cloudpickle.dumps((sources, rest))
             self.__dict__["_blob"] = blob
         return blob
 
@@ -137,13 +142,26 @@ def _restore_context(run_id: str, payload: Any, stage: str | None, item_index: i
         import pickle
 
         blob = payload if isinstance(payload, bytes) else payload.load()
-        *fields, extras = pickle.loads(blob)
+        sources, rest = pickle.loads(blob)
+        if sources is not None:
+            _use_sources(sources)
+        *fields, extras = pickle.loads(rest)
+        if sources is not None:
+            extras["sources"] = sources
         base = RunContext(*fields, extras=extras)  # extras is not the 7th field (stage is)
         base.__dict__["_blob"] = blob
         if len(_restored) >= 16:
             _restored.pop(next(iter(_restored)))
         _restored[run_id] = base
+    elif "sources" in base.extras:
+        _use_sources(base.extras["sources"])  # before the task's arguments are unpickled
     return base if stage is None and item_index is None else base.for_stage(stage, item_index)  # type: ignore[arg-type]
+
+
+def _use_sources(sources: Any) -> None:
+    from flowstage.core.sources import use_sources
+
+    use_sources(sources)
 
 
 _current: contextvars.ContextVar[RunContext] = contextvars.ContextVar("flowstage_run_context")

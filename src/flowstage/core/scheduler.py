@@ -124,11 +124,13 @@ class StageExecution:
 
     async def map(self, items: Any, *extra_args: Any, **extra_kwargs: Any) -> list[Any]:
         """Map the target over ``items`` (a sequence, or a running map's
-        :class:`MapStream`), in batches; outputs in item order.
+        :class:`MapStream`), in batches; outputs in item order."""
+        return await run_map(self, items, extra_args, extra_kwargs)
 
-        When every dependent maps over this stage's output as it comes, they get it as a
-        stream at once and start on the first finished batches.
-        """
+    async def map_output(self, items: Any, *extra_args: Any, **extra_kwargs: Any) -> list[Any]:
+        """:meth:`map`, for a map whose outputs are the stage's output: when every
+        dependent maps over them as they come, they get them as a stream at once and
+        start on the first finished batches."""
         return await run_map(self, items, extra_args, extra_kwargs, stream=self.driver.open_stream(self.stage))
 
 

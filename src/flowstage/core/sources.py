@@ -16,8 +16,10 @@ import io
 import os
 import sys
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from flowstage.core.errors import UserError
 
@@ -34,6 +36,8 @@ _ZIP_TIME = (2020, 1, 1, 0, 0, 0)  # fixed, so equal code gives an equal zip and
 class SourceBundle:
     """Python files of the driver's stage folders, zipped."""
 
+    #: the folders on the driver's host the files come from
+    origins: tuple[str, ...]
     #: top-level module and package names the bundle provides
     modules: tuple[str, ...]
     digest: str
@@ -69,10 +73,12 @@ def pack_sources(workflow_dir: str | None, home: str) -> SourceBundle | None:
             total += len(data)
             if total > MAX_BYTES:
                 raise UserError(_too_much(origins, f"more than {MAX_BYTES // (1024 * 1024)} MB of Python files"))
-            archive.writestr(zipfile.ZipInfo(name, _ZIP_TIME), data)
+            info = zipfile.ZipInfo(name, _ZIP_TIME)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            archive.writestr(info, data)
     data = buffer.getvalue()
     modules = tuple(sorted({name.partition("/")[0].removesuffix(".py") for name in files}))
-    return SourceBundle(modules, hashlib.sha256(data).hexdigest()[:20], data)
+    return SourceBundle(tuple(origins), modules, hashlib.sha256(data).hexdigest()[:20], data)
 
 
 def _python_files(root: Path) -> list[tuple[str, Path]]:
@@ -97,28 +103,48 @@ def _too_much(origins: list[str], what: str) -> str:
 
 # --- in the workers ------------------------------------------------------------------
 
-_lock = threading.Lock()
-#: digest of the bundle whose folder is on sys.path in this process, and that folder
-_active: tuple[str, str] | None = None
+_lock = threading.RLock()
+#: the bundle whose folder is on sys.path in this process, and that folder
+_active: tuple[SourceBundle, str] | None = None
+#: targets resolved from each bundle: (digest, target) -> callable
+_targets: dict[tuple[str, str], Callable[..., Any]] = {}
 
 
 def use_sources(bundle: SourceBundle) -> None:
     """Make ``bundle``'s code what this process imports: its folder first on ``sys.path``
-    (in place of an earlier bundle's), and modules of the same names that were imported
-    from elsewhere forgotten."""
+    (in place of an earlier bundle's), and modules of its names forgotten if they came
+    from an earlier bundle or from the driver's folders (same host)."""
     global _active
-    if _active is not None and _active[0] == bundle.digest:
+    if _active is not None and _active[0].digest == bundle.digest:
         return
     with _lock:
-        if _active is not None and _active[0] == bundle.digest:
+        if _active is not None and _active[0].digest == bundle.digest:
             return
         path = _unpack(bundle)
         if _active is not None and _active[1] in sys.path:
             sys.path.remove(_active[1])
         sys.path.insert(0, path)
-        _forget_modules(bundle.modules, path)
+        _forget_modules(bundle, path)
         importlib.invalidate_caches()
-        _active = (bundle.digest, path)
+        _active = (bundle, path)
+
+
+def resolve_in(bundle: SourceBundle, target: str) -> Callable[..., Any]:
+    """``target`` imported from ``bundle``'s code (cached per bundle, so runs of other
+    code on other threads of this process do not mix theirs in).
+
+    :raises TargetError: see :func:`~flowstage.core.targets.import_target`
+    """
+    found = _targets.get((bundle.digest, target))
+    if found is not None:
+        return found
+    from flowstage.core.targets import import_target
+
+    with _lock:  # no other bundle becomes active between the switch and the import
+        use_sources(bundle)
+        found = import_target(target)
+        _targets[(bundle.digest, target)] = found
+        return found
 
 
 def _unpack(bundle: SourceBundle) -> str:
@@ -140,16 +166,15 @@ def _unpack(bundle: SourceBundle) -> str:
     return str(path)
 
 
-def _forget_modules(names: tuple[str, ...], folder: str) -> None:
-    """Drop modules named ``names`` (and their submodules) that were not imported from
-    ``folder``, and every resolved target, so the next import finds ``folder``'s code."""
-    from flowstage.core.targets import forget_targets
-
-    prefix = folder + os.sep
+def _forget_modules(bundle: SourceBundle, folder: str) -> None:
+    """Drop modules of ``bundle``'s names that were imported from an earlier bundle or
+    from the driver's own folders, so the next import finds ``folder``'s copy. Modules
+    from anywhere else (the standard library, installed packages) are left alone."""
+    stale = tuple(os.path.join(place, "") for place in (os.path.dirname(folder), *bundle.origins))
+    mine = os.path.join(folder, "")
     for name, module in list(sys.modules.items()):
-        if name.partition(".")[0] not in names:
+        if name.partition(".")[0] not in bundle.modules:
             continue
-        places = [getattr(module, "__file__", None) or "", *(getattr(module, "__path__", None) or ())]
-        if not any(str(place).startswith(prefix) for place in places):
+        places = [str(p) for p in [getattr(module, "__file__", None), *(getattr(module, "__path__", None) or ())] if p]
+        if any(p.startswith(stale) and not p.startswith(mine) for p in places):
             del sys.modules[name]
-    forget_targets()

@@ -70,7 +70,8 @@ class ParameterizedStage(StageType):
         return []
 
     def consumes_stream(self, stage: Stage) -> bool:
-        return stage.map_on is None
+        # Subclasses that run the stage their own way get whole outputs, as by default.
+        return stage.map_on is None and type(self).execute is ParameterizedStage.execute
 
     def bind_input(self, stage: Stage, signature: Signature,
                    run_input: Mapping[str, Any]) -> tuple[list[str], dict[str, Any]]:
@@ -98,9 +99,9 @@ class ParameterizedStage(StageType):
             items = execution.dependencies[0]
             extra = execution.dependencies[1:]
             if isinstance(items, MapStream):  # the upstream map is still running
-                return await execution.map(items, *extra, **execution.bound_input)
+                return await execution.map_output(items, *extra, **execution.bound_input)
             items = await execution.fetch(items)
-        return await execution.map(as_items(items, stage.name, source), *extra, **execution.bound_input)
+        return await execution.map_output(as_items(items, stage.name, source), *extra, **execution.bound_input)
 
 
 def as_items(value: Any, stage: str, source: str) -> Sequence[Any]:

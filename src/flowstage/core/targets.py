@@ -46,17 +46,21 @@ def resolve_target(target: str | Callable[..., Any], search_paths: Iterable[str]
         return found
     with _import_lock:
         add_search_paths(search_paths)
-        obj = _import(target)
-        if not callable(obj):
-            raise TargetError(f"{target!r} is a {type(obj).__name__}, not a callable")
+        obj = import_target(target)
         _resolved[target] = obj
         return obj
 
 
-def forget_targets() -> None:
-    """Resolve every target afresh on its next use (after stage code was replaced)."""
+def import_target(target: str) -> Callable[..., Any]:
+    """The callable named by ``target``, imported now (not cached here).
+
+    :raises TargetError: as :func:`resolve_target`
+    """
     with _import_lock:
-        _resolved.clear()
+        obj = _import(target)
+    if not callable(obj):
+        raise TargetError(f"{target!r} is a {type(obj).__name__}, not a callable")
+    return obj
 
 
 def _import(target: str) -> Any:

@@ -90,6 +90,7 @@ def run_remote(label: str, output_topic: str | None, call: Any, *values: Any) ->
 
 #: the output topic and stage of the call running in this thread, and its unsent text
 _sending = threading.local()
+_wrapping = threading.Lock()
 
 
 class _StageOutput:
@@ -105,9 +106,9 @@ class _StageOutput:
         topic = getattr(_sending, "topic", None)
         if topic is not None and text:
             pending = _sending.pending.get(self.name, "") + text
-            lines, _, rest = pending.rpartition("\n")
+            lines, newline, rest = pending.rpartition("\n")
             _sending.pending[self.name] = rest
-            if lines:
+            if newline:
                 _send(topic, self.name, lines)
         return written
 
@@ -127,9 +128,10 @@ def _output_sent(topic: str | None, label: str) -> Iterator[None]:
     if topic is None:
         yield
         return
-    for name in ("stdout", "stderr"):
-        if not isinstance(getattr(sys, name), _StageOutput):
-            setattr(sys, name, _StageOutput(getattr(sys, name), name))
+    with _wrapping:
+        for name in ("stdout", "stderr"):
+            if not isinstance(getattr(sys, name), _StageOutput):
+                setattr(sys, name, _StageOutput(getattr(sys, name), name))
     _sending.topic, _sending.stage, _sending.pending = topic, label, {}
     try:
         yield
@@ -420,7 +422,7 @@ class DaskExecutor(Executor):
             await asyncio.to_thread(self.start)
         name = label or getattr(fn, "__name__", "call")
         # One pickle of the call: the scheduler never unpickles stage arguments.
-        packed = pack_call(fn, args, _future_of, ("distributed.",))
+        packed = pack_call(fn, args, _future_of, ("distributed", "dask"))
         call, values = (fn, list(args)) if packed is None else packed
         return self._client.submit(run_remote, name, self._output_topic, call, *values,
                                    key=f"{name}-{uuid.uuid4().hex}", resources=self._task_resources(resources),

@@ -57,7 +57,8 @@ class _CallPickler(cloudpickle.Pickler):
         if isinstance(obj, Shared):
             self.attachments.append(obj.argument)
             return (attached, (self.first_index + len(self.attachments) - 1,))
-        if type(obj).__module__.startswith(self.engine_modules):
+        module = type(obj).__module__
+        if module.partition(".")[0] in self.engine_modules:
             raise _NeedsEngine  # object refs, futures, actor handles: the engine tracks them
         return super().reducer_override(obj)
 
@@ -68,7 +69,7 @@ def pack_call(fn: Callable[..., Any], args: tuple[Any, ...], handle_argument: Ca
     serializer can send it (it holds engine objects, or something cloudpickle refuses).
 
     ``handle_argument(a)`` is what the engine must receive for a handle ``a`` (None for
-    plain values); ``engine_modules`` are the module prefixes of engine objects.
+    plain values); ``engine_modules`` are the top-level packages of engine objects.
     """
     passed = [handle_argument(a) for a in args]
     slots = tuple(i for i, value in enumerate(passed) if value is not None)

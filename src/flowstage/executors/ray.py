@@ -417,7 +417,7 @@ class RayExecutor(Executor):
             await asyncio.to_thread(self.start)
         self._used = True
         name = label or getattr(fn, "__name__", "call")
-        packed = pack_call(fn, args, _ref_of, ("ray.",))
+        packed = pack_call(fn, args, _ref_of, ("ray",))
         if packed is None:
             call, values = fn, [a.value if isinstance(a, RayHandle) else a for a in args]
         else:
