@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import zipfile
 from pathlib import Path
 
@@ -66,3 +67,13 @@ def test_too_many_bytes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     (tmp_path / "big.py").write_text("#" * (1024 * 1024 + 1))
     with pytest.raises(UserError, match="more than 1 MB of Python files"):
         pack_sources(str(tmp_path), str(tmp_path / "home"))
+
+
+@pytest.mark.skipif(not hasattr(os, "getuid"), reason="POSIX owners and modes")
+def test_code_folder_is_private_and_refused_if_others_may_write(tmp_path: Path):
+    root = sources._code_root(tmp_path)
+    assert root.name == f"flowstage-code-{os.getuid()}"
+    assert root.stat().st_mode & 0o777 == 0o700
+    root.chmod(0o777)
+    with pytest.raises(PermissionError, match="others may write"):
+        sources._code_root(tmp_path)

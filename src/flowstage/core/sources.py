@@ -3,10 +3,11 @@
 Targets import from the workflow file's folder and from ``user_modules`` in the app
 directory. Workers of a cluster on other hosts do not have those folders, so for such
 executors the driver packs their Python files into one zip per run (it travels with the
-run context); each worker host unpacks it once into its temporary folder, and each worker
-process puts that folder first on ``sys.path``. When a run brings other code than the
-last one (changed, or another workflow's), modules of the same names imported before are
-forgotten, so the run's own code is what runs.
+run context); each worker host unpacks it once into a private folder of its temporary
+folder (``flowstage-code-<uid>/<digest>``), and each worker process puts that folder first
+on ``sys.path``. When a run brings other code than the last one (changed, or another
+workflow's), modules of the same names imported before are forgotten, so the run's own
+code is what runs.
 """
 
 from __future__ import annotations
@@ -153,7 +154,7 @@ def _unpack(bundle: SourceBundle) -> str:
     import tempfile
     import zipfile
 
-    root = Path(tempfile.gettempdir()) / "flowstage-code"
+    root = _code_root(Path(tempfile.gettempdir()))
     path = root / bundle.digest
     if not path.is_dir():
         partial = root / f"{bundle.digest}.{os.getpid()}.{threading.get_ident()}.part"
@@ -164,6 +165,22 @@ def _unpack(bundle: SourceBundle) -> str:
         except OSError:  # another process got there first: its copy is the same
             shutil.rmtree(partial, ignore_errors=True)
     return str(path)
+
+
+def _code_root(temp: Path) -> Path:
+    """This user's folder for sent code in ``temp``: created private, and refused if
+    someone else could have put code in it."""
+    if not hasattr(os, "getuid"):  # Windows: the temporary folder is per user already
+        root = temp / "flowstage-code"
+        root.mkdir(exist_ok=True)
+        return root
+    root = temp / f"flowstage-code-{os.getuid()}"
+    root.mkdir(mode=0o700, exist_ok=True)
+    info = root.lstat()
+    if info.st_uid != os.getuid() or info.st_mode & 0o022 or root.is_symlink():
+        raise PermissionError(f"{root} belongs to another user or others may write to it: "
+                              "remove it, flowstage will create it again")
+    return root
 
 
 def _forget_modules(bundle: SourceBundle, folder: str) -> None:
