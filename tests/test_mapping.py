@@ -138,3 +138,35 @@ def test_large_map_keeps_item_order(local) -> None:
 def test_empty_map(local) -> None:
     assert run_workflow(wf({"name": "m", "target": "teststages.basic.double", "type": "parameterized",
                             "map_on": "xs"}), {"xs": []}, executor=local) == []
+
+
+def test_progress_of_a_map_fed_by_a_running_map_says_more_items_come(local) -> None:
+    """While the upstream map still runs, the consumer's item total is not final."""
+    import asyncio
+    import threading
+    import time
+
+    from flowstage import arun_workflow
+    from flowstage.cli.progress import _items
+
+    runs: list = []
+    seen: list[str] = []
+    workflow = wf(
+        {"name": "slept", "target": "teststages.engines.timed_sleep", "type": "parameterized", "map_on": "delays"},
+        {"name": "next", "target": "teststages.engines.started_after", "type": "parameterized",
+         "depends_on": ["slept"]},
+    )
+    def run() -> None:
+        asyncio.run(arun_workflow(workflow, {"delays": [0.01, 1.0]}, executor=local, on_run=runs.append,
+                                  record=False))
+
+    worker = threading.Thread(target=run)
+    worker.start()
+    deadline = time.monotonic() + 10
+    while worker.is_alive() and time.monotonic() < deadline:
+        if runs and runs[0].stages["next"].items_done:
+            seen.append(_items(runs[0].stages["next"]))
+        time.sleep(0.02)
+    worker.join()
+    assert "1/1+ items" in seen, seen
+    assert _items(runs[0].stages["next"]) == "2/2 items"

@@ -15,7 +15,8 @@ def _items(record: StageRecord) -> str:
     if record.items_total is None:
         return ""
     failed = f", {len(record.failed_items)} failed" if record.failed_items else ""
-    return f"{record.items_done}/{record.items_total} items{failed}"
+    more = "+" if record.items_growing else ""
+    return f"{record.items_done}/{record.items_total}{more} items{failed}"
 
 
 def _duration(record: StageRecord) -> str:

@@ -138,6 +138,7 @@ async def _run_map(execution: StageExecution, items: Sequence[Any] | MapStream, 
     if isinstance(items, MapStream):
         incoming = items.chunks()
         record.items_total = 0
+        record.items_growing = True
     else:
         record.items_total = len(items)
         if not items:
@@ -176,6 +177,7 @@ async def _run_map(execution: StageExecution, items: Sequence[Any] | MapStream, 
                     start, values = arrival.result()
                 except StopAsyncIteration:
                     incoming = None
+                    record.items_growing = False
                 else:
                     if values:
                         queued.append((start, values))
@@ -197,6 +199,7 @@ async def _run_map(execution: StageExecution, items: Sequence[Any] | MapStream, 
                 if stream is not None and not failures:
                     stream.add(start, values)
     finally:
+        record.items_growing = False
         if arrival is not None:
             arrival.cancel()
         if pending:

@@ -27,6 +27,8 @@ class StageRecord:
     attempts: int = 0
     items_total: int | None = None
     items_done: int = 0
+    #: the map gets its items from an upstream map that is still running (total grows)
+    items_growing: bool = False
     failed_items: list[dict[str, Any]] = field(default_factory=list)
     error: str | None = None
 
