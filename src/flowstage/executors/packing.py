@@ -20,17 +20,13 @@ import cloudpickle
 
 class Shared:
     """Something an executor keeps on its engine for a run; ``argument`` is what
-    travels as a task argument in its place."""
+    travels as a task argument in its place. (In a call that could not be packed, the
+    engine's own serializer carries the whole object inside the call instead.)"""
 
     __slots__ = ("argument",)
 
     def __init__(self, argument: Any) -> None:
         self.argument = argument
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        # Only reached through an engine's own serializer (a call that could not be
-        # packed), which then carries the argument inside the call.
-        return (Shared, (self.argument,))
 
     def load(self) -> bytes:
         """The shared bytes, inside a worker that received this object itself."""

@@ -95,9 +95,6 @@ class SharedBytes:
     def __init__(self, ref: Any) -> None:
         self.ref = ref
 
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (SharedBytes, (self.ref,))
-
     def load(self) -> bytes:
         import ray
 
