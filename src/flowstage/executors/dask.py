@@ -40,7 +40,7 @@ from flowstage.executors.common import (
     parse_capacity,
     unpicklable,
 )
-from flowstage.executors.packing import Shared, pack_call, unpack_call
+from flowstage.executors.packing import SHARE_ABOVE, Shared, pack_call, unpack_call
 
 if TYPE_CHECKING:
     from flowstage.core.models import Resources, Workflow
@@ -53,9 +53,6 @@ _CANCEL_GRACE_SECONDS = 0.5
 _REFRESH_SECONDS = 5.0
 #: resources a worker has even when it does not declare them (threads, memory limit)
 _IMPLICIT = ("cpus", "memory")
-#: run contexts up to this size travel inside each task; larger ones are scattered to
-#: the workers once per run
-_SHARE_ABOVE = 100_000
 
 
 class DaskOptions(ClusterOptions):
@@ -537,7 +534,7 @@ class DaskExecutor(Executor):
             log.debug("cancelling Dask tasks failed: %s", exc)
 
     def share(self, data: bytes) -> Shared | None:
-        if len(data) <= _SHARE_ABOVE:
+        if len(data) <= SHARE_ABOVE:
             return None  # cheaper inside each task than as one more task argument
         if self._client is None:
             self.start()

@@ -17,6 +17,10 @@ from typing import Any
 
 import cloudpickle
 
+#: run contexts up to this size travel inside each task (cheaper than one more engine
+#: argument; Ray inlines task arguments up to about 100 KB); larger ones are shared
+SHARE_ABOVE = 100_000
+
 
 class Shared:
     """Something an executor keeps on its engine for a run; ``argument`` is what

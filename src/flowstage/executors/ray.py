@@ -32,7 +32,7 @@ from flowstage.core.calls import CallFailure
 from flowstage.core.errors import ExecutorError, StageError
 from flowstage.core.executor import Executor
 from flowstage.executors.common import ClusterOptions, not_transferable, unpicklable
-from flowstage.executors.packing import Shared, pack_call, unpack_call
+from flowstage.executors.packing import SHARE_ABOVE, Shared, pack_call, unpack_call
 
 if TYPE_CHECKING:
     from flowstage.core.models import Resources, Workflow
@@ -113,10 +113,6 @@ def _remote(ray: Any) -> Any:
 
 
 # --- the driver side -----------------------------------------------------------------
-
-#: run contexts up to this size travel inside each task; larger ones are put in the
-#: object store once per run (Ray inlines task arguments up to about 100 KB)
-_SHARE_ABOVE = 100_000
 
 
 def _ref_of(value: Any) -> Any | None:
@@ -484,7 +480,7 @@ class RayExecutor(Executor):
                     log.debug("cancelling %r failed: %s", handle, exc)
 
     def share(self, data: bytes) -> Shared | None:
-        if len(data) <= _SHARE_ABOVE:
+        if len(data) <= SHARE_ABOVE:
             return None  # cheaper inside each task than as one more Ray argument
         if self._ray is None:
             self.start()
