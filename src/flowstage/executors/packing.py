@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import pickle
 import threading
+import types
 from collections.abc import Callable
 from typing import Any
 
@@ -42,6 +43,15 @@ class Shared:
         return value.result()  # type: ignore[no-any-return]  # an engine future
 
 
+def _flowstage_global(obj: Any) -> bool:
+    """Whether ``obj`` is a module-level function or class of flowstage (or ``copyreg``,
+    which pickling dataclasses calls): pickled by name at once, where cloudpickle would
+    check every time that it can be imported."""
+    module = getattr(obj, "__module__", None) or ""
+    return ((module == "copyreg" or module.startswith("flowstage."))
+            and "<" not in getattr(obj, "__qualname__", "<"))  # not a lambda or a local
+
+
 class _NeedsEngine(Exception):
     """The call holds engine objects that only the engine's serializer may pickle."""
 
@@ -57,8 +67,10 @@ class _CallPickler(cloudpickle.Pickler):
         if isinstance(obj, Shared):
             self.attachments.append(obj.argument)
             return (attached, (self.first_index + len(self.attachments) - 1,))
-        module = type(obj).__module__
-        if module.partition(".")[0] in self.engine_modules:
+        kind = type(obj)
+        if (kind is types.FunctionType or kind is type) and _flowstage_global(obj):
+            return NotImplemented  # flowstage's own functions and classes: importable anywhere
+        if kind.__module__.partition(".")[0] in self.engine_modules:
             raise _NeedsEngine  # object refs, futures, actor handles: the engine tracks them
         return super().reducer_override(obj)
 
