@@ -110,7 +110,7 @@ class RunContext:
             extras = dict(self.extras)
             sources = extras.pop("sources", None)
             rest = cloudpickle.dumps((self.input, self.config, self.namespace, self.executor,
-                                      self.definition, self.run, extras))
+                                      _compact(self.definition), self.run, extras))
             # Stage code sent with the run comes first: it is put in place before the
             # rest (which may refer to its modules) is unpickled.
             blob = cloudpickle.dumps((sources, rest))
@@ -146,6 +146,7 @@ def _restore_context(run_id: str, payload: Any, stage: str | None, item_index: i
         if sources is not None:
             _use_sources(sources)
         *fields, extras = pickle.loads(rest)
+        fields[4] = _expand(fields[4])
         if sources is not None:
             extras["sources"] = sources
         base = RunContext(*fields, extras=extras)  # extras is not the 7th field (stage is)
@@ -156,6 +157,21 @@ def _restore_context(run_id: str, payload: Any, stage: str | None, item_index: i
     elif "sources" in base.extras:
         _use_sources(base.extras["sources"])  # before the task's arguments are unpickled
     return base if stage is None and item_index is None else base.for_stage(stage, item_index)  # type: ignore[arg-type]
+
+
+def _compact(workflow: Workflow) -> tuple[dict[str, Any], str | None, str | None]:
+    """``workflow`` as the fields that differ from their defaults (a fifth of its
+    pickled size: the context travels with every task) and where it came from."""
+    return workflow.model_dump(exclude_defaults=True), workflow.source, workflow._label
+
+
+def _expand(compact: tuple[dict[str, Any], str | None, str | None]) -> Workflow:
+    from flowstage.core.models import Workflow
+
+    data, source, label = compact
+    workflow = Workflow.model_validate(data)
+    workflow._source, workflow._label = source, label
+    return workflow
 
 
 def _use_sources(sources: Any) -> None:
