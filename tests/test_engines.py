@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from flowstage import StageError, run_workflow
 
@@ -177,13 +178,19 @@ def test_generator_stage_becomes_a_list(executor):
 # --- run context -------------------------------------------------------------------------
 
 
-def test_run_context_in_workers(executor):
-    wf = workflow("ctx", stage("summary", B + "context_summary"))
-    run = run_workflow(wf, {"n_vals": 2}, executor=executor, namespace="team", return_run=True)
+def test_run_context_in_workers(executor, tmp_path: Path):
+    from flowstage.core.loading import load_workflow
+
+    path = tmp_path / "ctx.yaml"
+    path.write_text(yaml.safe_dump(workflow("ctx", stage("summary", B + "context_summary", retries=1,
+                                                        resources={"memory": "1KB", "custom": 0}))))
+    run = run_workflow(str(path), {"n_vals": 2}, executor=executor, namespace="team", return_run=True)
     assert run.state == "finished", run.error
     assert run.result == {
         "stage": "summary", "item_index": None, "input": {"n_vals": 2}, "namespace": "team",
         "executor": executor.name, "workflow": "ctx", "run_id": run.id, "config_input": {"n_vals": 2},
+        # the whole definition, as loaded in the driver
+        "definition": load_workflow(str(path)).model_dump(), "source": str(path),
     }
 
 
@@ -307,6 +314,34 @@ def test_failure_cancels_stages_not_started(executor, tmp_path: Path):
     assert run.state == "failed"
     assert not marker.exists()
     assert run.stages["after"].state in ("pending", "cancelled")
+
+
+def test_every_stage_of_a_chain_is_recorded(executor):
+    # On Ray, stages inside a chain are pipelined and their ends noticed by a poll, or
+    # when a later call's end shows they are over: never after a stage that used them.
+    stages = [stage("s0", B + "one")] + [stage(f"s{i}", B + "double", f"s{i - 1}") for i in range(1, 6)]
+    stages += [stage("listed", B + "numbers", "s5"), param("mapped", B + "double", "listed")]
+    run = run_workflow(workflow("recorded_chain", *stages), executor=executor, return_run=True)
+    assert run.state == "finished", run.error
+    assert run.result == [2 * i for i in range(32)]
+    for spec in stages:
+        record = run.stages[spec["name"]]
+        assert record.state == "finished", spec["name"]
+        assert record.started_at <= record.finished_at <= run.finished_at, spec["name"]
+        for dependency in spec.get("depends_on", []):
+            assert run.stages[dependency].finished_at <= record.finished_at, (dependency, spec["name"])
+
+
+def test_failure_inside_a_chain_is_the_failing_stages(executor):
+    wf = workflow("broken_chain", stage("first", B + "one"), stage("broken", B + "fails", "first"),
+                  stage("third", B + "double", "broken"), stage("fourth", B + "double", "third"))
+    run = run_workflow(wf, executor=executor, return_run=True)
+    assert run.state == "failed"
+    assert isinstance(run.exception, StageError) and run.exception.stage == "broken"
+    assert "this stage always fails" in run.error
+    states = {name: record.state for name, record in run.stages.items()}
+    assert states["first"] == "finished" and states["broken"] == "failed"
+    assert states["third"] in ("pending", "cancelled") and states["fourth"] in ("pending", "cancelled")
 
 
 # --- where the work runs --------------------------------------------------------------

@@ -113,6 +113,11 @@ class Executor(abc.ABC):
     async def wait(self, handle: Any) -> None:
         """Wait until the call behind ``handle`` is done; raise what it raised."""
 
+    async def watch(self, handle: Any) -> None:
+        """:meth:`wait`, for a call nothing is blocked on (its dependents are already
+        submitted): the engine may notice its end a little later, in batches."""
+        await self.wait(handle)
+
     @abc.abstractmethod
     async def result(self, handle: Any) -> Any:
         """Wait for ``handle`` and return its value in the driver."""

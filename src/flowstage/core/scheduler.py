@@ -117,7 +117,10 @@ class StageExecution:
         self.track(handle)
         self.driver.output_ready(stage.name, handle)
         try:
-            await self.executor.wait(handle)
+            if self.driver.graph.dependents[stage.name]:
+                await self.executor.watch(handle)
+            else:
+                await self.executor.wait(handle)
         finally:
             self.untrack(handle)
         return handle
@@ -246,7 +249,8 @@ class RunDriver:
             record.state = "finished"
             return output
         except asyncio.CancelledError:
-            record.state = "cancelled"
+            if record.state != "failed":  # unless a dependent already reported its failure
+                record.state = "cancelled"
             raise
         except BaseException as exc:
             error = as_stage_error(stage.name, exc, record.attempts)

@@ -23,6 +23,7 @@ import logging
 import os
 import socket
 import time
+import weakref
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -43,6 +44,11 @@ log = logging.getLogger("flowstage.executors.ray")
 _REFRESH_SECONDS = 5.0
 #: how long a Ray of our own keeps running after its last use, for worker output to arrive
 _LOG_GRACE_SECONDS = 0.5
+#: how soon, and how seldom at most, calls nobody waits for are checked for their end
+#: (see _Watcher)
+WATCH_SECONDS, WATCH_MAX_SECONDS = 0.05, 1.0
+#: how many stage names' task options are kept (see RayExecutor._remote_for)
+_MAX_REMOTES = 4096
 #: stage resource name -> Ray task option
 _TASK_OPTIONS = {"cpus": "num_cpus", "gpus": "num_gpus", "memory": "memory"}
 #: stage resource name -> Ray node resource name
@@ -71,19 +77,22 @@ class RayOptions(ClusterOptions):
 # --- what runs on the workers --------------------------------------------------------
 
 
-def run_remote(label: str, call: Any, *values: Any) -> tuple[None, Any]:
+def run_remote(call: Any, *values: Any) -> tuple[None, Any]:
     """Task entry on a worker: ``(status, fn(*args))``.
 
     ``call`` is the function itself (``values`` are its arguments), or a call packed by
     :func:`~flowstage.executors.packing.pack_call`.
     A result Ray cannot serialize would fail only its own return object, after the
-    status said the call succeeded; it is checked here and blamed on the stage.
+    status said the call succeeded; it is checked here and blamed on the stage (the
+    task's name).
     """
     fn, args = unpack_call(call, values) if isinstance(call, bytes) else (call, values)
     value = fn(*args)
     problem = unpicklable(value)
     if problem is not None:
-        raise not_transferable(label, fn, args, value, problem)
+        import ray
+
+        raise not_transferable(ray.get_runtime_context().get_task_name() or "call", fn, args, value, problem)
     return None, value
 
 
@@ -225,6 +234,77 @@ def _driver_paths() -> list[str]:
     return paths
 
 
+class _Watcher:
+    """Notices the end of calls nothing waits for yet (stages whose dependents Ray
+    already chains), for their records: with one ``ray.wait`` over all of them, at
+    growing intervals (``WATCH_SECONDS`` up to ``WATCH_MAX_SECONDS``), and whenever a
+    call the driver waits for or fetches ends.
+
+    A Ray callback per call (``ObjectRef.future()``) runs Python on the thread that
+    also resolves the next task's arguments: on a chain of small stages those callbacks
+    slowed the chain itself. One event loop's watcher serves every run on that loop.
+    """
+
+    def __init__(self, ray: Any, failure: Callable[[RayHandle, BaseException], CallFailure]) -> None:
+        self.ray = ray
+        self.failure = failure
+        self.pending: dict[Any, tuple[RayHandle, asyncio.Future[None]]] = {}
+        self.poller: asyncio.Task[None] | None = None
+
+    async def watch(self, handle: RayHandle) -> None:
+        """Return when ``handle``'s call has ended; raise its failure."""
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.pending[handle.status] = (handle, done)
+        if self.poller is None or self.poller.done():
+            self.poller = asyncio.ensure_future(self._poll())
+        try:
+            await done
+        finally:
+            self.pending.pop(handle.status, None)
+
+    async def _poll(self) -> None:
+        # Each poll costs a few microseconds per watched call: poll less often as the
+        # calls run longer (their records only need to follow at the pace of progress).
+        interval = WATCH_SECONDS
+        while self.pending:
+            await asyncio.sleep(interval)
+            self.check()
+            interval = min(interval * 2, WATCH_MAX_SECONDS)
+
+    def check(self) -> int:
+        """Settle every watched call that has ended; how many there were."""
+        if not self.pending:
+            return 0
+        refs = list(self.pending)
+        ready, _ = self.ray.wait(refs, num_returns=len(refs), timeout=0, fetch_local=False)
+        if not ready:
+            return 0
+        try:
+            self.ray.get(ready, timeout=0)  # statuses are None: one call for all that succeeded
+            failed = False
+        except Exception:  # noqa: BLE001 - some call failed: find which, one by one below
+            failed = True
+        for ref in ready:
+            handle, done = self.pending.pop(ref)
+            if done.done():
+                continue
+            error = self._error(ref) if failed else None
+            if error is None:
+                done.set_result(None)
+            else:
+                with contextlib.suppress(Exception):  # read, so Ray does not log it as unhandled
+                    self.ray.get(handle.value, timeout=0)
+                done.set_exception(self.failure(handle, error))
+        return len(ready)
+
+    def _error(self, ref: Any) -> BaseException | None:
+        try:
+            self.ray.get(ref, timeout=0)
+        except Exception as exc:  # noqa: BLE001 - any Ray error of the call is the stage's failure
+            return exc
+        return None
+
+
 class RayExecutor(Executor):
     """Runs calls as Ray tasks (a fresh local Ray, or an existing cluster at ``address:``)."""
 
@@ -253,7 +333,9 @@ class RayExecutor(Executor):
         self._cpus = 0
         self._refreshed = 0.0
         self._used = False
-        self._remotes: dict[tuple[str, int], tuple[Any, Any]] = {}
+        self._remotes: dict[tuple[str, tuple[tuple[str, float], ...]], Any] = {}
+        #: per event loop (runs in several threads may share the executor)
+        self._watchers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Watcher] = weakref.WeakKeyDictionary()
 
     # lifecycle -----------------------------------------------------------------------
 
@@ -334,6 +416,7 @@ class RayExecutor(Executor):
         ray, owned = self._ray, self._owned
         self._ray, self._owned, self._task_env = None, False, None
         self._remotes.clear()
+        self._watchers.clear()
         if ray is not None and owned:
             if self.options.log_to_driver and self._used:
                 # Worker output reaches the driver through Ray's log monitor, a moment
@@ -390,7 +473,7 @@ class RayExecutor(Executor):
                 f"(nodes offer: {have}); {hint}")
 
     def _task_options(self, resources: Resources | None, label: str) -> dict[str, Any]:
-        options: dict[str, Any] = {"name": label} if label else {}
+        options: dict[str, Any] = {"name": label}
         if resources is not None:
             custom: dict[str, float] = {}
             for key, value in resources.requested().items():
@@ -409,23 +492,25 @@ class RayExecutor(Executor):
         if self._ray is None:
             await asyncio.to_thread(self.start)
         self._used = True
-        name = label or getattr(fn, "__name__", "call")
+        name = label or getattr(fn, "__name__", "call")  # the task's name, also in Ray's tools
         packed = pack_call(fn, args, _ref_of, ("ray",))
         if packed is None:
             call, values = fn, [a.value if isinstance(a, RayHandle) else a for a in args]
         else:
             call, values = packed
-        status, value = self._remote_for(resources, label).remote(name, call, *values)
+        status, value = self._remote_for(resources, name).remote(call, *values)
         return RayHandle(status, value, name)
 
     def _remote_for(self, resources: Resources | None, label: str) -> Any:
-        """The remote function with ``label``'s task options (built once per stage)."""
-        key = (label, id(resources))
-        cached = self._remotes.get(key)
-        if cached is None or cached[0] is not resources:
-            cached = (resources, _remote(self._ray).options(**self._task_options(resources, label)))
-            self._remotes[key] = cached
-        return cached[1]
+        """The remote function with ``label``'s task options (built once per stage name
+        and resource request: Ray's ``options()`` costs more than a small call)."""
+        key = (label, tuple(resources.requested().items()) if resources is not None else ())
+        remote = self._remotes.get(key)
+        if remote is None:
+            if len(self._remotes) >= _MAX_REMOTES:  # a long-lived executor that saw many stages
+                self._remotes.clear()
+            remote = self._remotes[key] = _remote(self._ray).options(**self._task_options(resources, label))
+        return remote
 
     async def _get(self, ref: Any) -> Any:
         return await asyncio.wrap_future(ref.future())
@@ -455,6 +540,25 @@ class RayExecutor(Executor):
         except Exception as exc:  # noqa: BLE001 - any Ray error of the call is the stage's failure
             await self._drain(handle.value)
             raise self._failure(handle, exc) from None
+        finally:
+            await self._upstream_done()
+
+    async def _upstream_done(self) -> None:
+        """A call ended (waited for, or its value fetched), so the calls it depended on
+        did too: settle those that are watched now, and let their stages record it
+        before the caller goes on (a run does not wait for the next poll to end)."""
+        watcher = self._watchers.get(asyncio.get_running_loop())
+        if watcher is not None and watcher.check():
+            await asyncio.sleep(0)
+
+    async def watch(self, handle: Any) -> None:
+        """:meth:`wait`, noticed by a poll of every watched call at once (see
+        :class:`_Watcher`) rather than by a Ray callback of its own."""
+        loop = asyncio.get_running_loop()
+        watcher = self._watchers.get(loop)
+        if watcher is None:
+            watcher = self._watchers[loop] = _Watcher(self._ray, self._failure)
+        await watcher.watch(handle)
 
     async def result(self, handle: Any) -> Any:
         try:
@@ -467,6 +571,8 @@ class RayExecutor(Executor):
             cause = failure.cause
             msg = f"stage {handle.label!r}: its result could not be fetched from Ray: {type(cause).__name__}: {cause}"
             raise StageError(msg, stage=handle.label, traceback=failure.traceback) from cause
+        finally:
+            await self._upstream_done()
 
     def cancel(self, handles: Iterable[Any]) -> None:
         ray = self._ray
