@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
+import pickle
 import time
+import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from flowstage import StageError, WorkflowError, create_executor, get_run_context, run_workflow
 from flowstage.core.errors import FlowstageError
+from flowstage.core.loading import load_workflow
 
 
 def wf(*stages: dict, name: str = "wf") -> dict:
@@ -197,3 +202,33 @@ def test_lambdas_and_closures_run_on_processes() -> None:
                               "depends_on": ["make"]}),
                           {"n_vals": 3}, executor={"name": "local", "processes": True, "max_workers": 2})
     assert result == [10, 11, 12]
+
+
+@dataclasses.dataclass
+class _Threshold:
+    value: float
+
+
+def _shipped_definition(definition: Any) -> Any:
+    """The workflow a worker sees in its run context (a fresh run id: workers cache by id)."""
+    from flowstage.core.context import ConfigView, RunContext, RunInfo
+    from flowstage.core.runs import now
+
+    run = RunInfo(uuid.uuid4().hex, definition.name, "api", now())
+    context = RunContext({}, ConfigView({}, {}), "default", "threads", definition, run)
+    return pickle.loads(pickle.dumps(context)).definition
+
+
+@pytest.mark.parametrize("annotation", ["plain text", _Threshold(0.5)])
+def test_run_context_carries_the_workflow_unchanged(annotation: Any, tmp_path) -> None:
+    path = tmp_path / "wf.yaml"
+    path.write_text("kind: workflow\nmetadata:\n  name: shipped\nspec:\n  stages:\n"
+                    "    - name: a\n      target: teststages.basic.one\n      retries: 2\n"
+                    "      resources: {memory: 2GB, licences: 1}\n"
+                    "    - name: b\n      target: teststages.basic.double\n      depends_on: [a]\n")
+    definition = load_workflow(str(path))
+    definition.metadata.annotations["threshold"] = annotation  # not JSON: must not become a dict
+    shipped = _shipped_definition(definition)
+    assert shipped == definition
+    assert type(shipped.metadata.annotations["threshold"]) is type(annotation)
+    assert shipped.source == str(path) and shipped.label == definition.label

@@ -159,15 +159,23 @@ def _restore_context(run_id: str, payload: Any, stage: str | None, item_index: i
     return base if stage is None and item_index is None else base.for_stage(stage, item_index)  # type: ignore[arg-type]
 
 
-def _compact(workflow: Workflow) -> tuple[dict[str, Any], str | None, str | None]:
-    """``workflow`` as the fields that differ from their defaults (a fifth of its
-    pickled size: the context travels with every task) and where it came from."""
-    return workflow.model_dump(exclude_defaults=True), workflow.source, workflow._label
+def _compact(workflow: Workflow) -> Any:
+    """``workflow`` as the fields that differ from their defaults, with where it came
+    from (a fifth of its pickled size: the context travels with every task); the model
+    itself if it would not come back equal (objects in ``options`` or ``metadata``)."""
+    compact = (workflow.model_dump(exclude_defaults=True), workflow.source, workflow._label)
+    try:
+        same = _expand(compact) == workflow
+    except Exception:  # noqa: BLE001 - changed after validation: send it as it is
+        same = False
+    return compact if same else workflow
 
 
-def _expand(compact: tuple[dict[str, Any], str | None, str | None]) -> Workflow:
+def _expand(compact: Any) -> Workflow:
     from flowstage.core.models import Workflow
 
+    if isinstance(compact, Workflow):
+        return compact
     data, source, label = compact
     workflow = Workflow.model_validate(data)
     workflow._source, workflow._label = source, label

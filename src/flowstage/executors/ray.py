@@ -266,17 +266,25 @@ class _Watcher:
         # Each poll costs a few microseconds per watched call: poll less often as the
         # calls run longer (their records only need to follow at the pace of progress).
         interval = WATCH_SECONDS
-        while self.pending:
-            await asyncio.sleep(interval)
-            self.check()
-            interval = min(interval * 2, WATCH_MAX_SECONDS)
+        try:
+            while self.pending:
+                await asyncio.sleep(interval)
+                self.check()
+                interval = min(interval * 2, WATCH_MAX_SECONDS)
+        except Exception as exc:  # noqa: BLE001 - Ray itself failed (shut down, disconnected): so did the calls
+            for handle, done in list(self.pending.values()):
+                if not done.done():
+                    done.set_exception(self.failure(handle, exc))
+        finally:
+            self.poller = None  # the task refers to its loop: let the loop go
 
     def check(self) -> int:
         """Settle every watched call that has ended; how many there were."""
         if not self.pending:
             return 0
         refs = list(self.pending)
-        ready, _ = self.ray.wait(refs, num_returns=len(refs), timeout=0, fetch_local=False)
+        # Statuses are tiny; fetched with the wait, so that get(timeout=0) finds them.
+        ready, _ = self.ray.wait(refs, num_returns=len(refs), timeout=0)
         if not ready:
             return 0
         try:
@@ -548,7 +556,12 @@ class RayExecutor(Executor):
         did too: settle those that are watched now, and let their stages record it
         before the caller goes on (a run does not wait for the next poll to end)."""
         watcher = self._watchers.get(asyncio.get_running_loop())
-        if watcher is not None and watcher.check():
+        try:
+            settled = watcher.check() if watcher is not None else 0
+        except Exception as exc:  # noqa: BLE001 - the poll reports it; this call's own outcome stands
+            log.debug("checking watched calls failed: %s", exc)
+            return
+        if settled:
             await asyncio.sleep(0)
 
     async def watch(self, handle: Any) -> None:
