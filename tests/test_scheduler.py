@@ -232,3 +232,32 @@ def test_run_context_carries_the_workflow_unchanged(annotation: Any, tmp_path) -
     assert shipped == definition
     assert type(shipped.metadata.annotations["threshold"]) is type(annotation)
     assert shipped.source == str(path) and shipped.label == definition.label
+
+
+def test_function_targets_travel_with_the_run_not_with_every_task() -> None:
+    """A function target (here a closure, pickled by value) reaches a worker once per
+    run: every task of the run calls the same function object, and a task carries only
+    the stage's name for it."""
+    import cloudpickle
+
+    from flowstage.core.calls import StageTask, _target
+    from flowstage.core.context import ConfigView, RunContext, RunInfo
+    from flowstage.core.runs import now
+
+    payload = b"x" * 200_000
+    definition = load_workflow(wf({"name": "a", "target": lambda: len(payload)},
+                                  {"name": "b", "target": lambda x: x + len(payload), "depends_on": ["a"]}))
+    run = RunInfo(uuid.uuid4().hex, definition.name, "api", now())
+    context = RunContext({}, ConfigView({}, {}), "default", "threads", definition, run)
+    context.ship_with(lambda blob: "stand-in")  # as engines do with large contexts
+    tasks = [StageTask(s.name, s.target, (), context) for s in definition.spec.stages]
+    shipped = [cloudpickle.dumps(task) for task in tasks]
+    assert all(len(blob) < 2_000 for blob in shipped)
+    context.__dict__.pop("_shipped")
+    first, second = (pickle.loads(cloudpickle.dumps(StageTask("b", definition.stage("b").target, (), context)))
+                     for _ in range(2))
+    assert _target(first) is _target(second)
+    assert _target(first)(1) == 200_001
+
+    other = StageTask("b", lambda x: x, (), context)  # not the stage's own target: travels itself
+    assert _target(pickle.loads(cloudpickle.dumps(other)))(7) == 7

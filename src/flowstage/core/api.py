@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from flowstage.core.context import ConfigView, RunContext, RunInfo
 from flowstage.core.errors import ExecutorError, PluginError, RunCancelled, StageError, UserError, WorkflowError
@@ -20,6 +21,8 @@ from flowstage.core.runs import Run, StageRecord, new_run_id, now
 from flowstage.core.scheduler import RunDriver
 from flowstage.core.settings import app_dir, deep_merge, load_settings
 from flowstage.core.sources import pack_sources
+
+T = TypeVar("T")
 
 
 def executor_spec(spec: str | Mapping[str, Any] | None) -> dict[str, Any]:
@@ -89,6 +92,16 @@ def resolve_workflow(workflow: Any, plugins: FlowstagePlugins) -> Any:
     return workflow
 
 
+#: threads for engine calls that block (starting, asking the cluster); they outlive a
+#: run, where ``asyncio.to_thread`` would start a pool on each run's loop and join it
+_engine_calls = ThreadPoolExecutor(max_workers=4, thread_name_prefix="flowstage-engine")
+
+
+async def _off_loop(fn: Callable[..., T], *args: Any) -> T:
+    """``fn(*args)`` in one of the engine threads."""
+    return await asyncio.get_running_loop().run_in_executor(_engine_calls, fn, *args)
+
+
 async def arun_workflow(workflow: Any, input: Mapping[str, Any] | None = None, *,
                         executor: str | Mapping[str, Any] | Executor | None = None,
                         config: Mapping[str, Any] | None = None, namespace: str = "default",
@@ -108,8 +121,8 @@ async def arun_workflow(workflow: Any, input: Mapping[str, Any] | None = None, *
     try:
         # Engines know their capacities once started; starting may take seconds (Ray).
         if not engine.started:
-            await asyncio.to_thread(engine.start)
-        problems = await asyncio.to_thread(engine.check_resources, workflow)
+            await _off_loop(engine.start)
+        problems = await _off_loop(engine.check_resources, workflow)
         if problems:
             raise WorkflowError([f"{workflow.label}: {p}" for p in problems], source=workflow.label)
     except BaseException:

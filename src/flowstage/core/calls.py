@@ -35,6 +35,42 @@ class StageTask:
     timeout: float | None = None
     allow_partial_failure: bool = False
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # A function target travels once per run, inside the run context's workflow (a
+        # function of a script is pickled by value, costing more than a small call):
+        # each task names its stage instead, and the worker takes the target from there.
+        target = self.target
+        if not isinstance(target, str) and _target_in_definition(self.context, self.stage) is target:
+            target = _IN_DEFINITION
+        return (StageTask, (self.stage, target, self.search_paths, self.context, self.retries,
+                            self.retry_delay, self.timeout, self.allow_partial_failure))
+
+
+#: a pickled StageTask's target, when it is the stage's target in the run's workflow
+_IN_DEFINITION = ":in-definition:"
+
+
+#: (run id, stage) -> the stage's target in the run's workflow (a run's stages are many,
+#: and a lookup in the workflow is a scan of them)
+_stage_targets: dict[tuple[str, str], Any] = {}
+
+
+def _stage_target(context: RunContext, stage: str) -> Any:
+    key = (context.run.id, stage)
+    target = _stage_targets.get(key)
+    if target is None:
+        if len(_stage_targets) >= 4096:
+            _stage_targets.clear()
+        target = _stage_targets[key] = context.definition.stage(stage).target
+    return target
+
+
+def _target_in_definition(context: RunContext, stage: str) -> Any:
+    try:
+        return _stage_target(context, stage)
+    except KeyError:
+        return None
+
 
 class CallFailure(Exception):
     """A stage call failed in a worker (after all its attempts).
@@ -157,10 +193,13 @@ async def _attempt_async(task: StageTask, fn: Callable[..., Any], args: Sequence
 def _target(task: StageTask) -> Callable[..., Any]:
     """``task``'s target, imported from the stage code sent with the run if there is
     some (workers on other hosts), else from the driver's folders."""
+    target = task.target
+    if isinstance(target, str) and target == _IN_DEFINITION:
+        target = _stage_target(task.context, task.stage)
     sources = task.context.extras.get("sources")
-    if sources is not None and isinstance(task.target, str):
-        return resolve_in(sources, task.target)
-    return resolve_target(task.target, task.search_paths)
+    if sources is not None and isinstance(target, str):
+        return resolve_in(sources, target)
+    return resolve_target(target, task.search_paths)
 
 
 def run_call(task: StageTask, kwargs: dict[str, Any], *args: Any) -> Any:
