@@ -261,3 +261,17 @@ def test_function_targets_travel_with_the_run_not_with_every_task() -> None:
 
     other = StageTask("b", lambda x: x, (), context)  # not the stage's own target: travels itself
     assert _target(pickle.loads(cloudpickle.dumps(other)))(7) == 7
+
+
+def test_a_large_run_context_travels_compressed_and_comes_back_whole() -> None:
+    from flowstage.core.context import ConfigView, RunContext, RunInfo
+    from flowstage.core.runs import now
+
+    stages = [{"name": "s0", "target": "teststages.basic.one"}] + [
+        {"name": f"s{i}", "target": "teststages.basic.double", "depends_on": [f"s{i - 1}"]} for i in range(1, 100)]
+    definition = load_workflow(wf(*stages))
+    run = RunInfo(uuid.uuid4().hex, definition.name, "api", now())
+    context = RunContext({"n": 1}, ConfigView({"k": "v"}, {}), "default", "ray", definition, run)
+    assert len(context.pickled()) < len(pickle.dumps(definition.model_dump(exclude_defaults=True))) / 2
+    restored = pickle.loads(pickle.dumps(context.for_stage("s5")))
+    assert restored.definition == definition and restored.stage == "s5" and restored.config["k"] == "v"

@@ -111,6 +111,10 @@ class RunContext:
             sources = extras.pop("sources", None)
             rest = cloudpickle.dumps((self.input, self.config, self.namespace, self.executor,
                                       _compact(self.definition), self.run, extras))
+            if len(rest) > COMPRESS_ABOVE:  # (the stage code is zipped already)
+                import zlib
+
+                rest = _ZLIB + zlib.compress(rest, 1)
             # Stage code sent with the run comes first: it is put in place before the
             # rest (which may refer to its modules) is unpickled.
             blob = cloudpickle.dumps((sources, rest))
@@ -129,6 +133,10 @@ class RunContext:
         return (_restore_context, (self.run.id, payload, self.stage, self.item_index))
 
 
+#: the run-wide part of a context is compressed above this size: it travels in every task
+COMPRESS_ABOVE = 1024
+_ZLIB = b"zlib:"
+
 _restored: dict[str, RunContext] = {}
 
 
@@ -145,6 +153,10 @@ def _restore_context(run_id: str, payload: Any, stage: str | None, item_index: i
         sources, rest = pickle.loads(blob)
         if sources is not None:
             _use_sources(sources)
+        if rest.startswith(_ZLIB):
+            import zlib
+
+            rest = zlib.decompress(rest[len(_ZLIB):])
         *fields, extras = pickle.loads(rest)
         fields[4] = _expand(fields[4])
         if sources is not None:
