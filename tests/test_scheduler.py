@@ -275,3 +275,25 @@ def test_a_large_run_context_travels_compressed_and_comes_back_whole() -> None:
     assert len(context.pickled()) < len(pickle.dumps(definition.model_dump(exclude_defaults=True))) / 2
     restored = pickle.loads(pickle.dumps(context.for_stage("s5")))
     assert restored.definition == definition and restored.stage == "s5" and restored.config["k"] == "v"
+
+
+def test_a_worker_rebuilds_the_workflow_only_when_a_stage_reads_it() -> None:
+    """Validating a large workflow costs more than a small call: a restored context keeps
+    it compact until ``definition`` is read, then every copy of it shares one model."""
+    from flowstage.core.calls import StageTask, _target
+    from flowstage.core.context import ConfigView, RunContext, RunInfo
+    from flowstage.core.runs import now
+
+    definition = load_workflow(wf({"name": "a", "target": lambda: 1},
+                                  {"name": "b", "target": "teststages.basic.double", "depends_on": ["a"]}))
+    run = RunInfo(uuid.uuid4().hex, definition.name, "api", now())
+    context = RunContext({}, ConfigView({}, {}), "default", "ray", definition, run)
+    import cloudpickle
+
+    task = pickle.loads(cloudpickle.dumps(StageTask("a", definition.stage("a").target, (), context)))
+    assert _target(task)() == 1
+    restored = task.context
+    assert restored.__dict__["_definition"].model is None  # the target came from the compact form
+    other = restored.for_stage("b")
+    assert other.definition.stage("b") == definition.stage("b")  # (the lambda is a copy)
+    assert restored.definition is other.definition

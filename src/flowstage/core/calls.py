@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from flowstage.core.context import RunContext, reset_run_context, set_run_context
+from flowstage.core.context import RunContext, reset_run_context, set_run_context, stage_target
 from flowstage.core.sources import resolve_in
 from flowstage.core.targets import resolve_target, signature_of
 
@@ -61,7 +61,7 @@ def _stage_target(context: RunContext, stage: str) -> Any:
     if target is None:
         if len(_stage_targets) >= 4096:
             _stage_targets.clear()
-        target = _stage_targets[key] = context.definition.stage(stage).target
+        target = _stage_targets[key] = stage_target(context, stage)
     return target
 
 

@@ -80,6 +80,37 @@ class RunInfo:
     started_at: datetime
 
 
+class _Definition:
+    """The ``definition`` field of :class:`RunContext`: a worker receives the workflow in
+    its compact form (a :class:`_Compacted`) and rebuilds the model only when a stage
+    reads it (validating a large workflow costs more than a small call)."""
+
+    def __get__(self, context: Any, owner: Any = None) -> Workflow:
+        if context is None:
+            raise AttributeError("definition")  # the dataclass field has no default
+        value = context.__dict__["_definition"]
+        return value.workflow() if isinstance(value, _Compacted) else value  # type: ignore[no-any-return]
+
+    def __set__(self, context: Any, value: Any) -> None:
+        context.__dict__["_definition"] = value
+
+
+class _Compacted:
+    """A workflow in its compact form, rebuilt once on first use (shared by the
+    per-stage copies of a restored context)."""
+
+    __slots__ = ("compact", "model")
+
+    def __init__(self, compact: Any) -> None:
+        self.compact = compact
+        self.model: Workflow | None = None
+
+    def workflow(self) -> Workflow:
+        if self.model is None:
+            self.model = _expand(self.compact)
+        return self.model
+
+
 @dataclass
 class RunContext:
     """Everything ``get_run_context()`` returns inside a stage."""
@@ -88,7 +119,7 @@ class RunContext:
     config: ConfigView
     namespace: str
     executor: str
-    definition: Workflow
+    definition: Workflow = _Definition()  # type: ignore[assignment]
     run: RunInfo
     stage: str | None = None
     item_index: int | None = None
@@ -97,7 +128,7 @@ class RunContext:
     def for_stage(self, stage: str, item_index: int | None = None) -> RunContext:
         """A copy of this context for one stage (and item) of the run."""
         return RunContext(
-            self.input, self.config, self.namespace, self.executor, self.definition,
+            self.input, self.config, self.namespace, self.executor, self.__dict__["_definition"],
             self.run, stage, item_index, self.extras,
         )
 
@@ -158,7 +189,7 @@ def _restore_context(run_id: str, payload: Any, stage: str | None, item_index: i
 
             rest = zlib.decompress(rest[len(_ZLIB):])
         *fields, extras = pickle.loads(rest)
-        fields[4] = _expand(fields[4])
+        fields[4] = _Compacted(fields[4])
         if sources is not None:
             extras["sources"] = sources
         base = RunContext(*fields, extras=extras)  # extras is not the 7th field (stage is)
@@ -181,6 +212,21 @@ def _compact(workflow: Workflow) -> Any:
     except Exception:  # noqa: BLE001 - changed after validation: send it as it is
         same = False
     return compact if same else workflow
+
+
+def stage_target(context: RunContext, stage: str) -> Any:
+    """The target of ``stage`` in ``context``'s workflow (read from the compact form
+    when the model has not been rebuilt).
+
+    :raises KeyError: the workflow has no such stage
+    """
+    value = context.__dict__["_definition"]
+    if isinstance(value, _Compacted) and value.model is None and isinstance(value.compact, tuple):
+        for entry in value.compact[0]["spec"]["stages"]:
+            if entry["name"] == stage:
+                return entry["target"]
+        raise KeyError(stage)
+    return context.definition.stage(stage).target
 
 
 def _expand(compact: Any) -> Workflow:
