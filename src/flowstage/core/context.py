@@ -107,11 +107,7 @@ class _Compacted:
 
     def workflow(self) -> Workflow:
         if self.model is None:
-            try:
-                self.model = _expand(self.compact)
-            except Exception as exc:
-                msg = f"the run's workflow does not validate in this worker (was it changed after loading?): {exc}"
-                raise FlowstageError(msg) from exc
+            self.model = _expand(self.compact)
         return self.model
 
 
@@ -209,33 +205,13 @@ def _restore_context(run_id: str, payload: Any, stage: str | None, item_index: i
 def _compact(workflow: Workflow) -> Any:
     """``workflow`` as the fields that differ from their defaults, with where it came
     from (a fifth of its pickled size: the context travels with every task); the model
-    itself if it would not come back equal (objects in ``options`` or ``metadata`` that
-    a dump changes)."""
+    itself if it would not come back equal (objects in ``options`` or ``metadata``)."""
     compact = (workflow.model_dump(exclude_defaults=True), workflow.source, workflow._label)
-    free_form = [workflow.metadata.annotations, workflow.metadata.labels,
-                 *(stage.options for stage in workflow.spec.stages)]
-    if all(_plain(value) for value in free_form):
-        return compact  # every other field is typed: it validates back to what it was
     try:
         same = _expand(compact) == workflow
     except Exception:  # noqa: BLE001 - changed after validation: send it as it is
         same = False
     return compact if same else workflow
-
-
-_PLAIN_TYPES = (str, int, float, bool, type(None))
-
-
-def _plain(value: Any) -> bool:
-    """Whether ``value`` is JSON-like data (a dump and validation leave it as it is)."""
-    kind = type(value)
-    if kind in _PLAIN_TYPES:
-        return True
-    if kind is dict:
-        return all(type(key) is str and _plain(item) for key, item in value.items())
-    if kind is list:
-        return all(_plain(item) for item in value)
-    return False
 
 
 def stage_target(context: RunContext, stage: str) -> Any:
