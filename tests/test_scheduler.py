@@ -257,10 +257,63 @@ def test_function_targets_travel_with_the_run_not_with_every_task() -> None:
     first, second = (pickle.loads(cloudpickle.dumps(StageTask("b", definition.stage("b").target, (), context)))
                      for _ in range(2))
     assert _target(first) is _target(second)
+    assert _target(first) is not definition.stage("b").target  # the worker's copy, sent with the run
     assert _target(first)(1) == 200_001
 
     other = StageTask("b", lambda x: x, (), context)  # not the stage's own target: travels itself
     assert _target(pickle.loads(cloudpickle.dumps(other)))(7) == 7
+
+
+def test_a_target_replaced_after_the_context_was_pickled_travels_itself() -> None:
+    import cloudpickle
+
+    from flowstage.core.calls import StageTask, _target
+    from flowstage.core.context import ConfigView, RunContext, RunInfo
+    from flowstage.core.runs import now
+
+    definition = load_workflow(wf({"name": "a", "target": lambda: "old"}))
+    run = RunInfo(uuid.uuid4().hex, definition.name, "api", now())
+    context = RunContext({}, ConfigView({}, {}), "default", "ray", definition, run)
+    context.pickled()
+    definition.stage("a").target = lambda: "new"
+    task = pickle.loads(cloudpickle.dumps(StageTask("a", definition.stage("a").target, (), context)))
+    assert _target(task)() == "new"
+
+
+def test_stage_tasks_keep_their_class_and_fields_when_pickled() -> None:
+    import cloudpickle
+
+    from flowstage.core.calls import StageTask
+    from flowstage.core.context import ConfigView, RunContext, RunInfo
+    from flowstage.core.runs import now
+
+    @dataclasses.dataclass
+    class SizedTask(StageTask):
+        size: int = 0
+
+    definition = load_workflow(wf({"name": "a", "target": "teststages.basic.one"}))
+    run = RunInfo(uuid.uuid4().hex, definition.name, "api", now())
+    context = RunContext({}, ConfigView({}, {}), "default", "ray", definition, run)
+    task = pickle.loads(cloudpickle.dumps(SizedTask("a", "teststages.basic.one", ("p",), context, retries=2, size=3)))
+    assert type(task).__name__ == "SizedTask" and task.size == 3 and task.retries == 2
+    assert task.search_paths == ("p",) and task.target == "teststages.basic.one"
+
+
+def _run_in_child() -> None:
+    assert run_workflow(wf({"name": "one", "target": "teststages.basic.one"}), executor="local") == 1
+
+
+def test_a_forked_child_runs_workflows_after_its_parent_did() -> None:
+    """The threads that start engines belong to the parent: a forked child needs its own."""
+    import multiprocessing
+
+    assert run_workflow(wf({"name": "one", "target": "teststages.basic.one"}), executor="local") == 1
+    child = multiprocessing.get_context("fork").Process(target=_run_in_child)
+    child.start()
+    child.join(60)
+    if child.exitcode is None:
+        child.kill()
+    assert child.exitcode == 0
 
 
 def test_a_large_run_context_travels_compressed_and_comes_back_whole() -> None:
@@ -292,6 +345,7 @@ def test_a_worker_rebuilds_the_workflow_only_when_a_stage_reads_it() -> None:
 
     task = pickle.loads(cloudpickle.dumps(StageTask("a", definition.stage("a").target, (), context)))
     assert _target(task)() == 1
+    assert _target(task) is not definition.stage("a").target  # the worker's copy
     restored = task.context
     assert restored.__dict__["_definition"].model is None  # the target came from the compact form
     other = restored.for_stage("b")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import functools
 import os
 import threading
 from collections.abc import Callable, Mapping
@@ -92,14 +94,30 @@ def resolve_workflow(workflow: Any, plugins: FlowstagePlugins) -> Any:
     return workflow
 
 
-#: threads for engine calls that block (starting, asking the cluster); they outlive a
-#: run, where ``asyncio.to_thread`` would start a pool on each run's loop and join it
-_engine_calls = ThreadPoolExecutor(max_workers=4, thread_name_prefix="flowstage-engine")
+class _EngineThreads:
+    """Threads for engine calls that block (starting, asking the cluster). They outlive
+    a run, where ``asyncio.to_thread`` would start a pool on each run's event loop and
+    join it at its end; a forked child starts a pool of its own."""
+
+    def __init__(self) -> None:
+        self.pool: ThreadPoolExecutor | None = None
+        self.lock = threading.Lock()
+        os.register_at_fork(after_in_child=self._forget)
+
+    def _forget(self) -> None:
+        self.pool, self.lock = None, threading.Lock()  # the parent's threads are not in the child
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        """``fn(*args)`` in one of the threads, with this task's context variables."""
+        with self.lock:
+            if self.pool is None:
+                self.pool = ThreadPoolExecutor(max_workers=32, thread_name_prefix="flowstage-engine")
+            pool = self.pool
+        call = functools.partial(contextvars.copy_context().run, fn, *args)
+        return await asyncio.get_running_loop().run_in_executor(pool, call)
 
 
-async def _off_loop(fn: Callable[..., T], *args: Any) -> T:
-    """``fn(*args)`` in one of the engine threads."""
-    return await asyncio.get_running_loop().run_in_executor(_engine_calls, fn, *args)
+_engine_threads = _EngineThreads()
 
 
 async def arun_workflow(workflow: Any, input: Mapping[str, Any] | None = None, *,
@@ -121,8 +139,8 @@ async def arun_workflow(workflow: Any, input: Mapping[str, Any] | None = None, *
     try:
         # Engines know their capacities once started; starting may take seconds (Ray).
         if not engine.started:
-            await _off_loop(engine.start)
-        problems = await _off_loop(engine.check_resources, workflow)
+            await _engine_threads.run(engine.start)
+        problems = await _engine_threads.run(engine.check_resources, workflow)
         if problems:
             raise WorkflowError([f"{workflow.label}: {p}" for p in problems], source=workflow.label)
     except BaseException:

@@ -39,37 +39,20 @@ class StageTask:
         # A function target travels once per run, inside the run context's workflow (a
         # function of a script is pickled by value, costing more than a small call):
         # each task names its stage instead, and the worker takes the target from there.
-        target = self.target
-        if not isinstance(target, str) and _target_in_definition(self.context, self.stage) is target:
-            target = _IN_DEFINITION
-        return (StageTask, (self.stage, target, self.search_paths, self.context, self.retries,
-                            self.retry_delay, self.timeout, self.allow_partial_failure))
+        state = dict(self.__dict__)
+        if not isinstance(self.target, str) and self.context.sent_target(self.stage) is self.target:
+            state["target"] = _IN_DEFINITION
+        return (_restore_task, (type(self), state))
 
 
 #: a pickled StageTask's target, when it is the stage's target in the run's workflow
 _IN_DEFINITION = ":in-definition:"
 
 
-#: (run id, stage) -> the stage's target in the run's workflow (a run's stages are many,
-#: and a lookup in the workflow is a scan of them)
-_stage_targets: dict[tuple[str, str], Any] = {}
-
-
-def _stage_target(context: RunContext, stage: str) -> Any:
-    key = (context.run.id, stage)
-    target = _stage_targets.get(key)
-    if target is None:
-        if len(_stage_targets) >= 4096:
-            _stage_targets.clear()
-        target = _stage_targets[key] = stage_target(context, stage)
-    return target
-
-
-def _target_in_definition(context: RunContext, stage: str) -> Any:
-    try:
-        return _stage_target(context, stage)
-    except KeyError:
-        return None
+def _restore_task(cls: type[StageTask], state: dict[str, Any]) -> StageTask:
+    task = cls.__new__(cls)
+    task.__dict__.update(state)
+    return task
 
 
 class CallFailure(Exception):
@@ -195,7 +178,7 @@ def _target(task: StageTask) -> Callable[..., Any]:
     some (workers on other hosts), else from the driver's folders."""
     target = task.target
     if isinstance(target, str) and target == _IN_DEFINITION:
-        target = _stage_target(task.context, task.stage)
+        target = stage_target(task.context, task.stage)
     sources = task.context.extras.get("sources")
     if sources is not None and isinstance(target, str):
         return resolve_in(sources, target)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextvars
 import copy
+import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -96,19 +97,35 @@ class _Definition:
 
 
 class _Compacted:
-    """A workflow in its compact form, rebuilt once on first use (shared by the
-    per-stage copies of a restored context)."""
+    """A workflow as it arrived in a worker: its compact form (see :func:`_compact`), the
+    model rebuilt once on first use, and its stages' targets. Shared by the per-stage
+    copies of a restored context, and forgotten with it."""
 
-    __slots__ = ("compact", "model")
+    __slots__ = ("compact", "model", "targets", "lock")
 
     def __init__(self, compact: Any) -> None:
         self.compact = compact
         self.model: Workflow | None = None
+        self.targets: dict[str, Any] | None = None
+        self.lock = threading.Lock()
 
     def workflow(self) -> Workflow:
-        if self.model is None:
-            self.model = _expand(self.compact)
-        return self.model
+        with self.lock:
+            if self.model is None:
+                self.model = _expand(self.compact)
+            return self.model
+
+    def target(self, stage: str) -> Any:
+        """The target of ``stage`` as it was sent (without rebuilding the model).
+
+        :raises KeyError: no such stage
+        """
+        if self.targets is None:
+            compact = self.compact
+            stages = ([(s.name, s.target) for s in compact.spec.stages] if not isinstance(compact, tuple)
+                      else [(s["name"], s["target"]) for s in compact[0]["spec"]["stages"]])
+            self.targets = dict(stages)
+        return self.targets[stage]
 
 
 @dataclass
@@ -140,9 +157,11 @@ class RunContext:
 
             extras = dict(self.extras)
             sources = extras.pop("sources", None)
+            definition = self.definition
+            targets = {stage.name: stage.target for stage in definition.spec.stages}
             rest = cloudpickle.dumps((self.input, self.config, self.namespace, self.executor,
-                                      _compact(self.definition), self.run, extras))
-            if len(rest) > COMPRESS_ABOVE:  # (the stage code is zipped already)
+                                      _compact(definition), self.run, extras))
+            if COMPRESS_ABOVE < len(rest) <= COMPRESS_BELOW:  # (the stage code is zipped already)
                 import zlib
 
                 rest = _ZLIB + zlib.compress(rest, 1)
@@ -150,7 +169,14 @@ class RunContext:
             # rest (which may refer to its modules) is unpickled.
             blob = cloudpickle.dumps((sources, rest))
             self.__dict__["_blob"] = blob
+            self.__dict__["_sent_targets"] = targets
         return blob
+
+    def sent_target(self, stage: str) -> Any:
+        """The target of ``stage`` in the workflow this context is pickled with (None
+        if it has no such stage): what a worker finds with :func:`stage_target`."""
+        self.pickled()
+        return self.__dict__["_sent_targets"].get(stage)
 
     def ship_with(self, share: Callable[[bytes], Any]) -> None:
         """Let tasks carry ``share(self.pickled())`` instead of the pickled context,
@@ -164,8 +190,9 @@ class RunContext:
         return (_restore_context, (self.run.id, payload, self.stage, self.item_index))
 
 
-#: the run-wide part of a context is compressed above this size: it travels in every task
-COMPRESS_ABOVE = 1024
+#: the run-wide part of a context is compressed between these sizes: it travels in every
+#: task (larger ones are shared once per run, see ``Executor.share``)
+COMPRESS_ABOVE, COMPRESS_BELOW = 1024, 100_000
 _ZLIB = b"zlib:"
 
 _restored: dict[str, RunContext] = {}
@@ -215,17 +242,14 @@ def _compact(workflow: Workflow) -> Any:
 
 
 def stage_target(context: RunContext, stage: str) -> Any:
-    """The target of ``stage`` in ``context``'s workflow (read from the compact form
-    when the model has not been rebuilt).
+    """The target of ``stage`` in ``context``'s workflow; in a worker, as it arrived with
+    the run (the model is not rebuilt for it).
 
     :raises KeyError: the workflow has no such stage
     """
     value = context.__dict__["_definition"]
-    if isinstance(value, _Compacted) and value.model is None and isinstance(value.compact, tuple):
-        for entry in value.compact[0]["spec"]["stages"]:
-            if entry["name"] == stage:
-                return entry["target"]
-        raise KeyError(stage)
+    if isinstance(value, _Compacted):
+        return value.target(stage)
     return context.definition.stage(stage).target
 
 
