@@ -351,3 +351,31 @@ def test_a_worker_rebuilds_the_workflow_only_when_a_stage_reads_it() -> None:
     other = restored.for_stage("b")
     assert other.definition.stage("b") == definition.stage("b")  # (the lambda is a copy)
     assert restored.definition is other.definition
+
+
+def test_inspected_functions_are_not_kept_alive() -> None:
+    """A function sent by value is a new object in every run of a worker: the signature
+    cache must not keep it (and what it captured) alive."""
+    import gc
+    import weakref
+
+    from flowstage.core.targets import signature_of
+
+    class Captured:
+        pass
+
+    captured = Captured()
+    alive = weakref.ref(captured)
+
+    def make() -> Any:
+        held = captured
+
+        def target(x: int) -> int:
+            return x + (held is not None)
+        return target
+
+    target = make()
+    assert signature_of(target).positional == ("x",)
+    del target, captured
+    gc.collect()
+    assert alive() is None

@@ -11,6 +11,7 @@ import inspect
 import sys
 import threading
 import typing
+import weakref
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -129,11 +130,14 @@ class Signature:
         return {k: v for k, v in values.items() if k in self.keyword and k not in skipped}
 
 
-_signatures: dict[Any, Signature] = {}
+#: weak: a function sent by value arrives as a new object in every run, and must not be
+#: kept alive (with what it captured) after its run
+_signatures: weakref.WeakKeyDictionary[Any, Signature] = weakref.WeakKeyDictionary()
 
 
 def signature_of(fn: Callable[..., Any]) -> Signature:
-    """Inspect ``fn`` (cached); callables without a readable signature accept anything."""
+    """Inspect ``fn`` (cached while it lives); callables without a readable signature
+    accept anything."""
     try:
         return _signatures[fn]
     except (KeyError, TypeError):
@@ -141,7 +145,7 @@ def signature_of(fn: Callable[..., Any]) -> Signature:
     found = _inspect(fn)
     try:
         _signatures[fn] = found
-    except TypeError:  # unhashable callable objects are inspected each time
+    except TypeError:  # callables that cannot be weakly referenced are inspected each time
         pass
     return found
 
