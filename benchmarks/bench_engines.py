@@ -3,7 +3,8 @@
 Run: ``python benchmarks/bench_engines.py [--repeat N] [--workers N]``
 
 Workloads (each timed end to end from the driver, median of ``--repeat`` runs after a
-warm-up run; raw and flowstage runs alternate, so both see the same machine noise):
+warm-up run; raw and flowstage runs come in pairs, and the ratio reported is the median
+of the pairs' ratios, so that drift of the machine's speed between pairs cancels out):
 
 - ``map 1,000`` / ``map 10,000``: a trivial function over 1,000 / 10,000 integers
   (raw: ``client.map`` + ``client.gather``; ``ray.remote`` + ``ray.get``)
@@ -58,20 +59,28 @@ def chain_workflow(length: int) -> dict[str, Any]:
     return {"metadata": {"name": f"bench_chain_{length}"}, "spec": {"stages": stages}}
 
 
-def timed_pair(raw: Callable[[], Any], ours: Callable[[], Any], repeat: int, expected: Any) -> tuple[float, float]:
-    """Median seconds of ``raw`` and of ``ours`` over ``repeat`` alternating runs (after
-    one warm-up run each), so that both sides see the same machine noise."""
+def timed_pair(raw: Callable[[], Any], ours: Callable[[], Any], repeat: int,
+               expected: Any) -> tuple[float, float, float]:
+    """Median seconds of ``raw`` and of ``ours`` over ``repeat`` pairs of runs (after one
+    warm-up run each), and the median of the pairs' ratios ``ours / raw``.
+
+    The two runs of a pair follow each other, in alternating order, so both see the same
+    machine: the ratio of a pair is not moved by the machine getting slower or faster
+    between pairs (shared machines drift by tens of percent within minutes).
+    """
     for fn in (raw, ours):
         got = fn()
         if got != expected:
             raise AssertionError(f"wrong result: {str(got)[:200]} != {str(expected)[:200]}")
     times: tuple[list[float], list[float]] = ([], [])
-    for _ in range(repeat):
-        for fn, bucket in zip((raw, ours), times):
+    for pair in range(repeat):
+        order = ((raw, times[0]), (ours, times[1]))
+        for fn, bucket in order if pair % 2 == 0 else order[::-1]:
             began = time.perf_counter()
             fn()
             bucket.append(time.perf_counter() - began)
-    return statistics.median(times[0]), statistics.median(times[1])
+    ratio = statistics.median(o / r for r, o in zip(*times))
+    return statistics.median(times[0]), statistics.median(times[1]), ratio
 
 
 def workloads() -> list[tuple[str, str, Any, Any]]:
@@ -128,14 +137,15 @@ def ray_runner(ray: Any, kind: str, arg: Any) -> Callable[[], Any]:
     return chain
 
 
-def bench_engine(name: str, spec: dict[str, Any], repeat: int) -> tuple[float, dict[str, tuple[float, float]]]:
+def bench_engine(name: str, spec: dict[str, Any],
+                 repeat: int) -> tuple[float, dict[str, tuple[float, float, float]]]:
     from flowstage import create_executor
 
     began = time.perf_counter()
     executor = create_executor(spec)
     executor.start()
     startup = time.perf_counter() - began
-    results: dict[str, tuple[float, float]] = {}
+    results: dict[str, tuple[float, float, float]] = {}
     try:
         if name == "dask":
             raw_client: Any = executor._client  # the same cluster, driven directly
@@ -145,9 +155,10 @@ def bench_engine(name: str, spec: dict[str, Any], repeat: int) -> tuple[float, d
 
             make_raw = lambda kind, arg: ray_runner(ray, kind, arg)
         for label, kind, arg, expected in workloads():
-            raw, ours = timed_pair(make_raw(kind, arg), flowstage_runner(executor, kind, arg), repeat, expected)
-            results[label] = (raw, ours)
-            print(f"  {name:5} {label:16} raw {raw:7.3f}s  flowstage {ours:7.3f}s  ({ours / raw:.2f}x)",
+            raw, ours, ratio = timed_pair(make_raw(kind, arg), flowstage_runner(executor, kind, arg), repeat,
+                                          expected)
+            results[label] = (raw, ours, ratio)
+            print(f"  {name:5} {label:16} raw {raw:7.3f}s  flowstage {ours:7.3f}s  ({ratio:.2f}x)",
                   file=sys.stderr, flush=True)
     finally:
         executor.close()
@@ -163,20 +174,21 @@ def main() -> None:
     os.environ.setdefault("FLOWSTAGE_HOME", os.path.join(os.path.expanduser("~"), ".flowstage-bench"))
 
     specs = {"dask": {"name": "dask", "n_workers": args.workers}, "ray": {"name": "ray", "num_cpus": args.workers}}
-    table: dict[str, tuple[float, dict[str, tuple[float, float]]]] = {}
+    table: dict[str, tuple[float, dict[str, tuple[float, float, float]]]] = {}
     for name in args.engines.split(","):
         table[name] = bench_engine(name, specs[name], args.repeat)
 
     engines = list(table)
-    print(f"\n{os.cpu_count()} cores, {args.workers} workers, median of {args.repeat} runs\n")
+    print(f"\n{os.cpu_count()} cores, {args.workers} workers, median of {args.repeat} runs "
+          "(ratio: the median of the pairs' ratios)\n")
     header = "| workload | " + " | ".join(f"raw {e} | flowstage {e} | ratio" for e in engines) + " |"
     print(header)
     print("|" + "---|" * (1 + 3 * len(engines)))
     for label, *_ in workloads():
         cells = []
         for e in engines:
-            raw, ours = table[e][1][label]
-            cells.append(f"{raw:.3f}s | {ours:.3f}s | {ours / raw:.2f}x")
+            raw, ours, ratio = table[e][1][label]
+            cells.append(f"{raw:.3f}s | {ours:.3f}s | {ratio:.2f}x")
         print(f"| {label} | " + " | ".join(cells) + " |")
     print("\nengine start-up (create_executor + start): "
           + ", ".join(f"{e} {table[e][0]:.1f}s" for e in engines))
