@@ -264,6 +264,21 @@ def test_function_targets_travel_with_the_run_not_with_every_task() -> None:
     assert _target(pickle.loads(cloudpickle.dumps(other)))(7) == 7
 
 
+def test_a_task_sent_on_from_a_worker_finds_its_target() -> None:
+    import cloudpickle
+
+    from flowstage.core.calls import StageTask, _target
+    from flowstage.core.context import ConfigView, RunContext, RunInfo
+    from flowstage.core.runs import now
+
+    definition = load_workflow(wf({"name": "a", "target": lambda: 5}))
+    run = RunInfo(uuid.uuid4().hex, definition.name, "api", now())
+    context = RunContext({}, ConfigView({}, {}), "default", "ray", definition, run)
+    restored = pickle.loads(cloudpickle.dumps(context))  # as a worker has it
+    task = StageTask("a", restored.definition.stage("a").target, (), restored)
+    assert _target(pickle.loads(cloudpickle.dumps(task)))() == 5
+
+
 def test_a_target_replaced_after_the_context_was_pickled_travels_itself() -> None:
     import cloudpickle
 

@@ -176,7 +176,13 @@ class RunContext:
         """The target of ``stage`` in the workflow this context is pickled with (None
         if it has no such stage): what a worker finds with :func:`stage_target`."""
         self.pickled()
-        return self.__dict__["_sent_targets"].get(stage)
+        sent = self.__dict__.get("_sent_targets")
+        if sent is not None:
+            return sent.get(stage)
+        try:  # a restored context travels on with the pickle it arrived with
+            return stage_target(self, stage)
+        except KeyError:
+            return None
 
     def ship_with(self, share: Callable[[bytes], Any]) -> None:
         """Let tasks carry ``share(self.pickled())`` instead of the pickled context,
