@@ -205,12 +205,17 @@ class LocalExecutor(Executor):
         memory, self._memory = self._memory, None
         if isinstance(pool, concurrent.futures.ProcessPoolExecutor):
             processes = list((getattr(pool, "_processes", None) or {}).values())
+            manager = getattr(pool, "_executor_manager_thread", None)
             pool.shutdown(wait=False, cancel_futures=True)
             for process in processes:  # stop calls that were abandoned (timeouts, failures)
                 if process.is_alive():
                     process.terminate()
             for process in processes:
                 process.join(timeout=5)
+            # The pool's manager thread closes its wake-up pipe as it ends; the interpreter's
+            # exit hook writes to that pipe, and a race between the two printed EBADF tracebacks.
+            if manager is not None:
+                manager.join(timeout=5)
         elif pool is not None:
             pool.shutdown()
         if memory is not None:  # after the workers, which may still be writing to it
