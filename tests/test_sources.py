@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import time
 import zipfile
 from pathlib import Path
 
@@ -77,3 +78,62 @@ def test_code_folder_is_private_and_refused_if_others_may_write(tmp_path: Path):
     root.chmod(0o777)
     with pytest.raises(PermissionError, match="others may write"):
         sources._code_root(tmp_path)
+
+
+@pytest.fixture
+def code_host(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """This process as a worker host whose temporary folder is ``tmp_path``; the code
+    bundle it used before (if any) is active again afterwards."""
+    import sys
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    saved_active, saved_path = sources._active, list(sys.path)
+    yield sources._code_root(tmp_path)
+    sources._active = saved_active
+    sys.path[:] = saved_path
+
+
+def _bundle(tmp_path: Path, name: str, text: str) -> sources.SourceBundle:
+    flow = tmp_path / name
+    flow.mkdir()
+    (flow / f"{name}.py").write_text(text)
+    bundle = pack_sources(str(flow), str(tmp_path / "home"))
+    assert bundle is not None
+    return bundle
+
+
+def test_code_versions_unused_for_days_are_removed_when_a_new_one_arrives(tmp_path: Path, code_host: Path):
+    def days_ago(days: float) -> float:
+        return time.time() - days * 86400
+
+    old, recent, partial = code_host / "a", code_host / "b", code_host / "c.123.456.part"
+    for folder, age in ((old, 8), (recent, 6), (partial, 8)):
+        (folder / "pkg").mkdir(parents=True)
+        (folder / "pkg" / "mod.py").write_text("")
+        os.utime(folder, (days_ago(age), days_ago(age)))
+    bundle = _bundle(tmp_path, "stages_v1", "X = 1\n")
+    sources.use_sources(bundle)
+    assert sorted(p.name for p in code_host.iterdir()) == sorted([bundle.digest, "b"])
+    # The version in use is marked as used, so other processes do not remove it.
+    assert (code_host / bundle.digest).stat().st_mtime > days_ago(1)
+
+
+def test_a_process_marks_its_code_as_used_and_unpacks_it_again_if_it_was_removed(
+        tmp_path: Path, code_host: Path, monkeypatch: pytest.MonkeyPatch):
+    import shutil
+
+    bundle = _bundle(tmp_path, "stages_v2", "X = 2\n")
+    sources.use_sources(bundle)
+    folder = code_host / bundle.digest
+    week_ago = time.time() - 7 * 86400
+    os.utime(folder, (week_ago, week_ago))
+    sources.use_sources(bundle)  # marked at most once per MARK_USED_SECONDS
+    assert folder.stat().st_mtime == pytest.approx(week_ago)
+    monkeypatch.setattr(sources, "MARK_USED_SECONDS", 0.0)
+    sources.use_sources(bundle)
+    sources.use_sources(bundle)
+    assert folder.stat().st_mtime > week_ago + 86400
+    shutil.rmtree(folder)  # removed by another host process all the same
+    sources.use_sources(bundle)
+    assert (folder / "stages_v2.py").read_text() == "X = 2\n"

@@ -7,16 +7,19 @@ run context); each worker host unpacks it once into a private folder of its temp
 folder (``flowstage-code-<uid>/<digest>``), and each worker process puts that folder first
 on ``sys.path``. When a run brings other code than the last one (changed, or another
 workflow's), modules of the same names imported before are forgotten, so the run's own
-code is what runs.
+code is what runs. Versions no process of the host has used for ``UNUSED_DAYS`` are
+removed when a new one arrives.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import io
 import os
 import sys
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -105,10 +108,16 @@ def _too_much(origins: list[str], what: str) -> str:
 # --- in the workers ------------------------------------------------------------------
 
 _lock = threading.RLock()
-#: the bundle whose folder is on sys.path in this process, and that folder
-_active: tuple[SourceBundle, str] | None = None
+#: the bundle whose folder is on sys.path in this process, that folder, and when this
+#: process last marked the folder as used (``time.monotonic()``)
+_active: tuple[SourceBundle, str, float] | None = None
 #: targets resolved from each bundle: (digest, target) -> callable
 _targets: dict[tuple[str, str], Callable[..., Any]] = {}
+
+#: a host's code versions unused for this long are removed when another one arrives
+UNUSED_DAYS = 7
+#: a process using a version marks it as used (its folder's mtime) this often
+MARK_USED_SECONDS = 3600.0
 
 
 def use_sources(bundle: SourceBundle) -> None:
@@ -116,18 +125,25 @@ def use_sources(bundle: SourceBundle) -> None:
     (in place of an earlier bundle's), and modules of its names forgotten if they came
     from an earlier bundle or from the driver's folders (same host)."""
     global _active
-    if _active is not None and _active[0].digest == bundle.digest:
+    active = _active
+    if active is not None and active[0].digest == bundle.digest and time.monotonic() - active[2] < MARK_USED_SECONDS:
         return
     with _lock:
-        if _active is not None and _active[0].digest == bundle.digest:
-            return
-        path = _unpack(bundle)
-        if _active is not None and _active[1] in sys.path:
-            sys.path.remove(_active[1])
-        sys.path.insert(0, path)
-        _forget_modules(bundle, path)
-        importlib.invalidate_caches()
-        _active = (bundle, path)
+        active = _active
+        if active is not None and active[0].digest == bundle.digest:
+            if time.monotonic() - active[2] < MARK_USED_SECONDS:
+                return
+            path = _unpack(bundle)  # the same folder, unpacked again if it was removed anyway
+        else:
+            path = _unpack(bundle)
+            if active is not None and active[1] in sys.path:
+                sys.path.remove(active[1])
+            sys.path.insert(0, path)
+            _forget_modules(bundle, path)
+            importlib.invalidate_caches()
+        with contextlib.suppress(OSError):
+            os.utime(path)  # in use: not removed as unused while this process may import from it
+        _active = (bundle, path, time.monotonic())
 
 
 def resolve_in(bundle: SourceBundle, target: str) -> Callable[..., Any]:
@@ -164,7 +180,20 @@ def _unpack(bundle: SourceBundle) -> str:
             os.rename(partial, path)
         except OSError:  # another process got there first: its copy is the same
             shutil.rmtree(partial, ignore_errors=True)
+        _remove_unused(root, keep=path)
     return str(path)
+
+
+def _remove_unused(root: Path, keep: Path) -> None:
+    """Remove the code versions (and abandoned partial unpackings) in ``root`` that no
+    process has marked as used for ``UNUSED_DAYS``."""
+    import shutil
+
+    cutoff = time.time() - UNUSED_DAYS * 86400
+    for entry in root.iterdir():
+        with contextlib.suppress(OSError):  # another worker may be removing it too
+            if entry != keep and entry.is_dir() and not entry.is_symlink() and entry.stat().st_mtime < cutoff:
+                shutil.rmtree(entry)
 
 
 def _code_root(temp: Path) -> Path:
