@@ -394,3 +394,29 @@ def test_inspected_functions_are_not_kept_alive() -> None:
     del target, captured
     gc.collect()
     assert alive() is None
+
+
+def test_a_worker_keeps_restored_contexts_within_a_byte_budget(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each run's context is unpickled once per worker and kept for its next tasks, but
+    contexts carrying much (a large input, sent stage code) do not pile up."""
+    from flowstage.core import context as contexts
+    from flowstage.core.context import ConfigView, RunContext, RunInfo
+    from flowstage.core.runs import now
+
+    monkeypatch.setattr(contexts, "KEEP_RESTORED_BYTES", 1_000_000)
+    definition = load_workflow(wf({"name": "a", "target": "teststages.basic.one"}))
+
+    def sent(size: int) -> RunContext:
+        run = RunInfo(uuid.uuid4().hex, definition.name, "api", now())
+        return RunContext({"blob": "x" * size}, ConfigView({}, {}), "default", "ray", definition, run)
+
+    def restore(context: RunContext) -> RunContext:  # what a task of the run gets in a worker
+        return pickle.loads(pickle.dumps(context))
+
+    small, large, third, fourth = sent(1_000), sent(400_000), sent(400_000), sent(400_000)
+    copies = [restore(context) for context in (small, large, third)]
+    assert [restore(context) for context in (small, large, third)] == copies
+    assert all(restore(c) is copy for c, copy in zip((small, large, third), copies))  # 0.8 MB: all kept
+    restore(fourth)  # 1.2 MB: the oldest are forgotten until it fits
+    assert restore(third) is copies[2]
+    assert restore(large) is not copies[1] and restore(large).input == large.input

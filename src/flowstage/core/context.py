@@ -201,7 +201,11 @@ class RunContext:
 COMPRESS_ABOVE, COMPRESS_BELOW = 1024, 100_000
 _ZLIB = b"zlib:"
 
+#: contexts restored in this process (a run's tasks share one), oldest first
 _restored: dict[str, RunContext] = {}
+#: at most this many restored contexts are kept, holding at most this many pickled bytes
+#: (the stage code sent with a run counts: up to 20 MB each)
+KEEP_RESTORED, KEEP_RESTORED_BYTES = 16, 64 * 1024 * 1024
 
 
 def _restore_context(run_id: str, payload: Any, stage: str | None, item_index: int | None) -> RunContext:
@@ -227,12 +231,20 @@ def _restore_context(run_id: str, payload: Any, stage: str | None, item_index: i
             extras["sources"] = sources
         base = RunContext(*fields, extras=extras)  # extras is not the 7th field (stage is)
         base.__dict__["_blob"] = blob
-        if len(_restored) >= 16:
-            _restored.pop(next(iter(_restored)))
-        _restored[run_id] = base
+        _keep_restored(run_id, base, len(blob))
     elif "sources" in base.extras:
         _use_sources(base.extras["sources"])  # before the task's arguments are unpickled
     return base if stage is None and item_index is None else base.for_stage(stage, item_index)  # type: ignore[arg-type]
+
+
+def _keep_restored(run_id: str, context: RunContext, size: int) -> None:
+    """Keep ``context`` for the next tasks of its run, forgetting the oldest contexts
+    beyond ``KEEP_RESTORED`` or ``KEEP_RESTORED_BYTES`` (a task of a forgotten run
+    unpickles its context again)."""
+    held = sum(len(c.__dict__["_blob"]) for c in _restored.values())
+    while _restored and (len(_restored) >= KEEP_RESTORED or held + size > KEEP_RESTORED_BYTES):
+        held -= len(_restored.pop(next(iter(_restored))).__dict__["_blob"])
+    _restored[run_id] = context
 
 
 def _compact(workflow: Workflow) -> Any:
