@@ -44,6 +44,14 @@ class StageTask:
             state["target"] = _IN_DEFINITION
         return (_restore_task, (type(self), state))
 
+    def pickles_plainly(self) -> bool:
+        """Whether the standard pickler sends this task as well as cloudpickle would:
+        nothing in it travels by value (its target is a name, or travels with the run
+        context) and its context travels inside it (not shared apart)."""
+        return (type(self) is StageTask and type(self.context) is RunContext
+                and self.context.pickles_plainly()
+                and (isinstance(self.target, str) or self.context.sent_target(self.stage) is self.target))
+
 
 #: a pickled StageTask's target, when it is the stage's target in the run's workflow
 _IN_DEFINITION = ":in-definition:"

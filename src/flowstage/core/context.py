@@ -184,6 +184,11 @@ class RunContext:
         except KeyError:
             return None
 
+    def pickles_plainly(self) -> bool:
+        """Whether pickling this context gives only names of flowstage's functions and
+        plain data (the run-wide part as bytes, not an engine's stand-in for them)."""
+        return self.__dict__.get("_shipped") is None
+
     def ship_with(self, share: Callable[[bytes], Any]) -> None:
         """Let tasks carry ``share(self.pickled())`` instead of the pickled context,
         unless that is None (see ``Executor.share``)."""
