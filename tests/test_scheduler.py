@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import pickle
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -417,6 +418,45 @@ def test_a_worker_keeps_restored_contexts_within_a_byte_budget(monkeypatch: pyte
     copies = [restore(context) for context in (small, large, third)]
     assert [restore(context) for context in (small, large, third)] == copies
     assert all(restore(c) is copy for c, copy in zip((small, large, third), copies))  # 0.8 MB: all kept
-    restore(fourth)  # 1.2 MB: the oldest are forgotten until it fits
-    assert restore(third) is copies[2]
-    assert restore(large) is not copies[1] and restore(large).input == large.input
+    assert restore(large) is copies[1]  # used again: now the most recent
+    restore(fourth)  # 1.2 MB: the least recently used are forgotten until it fits
+    assert restore(large) is copies[1]
+    assert restore(third) is not copies[2] and restore(third).input == third.input
+
+
+def test_threads_of_a_worker_restore_contexts_of_many_runs_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tasks of several runs start on the threads of one worker (Dask): the contexts they
+    restore are kept and forgotten without losing count."""
+    import threading
+
+    from flowstage.core import context as contexts
+    from flowstage.core.context import ConfigView, RunContext, RunInfo
+    from flowstage.core.runs import now
+
+    monkeypatch.setattr(contexts, "KEEP_RESTORED", 12)
+    interval = sys.getswitchinterval()
+    definition = load_workflow(wf({"name": "a", "target": "teststages.basic.one"}))
+    sent = [pickle.dumps(RunContext({"i": i}, ConfigView({}, {}), "default", "ray", definition,
+                                    RunInfo(uuid.uuid4().hex, definition.name, "api", now()))) for i in range(40)]
+    errors: list[BaseException] = []
+
+    def worker_thread(k: int) -> None:
+        try:
+            for j in range(2000):
+                assert pickle.loads(sent[(j * 7 + k) % 40]).input["i"] == (j * 7 + k) % 40
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker_thread, args=(k,)) for k in range(6)]
+    sys.setswitchinterval(1e-6)  # the threads take turns often, as on a busy worker
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        sys.setswitchinterval(interval)
+    assert errors == []
+    kept = list(contexts._restored.values())
+    assert len(kept) <= 12
+    assert contexts._restored_bytes == sum(len(c.__dict__["_blob"]) for c in kept)

@@ -206,9 +206,13 @@ class RunContext:
 COMPRESS_ABOVE, COMPRESS_BELOW = 1024, 100_000
 _ZLIB = b"zlib:"
 
-#: contexts restored in this process (a run's tasks share one), oldest first
+#: contexts restored in this process (a run's tasks share one), least recently used first
 _restored: dict[str, RunContext] = {}
-#: at most this many restored contexts are kept, holding at most this many pickled bytes
+#: the pickled bytes of the contexts in ``_restored``
+_restored_bytes = 0
+#: taken to change ``_restored`` (tasks of several runs start on threads of one worker)
+_restored_lock = threading.Lock()
+#: at most this many restored contexts are kept, of at most this many pickled bytes in all
 #: (the stage code sent with a run counts: up to 20 MB each)
 KEEP_RESTORED, KEEP_RESTORED_BYTES = 16, 64 * 1024 * 1024
 
@@ -236,20 +240,31 @@ def _restore_context(run_id: str, payload: Any, stage: str | None, item_index: i
             extras["sources"] = sources
         base = RunContext(*fields, extras=extras)  # extras is not the 7th field (stage is)
         base.__dict__["_blob"] = blob
-        _keep_restored(run_id, base, len(blob))
-    elif "sources" in base.extras:
-        _use_sources(base.extras["sources"])  # before the task's arguments are unpickled
+        base = _keep_restored(run_id, base)
+    else:
+        _keep_restored(run_id, base)  # used again: the most recent now
+        if "sources" in base.extras:
+            _use_sources(base.extras["sources"])  # before the task's arguments are unpickled
     return base if stage is None and item_index is None else base.for_stage(stage, item_index)  # type: ignore[arg-type]
 
 
-def _keep_restored(run_id: str, context: RunContext, size: int) -> None:
-    """Keep ``context`` for the next tasks of its run, forgetting the oldest contexts
-    beyond ``KEEP_RESTORED`` or ``KEEP_RESTORED_BYTES`` (a task of a forgotten run
-    unpickles its context again)."""
-    held = sum(len(c.__dict__["_blob"]) for c in _restored.values())
-    while _restored and (len(_restored) >= KEEP_RESTORED or held + size > KEEP_RESTORED_BYTES):
-        held -= len(_restored.pop(next(iter(_restored))).__dict__["_blob"])
-    _restored[run_id] = context
+def _keep_restored(run_id: str, context: RunContext) -> RunContext:
+    """Keep ``context`` as the most recently used of ``_restored``, forgetting the least
+    recently used beyond ``KEEP_RESTORED`` or ``KEEP_RESTORED_BYTES`` (a later task of
+    a forgotten run unpickles its context again); the context kept for ``run_id`` (one
+    that another thread restored first)."""
+    global _restored_bytes
+    with _restored_lock:
+        kept = _restored.pop(run_id, None)
+        if kept is not None:
+            context = kept
+        else:
+            size = len(context.__dict__["_blob"])
+            while _restored and (len(_restored) >= KEEP_RESTORED or _restored_bytes + size > KEEP_RESTORED_BYTES):
+                _restored_bytes -= len(_restored.pop(next(iter(_restored))).__dict__["_blob"])
+            _restored_bytes += size
+        _restored[run_id] = context
+        return context
 
 
 def _compact(workflow: Workflow) -> Any:
