@@ -133,17 +133,28 @@ def use_sources(bundle: SourceBundle) -> None:
         if active is not None and active[0].digest == bundle.digest:
             if time.monotonic() - active[2] < MARK_USED_SECONDS:
                 return
-            path = _unpack(bundle)  # the same folder, unpacked again if it was removed anyway
+            path = _unpack_in_use(bundle)  # the same folder, unpacked again if it was removed
         else:
-            path = _unpack(bundle)
+            path = _unpack_in_use(bundle)
             if active is not None and active[1] in sys.path:
                 sys.path.remove(active[1])
             sys.path.insert(0, path)
             _forget_modules(bundle, path)
-            importlib.invalidate_caches()
-        with contextlib.suppress(OSError):
-            os.utime(path)  # in use: not removed as unused while this process may import from it
+        importlib.invalidate_caches()
         _active = (bundle, path, time.monotonic())
+
+
+def _unpack_in_use(bundle: SourceBundle) -> str:
+    """``bundle``'s folder, marked as used (its mtime), so that other processes of the
+    host do not remove it as unused; unpacked again if one did just before the mark."""
+    for _ in range(3):
+        path = _unpack(bundle)
+        try:
+            os.utime(path)
+            return path
+        except FileNotFoundError:
+            continue
+    raise FileNotFoundError(f"the stage code sent with the run keeps disappearing from {path}")
 
 
 def resolve_in(bundle: SourceBundle, target: str) -> Callable[..., Any]:
@@ -193,7 +204,13 @@ def _remove_unused(root: Path, keep: Path) -> None:
     for entry in root.iterdir():
         with contextlib.suppress(OSError):  # another worker may be removing it too
             if entry != keep and entry.is_dir() and not entry.is_symlink() and entry.stat().st_mtime < cutoff:
-                shutil.rmtree(entry)
+                # Moved aside first: a process about to use it unpacks it again whole.
+                trash = root / f"{entry.name}.{os.getpid()}.{threading.get_ident()}.trash"
+                os.rename(entry, trash)
+                if trash.stat().st_mtime >= cutoff:  # marked as used meanwhile: put it back
+                    os.rename(trash, entry)
+                    continue
+                shutil.rmtree(trash)
 
 
 def _code_root(temp: Path) -> Path:
