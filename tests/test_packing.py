@@ -3,6 +3,7 @@ process is the call that was packed, whichever pickler packed it."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import types
@@ -16,6 +17,7 @@ from flowstage.core.calls import StageTask, run_call
 from flowstage.core.context import ConfigView, RunContext, RunInfo
 from flowstage.core.loading import load_workflow
 from flowstage.core.runs import now
+from flowstage.executors import packing
 from flowstage.executors.packing import pack_call, unpack_call
 
 TESTS = Path(__file__).parent
@@ -49,13 +51,18 @@ def in_fresh_process(packed: bytes, engine_values: list[Any], tmp_path: Path, sh
             f"fn, args = unpack_call(open(sys.argv[1], 'rb').read(), tuple({engine_values!r}))\n"
             f"print({show})\n")
     done = subprocess.run([sys.executable, "-c", code, str(tmp_path / "call.bin")], capture_output=True,
-                          text=True, timeout=60, cwd=tmp_path, env={"PYTHONPATH": str(TESTS), "PATH": ""},
+                          text=True, timeout=60, cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(TESTS)},
                           check=False)
     assert done.returncode == 0, done.stderr
     return done.stdout.strip()
 
 
-def test_a_chain_stage_call_arrives_whole(tmp_path: Path) -> None:
+def test_a_chain_stage_call_arrives_whole(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    class NotNeeded(packing._CallPickler):
+        def __init__(self, *args: Any) -> None:
+            raise AssertionError("built-in data and a stage task need no cloudpickle")
+
+    monkeypatch.setattr(packing, "_CallPickler", NotNeeded)
     task = task_of("s", "teststages.basic.double")
     packed, engine_values = pack_call(run_call, (task, {}, Handle(21)), handle_value, ("ray",))
     assert engine_values == [21]
