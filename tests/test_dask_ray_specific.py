@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from conftest import _engine
 
 from flowstage import (
@@ -413,6 +414,52 @@ def test_external_dask_cluster_gets_the_stage_code(dask_cluster: str, app_home: 
         assert first["xs"] == [1, 2]  # items of a class from the sent code unpickle on the worker
         stage_code_project(tmp_path / "flow", app_home, version=2)
         assert run_workflow(str(path), executor=ex)["version"] == 2
+
+
+def test_a_dask_worker_gets_the_stage_code_before_upstream_values(app_home: Path, tmp_path: Path):
+    """Two workers, a stage pinned to each: the second receives instances of a class from
+    the sent code before it ran any task of the run (it hung, unable to unpickle them)."""
+    needs("dask")
+    port = free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    log = (tmp_path / "cluster.log").open("w")
+    processes = [subprocess.Popen([str(BIN / "dask"), "scheduler", "--host", "127.0.0.1", "--port", str(port),
+                                   "--no-dashboard"], stdout=log, stderr=subprocess.STDOUT, cwd="/")]
+    processes += [subprocess.Popen([str(BIN / "dask"), "worker", address, "--host", "127.0.0.1", "--nthreads", "1",
+                                    "--no-dashboard", "--resources", label], stdout=log, stderr=subprocess.STDOUT,
+                                   cwd="/") for label in ("first=1", "second=1")]
+    flow = tmp_path / "flow"
+    flow.mkdir()
+    (flow / "pinned_points.py").write_text(textwrap.dedent("""\
+        import dataclasses
+
+
+        @dataclasses.dataclass
+        class Point:
+            x: int
+
+
+        def points():
+            return [Point(1), Point(2)]
+
+
+        def xs(points):
+            return [point.x for point in points]
+        """))
+    path = flow / "pinned.yaml"
+    path.write_text(yaml.safe_dump(workflow(
+        "pinned", stage("points", "pinned_points.points", resources={"first": 1}),
+        stage("xs", "pinned_points.xs", "points", resources={"second": 1}, timeout=60))))
+    try:
+        import distributed
+
+        with distributed.Client(address, timeout=20, set_as_default=False) as client:
+            client.wait_for_workers(2, timeout=20)
+        assert run_workflow(str(path), executor={"name": "dask", "address": address}) == [1, 2]
+    finally:
+        for process in processes[::-1]:
+            _stop(process)
+        log.close()
 
 
 def _run_driver(code: str, env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess[str]:

@@ -163,8 +163,10 @@ async def arun_workflow(workflow: Any, input: Mapping[str, Any] | None = None, *
         context.extras["cluster_memory"] = engine.cluster_memory()
         context.extras["object_store"] = object_store_settings()  # the driver's artifact location
         if engine.uploads_code:
-            context.extras["sources"] = pack_sources(
-                str(Path(workflow.source).parent) if workflow.source else None, home)
+            sources = pack_sources(str(Path(workflow.source).parent) if workflow.source else None, home)
+            if sources is not None:
+                await _engine_threads.run(engine.install_code, sources)
+            context.extras["sources"] = sources
         run.state = "running"
         run.started_at = now()
         if recorder:

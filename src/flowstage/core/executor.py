@@ -18,6 +18,7 @@ from flowstage.core.errors import ExecutorError
 
 if TYPE_CHECKING:
     from flowstage.core.models import Resources, Workflow
+    from flowstage.core.sources import SourceBundle
 
 
 class ExecutorOptions(BaseModel):
@@ -99,6 +100,12 @@ class Executor(abc.ABC):
     def check_resources(self, workflow: Workflow) -> list[str]:
         """Problems with stage resources this executor can never satisfy."""
         return []
+
+    def install_code(self, bundle: SourceBundle) -> None:
+        """Put a run's stage code in place on every worker before its tasks start (when
+        ``uploads_code``; may block). Tasks also bring it along, but a worker unpickles
+        a task's upstream values (instances of classes from that code) before the task
+        runs, so an engine that can should install it ahead."""
 
     @abc.abstractmethod
     async def submit(self, fn: Callable[..., Any], *args: Any, resources: Resources | None = None,

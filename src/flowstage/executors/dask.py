@@ -33,6 +33,7 @@ from pydantic import Field, field_validator
 from flowstage.core.calls import CallFailure
 from flowstage.core.errors import ExecutorError, StageError
 from flowstage.core.executor import Executor
+from flowstage.core.sources import use_sources
 from flowstage.executors.common import (
     ClusterOptions,
     main_module_hidden,
@@ -44,6 +45,7 @@ from flowstage.executors.packing import SHARE_ABOVE, Shared, pack_call, unpack_c
 
 if TYPE_CHECKING:
     from flowstage.core.models import Resources, Workflow
+    from flowstage.core.sources import SourceBundle
 
 log = logging.getLogger("flowstage.executors.dask")
 
@@ -186,6 +188,24 @@ def _worker_plugin(env: dict[str, str], name: str) -> Any:
     return FlowstageWorker()
 
 
+def _code_plugin(bundle: SourceBundle, name: str) -> Any:
+    """A worker plugin that puts ``bundle``'s code in place on every worker, including
+    workers that join later (see ``Executor.install_code``)."""
+    from distributed.diagnostics.plugin import WorkerPlugin
+
+    class FlowstageCode(WorkerPlugin):
+        idempotent = False
+
+        def __init__(self) -> None:
+            self.name = name
+            self.bundle = bundle
+
+        def setup(self, worker: Any) -> None:
+            use_sources(self.bundle)
+
+    return FlowstageCode()
+
+
 # --- the driver side -----------------------------------------------------------------
 
 
@@ -267,6 +287,8 @@ class DaskExecutor(Executor):
         self._client: Any = None
         self._cluster: Any = None
         self._plugin_name: str | None = None
+        #: the digest of the stage code installed on the workers (``install_code``)
+        self._code_digest: str | None = None
         self._output_topic: str | None = None
         #: per worker: what it offers (declared resources, plus threads and memory limit)
         self._workers: dict[str, dict[str, float]] = {}
@@ -343,15 +365,37 @@ class DaskExecutor(Executor):
                     client.unsubscribe_topic(self._output_topic)
                 self._output_topic = None
             if self._plugin_name:
-                with contextlib.suppress(Exception):
-                    client.unregister_worker_plugin(self._plugin_name)
-                self._plugin_name = None
+                names = [self._plugin_name, f"{self._plugin_name}-code"][:2 if self._code_digest else 1]
+                for name in names:
+                    with contextlib.suppress(Exception):
+                        client.unregister_worker_plugin(name)
+                self._plugin_name = self._code_digest = None
             with contextlib.suppress(Exception):
                 client.close()
         if cluster is not None:
             with contextlib.suppress(Exception):
                 cluster.close()
         self._workers = {}
+
+    def install_code(self, bundle: SourceBundle) -> None:
+        """A worker plugin puts the code on every worker (and on workers that join), once
+        per version of it: a worker may receive instances of its classes (upstream
+        values) before it runs a task of the run."""
+        if self._client is None:
+            self.start()
+        if bundle.digest == self._code_digest:
+            return
+        try:
+            replies = self._client.register_plugin(_code_plugin(bundle, f"{self._plugin_name}-code"),
+                                                   name=f"{self._plugin_name}-code")
+        except Exception as exc:  # noqa: BLE001 - the tasks still bring the code along
+            replies = {"(all)": {"status": "error", "exception": exc}}
+        failed = {w: r.get("exception") for w, r in (replies or {}).items()
+                  if isinstance(r, dict) and r.get("status") != "OK"}
+        if failed:
+            log.warning("the stage code could not be put in place ahead of the run on %d Dask worker(s) "
+                        "(their tasks bring it along): %s", len(failed), next(iter(failed.values())))
+        self._code_digest = bundle.digest
 
     def _refresh(self) -> None:
         """Read the workers' capacities from the scheduler."""
