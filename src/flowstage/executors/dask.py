@@ -188,20 +188,27 @@ def _worker_plugin(env: dict[str, str], name: str) -> Any:
     return FlowstageWorker()
 
 
-def _code_plugin(bundle: SourceBundle, name: str) -> Any:
+#: the name of the worker plugin that holds the latest stage code sent to a cluster (one
+#: for the cluster: a worker process imports one version of the code at a time)
+CODE_PLUGIN = "flowstage-code"
+
+
+def _code_plugin(bundle: SourceBundle) -> Any:
     """A worker plugin that puts ``bundle``'s code in place on every worker, including
     workers that join later (see ``Executor.install_code``)."""
     from distributed.diagnostics.plugin import WorkerPlugin
 
     class FlowstageCode(WorkerPlugin):
         idempotent = False
+        name = CODE_PLUGIN
 
         def __init__(self) -> None:
-            self.name = name
             self.bundle = bundle
 
-        def setup(self, worker: Any) -> None:
-            use_sources(self.bundle)
+        async def setup(self, worker: Any) -> None:
+            # Off the worker's event loop: unpacking takes a while, and a task thread may
+            # hold the code lock through a long import.
+            await asyncio.to_thread(use_sources, self.bundle)
 
     return FlowstageCode()
 
@@ -287,8 +294,6 @@ class DaskExecutor(Executor):
         self._client: Any = None
         self._cluster: Any = None
         self._plugin_name: str | None = None
-        #: the digest of the stage code installed on the workers (``install_code``)
-        self._code_digest: str | None = None
         self._output_topic: str | None = None
         #: per worker: what it offers (declared resources, plus threads and memory limit)
         self._workers: dict[str, dict[str, float]] = {}
@@ -365,11 +370,9 @@ class DaskExecutor(Executor):
                     client.unsubscribe_topic(self._output_topic)
                 self._output_topic = None
             if self._plugin_name:
-                names = [self._plugin_name, f"{self._plugin_name}-code"][:2 if self._code_digest else 1]
-                for name in names:
-                    with contextlib.suppress(Exception):
-                        client.unregister_worker_plugin(name)
-                self._plugin_name = self._code_digest = None
+                with contextlib.suppress(Exception):
+                    client.unregister_worker_plugin(self._plugin_name)
+                self._plugin_name = None
             with contextlib.suppress(Exception):
                 client.close()
         if cluster is not None:
@@ -378,24 +381,18 @@ class DaskExecutor(Executor):
         self._workers = {}
 
     def install_code(self, bundle: SourceBundle) -> None:
-        """A worker plugin puts the code on every worker (and on workers that join), once
-        per version of it: a worker may receive instances of its classes (upstream
-        values) before it runs a task of the run."""
+        """The code goes to every worker (and to workers that join later) as a worker
+        plugin, registered at each run: a worker may receive instances of its classes
+        (upstream values) before it runs a task of the run. The plugin stays with the
+        cluster; the next run's code replaces it (this executor's or another's)."""
         if self._client is None:
             self.start()
-        if bundle.digest == self._code_digest:
-            return
         try:
-            replies = self._client.register_plugin(_code_plugin(bundle, f"{self._plugin_name}-code"),
-                                                   name=f"{self._plugin_name}-code")
-        except Exception as exc:  # noqa: BLE001 - the tasks still bring the code along
-            replies = {"(all)": {"status": "error", "exception": exc}}
-        failed = {w: r.get("exception") for w, r in (replies or {}).items()
-                  if isinstance(r, dict) and r.get("status") != "OK"}
-        if failed:
-            log.warning("the stage code could not be put in place ahead of the run on %d Dask worker(s) "
-                        "(their tasks bring it along): %s", len(failed), next(iter(failed.values())))
-        self._code_digest = bundle.digest
+            self._client.register_plugin(_code_plugin(bundle), name=CODE_PLUGIN)
+        except Exception as exc:  # noqa: BLE001 - the run's tasks still bring the code along
+            log.warning("the stage code could not be put on every Dask worker ahead of the run (its tasks "
+                        "bring it along, but a worker cannot take values of its classes before): %s: %s",
+                        type(exc).__name__, exc)
 
     def _refresh(self) -> None:
         """Read the workers' capacities from the scheduler."""
