@@ -125,23 +125,26 @@ def use_sources(bundle: SourceBundle) -> None:
     (in place of an earlier bundle's), and modules of its names forgotten if they came
     from an earlier bundle or from the driver's folders (same host)."""
     global _active
-    active = _active
-    if active is not None and active[0].digest == bundle.digest and time.monotonic() - active[2] < MARK_USED_SECONDS:
+    if _marked_recently(_active, bundle):
         return
     with _lock:
         active = _active
-        if active is not None and active[0].digest == bundle.digest:
-            if time.monotonic() - active[2] < MARK_USED_SECONDS:
-                return
-            path = _unpack_in_use(bundle)  # the same folder, unpacked again if it was removed
-        else:
-            path = _unpack_in_use(bundle)
+        if _marked_recently(active, bundle):
+            return
+        path = _unpack_in_use(bundle)  # unpacked again if it was removed meanwhile
+        if active is None or active[0].digest != bundle.digest:
             if active is not None and active[1] in sys.path:
                 sys.path.remove(active[1])
             sys.path.insert(0, path)
             _forget_modules(bundle, path)
         importlib.invalidate_caches()
         _active = (bundle, path, time.monotonic())
+
+
+def _marked_recently(active: tuple[SourceBundle, str, float] | None, bundle: SourceBundle) -> bool:
+    """Whether ``bundle`` is the active code and was marked as used within the hour."""
+    return (active is not None and active[0].digest == bundle.digest
+            and time.monotonic() - active[2] < MARK_USED_SECONDS)
 
 
 def _unpack_in_use(bundle: SourceBundle) -> str:
