@@ -209,11 +209,27 @@ def test_request_above_every_worker_names_what_exists(remote):
 
 
 def test_unserializable_result_names_the_stage(remote):
-    wf = workflow("lock", stage("locker", E + "make_lock"), stage("reader", E + "type_name", "locker"))
-    with pytest.raises(StageError) as info:
-        run_workflow(wf, executor=remote)
-    assert info.value.stage == "locker"
-    assert "cannot be serialized" in str(info.value)
+    """Blamed on the stage that returned it, although the stages after it, submitted
+    ahead, fail as well (the last one is the one the run waits for)."""
+    wf = workflow("lock", stage("locker", E + "make_lock"), stage("reader", E + "type_name", "locker"),
+                  stage("last", E + "type_name", "reader"))
+    run = run_workflow(wf, executor=remote, return_run=True)
+    assert run.state == "failed"
+    assert isinstance(run.exception, StageError) and run.exception.stage == "locker"
+    assert "cannot be serialized" in str(run.exception) and "_thread.lock" in str(run.exception)
+    assert run.stages["locker"].state == "failed"
+    assert {run.stages[name].state for name in ("reader", "last")} == {"cancelled"}
+
+
+def test_ray_serializes_a_result_once(tmp_path: Path):
+    """A single call's result is pickled by Ray when it stores it, and not once more
+    beforehand to check that it can be (which doubled the cost of large results)."""
+    needs("ray")
+    log = tmp_path / "pickled.log"
+    wf = workflow("once", stage("make", E + "counts_pickling"))
+    result = run_workflow(wf, {"path": str(log)}, executor=_engine("ray"), record=False)  # (a record pickles it)
+    assert type(result).__name__ == "CountsPickling"
+    assert log.read_text().splitlines() == ["pickled"]
 
 
 def test_unserializable_map_item_names_the_item(remote):

@@ -34,6 +34,22 @@ def type_name(value: object) -> str:
     return type(value).__name__
 
 
+class CountsPickling:
+    """Appends a line to ``path`` each time it is pickled."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __reduce__(self) -> tuple[object, ...]:
+        with open(self.path, "a", encoding="utf-8") as log:
+            log.write("pickled\n")
+        return (CountsPickling, (self.path,))
+
+
+def counts_pickling(path: str) -> CountsPickling:
+    return CountsPickling(path)
+
+
 def sleep_long(seconds: float = 30.0) -> float:
     time.sleep(seconds)
     return seconds

@@ -109,9 +109,11 @@ def _portable(exc: BaseException) -> BaseException:
         return RuntimeError(f"{type(exc).__name__}: {exc}")
 
 
-def _failure(task: StageTask, index: int | None, attempts: int, exc: BaseException) -> CallFailure:
+def call_failure(stage: str, exc: BaseException, index: int | None = None, attempts: int = 1) -> CallFailure:
+    """The :class:`CallFailure` of ``stage`` (map item ``index``) that ``exc`` ended,
+    with its traceback, ready to cross to the driver."""
     tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-    return CallFailure(task.stage, index, attempts, tb, _portable(exc))
+    return CallFailure(stage, index, attempts, tb, _portable(exc))
 
 
 def _with_timeout(fn: Callable[..., Any], args: Sequence[Any], kwargs: dict[str, Any], timeout: float) -> Any:
@@ -152,7 +154,7 @@ def _attempt_sync(task: StageTask, fn: Callable[..., Any], args: Sequence[Any], 
             return _finish(fn(*args, **kwargs)), attempts
         except Exception as exc:
             if attempts > task.retries:
-                raise _failure(task, index, attempts, exc) from None
+                raise call_failure(task.stage, exc, index, attempts) from None
         time.sleep(delay)
         delay *= 2
 
@@ -176,7 +178,7 @@ async def _attempt_async(task: StageTask, fn: Callable[..., Any], args: Sequence
             return _finish(value), attempts
         except Exception as exc:
             if attempts > task.retries:
-                raise _failure(task, index, attempts, exc) from None
+                raise call_failure(task.stage, exc, index, attempts) from None
         await asyncio.sleep(delay)
         delay *= 2
 
@@ -203,7 +205,7 @@ def run_call(task: StageTask, kwargs: dict[str, Any], *args: Any) -> Any:
     try:
         fn = _target(task)
     except Exception as exc:
-        raise _failure(task, None, 1, exc) from None
+        raise call_failure(task.stage, exc) from None
     token = set_run_context(task.context.for_stage(task.stage))
     try:
         if signature_of(fn).is_async:
@@ -225,7 +227,7 @@ def run_batch(task: StageTask, start: int, items: Sequence[Any], extra_kwargs: d
     try:
         fn = _target(task)
     except Exception as exc:
-        raise _failure(task, start, 1, exc) from None
+        raise call_failure(task.stage, exc, start) from None
     context = task.context.for_stage(task.stage, start)
     token = set_run_context(context)
     try:
@@ -255,7 +257,7 @@ def _batch_fast(task: StageTask, fn: Callable[..., Any], context: RunContext, st
                 value = _finish(value)
         except Exception as exc:
             if not task.allow_partial_failure:
-                raise _failure(task, index, 1, exc) from None
+                raise call_failure(task.stage, exc, index) from None
             failures.append((index, f"{type(exc).__name__}: {exc}", 1))
             value = None
         append(value)

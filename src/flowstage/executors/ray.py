@@ -5,10 +5,11 @@ to a cluster it was not given), with the dashboard off and quiet logs; stage ``p
 output still reaches the driver. With ``address:`` (``ray://host:port``, ``host:port``
 or ``auto``) it connects to an existing cluster and leaves it running on close.
 
-Every call goes through one remote function with two returns: a small status object
-the driver waits on, and the value, which stays in the cluster's object store and is
-passed on to dependent tasks as an ``ObjectRef`` (Ray resolves top-level refs in the
-arguments). Stage ``cpus``/``gpus``/``memory``/custom resources become the task's
+Every call goes through one remote function with two returns: the value, which stays in
+the cluster's object store and is passed on to dependent tasks as an ``ObjectRef`` (Ray
+resolves top-level refs in the arguments), and a small status object the driver waits
+on. Ray stores both together, in that order: a value it cannot serialize fails the
+status too. Stage ``cpus``/``gpus``/``memory``/custom resources become the task's
 ``num_cpus``/``num_gpus``/``memory``/``resources``; only those that are set are passed.
 
 ray is imported inside methods only: the CLI loads every plugin at start-up and must
@@ -29,10 +30,15 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import Field, field_validator
 
-from flowstage.core.calls import CallFailure
+from flowstage.core.calls import CallFailure, call_failure, run_batch
 from flowstage.core.errors import ExecutorError, StageError
 from flowstage.core.executor import Executor
-from flowstage.executors.common import ClusterOptions, not_transferable, unpicklable
+from flowstage.executors.common import (
+    ClusterOptions,
+    ResultNotTransferable,
+    not_transferable,
+    unpicklable,
+)
 from flowstage.executors.packing import SHARE_ABOVE, Shared, pack_call, unpack_call
 
 if TYPE_CHECKING:
@@ -77,23 +83,33 @@ class RayOptions(ClusterOptions):
 # --- what runs on the workers --------------------------------------------------------
 
 
-def run_remote(call: Any, *values: Any) -> tuple[None, Any]:
-    """Task entry on a worker: ``(status, fn(*args))``.
+def run_remote(call: Any, *values: Any) -> tuple[Any, None]:
+    """Task entry on a worker: ``(fn(*args), status)``.
 
     ``call`` is the function itself (``values`` are its arguments), or a call packed by
-    :func:`~flowstage.executors.packing.pack_call`.
-    A result Ray cannot serialize would fail only its own return object, after the
-    status said the call succeeded; it is checked here and blamed on the stage (the
-    task's name).
+    :func:`~flowstage.executors.packing.pack_call`. Every failure here is a
+    ``CallFailure``, so one that is not comes from Ray storing the result (see
+    ``RayExecutor._failure``). A batch's result is checked here, to name the map item
+    whose result cannot be serialized.
     """
-    fn, args = unpack_call(call, values) if isinstance(call, bytes) else (call, values)
-    value = fn(*args)
-    problem = unpicklable(value)
-    if problem is not None:
-        import ray
+    try:
+        fn, args = unpack_call(call, values) if isinstance(call, bytes) else (call, values)
+        value = fn(*args)
+    except CallFailure:
+        raise
+    except Exception as exc:  # noqa: BLE001 - unpacking, or a function that is not a stage call
+        raise call_failure(_task_name(), exc) from None
+    if fn is run_batch:
+        problem = unpicklable(value)
+        if problem is not None:
+            raise not_transferable(_task_name(), fn, args, value, problem)
+    return value, None
 
-        raise not_transferable(ray.get_runtime_context().get_task_name() or "call", fn, args, value, problem)
-    return None, value
+
+def _task_name() -> str:
+    import ray
+
+    return ray.get_runtime_context().get_task_name() or "call"
 
 
 class SharedBytes:
@@ -129,14 +145,16 @@ def _ref_of(value: Any) -> Any | None:
 
 
 class RayHandle:
-    """A submitted call: its status and value refs, and the stage it belongs to."""
+    """A submitted call: its status and value refs, the stage it belongs to, and the
+    handles among its arguments (the calls it waits for)."""
 
-    __slots__ = ("label", "status", "value")
+    __slots__ = ("label", "status", "upstream", "value")
 
-    def __init__(self, status: Any, value: Any, label: str) -> None:
+    def __init__(self, status: Any, value: Any, label: str, upstream: tuple[RayHandle, ...] = ()) -> None:
         self.status = status
         self.value = value
         self.label = label
+        self.upstream = upstream
 
     def __repr__(self) -> str:
         return f"RayHandle({self.label!r}, {self.value!r})"
@@ -506,8 +524,8 @@ class RayExecutor(Executor):
             call, values = fn, [a.value if isinstance(a, RayHandle) else a for a in args]
         else:
             call, values = packed
-        status, value = self._remote_for(resources, name).remote(call, *values)
-        return RayHandle(status, value, name)
+        value, status = self._remote_for(resources, name).remote(call, *values)
+        return RayHandle(status, value, name, tuple(a for a in args if isinstance(a, RayHandle)))
 
     def _remote_for(self, resources: Resources | None, label: str) -> Any:
         """The remote function with ``label``'s task options (built once per stage name
@@ -537,10 +555,34 @@ class RayExecutor(Executor):
         return cause
 
     def _failure(self, handle: RayHandle, exc: BaseException) -> CallFailure:
+        """What made ``handle``'s call fail, as the failure of the stage to blame."""
+        ray = self._ray or __import__("ray")
         cause = self._cause(exc)
         if isinstance(cause, CallFailure):
             return cause
+        if isinstance(exc, ray.exceptions.RayTaskError) and not isinstance(cause, ray.exceptions.RayError):
+            # The call itself ended well (run_remote reports everything else as a
+            # CallFailure): Ray could not serialize its result, or one it depends on.
+            culprit = self._failed_upstream(handle) or handle
+            msg = f"its result cannot be serialized to leave the worker: {type(cause).__name__}: {cause}"
+            return CallFailure(culprit.label, None, 1, "", ResultNotTransferable(msg))
         return CallFailure(handle.label, None, 1, str(exc), cause)
+
+    def _failed_upstream(self, handle: RayHandle) -> RayHandle | None:
+        """The first call ``handle`` depends on, directly or not, that failed itself
+        (None if none did)."""
+        ray = self._ray
+        culprit = None
+        pending = list(handle.upstream)
+        while pending:
+            up = pending.pop()
+            try:
+                ray.get(up.status, timeout=0)
+            except Exception:  # noqa: BLE001 - it failed (or is still running: a timeout, not the culprit)
+                if ray.wait([up.status], timeout=0)[0]:
+                    culprit = up
+                    pending = list(up.upstream)
+        return culprit
 
     async def wait(self, handle: Any) -> None:
         try:
@@ -579,7 +621,7 @@ class RayExecutor(Executor):
         except Exception as exc:  # noqa: BLE001 - any Ray error of the fetch is reported with the stage
             await self._drain(handle.status)
             failure = self._failure(handle, exc)
-            if isinstance(self._cause(exc), CallFailure):
+            if isinstance(self._cause(exc), CallFailure) or isinstance(failure.cause, ResultNotTransferable):
                 raise failure from None  # the call (or one it depends on) failed
             cause = failure.cause
             msg = f"stage {handle.label!r}: its result could not be fetched from Ray: {type(cause).__name__}: {cause}"
