@@ -478,6 +478,38 @@ def test_a_dask_worker_gets_the_stage_code_before_upstream_values(app_home: Path
         log.close()
 
 
+def test_a_worker_that_does_not_answer_delays_a_run_only_so_long(dask_cluster: str, tmp_path: Path,
+                                                                  caplog: pytest.LogCaptureFixture,
+                                                                  monkeypatch: pytest.MonkeyPatch):
+    """Putting the stage code on the workers ahead of a run waits at most INSTALL_SECONDS
+    for them (Distributed itself would wait for a blocked worker as long as it blocks)."""
+    import flowstage.executors.dask as dask_executor
+    from flowstage.core.sources import pack_sources
+
+    monkeypatch.setattr(dask_executor, "INSTALL_SECONDS", 1.0)
+    flow = tmp_path / "flow"
+    flow.mkdir()
+    (flow / "module.py").write_text("def one():\n    return 1\n")
+    bundle = pack_sources(str(flow), str(tmp_path / "home"))
+
+    def block_event_loop(seconds: float) -> None:
+        import time
+
+        from distributed import get_worker
+
+        get_worker().loop.call_later(0.5, time.sleep, seconds)  # once this task has reported back
+
+    with create_executor({"name": "dask", "address": dask_cluster, "connect_timeout": "20s"}) as ex:
+        ex._client.wait_for_workers(1, timeout=20)
+        ex._client.submit(block_event_loop, 4, pure=False).result(timeout=20)
+        time.sleep(1)
+        began = time.monotonic()
+        with caplog.at_level("WARNING", logger="flowstage.executors.dask"):
+            ex.install_code(bundle)
+        assert time.monotonic() - began < 3
+        assert "not every worker answered within 1s" in caplog.text
+
+
 def _run_driver(code: str, env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], check=False, capture_output=True,
                           text=True, env=env, timeout=timeout)

@@ -191,6 +191,9 @@ def _worker_plugin(env: dict[str, str], name: str) -> Any:
 #: the name of the worker plugin that holds the latest stage code sent to a cluster (one
 #: for the cluster: a worker process imports one version of the code at a time)
 CODE_PLUGIN = "flowstage-code"
+#: how long a run waits at most for every worker to take its stage code (a worker whose
+#: event loop is blocked would hold up the run's start; it gets the code with its tasks)
+INSTALL_SECONDS = 30.0
 
 
 def _code_plugin(bundle: SourceBundle) -> Any:
@@ -387,12 +390,25 @@ class DaskExecutor(Executor):
         cluster; the next run's code replaces it (this executor's or another's)."""
         if self._client is None:
             self.start()
-        try:
-            self._client.register_plugin(_code_plugin(bundle), name=CODE_PLUGIN)
-        except Exception as exc:  # noqa: BLE001 - the run's tasks still bring the code along
+        client = self._client
+        problems: list[str] = []
+        done = threading.Event()
+
+        def register() -> None:
+            try:
+                client.register_plugin(_code_plugin(bundle), name=CODE_PLUGIN)
+            except Exception as exc:  # noqa: BLE001 - the run's tasks still bring the code along
+                problems.append(f"{type(exc).__name__}: {exc}")
+            finally:
+                done.set()
+
+        # Distributed has no timeout for this: a thread that may be left waiting does it.
+        threading.Thread(target=register, name="flowstage-install-code", daemon=True).start()
+        if not done.wait(INSTALL_SECONDS):
+            problems.append(f"not every worker answered within {INSTALL_SECONDS:g}s")
+        if problems:
             log.warning("the stage code could not be put on every Dask worker ahead of the run (its tasks "
-                        "bring it along, but a worker cannot take values of its classes before): %s: %s",
-                        type(exc).__name__, exc)
+                        "bring it along, but a worker cannot take values of its classes before): %s", problems[0])
 
     def _refresh(self) -> None:
         """Read the workers' capacities from the scheduler."""
