@@ -209,16 +209,34 @@ def test_request_above_every_worker_names_what_exists(remote):
 
 
 def test_unserializable_result_names_the_stage(remote):
-    """Blamed on the stage that returned it, although the stages after it, submitted
-    ahead, fail as well (the last one is the one the run waits for)."""
+    """The result must reach the driver, and cannot: the stage fails, named."""
+    with pytest.raises(StageError) as info:
+        run_workflow(workflow("lock", stage("locker", E + "make_lock")), executor=remote)
+    assert info.value.stage == "locker"
+    assert "cannot be serialized" in str(info.value) and "lock" in str(info.value)
+
+
+def test_ray_blames_an_unserializable_result_on_its_stage():
+    """Ray stores every result serialized: the stage that returned it fails, although
+    the stages after it, submitted ahead, fail as well (the last one is the one the run
+    waits for)."""
+    needs("ray")
     wf = workflow("lock", stage("locker", E + "make_lock"), stage("reader", E + "type_name", "locker"),
                   stage("last", E + "type_name", "reader"))
-    run = run_workflow(wf, executor=remote, return_run=True)
+    run = run_workflow(wf, executor=_engine("ray"), return_run=True)
     assert run.state == "failed"
     assert isinstance(run.exception, StageError) and run.exception.stage == "locker"
     assert "cannot be serialized" in str(run.exception) and "_thread.lock" in str(run.exception)
     assert run.stages["locker"].state == "failed"
     assert {run.stages[name].state for name in ("reader", "last")} == {"cancelled"}
+
+
+def test_dask_serializes_a_result_only_to_move_it():
+    """As with Dask alone, a result that stays on its worker is never serialized: an
+    unserializable one is fine there."""
+    needs("dask")
+    wf = workflow("lock", stage("locker", E + "make_lock"), stage("reader", E + "type_name", "locker"))
+    assert run_workflow(wf, executor=_engine("dask"), record=False) in ("lock", "Lock")
 
 
 def test_ray_serializes_a_result_once(tmp_path: Path):
@@ -432,22 +450,34 @@ def test_external_dask_cluster_gets_the_stage_code(dask_cluster: str, app_home: 
         assert run_workflow(str(path), executor=ex)["version"] == 2
 
 
-def test_a_dask_worker_gets_the_stage_code_before_upstream_values(app_home: Path, tmp_path: Path):
-    """Two workers, a stage pinned to each: the second receives instances of a class from
-    the sent code before it ran any task of the run (it hung, unable to unpickle them)."""
+def test_values_that_cross_dask_workers(app_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """Two workers, a stage pinned to each, the second taking the first's output:
+
+    - instances of a class from the sent code arrive before the second worker ran any
+      task of the run (it hung, unable to unpickle them);
+    - a value that cannot be serialized, or not unpickled on the second worker (its
+      module is only on the first), fails the stage that returned it, at once (Dask
+      alone retries such a transfer forever).
+    """
     needs("dask")
     port = free_port()
     address = f"tcp://127.0.0.1:{port}"
+    only_first = tmp_path / "only_first"
+    only_first.mkdir()
+    (only_first / "only_here.py").write_text("class Thing:\n    pass\n\n\ndef make():\n    return Thing()\n")
+    monkeypatch.syspath_prepend(str(only_first))  # the driver checks that targets import
     log = (tmp_path / "cluster.log").open("w")
     processes = [subprocess.Popen([str(BIN / "dask"), "scheduler", "--host", "127.0.0.1", "--port", str(port),
                                    "--no-dashboard"], stdout=log, stderr=subprocess.STDOUT, cwd="/")]
-    processes += [subprocess.Popen([str(BIN / "dask"), "worker", address, "--host", "127.0.0.1", "--nthreads", "1",
-                                    "--no-dashboard", "--resources", label], stdout=log, stderr=subprocess.STDOUT,
-                                   cwd="/") for label in ("first=1", "second=1")]
+    for label, env in (("first=1", {"PYTHONPATH": str(only_first)}), ("second=1", {})):
+        processes.append(subprocess.Popen(
+            [str(BIN / "dask"), "worker", address, "--host", "127.0.0.1", "--nthreads", "1", "--no-dashboard",
+             "--resources", label], stdout=log, stderr=subprocess.STDOUT, cwd="/", env={**os.environ, **env}))
     flow = tmp_path / "flow"
     flow.mkdir()
     (flow / "pinned_points.py").write_text(textwrap.dedent("""\
         import dataclasses
+        import threading
 
 
         @dataclasses.dataclass
@@ -461,17 +491,37 @@ def test_a_dask_worker_gets_the_stage_code_before_upstream_values(app_home: Path
 
         def xs(points):
             return [point.x for point in points]
+
+
+        def lock():
+            return threading.Lock()
+
+
+        def name_of(value):
+            return type(value).__name__
         """))
-    path = flow / "pinned.yaml"
-    path.write_text(yaml.safe_dump(workflow(
-        "pinned", stage("points", "pinned_points.points", resources={"first": 1}),
-        stage("xs", "pinned_points.xs", "points", resources={"second": 1}, timeout=60))))
+
+    def pinned(name: str, first: str, second: str) -> Path:
+        path = flow / f"{name}.yaml"
+        path.write_text(yaml.safe_dump(workflow(
+            name, stage("made", first, resources={"first": 1}),
+            stage("taken", second, "made", resources={"second": 1}, timeout=60))))
+        return path
+
     try:
         import distributed
 
         with distributed.Client(address, timeout=20, set_as_default=False) as client:
             client.wait_for_workers(2, timeout=20)
-        assert run_workflow(str(path), executor={"name": "dask", "address": address}) == [1, 2]
+        with create_executor({"name": "dask", "address": address}) as ex:
+            assert run_workflow(str(pinned("points", "pinned_points.points", "pinned_points.xs")), executor=ex) == [1, 2]
+            for name, target, problem in [("locked", "pinned_points.lock", "cannot be serialized"),
+                                          ("elsewhere", "only_here.make", "No module named 'only_here'")]:
+                began = time.monotonic()
+                run = run_workflow(str(pinned(name, target, "pinned_points.name_of")), executor=ex, return_run=True)
+                assert run.state == "failed" and run.exception.stage == "made", run.error
+                assert problem in run.error
+                assert time.monotonic() - began < 30  # not the stage's timeout
     finally:
         for process in processes[::-1]:
             _stop(process)

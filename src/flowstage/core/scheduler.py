@@ -181,8 +181,19 @@ class RunDriver:
             await self._cancel(self._running)
             raise
         terminals = self.graph.terminals
-        fetched = {name: await self.fetch(self._outputs[name]) for name in terminals}
+        fetched = {name: await self._fetch_output(name) for name in terminals}
         return fetched[terminals[0]] if len(terminals) == 1 else fetched
+
+    async def _fetch_output(self, name: str) -> Any:
+        """A terminal stage's output in the driver; the stage fails if it cannot get here
+        (an engine that serializes results only to move them finds out only now)."""
+        try:
+            return await self.fetch(self._outputs[name])
+        except CallFailure as exc:
+            record = self.run.stages[name]
+            error = as_stage_error(name, exc, record.attempts)
+            record.state, record.error = "failed", str(error)
+            raise error from exc.cause
 
     def _start(self, name: str) -> None:
         deps = [self._outputs[d] for d in self.stages[name].depends_on]

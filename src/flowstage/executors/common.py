@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 import sys
 import types
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 from pydantic import Field, field_validator
@@ -76,22 +76,22 @@ def unpicklable(value: Any) -> Exception | None:
         return exc
 
 
-def not_transferable(label: str, fn: Callable[..., Any], args: tuple[Any, ...], value: Any,
-                     problem: Exception) -> CallFailure:
-    """The failure of a call whose result cannot leave the worker (naming the map item)."""
-    from flowstage.core.calls import run_batch
-
-    index = None
-    shown = value
-    if fn is run_batch and isinstance(value, tuple) and value:
-        start = args[1]
-        for offset, item in enumerate(value[0]):
-            if unpicklable(item) is not None:
-                index, shown = start + offset, item
-                break
-    msg = (f"its result ({type(shown).__name__}) cannot be serialized to leave the worker: "
+def not_transferable(label: str, value: Any, problem: Exception, item_index: int | None = None) -> CallFailure:
+    """The failure of a call (or map item) whose result ``value`` cannot leave its worker."""
+    msg = (f"its result ({type(value).__name__}) cannot be serialized to leave the worker: "
            f"{type(problem).__name__}: {problem}")
-    return CallFailure(label, index, 1, "", ResultNotTransferable(msg))
+    return CallFailure(label, item_index, 1, "", ResultNotTransferable(msg))
+
+
+def batch_not_transferable(label: str, start: int, value: Any, problem: Exception) -> CallFailure:
+    """:func:`not_transferable` for a batch of map items from ``start`` (its result is
+    ``(values, ...)``), naming the first item whose value is the reason."""
+    values = value[0] if isinstance(value, tuple) and value else []
+    for offset, item in enumerate(values):
+        item_problem = unpicklable(item)
+        if item_problem is not None:
+            return not_transferable(label, item, item_problem, start + offset)
+    return not_transferable(label, value, problem)
 
 
 @contextlib.contextmanager

@@ -30,17 +30,16 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import Field, field_validator
 
-from flowstage.core.calls import CallFailure
+from flowstage.core.calls import CallFailure, run_batch
 from flowstage.core.errors import ExecutorError, StageError
 from flowstage.core.executor import Executor
 from flowstage.core.sources import use_sources
 from flowstage.executors.common import (
     ClusterOptions,
     main_module_hidden,
-    not_transferable,
     parse_capacity,
-    unpicklable,
 )
+from flowstage.executors.dask_results import Kept, opened, register_with_dask
 from flowstage.executors.packing import SHARE_ABOVE, Shared, pack_call, unpack_call
 
 if TYPE_CHECKING:
@@ -69,22 +68,21 @@ class DaskOptions(ClusterOptions):
 # --- what runs on the workers --------------------------------------------------------
 
 
-def run_remote(label: str, output_topic: str | None, call: Any, *values: Any) -> Any:
-    """Task entry on a worker: ``fn(*args)``, refusing a result that cannot be serialized.
+def run_remote(label: str, output_topic: str | None, call: Any, *values: Any) -> Kept:
+    """Task entry on a worker: ``fn(*args)``, kept as a :class:`Kept` (Dask serializes a
+    result only when another worker or the driver needs it; then a failure to move it is
+    reported, naming the stage, instead of hanging the transfer).
 
     ``call`` is the function itself (``values`` are its arguments), or a call packed by
-    :func:`~flowstage.executors.packing.pack_call`. Dask serializes a result only when
-    another worker or the driver needs it; a failure then would hang the transfer, so it
-    is caught here and blamed on the stage. With an ``output_topic`` (workers that do not
-    write to the driver's terminal), what the call prints is also sent to the driver.
+    :func:`~flowstage.executors.packing.pack_call`; ``values`` include upstream results.
+    With an ``output_topic`` (workers that do not write to the driver's terminal), what
+    the call prints is also sent to the driver.
     """
+    values = tuple(opened(value) for value in values)  # raises an upstream result's failure to arrive
     fn, args = unpack_call(call, values) if isinstance(call, bytes) else (call, values)
     with _output_sent(output_topic, label):
         value = fn(*args)
-    problem = unpicklable(value)
-    if problem is not None:
-        raise not_transferable(label, fn, args, value, problem)
-    return value
+    return Kept(value, label, args[1] if fn is run_batch else None)
 
 
 #: the output topic and stage of the call running in this thread, and its unsent text
@@ -312,6 +310,7 @@ class DaskExecutor(Executor):
         except ImportError as exc:
             msg = f"the dask executor needs the 'distributed' package ({exc}): pip install 'flowstage[dask]'"
             raise ExecutorError(msg) from None
+        register_with_dask()
         opts = self.options
         if opts.address:
             self._client = self._connect(distributed, opts.address)
@@ -541,7 +540,7 @@ class DaskExecutor(Executor):
 
     async def result(self, handle: Any) -> Any:
         try:
-            return await self._gather(handle)
+            return opened(await self._gather(handle))
         except CallFailure:
             raise
         except Exception as exc:

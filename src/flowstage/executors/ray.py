@@ -36,7 +36,7 @@ from flowstage.core.executor import Executor
 from flowstage.executors.common import (
     ClusterOptions,
     ResultNotTransferable,
-    not_transferable,
+    batch_not_transferable,
     unpicklable,
 )
 from flowstage.executors.packing import SHARE_ABOVE, Shared, pack_call, unpack_call
@@ -102,7 +102,7 @@ def run_remote(call: Any, *values: Any) -> tuple[Any, None]:
     if fn is run_batch:
         problem = unpicklable(value)
         if problem is not None:
-            raise not_transferable(_task_name(), fn, args, value, problem)
+            raise batch_not_transferable(_task_name(), args[1], value, problem)
     return value, None
 
 
