@@ -11,6 +11,9 @@ of the pairs' ratios, so that drift of the machine's speed between pairs cancels
 - ``16 x sleep 0.1s``: 16 items that each sleep 0.1 s
 - ``chain of 100``: 100 stages, each adding one to the previous stage's output
   (raw: 100 dependent ``submit``/``.remote`` calls, futures/refs passed along)
+- ``large result``: one stage returns 200,000 small dicts (about 11 MB pickled), the
+  next counts them (raw: two dependent calls): what a stage's output costs to keep and
+  pass on
 
 Both sides use the same started cluster (flowstage's executor), so the ratio is the
 cost flowstage adds: workflow loading and validation, the scheduler, batching and the
@@ -28,6 +31,8 @@ from collections.abc import Callable
 from typing import Any
 
 SLEEP = 0.1
+#: rows in the large result
+LARGE = 200_000
 
 
 def double(x: int) -> int:
@@ -47,6 +52,14 @@ def inc(x: int) -> int:
     return x + 1
 
 
+def rows(n: int) -> list[dict[str, Any]]:
+    return [{"id": i, "name": f"row {i}", "value": i * 0.5, "tags": ["a", "b"]} for i in range(n)]
+
+
+def count(values: list[Any]) -> int:
+    return len(values)
+
+
 def map_workflow(fn: Callable[..., Any]) -> dict[str, Any]:
     return {"metadata": {"name": f"bench_map_{fn.__name__}"},
             "spec": {"stages": [{"name": "mapped", "target": fn, "type": "parameterized", "map_on": "items"}]}}
@@ -57,6 +70,11 @@ def chain_workflow(length: int) -> dict[str, Any]:
     for i in range(1, length):
         stages.append({"name": f"s{i}", "target": inc, "depends_on": [f"s{i - 1}"]})
     return {"metadata": {"name": f"bench_chain_{length}"}, "spec": {"stages": stages}}
+
+
+def pair_workflow(n: int) -> dict[str, Any]:
+    stages = [{"name": "rows", "target": rows}, {"name": "count", "target": count, "depends_on": ["rows"]}]
+    return {"metadata": {"name": "bench_large_result"}, "spec": {"stages": stages}}
 
 
 def timed_pair(raw: Callable[[], Any], ours: Callable[[], Any], repeat: int,
@@ -90,6 +108,7 @@ def workloads() -> list[tuple[str, str, Any, Any]]:
         ("map 10,000", "map", 10_000, [2 * i for i in range(10_000)]),
         ("16 x sleep 0.1s", "sleep", 16, [SLEEP] * 16),
         ("chain of 100", "chain", 100, 100),
+        ("large result", "large", LARGE, LARGE),
     ]
 
 
@@ -100,6 +119,8 @@ def flowstage_runner(executor: Any, kind: str, arg: Any) -> Callable[[], Any]:
         wf, data = map_workflow(double), {"items": list(range(arg))}
     elif kind == "sleep":
         wf, data = map_workflow(nap), {"items": [SLEEP] * arg}
+    elif kind == "large":
+        wf, data = pair_workflow(arg), {"n": arg}
     else:
         wf, data = chain_workflow(arg), {}
     return lambda: run_workflow(wf, data, executor=executor, record=False)
@@ -110,6 +131,8 @@ def dask_runner(client: Any, kind: str, arg: Any) -> Callable[[], Any]:
         return lambda: client.gather(client.map(double, range(arg), pure=False))
     if kind == "sleep":
         return lambda: client.gather(client.map(nap, [SLEEP] * arg, pure=False))
+    if kind == "large":
+        return lambda: client.submit(count, client.submit(rows, arg, pure=False), pure=False).result()
 
     def chain() -> Any:
         future = client.submit(one, pure=False)
@@ -127,6 +150,9 @@ def ray_runner(ray: Any, kind: str, arg: Any) -> Callable[[], Any]:
         return lambda: ray.get([remote_double.remote(i) for i in range(arg)])
     if kind == "sleep":
         return lambda: ray.get([remote_nap.remote(SLEEP) for _ in range(arg)])
+    if kind == "large":
+        remote_rows, remote_count = ray.remote(rows), ray.remote(count)
+        return lambda: ray.get(remote_count.remote(remote_rows.remote(arg)))
 
     def chain() -> Any:
         ref = remote_one.remote()
