@@ -21,8 +21,11 @@ register_with_dask()  # as the executor does when it starts (a worker, when it i
 
 
 def through_dask(kept: Kept, protocol: int | None = None) -> Kept:
-    """``kept`` after Dask's own serialization, as between two processes."""
-    context = None if protocol is None else {"pickle-protocol": protocol}
+    """``kept`` after Dask's own serialization, as between two processes (a comm passes
+    a context naming both ends; spilling to disk passes none)."""
+    context: dict[str, object] = {"sender": "a worker", "recipient": "another process"}
+    if protocol is not None:
+        context["pickle-protocol"] = protocol
     header, frames = distributed_serialize.serialize(kept, context=context)
     frames = [bytes(memoryview(frame).cast("B")) for frame in frames]  # copied, as off the wire
     return distributed_serialize.deserialize(header, frames)
@@ -39,19 +42,32 @@ def test_values_arrive_whole_by_pickle(protocol: int):
 def test_arrays_travel_as_frames_of_their_own_through_dask():
     array = np.arange(1_000_000, dtype="float64")
     header, frames = distributed_serialize.serialize(Kept(array, "stage"))
-    assert header["serializer"] == "dask"  # Dask's own array serializer, not one pickle
+    assert header["sub-header"]["value"]["serializer"] == "dask"  # Dask's own array serializer
     assert max(memoryview(frame).nbytes for frame in frames) >= array.nbytes
     assert np.array_equal(opened(through_dask(Kept(array, "stage"))), array)
 
 
-@pytest.mark.parametrize("move", [through_dask, lambda kept: pickle.loads(pickle.dumps(kept))])
-def test_a_value_that_cannot_be_serialized_arrives_as_its_stage_failure(move):
-    arrived = move(Kept({"lock": threading.Lock()}, "locker"))
+def test_a_value_that_cannot_be_serialized_arrives_as_its_stage_failure():
+    arrived = through_dask(Kept({"lock": threading.Lock()}, "locker"))
     with pytest.raises(CallFailure) as info:
         opened(arrived)
     assert info.value.stage == "locker" and info.value.item_index is None
     assert isinstance(info.value.cause, ResultNotTransferable)
     assert "cannot be serialized" in str(info.value) and "lock" in str(info.value)
+
+
+def test_a_value_that_cannot_be_serialized_stays_in_memory_rather_than_spill():
+    """Spilling to disk (no context: not another process) fails as Dask expects, so
+    Dask keeps the value in memory; pickling fails as without the wrapper."""
+    from distributed.protocol import serialize_bytelist
+
+    kept = Kept({"lock": threading.Lock()}, "locker")
+    with pytest.raises(TypeError):
+        serialize_bytelist(kept, on_error="raise")
+    with pytest.raises(TypeError):
+        pickle.dumps(kept)
+    spilled = distributed_serialize.deserialize(*distributed_serialize.serialize(Kept([1, 2], "s")))
+    assert opened(spilled) == [1, 2]  # a value that can be serialized spills as usual
 
 
 def test_a_batch_failure_names_the_item():
@@ -72,10 +88,18 @@ def test_a_value_whose_class_is_missing_here_arrives_as_its_stage_failure(tmp_pa
         sys.stdout.buffer.write(pickle.dumps(Kept([elsewhere_only.Thing()], "made")))
     """)
     data = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True).stdout
+    arrived = pickle.loads(data)
     with pytest.raises(CallFailure) as info:
-        opened(pickle.loads(data))
+        opened(arrived)
     assert info.value.stage == "made"
     assert "cannot be unpickled where it is needed" in str(info.value) and "elsewhere_only" in str(info.value)
+    # The task's code arrives (here: the module becomes importable): opened once more, it unpickles.
+    sys.path.insert(0, str(tmp_path))
+    try:
+        assert type(opened(arrived)[0]).__name__ == "Thing"
+    finally:
+        sys.path.remove(str(tmp_path))
+        sys.modules.pop("elsewhere_only", None)
 
 
 def test_dask_counts_the_value_not_the_wrapper():

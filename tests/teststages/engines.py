@@ -142,3 +142,11 @@ def get_one(ref: object) -> int:
     import ray
 
     return ray.get(ref) + 1
+
+
+class Halt(BaseException):
+    """Not an Exception: stages do not catch it (as asyncio.CancelledError)."""
+
+
+def halt() -> None:
+    raise Halt("halted on purpose")

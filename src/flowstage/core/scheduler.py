@@ -91,6 +91,8 @@ class StageExecution:
                 msg = f"the call did not finish within its timeout of {stage.timeout:g}s"
                 failure = CallFailure(stage.name, None, attempts, "", CallTimeout(msg))
             except CallFailure as exc:
+                if exc.stage != stage.name:
+                    raise  # a stage it depends on failed (its value could not arrive): not retried here
                 failure = exc
             finally:
                 self.untrack(handle)
@@ -190,8 +192,8 @@ class RunDriver:
         try:
             return await self.fetch(self._outputs[name])
         except CallFailure as exc:
-            record = self.run.stages[name]
-            error = as_stage_error(name, exc, record.attempts)
+            error = as_stage_error(name, exc, self.run.stages[name].attempts)
+            record = self.run.stages.get(error.stage, self.run.stages[name])
             record.state, record.error = "failed", str(error)
             raise error from exc.cause
 

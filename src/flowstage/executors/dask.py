@@ -39,7 +39,12 @@ from flowstage.executors.common import (
     main_module_hidden,
     parse_capacity,
 )
-from flowstage.executors.dask_results import Kept, opened, register_with_dask
+from flowstage.executors.dask_results import (
+    Kept,
+    opened,
+    opened_within,
+    register_with_dask,
+)
 from flowstage.executors.packing import SHARE_ABOVE, Shared, pack_call, unpack_call
 
 if TYPE_CHECKING:
@@ -78,8 +83,13 @@ def run_remote(label: str, output_topic: str | None, call: Any, *values: Any) ->
     With an ``output_topic`` (workers that do not write to the driver's terminal), what
     the call prints is also sent to the driver.
     """
-    values = tuple(opened(value) for value in values)  # raises an upstream result's failure to arrive
-    fn, args = unpack_call(call, values) if isinstance(call, bytes) else (call, values)
+    if isinstance(call, bytes):
+        # Unpacking puts the run's code in place first: upstream values that could not
+        # be unpickled on arrival (classes from that code) are unpickled again now.
+        fn, args = unpack_call(call, values)
+        args = tuple(opened(arg) for arg in args)  # raises an upstream value's failure to arrive
+    else:
+        fn, args = call, opened_within(values)
     with _output_sent(output_topic, label):
         value = fn(*args)
     return Kept(value, label, args[1] if fn is run_batch else None)

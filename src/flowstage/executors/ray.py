@@ -95,9 +95,9 @@ def run_remote(call: Any, *values: Any) -> tuple[Any, None]:
     try:
         fn, args = unpack_call(call, values) if isinstance(call, bytes) else (call, values)
         value = fn(*args)
-    except CallFailure:
+    except (CallFailure, KeyboardInterrupt, SystemExit):
         raise
-    except Exception as exc:  # noqa: BLE001 - unpacking, or a function that is not a stage call
+    except BaseException as exc:  # noqa: BLE001 - unpacking, a function that is not a stage call, CancelledError
         raise call_failure(_task_name(), exc) from None
     if fn is run_batch:
         problem = unpicklable(value)
@@ -556,33 +556,36 @@ class RayExecutor(Executor):
 
     def _failure(self, handle: RayHandle, exc: BaseException) -> CallFailure:
         """What made ``handle``'s call fail, as the failure of the stage to blame."""
-        ray = self._ray or __import__("ray")
         cause = self._cause(exc)
         if isinstance(cause, CallFailure):
             return cause
-        if isinstance(exc, ray.exceptions.RayTaskError) and not isinstance(cause, ray.exceptions.RayError):
+        if self._unserializable(exc):
             # The call itself ended well (run_remote reports everything else as a
             # CallFailure): Ray could not serialize its result, or one it depends on.
-            culprit = self._failed_upstream(handle) or handle
+            culprit = handle
+            while True:
+                upstream = next((up for up in culprit.upstream if self._failed_unserializable(up)), None)
+                if upstream is None:
+                    break
+                culprit = upstream
             msg = f"its result cannot be serialized to leave the worker: {type(cause).__name__}: {cause}"
             return CallFailure(culprit.label, None, 1, "", ResultNotTransferable(msg))
         return CallFailure(handle.label, None, 1, str(exc), cause)
 
-    def _failed_upstream(self, handle: RayHandle) -> RayHandle | None:
-        """The first call ``handle`` depends on, directly or not, that failed itself
-        (None if none did)."""
-        ray = self._ray
-        culprit = None
-        pending = list(handle.upstream)
-        while pending:
-            up = pending.pop()
-            try:
-                ray.get(up.status, timeout=0)
-            except Exception:  # noqa: BLE001 - it failed (or is still running: a timeout, not the culprit)
-                if ray.wait([up.status], timeout=0)[0]:
-                    culprit = up
-                    pending = list(up.upstream)
-        return culprit
+    def _unserializable(self, exc: BaseException) -> bool:
+        """Whether ``exc`` says that Ray could not store a call's result."""
+        ray = self._ray or __import__("ray")
+        return (isinstance(exc, ray.exceptions.RayTaskError)
+                and not isinstance(self._cause(exc), (CallFailure, ray.exceptions.RayError)))
+
+    def _failed_unserializable(self, handle: RayHandle) -> bool:
+        """Whether ``handle``'s call has ended, its result unserializable (or one it
+        depends on)."""
+        try:
+            self._ray.get(handle.status, timeout=0)
+        except Exception as exc:  # noqa: BLE001 - any failure, or still running (a timeout)
+            return self._unserializable(exc)
+        return False
 
     async def wait(self, handle: Any) -> None:
         try:
