@@ -191,6 +191,19 @@ def bench_engine(name: str, spec: dict[str, Any],
     return startup, results
 
 
+def stage_hook_plugins() -> list[str]:
+    """Installed plugins that implement per-stage hooks: the driver calls them for every
+    stage, which a chain of small stages shows (they are not flowstage's own cost)."""
+    from flowstage.core.plugin_manager import default_plugins
+
+    plugins = default_plugins()
+    names = set()
+    for hook in ("flowstage_stage_started", "flowstage_stage_finished"):
+        for impl in getattr(plugins.pm.hook, hook).get_hookimpls():
+            names.add(impl.plugin_name)
+    return sorted(names)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=5, help="timed runs per workload (median is reported)")
@@ -216,6 +229,10 @@ def main() -> None:
             raw, ours, ratio = table[e][1][label]
             cells.append(f"{raw:.3f}s | {ours:.3f}s | {ratio:.2f}x")
         print(f"| {label} | " + " | ".join(cells) + " |")
+    hooked = stage_hook_plugins()
+    if hooked:
+        print(f"\nnote: installed plugins with per-stage hooks ({', '.join(hooked)}) ran in the driver for "
+              "every stage: uninstall them to measure flowstage alone")
     print("\nengine start-up (create_executor + start): "
           + ", ".join(f"{e} {table[e][0]:.1f}s" for e in engines))
 
