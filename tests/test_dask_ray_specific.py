@@ -576,8 +576,10 @@ def _run_driver(code: str, env: dict[str, str], timeout: float = 120) -> subproc
 
 
 def test_external_ray_cluster(tmp_path: Path):
-    """``ray start --head`` on a free port; a separate driver process connects with
-    ``address:`` (a process holds one Ray connection, and this one has the session's)."""
+    """``ray start --head`` on a free port, and a second node; a separate driver process
+    connects with ``address:`` (a process holds one Ray connection, and this one has the
+    session's). Instances of a class from the sent code cross to the second node before
+    it ran a task of the run (Ray unpickles them after the call, which brings the code)."""
     needs("ray")
     port = free_port()
     tag = uuid.uuid4().hex
@@ -587,7 +589,32 @@ def test_external_ray_cluster(tmp_path: Path):
     head = subprocess.Popen(
         [str(BIN / "ray"), "start", "--head", "--block", f"--port={port}", "--node-ip-address=127.0.0.1",
          "--num-cpus=1", '--resources={"special": 2}', "--include-dashboard=false", "--disable-usage-stats"],
-        stdout=(tmp_path / "ray.log").open("w"), stderr=subprocess.STDOUT, env=env)
+        stdout=(tmp_path / "ray.log").open("w"), stderr=subprocess.STDOUT, env=env, cwd="/")
+    node = subprocess.Popen(
+        [str(BIN / "ray"), "start", "--block", f"--address=127.0.0.1:{port}", "--node-ip-address=127.0.0.1",
+         "--num-cpus=1", '--resources={"second": 1}', "--disable-usage-stats"],
+        stdout=(tmp_path / "node.log").open("w"), stderr=subprocess.STDOUT, env=env, cwd="/")
+    pinned = tmp_path / "pinned"
+    pinned.mkdir()
+    (pinned / "pinned_points.py").write_text(textwrap.dedent("""\
+        import dataclasses
+
+
+        @dataclasses.dataclass
+        class Point:
+            x: int
+
+
+        def points():
+            return [Point(1), Point(2)]
+
+
+        def xs(points):
+            return [point.x for point in points]
+        """))
+    (pinned / "pinned.yaml").write_text(yaml.safe_dump(workflow(
+        "pinned", stage("points", "pinned_points.points", resources={"special": 1}),
+        stage("xs", "pinned_points.xs", "points", resources={"second": 1}, timeout=60))))
     try:
         code = f"""
             import json
@@ -603,6 +630,14 @@ def test_external_ray_cluster(tmp_path: Path):
                                    executor={{"name": "ray", "address": "127.0.0.1:{port}"}})
             out["shipped"] = [shipped["local"], shipped["user"]]
             out["xs"] = shipped["xs"]
+            import ray, time
+            from flowstage import create_executor
+            with create_executor({{"name": "ray", "address": "127.0.0.1:{port}"}}) as ex:
+                ex.start()
+                deadline = time.monotonic() + 60
+                while sum(n["Alive"] for n in ray.nodes()) < 2 and time.monotonic() < deadline:
+                    time.sleep(0.5)
+                out["pinned"] = run_workflow({str(pinned / "pinned.yaml")!r}, executor=ex)
             try:
                 run_workflow({workflow("too_much", stage("big", B + "one", resources={"special": 3}))!r},
                              executor={{"name": "ray", "address": "127.0.0.1:{port}"}})
@@ -620,7 +655,9 @@ def test_external_ray_cluster(tmp_path: Path):
         assert "hello-from-ray" in done.stdout + done.stderr, "the stage's print did not reach the driver"
         assert all("flowstage-code" in where for where in out["shipped"]), out["shipped"]
         assert out["xs"] == [1, 2]  # items of a class from the sent code unpickle on the workers
+        assert out["pinned"] == [1, 2]  # ... and instances of it cross to another node
     finally:
+        _stop(node, signal.SIGTERM, wait=40)
         _stop(head, signal.SIGTERM, wait=40)
         for pid in wait_until_gone(tag, 10):  # whatever `ray start` failed to stop
             with contextlib.suppress(OSError):

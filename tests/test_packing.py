@@ -4,6 +4,7 @@ process is the call that was packed, whichever pickler packed it."""
 from __future__ import annotations
 
 import os
+import pickle
 import subprocess
 import sys
 import types
@@ -96,3 +97,15 @@ def test_a_self_referencing_input_is_packed(tmp_path: Path) -> None:
     task = task_of("s", "teststages.basic.double")
     packed, _ = pack_call(run_call, (task, {"xs": looped}), handle_value, ("ray",))
     assert in_fresh_process(packed, [], tmp_path, "args[1]['xs'][1][1][0]") == "1"
+
+
+def test_a_call_unpacked_first_gets_the_values_that_follow_it() -> None:
+    """What Ray unpickles as a task's first argument (before the upstream values) when
+    the run sends its code: the call, its engine arguments put in place later."""
+    task = task_of("s", "teststages.basic.double")
+    packed, engine_values = pack_call(run_call, (task, {}, Handle(21)), handle_value, ("ray",))
+    unpacked = pickle.loads(pickle.dumps(packing.UnpackedFirst(packed)))
+    assert isinstance(unpacked, packing.UnpackedCall) and unpacked.fn is run_call
+    args = unpacked.args(tuple(engine_values))
+    assert args[0] == task and args[1:] == ({}, 21)
+    assert unpacked.fn(*args) == 42

@@ -143,10 +143,46 @@ def unpack_call(call: bytes, values: tuple[Any, ...]) -> tuple[Callable[..., Any
         fn, plain, slots = pickle.loads(call)
     finally:
         _unpacking.arguments = ()
+    return fn, _filled(plain, slots, values)
+
+
+def _filled(plain: tuple[Any, ...], slots: tuple[int, ...], values: tuple[Any, ...]) -> tuple[Any, ...]:
     args = list(plain)
     for position, value in zip(slots, values):
         args[position] = value
-    return fn, tuple(args)
+    return tuple(args)
+
+
+class UnpackedFirst:
+    """A packed call (with no engine-shared parts) that the engine unpickles itself, as
+    its task's first argument: for an engine that unpickles arguments in order, the run's
+    code (restored with the call's run context) is in place before the next arguments,
+    which may hold instances of its classes, are unpickled."""
+
+    __slots__ = ("call",)
+
+    def __init__(self, call: bytes) -> None:
+        self.call = call
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_unpack_first, (self.call,))
+
+
+class UnpackedCall:
+    """What an :class:`UnpackedFirst` becomes in the worker; ``args(values)`` puts the
+    engine arguments that followed it in their places."""
+
+    __slots__ = ("fn", "plain", "slots")
+
+    def __init__(self, fn: Callable[..., Any], plain: tuple[Any, ...], slots: tuple[int, ...]) -> None:
+        self.fn, self.plain, self.slots = fn, plain, slots
+
+    def args(self, values: tuple[Any, ...]) -> tuple[Any, ...]:
+        return _filled(self.plain, self.slots, values)
+
+
+def _unpack_first(call: bytes) -> UnpackedCall:
+    return UnpackedCall(*pickle.loads(call))
 
 
 def attached(index: int) -> Any:

@@ -39,7 +39,14 @@ from flowstage.executors.common import (
     batch_not_transferable,
     unpicklable,
 )
-from flowstage.executors.packing import SHARE_ABOVE, Shared, pack_call, unpack_call
+from flowstage.executors.packing import (
+    SHARE_ABOVE,
+    Shared,
+    UnpackedCall,
+    UnpackedFirst,
+    pack_call,
+    unpack_call,
+)
 
 if TYPE_CHECKING:
     from flowstage.core.models import Resources, Workflow
@@ -93,7 +100,12 @@ def run_remote(call: Any, *values: Any) -> tuple[Any, None]:
     whose result cannot be serialized.
     """
     try:
-        fn, args = unpack_call(call, values) if isinstance(call, bytes) else (call, values)
+        if isinstance(call, bytes):
+            fn, args = unpack_call(call, values)
+        elif type(call) is UnpackedCall:
+            fn, args = call.fn, call.args(values)
+        else:
+            fn, args = call, values
         value = fn(*args)
     except (CallFailure, KeyboardInterrupt, SystemExit):
         raise
@@ -524,6 +536,11 @@ class RayExecutor(Executor):
             call, values = fn, [a.value if isinstance(a, RayHandle) else a for a in args]
         else:
             call, values = packed
+            if self.uploads_code and len(values) == sum(isinstance(a, RayHandle) for a in args):
+                # On a node that has not run a task of the run, upstream values may be
+                # instances of classes from the code sent with it: Ray unpickles the
+                # call (which puts that code in place) before them.
+                call = UnpackedFirst(call)
         value, status = self._remote_for(resources, name).remote(call, *values)
         return RayHandle(status, value, name, tuple(a for a in args if isinstance(a, RayHandle)))
 
