@@ -2,8 +2,8 @@
 
 Dask serializes a result only when it moves: to a worker that runs a dependent, or to
 the driver. A result that cannot be serialized there, or not unpickled at the other end
-(a class whose module that worker lacks), makes Dask retry the transfer forever: the run
-would hang. So a call's value stays inside a :class:`Kept`, which Dask serializes with the
+(a class whose module that worker lacks), leaves the task that needs it waiting forever:
+the run would hang. So a call's value stays inside a :class:`Kept`, which Dask serializes with the
 functions here: where serializing or unpickling the value fails, it arrives as that
 failure, naming the stage (and the map item), and the receiving side raises it with
 :func:`opened`. A value that never moves is never serialized, as with Dask alone.
