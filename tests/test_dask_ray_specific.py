@@ -459,6 +459,34 @@ def test_external_dask_cluster_gets_the_stage_code(dask_cluster: str, app_home: 
         assert run_workflow(str(path), executor=ex)["version"] == 2
 
 
+#: stage code sent with a run, for stages pinned to different workers or nodes
+PINNED_POINTS = textwrap.dedent("""\
+    import dataclasses
+    import threading
+
+
+    @dataclasses.dataclass
+    class Point:
+        x: int
+
+
+    def points():
+        return [Point(1), Point(2)]
+
+
+    def xs(points):
+        return [point.x for point in points]
+
+
+    def lock():
+        return threading.Lock()
+
+
+    def name_of(value):
+        return type(value).__name__
+    """)
+
+
 def test_values_that_cross_dask_workers(app_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     """Two workers, a stage pinned to each, the second taking the first's output:
 
@@ -484,31 +512,7 @@ def test_values_that_cross_dask_workers(app_home: Path, tmp_path: Path, monkeypa
              "--resources", label], stdout=log, stderr=subprocess.STDOUT, cwd="/", env={**os.environ, **env}))
     flow = tmp_path / "flow"
     flow.mkdir()
-    (flow / "pinned_points.py").write_text(textwrap.dedent("""\
-        import dataclasses
-        import threading
-
-
-        @dataclasses.dataclass
-        class Point:
-            x: int
-
-
-        def points():
-            return [Point(1), Point(2)]
-
-
-        def xs(points):
-            return [point.x for point in points]
-
-
-        def lock():
-            return threading.Lock()
-
-
-        def name_of(value):
-            return type(value).__name__
-        """))
+    (flow / "pinned_points.py").write_text(PINNED_POINTS)
 
     def pinned(name: str, first: str, second: str) -> Path:
         path = flow / f"{name}.yaml"
@@ -596,22 +600,7 @@ def test_external_ray_cluster(tmp_path: Path):
         stdout=(tmp_path / "node.log").open("w"), stderr=subprocess.STDOUT, env=env, cwd="/")
     pinned = tmp_path / "pinned"
     pinned.mkdir()
-    (pinned / "pinned_points.py").write_text(textwrap.dedent("""\
-        import dataclasses
-
-
-        @dataclasses.dataclass
-        class Point:
-            x: int
-
-
-        def points():
-            return [Point(1), Point(2)]
-
-
-        def xs(points):
-            return [point.x for point in points]
-        """))
+    (pinned / "pinned_points.py").write_text(PINNED_POINTS)
     (pinned / "pinned.yaml").write_text(yaml.safe_dump(workflow(
         "pinned", stage("points", "pinned_points.points", resources={"special": 1}),
         stage("xs", "pinned_points.xs", "points", resources={"second": 1}, timeout=60))))
