@@ -56,6 +56,14 @@ def sample_installed(stage_modules: None) -> None:
 _started: dict[str, object] = {}
 
 
+def interruptible(command: list[str]) -> list[str]:
+    """``command`` taking Ctrl-C (SIGINT) as it would from a terminal, also when the tests
+    themselves run in the background, where the shell makes children ignore SIGINT. (The
+    command keeps the process id: it is exec'd after SIGINT is back to its default.)"""
+    shim = "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); os.execv(sys.argv[1], sys.argv[1:])"
+    return [sys.executable, "-c", shim, *command]
+
+
 def _engine(name: str):
     spec, module = ENGINES[name]
     if module and importlib.util.find_spec(module) is None:

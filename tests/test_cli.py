@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import interruptible
 
 from flowstage.cli.inputs import parse_input_args
 
@@ -156,8 +157,9 @@ def test_ctrl_c_stops_workers_and_exits_130(tmp_path: Path) -> None:
     path.write_text(yaml.safe_dump({"kind": "workflow", "metadata": {"name": "slow"}, "spec": {"stages": [
         {"name": "hang", "target": "teststages.timing.hang"}]}}))
     env = {**os.environ, "PYTHONPATH": str(ROOT / "tests")}
-    proc = subprocess.Popen([FLOWSTAGE, "run", str(path), "-o", "processes=true", "-o", "max_workers=1",
-                             "-e", "local"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    proc = subprocess.Popen(interruptible([FLOWSTAGE, "run", str(path), "-o", "processes=true", "-o", "max_workers=1",
+                                           "-e", "local"]), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=env)
     time.sleep(3)  # the pool is up and the stage is running
     children = _children(proc.pid)
     assert children, "the process pool did not start"

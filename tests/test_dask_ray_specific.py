@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import _engine
+from conftest import _engine, interruptible
 
 from flowstage import (
     StageError,
@@ -709,9 +709,9 @@ def test_ctrl_c_stops_the_run_and_its_engine(engine: str, tmp_path: Path):
            "RAY_USAGE_STATS_ENABLED": "0"}
     marker = tmp_path / "started"
     path = write_workflow(tmp_path, "slow", [stage("sleepy", E + "mark_then_sleep")])
-    process = subprocess.Popen([str(BIN / "flowstage"), "run", str(path), "--marker", str(marker), "--seconds", "120",
-                                "--executor", engine, "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True, env=env)
+    process = subprocess.Popen(interruptible([str(BIN / "flowstage"), "run", str(path), "--marker", str(marker),
+                                              "--seconds", "120", "--executor", engine, "--quiet"]),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:
         deadline = time.monotonic() + 90
         while not marker.exists() and process.poll() is None and time.monotonic() < deadline:
