@@ -4,6 +4,7 @@ clusters, cancellation that really stops work, and clean-up of engine processes.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json
 import os
@@ -598,12 +599,14 @@ def test_external_ray_cluster(tmp_path: Path):
         [str(BIN / "ray"), "start", "--block", f"--address=127.0.0.1:{port}", "--node-ip-address=127.0.0.1",
          "--num-cpus=1", '--resources={"second": 1}', "--disable-usage-stats"],
         stdout=(tmp_path / "node.log").open("w"), stderr=subprocess.STDOUT, env=env, cwd="/")
-    pinned = tmp_path / "pinned"
-    pinned.mkdir()
-    (pinned / "pinned_points.py").write_text(PINNED_POINTS)
-    (pinned / "pinned.yaml").write_text(yaml.safe_dump(workflow(
-        "pinned", stage("points", "pinned_points.points", resources={"special": 1}),
-        stage("xs", "pinned_points.xs", "points", resources={"second": 1}, timeout=60))))
+    for name in ("pinned", "pinned_large"):  # modules of their own: the second run cannot use the first's
+        (tmp_path / name).mkdir()
+        (tmp_path / name / f"{name}_points.py").write_text(PINNED_POINTS)
+        (tmp_path / name / "pinned.yaml").write_text(yaml.safe_dump(workflow(
+            name, stage("points", f"{name}_points.points", resources={"special": 1}),
+            stage("xs", f"{name}_points.xs", "points", resources={"second": 1}, timeout=60))))
+    # Code that compresses to over 100 KB: the run context goes through Ray's object store.
+    (tmp_path / "pinned_large" / "ballast.py").write_text(f"DATA = {base64.b64encode(os.urandom(150_000))!r}\n")
     try:
         code = f"""
             import json
@@ -626,7 +629,8 @@ def test_external_ray_cluster(tmp_path: Path):
                 deadline = time.monotonic() + 60
                 while sum(n["Alive"] for n in ray.nodes()) < 2 and time.monotonic() < deadline:
                     time.sleep(0.5)
-                out["pinned"] = run_workflow({str(pinned / "pinned.yaml")!r}, executor=ex)
+                out["pinned"] = run_workflow({str(tmp_path / "pinned" / "pinned.yaml")!r}, executor=ex)
+                out["pinned_large"] = run_workflow({str(tmp_path / "pinned_large" / "pinned.yaml")!r}, executor=ex)
             try:
                 run_workflow({workflow("too_much", stage("big", B + "one", resources={"special": 3}))!r},
                              executor={{"name": "ray", "address": "127.0.0.1:{port}"}})
@@ -644,7 +648,7 @@ def test_external_ray_cluster(tmp_path: Path):
         assert "hello-from-ray" in done.stdout + done.stderr, "the stage's print did not reach the driver"
         assert all("flowstage-code" in where for where in out["shipped"]), out["shipped"]
         assert out["xs"] == [1, 2]  # items of a class from the sent code unpickle on the workers
-        assert out["pinned"] == [1, 2]  # ... and instances of it cross to another node
+        assert out["pinned"] == out["pinned_large"] == [1, 2]  # ... and instances of it cross to another node
     finally:
         _stop(node, signal.SIGTERM, wait=40)
         _stop(head, signal.SIGTERM, wait=40)

@@ -104,7 +104,7 @@ def test_a_call_unpacked_first_gets_the_values_that_follow_it() -> None:
     the run sends its code: the call, its engine arguments put in place later."""
     task = task_of("s", "teststages.basic.double")
     packed, engine_values = pack_call(run_call, (task, {}, Handle(21)), handle_value, ("ray",))
-    unpacked = pickle.loads(pickle.dumps(packing.UnpackedFirst(packed)))
+    unpacked = pickle.loads(pickle.dumps(packing.UnpackedFirst(packed, len(engine_values))))
     assert isinstance(unpacked, packing.UnpackedCall) and unpacked.fn is run_call
     args = unpacked.args(tuple(engine_values))
     assert args[0] == task and args[1:] == ({}, 21)

@@ -154,18 +154,21 @@ def _filled(plain: tuple[Any, ...], slots: tuple[int, ...], values: tuple[Any, .
 
 
 class UnpackedFirst:
-    """A packed call (with no engine-shared parts) that the engine unpickles itself, as
-    its task's first argument: for an engine that unpickles arguments in order, the run's
-    code (restored with the call's run context) is in place before the next arguments,
-    which may hold instances of its classes, are unpickled."""
+    """A packed call that the engine unpickles itself, as its task's first argument: for
+    an engine that unpickles arguments in order, the run's code (restored with the
+    call's run context) is in place before the next arguments, which may hold instances
+    of its classes, are unpickled. ``attachments`` are the call's engine-shared parts
+    (they travel inside it); ``handles`` is how many engine arguments will follow."""
 
-    __slots__ = ("call",)
+    __slots__ = ("attachments", "call", "handles")
 
-    def __init__(self, call: bytes) -> None:
+    def __init__(self, call: bytes, handles: int, attachments: tuple[Any, ...] = ()) -> None:
         self.call = call
+        self.handles = handles
+        self.attachments = attachments
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (_unpack_first, (self.call,))
+        return (_unpack_first, (self.call, self.handles, self.attachments))
 
 
 class UnpackedCall:
@@ -181,8 +184,12 @@ class UnpackedCall:
         return _filled(self.plain, self.slots, values)
 
 
-def _unpack_first(call: bytes) -> UnpackedCall:
-    return UnpackedCall(*pickle.loads(call))
+def _unpack_first(call: bytes, handles: int, attachments: tuple[Any, ...]) -> UnpackedCall:
+    _unpacking.arguments = (None,) * handles + tuple(attachments)  # attached() counts the handles first
+    try:
+        return UnpackedCall(*pickle.loads(call))
+    finally:
+        _unpacking.arguments = ()
 
 
 def attached(index: int) -> Any:

@@ -536,11 +536,12 @@ class RayExecutor(Executor):
             call, values = fn, [a.value if isinstance(a, RayHandle) else a for a in args]
         else:
             call, values = packed
-            if self.uploads_code and len(values) == sum(isinstance(a, RayHandle) for a in args):
+            if self.uploads_code:
                 # On a node that has not run a task of the run, upstream values may be
                 # instances of classes from the code sent with it: Ray unpickles the
                 # call (which puts that code in place) before them.
-                call = UnpackedFirst(call)
+                handles = sum(isinstance(a, RayHandle) for a in args)
+                call, values = UnpackedFirst(call, handles, tuple(values[handles:])), values[:handles]
         value, status = self._remote_for(resources, name).remote(call, *values)
         return RayHandle(status, value, name, tuple(a for a in args if isinstance(a, RayHandle)))
 
