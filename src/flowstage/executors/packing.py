@@ -138,12 +138,18 @@ _unpacking = threading.local()
 
 def unpack_call(call: bytes, values: tuple[Any, ...]) -> tuple[Callable[..., Any], tuple[Any, ...]]:
     """``(fn, args)`` of a packed call, given the engine arguments that came with it."""
-    _unpacking.arguments = values
+    fn, plain, slots = _loads(call, values)
+    return fn, _filled(plain, slots, values)
+
+
+def _loads(call: bytes, arguments: tuple[Any, ...]) -> tuple[Callable[..., Any], tuple[Any, ...], tuple[int, ...]]:
+    """``(fn, plain, slots)`` of a packed call; ``arguments`` are the engine arguments
+    that :func:`attached` finds while it is unpickled."""
+    _unpacking.arguments = arguments
     try:
-        fn, plain, slots = pickle.loads(call)
+        return pickle.loads(call)  # type: ignore[no-any-return]
     finally:
         _unpacking.arguments = ()
-    return fn, _filled(plain, slots, values)
 
 
 def _filled(plain: tuple[Any, ...], slots: tuple[int, ...], values: tuple[Any, ...]) -> tuple[Any, ...]:
@@ -185,11 +191,8 @@ class UnpackedCall:
 
 
 def _unpack_first(call: bytes, handles: int, attachments: tuple[Any, ...]) -> UnpackedCall:
-    _unpacking.arguments = (None,) * handles + tuple(attachments)  # attached() counts the handles first
-    try:
-        return UnpackedCall(*pickle.loads(call))
-    finally:
-        _unpacking.arguments = ()
+    # attached() counts the engine arguments of handles first; they come later here
+    return UnpackedCall(*_loads(call, (None,) * handles + tuple(attachments)))
 
 
 def attached(index: int) -> Any:

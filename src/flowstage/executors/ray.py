@@ -531,6 +531,7 @@ class RayExecutor(Executor):
             await asyncio.to_thread(self.start)
         self._used = True
         name = label or getattr(fn, "__name__", "call")  # the task's name, also in Ray's tools
+        upstream = tuple(a for a in args if isinstance(a, RayHandle))
         packed = pack_call(fn, args, _ref_of, ("ray",))
         if packed is None:
             call, values = fn, [a.value if isinstance(a, RayHandle) else a for a in args]
@@ -540,10 +541,10 @@ class RayExecutor(Executor):
                 # On a node that has not run a task of the run, upstream values may be
                 # instances of classes from the code sent with it: Ray unpickles the
                 # call (which puts that code in place) before them.
-                handles = sum(isinstance(a, RayHandle) for a in args)
+                handles = len(upstream)
                 call, values = UnpackedFirst(call, handles, tuple(values[handles:])), values[:handles]
         value, status = self._remote_for(resources, name).remote(call, *values)
-        return RayHandle(status, value, name, tuple(a for a in args if isinstance(a, RayHandle)))
+        return RayHandle(status, value, name, upstream)
 
     def _remote_for(self, resources: Resources | None, label: str) -> Any:
         """The remote function with ``label``'s task options (built once per stage name
