@@ -164,9 +164,9 @@ BREAKDOWN = [
     ("pydantic (BaseModel)", "import pydantic.main"),
     ("flowstage.core.settings (models)", "import flowstage.core.settings"),
     ("asyncio + concurrent.futures (executor modules)", "import asyncio, concurrent.futures"),
-    ("core.object_store + core.calls (executor modules)", "import flowstage.core.object_store, flowstage.core.calls"),
+    ("core.object_store + core.calls (executor modules)", "import flowstage.storage.object_store, flowstage.core.calls"),
     ("built-in plugin modules (executors, stage types)",
-     ("import flowstage.executors.local, flowstage.executors.dask, flowstage.executors.ray, "
+     ("import flowstage.executors.local, flowstage.executors.dask.executor, flowstage.executors.ray.executor, "
       "flowstage.plugins.stage_types")),
 ]
 

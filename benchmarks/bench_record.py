@@ -73,7 +73,7 @@ def fill_history(total: int) -> None:
     """``total`` finished runs, written in one transaction (the setup, not the benchmark)."""
     from datetime import datetime, timedelta, timezone
 
-    from flowstage.core.store import get_store
+    from flowstage.state.store import get_store
 
     store = get_store()
     base = datetime(2026, 1, 1, tzinfo=timezone.utc)
@@ -103,7 +103,7 @@ def bench_listing(total: int) -> dict[str, float]:
     from typer.testing import CliRunner
 
     from flowstage.cli.app import build_app
-    from flowstage.core.store import get_store
+    from flowstage.state.store import get_store
 
     fill_history(total)
     store = get_store()

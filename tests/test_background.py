@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from flowstage.core.store import get_store, process_alive
+from flowstage.state.store import get_store, process_alive
 
 FLOWSTAGE = str(Path(sys.executable).with_name("flowstage"))
 

@@ -140,7 +140,7 @@ def test_executors_command_lists_engines_and_options():
 
 
 def test_plugins_do_not_import_the_engines():
-    code = ("import sys, flowstage.executors.dask, flowstage.executors.ray; "
+    code = ("import sys, flowstage.executors.dask.executor, flowstage.executors.ray.executor; "
             "print(sorted(m for m in ('dask', 'distributed', 'ray') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
@@ -547,7 +547,7 @@ def test_a_worker_that_does_not_answer_delays_a_run_only_so_long(dask_cluster: s
                                                                   monkeypatch: pytest.MonkeyPatch):
     """Putting the stage code on the workers ahead of a run waits at most INSTALL_SECONDS
     for them (Distributed itself would wait for a blocked worker as long as it blocks)."""
-    import flowstage.executors.dask as dask_executor
+    import flowstage.executors.dask.executor as dask_executor
     from flowstage.core.sources import pack_sources
 
     monkeypatch.setattr(dask_executor, "INSTALL_SECONDS", 1.0)
@@ -569,7 +569,7 @@ def test_a_worker_that_does_not_answer_delays_a_run_only_so_long(dask_cluster: s
         ex._client.submit(block_event_loop, 6, pure=False).result(timeout=20)
         time.sleep(1)
         began = time.monotonic()
-        with caplog.at_level("WARNING", logger="flowstage.executors.dask"):
+        with caplog.at_level("WARNING", logger="flowstage.executors.dask.executor"):
             ex.install_code(bundle)
         assert time.monotonic() - began < 4.5
         assert "not every worker answered within 1s" in caplog.text

@@ -13,7 +13,7 @@ import pytest
 
 from flowstage.core.calls import CallFailure
 from flowstage.executors.common import ResultNotTransferable
-from flowstage.executors.dask_results import Kept, opened, register_with_dask
+from flowstage.executors.dask.results import Kept, opened, register_with_dask
 
 distributed_serialize = pytest.importorskip("distributed.protocol.serialize", reason="pip install 'flowstage[dask]'")
 np = pytest.importorskip("numpy")
@@ -84,7 +84,7 @@ def test_a_value_whose_class_is_missing_here_arrives_as_its_stage_failure(tmp_pa
         import pickle, sys
         sys.path.insert(0, {str(tmp_path)!r})
         import elsewhere_only
-        from flowstage.executors.dask_results import Kept
+        from flowstage.executors.dask.results import Kept
         sys.stdout.buffer.write(pickle.dumps(Kept([elsewhere_only.Thing()], "made")))
     """)
     data = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True).stdout

@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 
 from flowstage import run_workflow
-from flowstage.core.catalog import apply_path
+from flowstage.state.resources import apply_path
 from flowstage.core.errors import UserError
 from flowstage.core.plugin_manager import default_plugins
-from flowstage.core.store import SCHEMA_VERSION, StoreError, get_store
+from flowstage.state.store import SCHEMA_VERSION, StoreError, get_store
 
 
 def workflow(name: str, target: str, annotations: dict | None = None) -> dict:
@@ -134,7 +134,7 @@ def test_configs_by_annotation_and_name_merge_in_name_order_into_the_run_context
 
 def test_applied_workflows_come_before_shipped_ones_and_deleting_keeps_runs(tmp_path: Path,
                                                                           sample_installed: None) -> None:
-    from flowstage.core.catalog import delete_resource, find_workflow
+    from flowstage.state.resources import delete_resource, find_workflow
 
     plugins = default_plugins()
     assert [s.name for s in find_workflow("sample_squares", plugins).spec.stages] != ["only"]
@@ -150,7 +150,7 @@ CONCURRENT_SCRIPT = textwrap.dedent("""
     import asyncio, json, sys
     from pathlib import Path
     from flowstage import arun_workflow, create_executor
-    from flowstage.core.catalog import apply_path
+    from flowstage.state.resources import apply_path
     from flowstage.core.plugin_manager import default_plugins
 
     worker, folder = int(sys.argv[1]), Path(sys.argv[2])

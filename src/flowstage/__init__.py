@@ -12,9 +12,9 @@ from flowstage.core.errors import ObjectNotFound, StageError, WorkflowError
 from flowstage.core.plugin_manager import hookimpl
 
 if TYPE_CHECKING:
-    from flowstage.core.api import arun_workflow, create_executor, run_workflow
+    from flowstage.runner.api import arun_workflow, create_executor, run_workflow
     from flowstage.core.loading import load_workflow
-    from flowstage.core.object_store import object_store
+    from flowstage.storage.object_store import object_store
 
 __all__ = [
     "ObjectNotFound",
@@ -32,11 +32,11 @@ __all__ = [
 __version__ = "0.1.0"
 
 _LAZY = {
-    "run_workflow": "flowstage.core.api",
-    "arun_workflow": "flowstage.core.api",
-    "create_executor": "flowstage.core.api",
+    "run_workflow": "flowstage.runner.api",
+    "arun_workflow": "flowstage.runner.api",
+    "create_executor": "flowstage.runner.api",
     "load_workflow": "flowstage.core.loading",
-    "object_store": "flowstage.core.object_store",
+    "object_store": "flowstage.storage.object_store",
 }
 
 

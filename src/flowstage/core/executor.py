@@ -147,7 +147,7 @@ class Executor(abc.ABC):
         """Where stages of this executor keep ``cluster_memory`` objects.
 
         A picklable descriptor ``{"factory": "module:Class", **arguments}`` that
-        :mod:`flowstage.core.object_store` turns into a backend inside workers, or
+        :mod:`flowstage.storage.object_store` turns into a backend inside workers, or
         ``None`` when the engine has no cluster memory (objects go to artifacts). It
         must stay valid as long as the executor is started.
         """

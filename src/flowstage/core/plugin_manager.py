@@ -26,7 +26,7 @@ class FlowstagePlugins:
     """Loaded plugins, their hooks, and what they registered."""
 
     def __init__(self, disabled: Iterable[str] = (), *, discover: bool = True) -> None:
-        from flowstage.plugins.discovery import PluginInfo
+        from flowstage.core.discovery import PluginInfo
 
         self.pm = pluggy.PluginManager(hookspecs.PROJECT)
         self.pm.add_hookspecs(hookspecs)
@@ -34,7 +34,7 @@ class FlowstagePlugins:
         self.registries = Registries()
         self._commands_added = False
         if discover:
-            from flowstage.plugins.discovery import discover as find
+            from flowstage.core.discovery import discover as find
 
             for info in find(disabled):
                 self._register(info)
@@ -70,7 +70,7 @@ class FlowstagePlugins:
 
     def register(self, plugin: Any, name: str | None = None) -> None:
         """Register a plugin object in this process only (tests, notebooks)."""
-        from flowstage.plugins.discovery import PluginInfo
+        from flowstage.core.discovery import PluginInfo
 
         info = PluginInfo(name or getattr(plugin, "__name__", repr(plugin)), "(registered in code)",
                           ("(registered in code)", ""))

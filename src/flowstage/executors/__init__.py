@@ -33,5 +33,5 @@ class ExecutorPlugin:
 
 # Not named like the submodules: importing flowstage.executors.local would replace them.
 local_plugin = ExecutorPlugin("local", "flowstage.executors.local:LocalExecutor")
-dask_plugin = ExecutorPlugin("dask", "flowstage.executors.dask:DaskExecutor")
-ray_plugin = ExecutorPlugin("ray", "flowstage.executors.ray:RayExecutor")
+dask_plugin = ExecutorPlugin("dask", "flowstage.executors.dask.executor:DaskExecutor")
+ray_plugin = ExecutorPlugin("ray", "flowstage.executors.ray.executor:RayExecutor")

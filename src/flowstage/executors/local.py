@@ -19,7 +19,7 @@ from pydantic import Field, field_validator
 
 from flowstage.core.executor import Executor, ExecutorOptions
 from flowstage.executors.common import ResultNotTransferable, main_module_hidden, parse_capacity
-from flowstage.core.object_store import LocalMemory, SharedDirMemory
+from flowstage.storage.object_store import LocalMemory, SharedDirMemory
 
 if TYPE_CHECKING:
     from flowstage.core.models import Resources, Workflow

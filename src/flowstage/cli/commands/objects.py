@@ -36,7 +36,7 @@ def ls(
     fmt: str = typer.Option("table", "--format", help="table, json or yaml."),
 ) -> None:
     """List artifacts: stored objects (their type, serializer and size) and file artifacts."""
-    from flowstage.artifacts import list_artifacts
+    from flowstage.storage.artifacts import list_artifacts
 
     check_format(fmt, ("table", "json", "yaml"))
     rows = [_row(a) for a in list_artifacts("*" if every else namespace)]
@@ -54,9 +54,9 @@ def get(
     fmt: str = typer.Option("raw", "--format", help="json, yaml, table or raw."),
 ) -> None:
     """Print a stored object, one file of an artifact (--file), or an artifact's metadata and files."""
-    from flowstage.artifacts import get_artifact
+    from flowstage.storage.artifacts import get_artifact
     from flowstage.core.errors import ObjectNotFound
-    from flowstage.core.object_store import object_store
+    from flowstage.storage.object_store import object_store
 
     check_format(fmt)
     try:
@@ -84,7 +84,7 @@ def rm(
     namespace: str = typer.Option("default", "--namespace", "-n", help=NAMESPACE_HELP),
 ) -> None:
     """Remove artifacts (with their files and metadata)."""
-    from flowstage.artifacts import remove_artifact
+    from flowstage.storage.artifacts import remove_artifact
 
     missing = []
     for name in names:

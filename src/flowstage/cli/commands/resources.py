@@ -49,7 +49,7 @@ def print_rows(rows: list[dict[str, Any]], fmt: str) -> None:
 
 def _when(value: str | None) -> str:
     """A stored UTC time in the local time zone, to the second."""
-    from flowstage.core.store import parse_time
+    from flowstage.state.store import parse_time
 
     moment = parse_time(value)
     return moment.astimezone().strftime("%Y-%m-%d %H:%M:%S") if moment else ""
@@ -63,7 +63,7 @@ def apply(
     recursive: bool = typer.Option(False, "--recursive", "-R", help="Also read the folder's sub-folders."),
 ) -> None:
     """Create or update the workflows and configs in PATH: all of them, or none if one is invalid."""
-    from flowstage.core.catalog import apply_path
+    from flowstage.state.resources import apply_path
 
     for kind, name, outcome in apply_path(path, _plugins(), recursive):
         typer.echo(f"{kind}/{name} {outcome}")
@@ -78,7 +78,7 @@ def delete(
     """Delete an applied workflow or config (`delete workflow NAME`), or those in a file (`delete -p PATH`).
 
     The history of a deleted workflow's runs is kept."""
-    from flowstage.core import catalog
+    from flowstage.state import resources as catalog
 
     if path is not None:
         if kind is not None:
@@ -110,7 +110,7 @@ def get(
     if resource_kind == "run":
         _list_runs(name, fmt, limit, page, state)
         return
-    from flowstage.core import catalog
+    from flowstage.state import resources as catalog
 
     if resource_kind == "workflow":
         rows = catalog.workflow_rows(_plugins(), name)
@@ -130,7 +130,7 @@ def get(
 
 
 def _list_runs(name: str | None, fmt: str, limit: int, page: int, state: str | None) -> None:
-    from flowstage.core.store import RUN_SUMMARY_KEYS, get_store
+    from flowstage.state.store import RUN_SUMMARY_KEYS, get_store
 
     if limit < 0 or page < 1:
         raise UserError("--limit must be 0 or more and --page 1 or more")
@@ -157,7 +157,7 @@ def _list_runs(name: str | None, fmt: str, limit: int, page: int, state: str | N
 
 
 def _duration(row: dict[str, Any]) -> str:
-    from flowstage.core.store import parse_time
+    from flowstage.state.store import parse_time
 
     start, end = parse_time(row["started_at"]), parse_time(row["finished_at"])
     return f"{(end - start).total_seconds():.2f}s" if start and end else ""
@@ -183,7 +183,7 @@ def cancel(
     timeout: float = typer.Option(10.0, "--timeout", help="Seconds to wait before killing the run's process."),
 ) -> None:
     """Stop a pending or running run; it ends as cancelled."""
-    from flowstage.core.background import cancel_run
+    from flowstage.runner.background import cancel_run
 
     row = cancel_run(run_id, timeout)
     typer.echo(f"run {row['id']} {row['state']}")
@@ -196,8 +196,8 @@ def logs(
     """Print what a background run's stages printed and logged."""
     import time
 
-    from flowstage.core.background import read_log
-    from flowstage.core.store import ACTIVE_STATES, get_store
+    from flowstage.runner.background import read_log
+    from flowstage.state.store import ACTIVE_STATES, get_store
 
     row, path = read_log(run_id)
     position = 0
@@ -231,7 +231,7 @@ def inspect(
     check_format(fmt, ("yaml", "json"))
     resource_kind = _kind(kind, ("workflow", "config", "run"))
     if resource_kind == "run":
-        from flowstage.core.store import describe_run, get_store
+        from flowstage.state.store import describe_run, get_store
 
         row = get_store().find_run(name)
         if row is None:
@@ -240,7 +240,7 @@ def inspect(
             raise UnknownNameError(f"no run with id {name!r} (`flowstage runs` lists them)")
         value = describe_run(row)
     else:
-        from flowstage.core import catalog
+        from flowstage.state import resources as catalog
 
         describe = catalog.describe_workflow if resource_kind == "workflow" else catalog.describe_config
         value = describe(name, _plugins())

@@ -33,14 +33,14 @@ def run(
     run_input.update(parse_input_args(ctx.args))
     spec = executor_from_flags(executor, executor_option)
     if no_wait:
-        from flowstage.core.background import start_background_run
+        from flowstage.runner.background import start_background_run
 
         print(start_background_run(workflow, run_input, executor=spec, namespace=namespace), flush=True)
         return
     import asyncio
 
     from flowstage.cli.progress import ProgressDisplay
-    from flowstage.core.api import arun_workflow
+    from flowstage.runner.api import arun_workflow
 
     display = None if quiet else ProgressDisplay()
     try:

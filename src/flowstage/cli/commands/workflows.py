@@ -14,7 +14,7 @@ if TYPE_CHECKING:  # imported when a command runs: `flowstage --help` stays fast
 
 
 def _load(path: str) -> Workflow:
-    from flowstage.core.api import resolve_workflow
+    from flowstage.runner.api import resolve_workflow
     from flowstage.core.loading import load_workflow
     from flowstage.core.plugin_manager import default_plugins
     from flowstage.core.appdir import app_dir

@@ -8,7 +8,7 @@ Two tiers, chosen by ``strategy``:
     :meth:`Executor.cluster_memory` returns (carried by the run context). Lives as long as
     the executor. Outside a run: a store in this process.
 ``artifact``
-    persistent files through fsspec (:mod:`flowstage.artifacts`).
+    persistent files through fsspec (:mod:`flowstage.storage.artifacts`).
 ``fallback`` (default)
     ``put`` uses cluster memory when the executor has it and the pickled object is at most
     ``object_store.memory_size_limit`` (settings), else an artifact; ``get`` looks in
@@ -199,7 +199,7 @@ class LocalMemory:
             raise ObjectStoreError(msg) from None
 
     def descriptor(self) -> dict[str, Any]:
-        return {"factory": "flowstage.core.object_store:LocalMemory.attach", "id": self.id}
+        return {"factory": "flowstage.storage.object_store:LocalMemory.attach", "id": self.id}
 
     def close(self) -> None:
         self._registry.pop(self.id, None)
@@ -271,7 +271,7 @@ class SharedDirMemory:
         return memory
 
     def descriptor(self) -> dict[str, Any]:
-        return {"factory": "flowstage.core.object_store:SharedDirMemory", "path": self.path}
+        return {"factory": "flowstage.storage.object_store:SharedDirMemory", "path": self.path}
 
     def close(self) -> None:
         import shutil
@@ -568,7 +568,7 @@ class _Scope:
         return None if descriptor is None else memory_backend(descriptor)
 
     def artifacts(self) -> Any:
-        from flowstage.artifacts import Location
+        from flowstage.storage.artifacts import Location
 
         spec = self.settings["artifacts"]
         return Location.get(spec["url"], spec.get("options") or {})

@@ -1,7 +1,7 @@
 """Background runs (``flowstage run --no-wait``): a detached process per run.
 
 The caller validates the workflow and the input (so mistakes show at once, exit 2),
-writes a ``pending`` row and starts ``python -m flowstage.core.background RUN_ID`` in a
+writes a ``pending`` row and starts ``python -m flowstage.runner.background RUN_ID`` in a
 session of its own, its output going to ``<app dir>/logs/RUN_ID.log``. That process
 runs the workflow with ``source="background"``; the run recorder writes its progress
 and heartbeat, so a process that dies is shown as ``failed`` with the reason on the next
@@ -42,12 +42,12 @@ def start_background_run(workflow: Any, run_input: Mapping[str, Any] | None = No
     import json
     import subprocess
 
-    from flowstage.core.api import create_executor, executor_spec, resolve_workflow
+    from flowstage.runner.api import create_executor, executor_spec, resolve_workflow
     from flowstage.core.loading import check_input, load_workflow
     from flowstage.core.plugin_manager import default_plugins
     from flowstage.core.runs import Run, StageRecord, new_run_id
     from flowstage.core.settings import app_dir
-    from flowstage.core.store import get_store, process_start
+    from flowstage.state.store import get_store, process_start
 
     plugins = default_plugins()
     stage_types = plugins.registries.stage_types
@@ -77,7 +77,7 @@ def start_background_run(workflow: Any, run_input: Mapping[str, Any] | None = No
     store.create_pending_run(run, request=request, log_path=str(log))
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "FLOWSTAGE_HOME": home}
     with open(log, "ab") as out:
-        process = subprocess.Popen([sys.executable, "-m", "flowstage.core.background", run.id],
+        process = subprocess.Popen([sys.executable, "-m", "flowstage.runner.background", run.id],
                                    stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                                    env=env, start_new_session=True, close_fds=True)
     store.set_process(run.id, process.pid, process_start(process.pid))
@@ -93,7 +93,7 @@ def main(argv: list[str]) -> int:
     import logging
     import signal
 
-    from flowstage.core.store import ACTIVE_STATES, get_store, process_start
+    from flowstage.state.store import ACTIVE_STATES, get_store, process_start
 
     def interrupt(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt  # `runs cancel` before the run started: end as cancelled
@@ -102,7 +102,7 @@ def main(argv: list[str]) -> int:
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if len(argv) != 1:
-        print("usage: python -m flowstage.core.background RUN_ID", file=sys.stderr)
+        print("usage: python -m flowstage.runner.background RUN_ID", file=sys.stderr)
         return 2
     run_id = argv[0]
     store = get_store()
@@ -137,7 +137,7 @@ async def _run(run_id: str, request: dict[str, Any]) -> str:
     import asyncio
     import signal
 
-    from flowstage.core.api import arun_workflow
+    from flowstage.runner.api import arun_workflow
     from flowstage.core.loading import parse_resource
     from flowstage.core.models import Workflow
 
@@ -168,7 +168,7 @@ async def _watch_cancel(run_id: str, task: Any) -> None:
     """Stop the run when its row asks for it (``runs cancel`` from another host)."""
     import asyncio
 
-    from flowstage.core.store import get_store
+    from flowstage.state.store import get_store
 
     store = get_store()
     while True:
@@ -183,7 +183,7 @@ async def _watch_cancel(run_id: str, task: Any) -> None:
 
 
 def _find(run_id: str) -> dict[str, Any]:
-    from flowstage.core.store import get_store
+    from flowstage.state.store import get_store
 
     row = get_store().find_run(run_id)
     if row is None:
@@ -202,7 +202,7 @@ def cancel_run(run_id: str, timeout: float = CANCEL_TIMEOUT) -> dict[str, Any]:
     """
     import signal
 
-    from flowstage.core.store import ACTIVE_STATES, get_store, process_alive, this_host
+    from flowstage.state.store import ACTIVE_STATES, get_store, process_alive, this_host
 
     store = get_store()
     row = _find(run_id)

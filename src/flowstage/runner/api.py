@@ -17,7 +17,7 @@ from flowstage.core.errors import ExecutorError, PluginError, RunCancelled, Stag
 from flowstage.core.executor import Executor
 from flowstage.core.loading import check_input, load_workflow, search_paths_for
 from flowstage.core.models import Workflow
-from flowstage.core.object_store import run_settings as object_store_settings
+from flowstage.storage.object_store import run_settings as object_store_settings
 from flowstage.core.plugin_manager import FlowstagePlugins, default_plugins
 from flowstage.core.runs import Run, StageRecord, new_run_id, now
 from flowstage.core.scheduler import RunDriver
@@ -62,7 +62,7 @@ def create_executor(spec: str | Mapping[str, Any] | Executor | None = None, *,
 def _run_configs(workflow: Workflow, config: Mapping[str, Any] | None) -> dict[str, Any]:
     """Config data for a run: matching applied configs in name order, then configs in the
     workflow's own file, then ``config``."""
-    from flowstage.core.store import matching_config_data
+    from flowstage.state.store import matching_config_data
 
     data = matching_config_data(workflow)
     if workflow.source:
@@ -88,7 +88,7 @@ def resolve_workflow(workflow: Any, plugins: FlowstagePlugins) -> Any:
     """A workflow source; a bare name is looked up among applied and shipped workflows."""
     if isinstance(workflow, str) and "\n" not in workflow and not os.path.exists(workflow) \
             and not workflow.endswith((".yaml", ".yml")) and "/" not in workflow and ":" not in workflow:
-        from flowstage.core.catalog import find_workflow
+        from flowstage.state.resources import find_workflow
 
         return find_workflow(workflow, plugins)
     return workflow
@@ -154,7 +154,7 @@ async def arun_workflow(workflow: Any, input: Mapping[str, Any] | None = None, *
                          RunInfo(run.id, workflow.name, source, now()))
     recorder = None
     if record:
-        from flowstage.core.store import RunRecorder
+        from flowstage.state.store import RunRecorder
 
         recorder = RunRecorder(run)
     if on_run is not None:

@@ -39,7 +39,7 @@ from flowstage.executors.common import (
     main_module_hidden,
     parse_capacity,
 )
-from flowstage.executors.dask_results import (
+from flowstage.executors.dask.results import (
     Kept,
     opened,
     opened_within,
@@ -51,7 +51,7 @@ if TYPE_CHECKING:
     from flowstage.core.models import Resources, Workflow
     from flowstage.core.sources import SourceBundle
 
-log = logging.getLogger("flowstage.executors.dask")
+log = logging.getLogger("flowstage.executors.dask.executor")
 
 #: a task still running this long after it was cancelled gets its worker restarted
 _CANCEL_GRACE_SECONDS = 0.5
@@ -611,7 +611,7 @@ class DaskExecutor(Executor):
         """Objects scattered to workers and published on this cluster's scheduler."""
         if self._client is None:
             return None
-        return {"factory": "flowstage.executors.dask_memory:DaskMemory", "address": self._client.scheduler.address}
+        return {"factory": "flowstage.executors.dask.memory:DaskMemory", "address": self._client.scheduler.address}
 
     def is_handle(self, value: Any) -> bool:
         future_type = _future_type()

@@ -3,7 +3,7 @@ scheduler, so any picklable object (not only Dask collections) stays in worker m
 until it is deleted or the cluster stops.
 
 Built inside workers from the descriptor of :meth:`DaskExecutor.cluster_memory`
-(``{"factory": "flowstage.executors.dask_memory:DaskMemory", "address": ...}``).
+(``{"factory": "flowstage.executors.dask.memory:DaskMemory", "address": ...}``).
 A published dataset holds ``{"future": ..., "size": ..., "type": ...}`` under the name
 ``flowstage/<namespace>/<key>``.
 """
@@ -14,7 +14,7 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from flowstage.core.object_store import Pickled
+    from flowstage.storage.object_store import Pickled
 
 PREFIX = "flowstage/"
 

@@ -48,7 +48,7 @@ def _from_row(row: dict[str, Any]) -> Any:
 
 def applied_workflow(name: str) -> Workflow | None:
     """The applied workflow called ``name``, if there is one."""
-    from flowstage.core.store import get_store
+    from flowstage.state.store import get_store
 
     row = get_store().get_resource("workflow", name)
     return _from_row(row) if row else None
@@ -66,7 +66,7 @@ def find_workflow(name: str, plugins: FlowstagePlugins) -> Any:
     for workflow, _owner in shipped:
         if workflow.name == name:
             return workflow
-    from flowstage.core.store import get_store
+    from flowstage.state.store import get_store
 
     known = sorted({w.name for w, _ in shipped} | {r["name"] for r in get_store().list_resources("workflow")})
     listed = ", ".join(known) if known else "none"
@@ -147,7 +147,7 @@ def apply_path(path: str | os.PathLike[str], plugins: FlowstagePlugins,
     """
     from flowstage.core.loading import validate_workflow, workflow_label
     from flowstage.core.settings import app_dir
-    from flowstage.core.store import get_store
+    from flowstage.state.store import get_store
 
     try:
         found = read_resources(path, recursive)
@@ -182,7 +182,7 @@ def _nothing_applied(problems: list[str], path: str | os.PathLike[str]) -> Workf
 
 def delete_path(path: str | os.PathLike[str], recursive: bool = False) -> list[tuple[str, str, bool]]:
     """Delete every resource named in ``path``; ``(kind, name, whether it existed)`` each."""
-    from flowstage.core.store import get_store
+    from flowstage.state.store import get_store
 
     keys = [(r.kind, r.name) for r, _doc, _label in read_resources(path, recursive)]  # type: ignore[attr-defined]
     return [(kind, name, found) for (kind, name), found in zip(keys, get_store().delete_resources(keys))]
@@ -193,7 +193,7 @@ def delete_resource(kind: str, name: str) -> None:
 
     :raises UnknownNameError: no applied resource of that kind has that name
     """
-    from flowstage.core.store import get_store
+    from flowstage.state.store import get_store
 
     store = get_store()
     if not store.delete_resources([(kind, name)])[0]:
@@ -201,7 +201,7 @@ def delete_resource(kind: str, name: str) -> None:
 
 
 def _unknown(kind: str, name: str) -> str:
-    from flowstage.core.store import get_store
+    from flowstage.state.store import get_store
 
     known = [r["name"] for r in get_store().list_resources(kind)]
     listed = ", ".join(known) if known else "none"
@@ -222,7 +222,7 @@ def _selector_text(config: ConfigResource) -> str:
 
 def workflow_rows(plugins: FlowstagePlugins, name: str | None = None) -> list[dict[str, Any]]:
     """Applied workflows, then those plugins ship, as rows for ``get workflows``."""
-    from flowstage.core.store import get_store
+    from flowstage.state.store import get_store
 
     rows = []
     for row in get_store().list_resources("workflow"):
@@ -243,7 +243,7 @@ def workflow_rows(plugins: FlowstagePlugins, name: str | None = None) -> list[di
 
 def config_rows(name: str | None = None) -> list[dict[str, Any]]:
     """Applied configs as rows for ``get configs``."""
-    from flowstage.core.store import get_store
+    from flowstage.state.store import get_store
 
     rows = []
     for row in get_store().list_resources("config"):
@@ -259,7 +259,7 @@ def config_rows(name: str | None = None) -> list[dict[str, Any]]:
 def describe_workflow(name: str, plugins: FlowstagePlugins) -> dict[str, Any]:
     """The workflow as a resource document, with a ``status``: where it comes from, the
     configs that apply to it (in merge order) and the config data they give."""
-    from flowstage.core.store import get_store, matching_config_data, matching_configs
+    from flowstage.state.store import get_store, matching_config_data, matching_configs
 
     store = get_store()
     row = store.get_resource("workflow", name)
@@ -287,7 +287,7 @@ def describe_workflow(name: str, plugins: FlowstagePlugins) -> dict[str, Any]:
 
 def describe_config(name: str, plugins: FlowstagePlugins) -> dict[str, Any]:
     """The config as a resource document, with the workflows it applies to."""
-    from flowstage.core.store import get_store
+    from flowstage.state.store import get_store
 
     row = get_store().get_resource("config", name)
     if row is None:

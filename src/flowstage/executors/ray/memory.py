@@ -10,7 +10,7 @@ they are deleted). ``ray.put``'s experimental ``_owner`` argument, which would s
 second copy, was removed in Ray 2.56.
 
 Built inside workers from the descriptor of :meth:`RayExecutor.cluster_memory`
-(``{"factory": "flowstage.executors.ray_memory:RayMemory", "name": ..., "namespace": ...}``).
+(``{"factory": "flowstage.executors.ray.memory:RayMemory", "name": ..., "namespace": ...}``).
 Large buffers travel out of band all the way: ``get`` maps them from Ray's shared memory
 without a copy, so NumPy arrays come back read-only, as ``ray.get`` returns them.
 """
@@ -21,7 +21,7 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from flowstage.core.object_store import Pickled
+    from flowstage.storage.object_store import Pickled
 
 ACTOR_NAME = "flowstage_object_store"
 ACTOR_NAMESPACE = "flowstage"
@@ -153,7 +153,7 @@ class RayMemory:
     def get(self, namespace: str, key: str) -> Any:
         import ray
 
-        from flowstage.core.object_store import unpickle
+        from flowstage.storage.object_store import unpickle
 
         boxed = self._call("lookup", namespace, key)
         if boxed is None:

@@ -51,7 +51,7 @@ from flowstage.executors.packing import (
 if TYPE_CHECKING:
     from flowstage.core.models import Resources, Workflow
 
-log = logging.getLogger("flowstage.executors.ray")
+log = logging.getLogger("flowstage.executors.ray.executor")
 
 #: how long the cluster's CPU count is reused before it is read again
 _REFRESH_SECONDS = 5.0
@@ -675,7 +675,7 @@ class RayExecutor(Executor):
         """Objects owned by a detached actor of this Ray cluster."""
         if self._ray is None:
             return None
-        return {"factory": "flowstage.executors.ray_memory:RayMemory", "name": "flowstage_object_store",
+        return {"factory": "flowstage.executors.ray.memory:RayMemory", "name": "flowstage_object_store",
                 "namespace": "flowstage"}
 
     def is_handle(self, value: Any) -> bool:

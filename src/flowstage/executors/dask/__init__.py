@@ -1,0 +1,1 @@
+"""The ``dask`` executor and its cluster-memory backend."""

@@ -1,0 +1,1 @@
+"""The ``ray`` executor and its cluster-memory backend."""

@@ -1,0 +1,1 @@
+"""Objects passed between stages and runs: the object store and named artifacts."""
