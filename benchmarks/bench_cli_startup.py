@@ -71,8 +71,10 @@ def build_wheel(folder: Path, index: int) -> Path:
     dist_info = f"{name}-{version}.dist-info"
     files = {
         f"{name}/__init__.py": PLUGIN_MODULE.format(index=index),
-        f"{dist_info}/METADATA": (f"Metadata-Version: 2.1\nName: flowstage-bench-{index}\nVersion: {version}\n"
-                                  "Summary: trivial flowstage plugin for benchmarks\n"),
+        f"{dist_info}/METADATA": (
+            f"Metadata-Version: 2.1\nName: flowstage-bench-{index}\nVersion: {version}\n"
+            "Summary: trivial flowstage plugin for benchmarks\n"
+        ),
         f"{dist_info}/WHEEL": "Wheel-Version: 1.0\nGenerator: bench_cli_startup\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
         f"{dist_info}/entry_points.txt": f"[flowstage.plugins]\nbench{index} = {name}\n",
     }
@@ -94,8 +96,12 @@ def make_child_env(where: Path) -> Path:
     """A virtual environment whose site-packages also load this interpreter's; its python."""
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(where)], check=True)
     python = where / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
-    child_site = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                                capture_output=True, text=True, check=True).stdout.strip()
+    child_site = subprocess.run(
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     parents = dict.fromkeys([sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]])
     # "import" lines of a .pth run at start-up; addsitedir also processes the parent's .pth
     # files (an editable install of flowstage is one).
@@ -106,11 +112,19 @@ def make_child_env(where: Path) -> Path:
 
 def console_script(python: Path) -> list[str]:
     """``flowstage`` as the installed console script would run it, from ``python``'s env."""
-    return [str(python), "-c", "import sys; sys.argv[0] = 'flowstage'; from flowstage.cli.main import main; main()"]
+    return [
+        str(python),
+        "-c",
+        "import sys; sys.argv[0] = 'flowstage'; from flowstage.cli.main import main; main()",
+    ]
 
 
-def time_runs(commands: dict[str, list[str]], runs: int, env: dict[str, str],
-              cpu: dict[str, list[float]] | None = None) -> dict[str, list[float]]:
+def time_runs(
+    commands: dict[str, list[str]],
+    runs: int,
+    env: dict[str, str],
+    cpu: dict[str, list[float]] | None = None,
+) -> dict[str, list[float]]:
     """Wall seconds per run of each command (and CPU seconds into ``cpu``). The commands
     take turns, so that a change in the machine's load affects them alike."""
     for command in commands.values():
@@ -140,12 +154,23 @@ def _children_cpu() -> float:
 
 def entry_point_count(python: Path, env: dict[str, str]) -> int:
     probe = "import importlib.metadata as m; print(len(m.entry_points(group='flowstage.plugins')))"
-    return int(subprocess.run([str(python), "-c", probe], capture_output=True, text=True, env=env,
-                              check=True).stdout)
+    return int(
+        subprocess.run(
+            [str(python), "-c", probe], capture_output=True, text=True, env=env, check=True
+        ).stdout
+    )
 
 
-def slowest_imports(command: list[str], env: dict[str, str], count: int = 15) -> list[tuple[int, str]]:
-    done = subprocess.run([command[0], "-X", "importtime", *command[1:]], check=False, capture_output=True, text=True, env=env)
+def slowest_imports(
+    command: list[str], env: dict[str, str], count: int = 15
+) -> list[tuple[int, str]]:
+    done = subprocess.run(
+        [command[0], "-X", "importtime", *command[1:]],
+        check=False,
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     rows = []
     for line in done.stderr.splitlines():
         if not line.startswith("import time:") or "cumulative" in line:
@@ -164,10 +189,17 @@ BREAKDOWN = [
     ("pydantic (BaseModel)", "import pydantic.main"),
     ("flowstage.core.settings (models)", "import flowstage.core.settings"),
     ("asyncio + concurrent.futures (executor modules)", "import asyncio, concurrent.futures"),
-    ("core.object_store + core.calls (executor modules)", "import flowstage.storage.object_store, flowstage.core.calls"),
-    ("built-in plugin modules (executors, stage types)",
-     ("import flowstage.executors.local, flowstage.executors.dask.executor, flowstage.executors.ray.executor, "
-      "flowstage.plugins.stage_types")),
+    (
+        "core.object_store + core.calls (executor modules)",
+        "import flowstage.storage.object_store, flowstage.core.calls",
+    ),
+    (
+        "built-in plugin modules (executors, stage types)",
+        (
+            "import flowstage.executors.local, flowstage.executors.dask.executor, flowstage.executors.ray.executor, "
+            "flowstage.plugins.stage_types"
+        ),
+    ),
 ]
 
 
@@ -198,9 +230,15 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=15)
     parser.add_argument("--plugins", type=int, default=10, help="extra trivial plugins to install")
     parser.add_argument("--workdir", type=Path, default=Path.home() / ".cache" / "flowstage-bench")
-    parser.add_argument("--importtime", action="store_true", help="show the slowest imports with the extra plugins")
-    parser.add_argument("--breakdown", action="store_true", help="time the import steps of --help one by one")
-    parser.add_argument("--check", action="store_true", help=f"exit 1 if the median exceeds {TARGET_SECONDS} s")
+    parser.add_argument(
+        "--importtime", action="store_true", help="show the slowest imports with the extra plugins"
+    )
+    parser.add_argument(
+        "--breakdown", action="store_true", help="time the import steps of --help one by one"
+    )
+    parser.add_argument(
+        "--check", action="store_true", help=f"exit 1 if the median exceeds {TARGET_SECONDS} s"
+    )
     args = parser.parse_args()
 
     args.workdir.mkdir(parents=True, exist_ok=True)
@@ -214,39 +252,73 @@ def main() -> int:
         plain = make_child_env(work / "plain")
         extra = make_child_env(work / "extra")
         wheels = [build_wheel(work, i) for i in range(args.plugins)]
-        subprocess.run([sys.executable, "-m", "pip", "--python", str(extra), "install", "--no-deps", "--quiet",
-                        "--disable-pip-version-check", *map(str, wheels)], check=True)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "--python",
+                str(extra),
+                "install",
+                "--no-deps",
+                "--quiet",
+                "--disable-pip-version-check",
+                *map(str, wheels),
+            ],
+            check=True,
+        )
 
         command = ["--help"]
-        shown = subprocess.run([*console_script(extra), *command], capture_output=True, text=True, env=env,
-                               check=True).stdout
+        shown = subprocess.run(
+            [*console_script(extra), *command], capture_output=True, text=True, env=env, check=True
+        ).stdout
         missing = [i for i in range(args.plugins) if f"bench-noop-{i}" not in shown]
         if missing:
-            raise SystemExit(f"the extra plugins {missing} did not load: their commands are not in --help")
+            raise SystemExit(
+                f"the extra plugins {missing} did not load: their commands are not in --help"
+            )
         cpu: dict[str, list[float]] = {}
-        times = time_runs({"floor": [str(plain), "-c", "pass"], "base": [*console_script(plain), *command],
-                           "more": [*console_script(extra), *command]}, args.runs, env, cpu)
+        times = time_runs(
+            {
+                "floor": [str(plain), "-c", "pass"],
+                "base": [*console_script(plain), *command],
+                "more": [*console_script(extra), *command],
+            },
+            args.runs,
+            env,
+            cpu,
+        )
         base, more = times["base"], times["more"]
         base_eps = entry_point_count(plain, env)
         more_eps = entry_point_count(extra, env)
 
         load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-        print(f"flowstage --help, whole process, {args.runs} runs each (load average {load:.1f} "
-              f"on {os.cpu_count()} CPUs)")
+        print(
+            f"flowstage --help, whole process, {args.runs} runs each (load average {load:.1f} "
+            f"on {os.cpu_count()} CPUs)"
+        )
         print(f"  {'':<42} {'wall: min / median / mean':<26} CPU median")
-        rows = [("python -c pass (interpreter floor)", "floor"),
-                (f"installed plugins ({base_eps} entry points)", "base"),
-                (f"+ {args.plugins} trivial plugins ({more_eps} entry points)", "more")]
+        rows = [
+            ("python -c pass (interpreter floor)", "floor"),
+            (f"installed plugins ({base_eps} entry points)", "base"),
+            (f"+ {args.plugins} trivial plugins ({more_eps} entry points)", "more"),
+        ]
         for label, key in rows:
             print(f"  {label:<42} {summary(times[key]):<26} {statistics.median(cpu[key]):.3f}")
         added = statistics.median(more) - statistics.median(base)
-        print(f"  cost of the extra plugins (median): {added * 1000:+.1f} ms "
-              f"({added * 1000 / max(1, args.plugins):+.2f} ms per plugin)")
+        print(
+            f"  cost of the extra plugins (median): {added * 1000:+.1f} ms "
+            f"({added * 1000 / max(1, args.plugins):+.2f} ms per plugin)"
+        )
         ok = statistics.median(more) < TARGET_SECONDS
-        print(f"target: median with the extra plugins < {TARGET_SECONDS} s: {'met' if ok else 'MISSED'}"
-              + ("" if ok or load < 1 else " (on a busy machine: compare the CPU column)"))
+        print(
+            f"target: median with the extra plugins < {TARGET_SECONDS} s: {'met' if ok else 'MISSED'}"
+            + ("" if ok or load < 1 else " (on a busy machine: compare the CPU column)")
+        )
         if str(extra).startswith("/tmp"):
-            print("note: the environment lives under /tmp, where stevedore's entry-point cache is off")
+            print(
+                "note: the environment lives under /tmp, where stevedore's entry-point cache is off"
+            )
         if args.importtime:
             print("\nslowest imports with the extra plugins (cumulative microseconds):")
             for micros, name in slowest_imports([*console_script(extra), *command], env):

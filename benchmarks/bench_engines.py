@@ -61,8 +61,12 @@ def count(values: list[Any]) -> int:
 
 
 def map_workflow(fn: Callable[..., Any]) -> dict[str, Any]:
-    return {"metadata": {"name": f"bench_map_{fn.__name__}"},
-            "spec": {"stages": [{"name": "mapped", "target": fn, "type": "parameterized", "map_on": "items"}]}}
+    return {
+        "metadata": {"name": f"bench_map_{fn.__name__}"},
+        "spec": {
+            "stages": [{"name": "mapped", "target": fn, "type": "parameterized", "map_on": "items"}]
+        },
+    }
 
 
 def chain_workflow(length: int) -> dict[str, Any]:
@@ -73,12 +77,16 @@ def chain_workflow(length: int) -> dict[str, Any]:
 
 
 def pair_workflow(n: int) -> dict[str, Any]:
-    stages = [{"name": "rows", "target": rows}, {"name": "count", "target": count, "depends_on": ["rows"]}]
+    stages = [
+        {"name": "rows", "target": rows},
+        {"name": "count", "target": count, "depends_on": ["rows"]},
+    ]
     return {"metadata": {"name": "bench_large_result"}, "spec": {"stages": stages}}
 
 
-def timed_pair(raw: Callable[[], Any], ours: Callable[[], Any], repeat: int,
-               expected: Any) -> tuple[float, float, float]:
+def timed_pair(
+    raw: Callable[[], Any], ours: Callable[[], Any], repeat: int, expected: Any
+) -> tuple[float, float, float]:
     """Median seconds of ``raw`` and of ``ours`` over ``repeat`` pairs of runs (after one
     warm-up run each), and the median of the pairs' ratios ``ours / raw``.
 
@@ -132,7 +140,9 @@ def dask_runner(client: Any, kind: str, arg: Any) -> Callable[[], Any]:
     if kind == "sleep":
         return lambda: client.gather(client.map(nap, [SLEEP] * arg, pure=False))
     if kind == "large":
-        return lambda: client.submit(count, client.submit(rows, arg, pure=False), pure=False).result()
+        return lambda: client.submit(
+            count, client.submit(rows, arg, pure=False), pure=False
+        ).result()
 
     def chain() -> Any:
         future = client.submit(one, pure=False)
@@ -163,8 +173,9 @@ def ray_runner(ray: Any, kind: str, arg: Any) -> Callable[[], Any]:
     return chain
 
 
-def bench_engine(name: str, spec: dict[str, Any],
-                 repeat: int) -> tuple[float, dict[str, tuple[float, float, float]]]:
+def bench_engine(
+    name: str, spec: dict[str, Any], repeat: int
+) -> tuple[float, dict[str, tuple[float, float, float]]]:
     from flowstage import create_executor
 
     began = time.perf_counter()
@@ -181,11 +192,15 @@ def bench_engine(name: str, spec: dict[str, Any],
 
             make_raw = lambda kind, arg: ray_runner(ray, kind, arg)
         for label, kind, arg, expected in workloads():
-            raw, ours, ratio = timed_pair(make_raw(kind, arg), flowstage_runner(executor, kind, arg), repeat,
-                                          expected)
+            raw, ours, ratio = timed_pair(
+                make_raw(kind, arg), flowstage_runner(executor, kind, arg), repeat, expected
+            )
             results[label] = (raw, ours, ratio)
-            print(f"  {name:5} {label:16} raw {raw:7.3f}s  flowstage {ours:7.3f}s  ({ratio:.2f}x)",
-                  file=sys.stderr, flush=True)
+            print(
+                f"  {name:5} {label:16} raw {raw:7.3f}s  flowstage {ours:7.3f}s  ({ratio:.2f}x)",
+                file=sys.stderr,
+                flush=True,
+            )
     finally:
         executor.close()
     return startup, results
@@ -206,21 +221,34 @@ def stage_hook_plugins() -> list[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeat", type=int, default=5, help="timed runs per workload (median is reported)")
-    parser.add_argument("--workers", type=int, default=os.cpu_count() or 2, help="Dask workers / Ray CPUs")
+    parser.add_argument(
+        "--repeat", type=int, default=5, help="timed runs per workload (median is reported)"
+    )
+    parser.add_argument(
+        "--workers", type=int, default=os.cpu_count() or 2, help="Dask workers / Ray CPUs"
+    )
     parser.add_argument("--engines", default="dask,ray", help="comma-separated: dask, ray")
     args = parser.parse_args()
-    os.environ.setdefault("FLOWSTAGE_HOME", os.path.join(os.path.expanduser("~"), ".flowstage-bench"))
+    os.environ.setdefault(
+        "FLOWSTAGE_HOME", os.path.join(os.path.expanduser("~"), ".flowstage-bench")
+    )
 
-    specs = {"dask": {"name": "dask", "n_workers": args.workers}, "ray": {"name": "ray", "num_cpus": args.workers}}
+    specs = {
+        "dask": {"name": "dask", "n_workers": args.workers},
+        "ray": {"name": "ray", "num_cpus": args.workers},
+    }
     table: dict[str, tuple[float, dict[str, tuple[float, float, float]]]] = {}
     for name in args.engines.split(","):
         table[name] = bench_engine(name, specs[name], args.repeat)
 
     engines = list(table)
-    print(f"\n{os.cpu_count()} cores, {args.workers} workers, median of {args.repeat} runs "
-          "(ratio: the median of the pairs' ratios)\n")
-    header = "| workload | " + " | ".join(f"raw {e} | flowstage {e} | ratio" for e in engines) + " |"
+    print(
+        f"\n{os.cpu_count()} cores, {args.workers} workers, median of {args.repeat} runs "
+        "(ratio: the median of the pairs' ratios)\n"
+    )
+    header = (
+        "| workload | " + " | ".join(f"raw {e} | flowstage {e} | ratio" for e in engines) + " |"
+    )
     print(header)
     print("|" + "---|" * (1 + 3 * len(engines)))
     for label, *_ in workloads():
@@ -231,10 +259,14 @@ def main() -> None:
         print(f"| {label} | " + " | ".join(cells) + " |")
     hooked = stage_hook_plugins()
     if hooked:
-        print(f"\nnote: installed plugins with per-stage hooks ({', '.join(hooked)}) ran in the driver for "
-              "every stage: uninstall them to measure flowstage alone")
-    print("\nengine start-up (create_executor + start): "
-          + ", ".join(f"{e} {table[e][0]:.1f}s" for e in engines))
+        print(
+            f"\nnote: installed plugins with per-stage hooks ({', '.join(hooked)}) ran in the driver for "
+            "every stage: uninstall them to measure flowstage alone"
+        )
+    print(
+        "\nengine start-up (create_executor + start): "
+        + ", ".join(f"{e} {table[e][0]:.1f}s" for e in engines)
+    )
 
 
 if __name__ == "__main__":

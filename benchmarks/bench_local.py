@@ -26,9 +26,9 @@ from collections.abc import Callable
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from flowstage import create_executor, run_workflow  # noqa: E402
+import benchstages
 
-import benchstages  # noqa: E402
+from flowstage import create_executor, run_workflow
 
 
 def best_of(fn: Callable[[], object], repeat: int = 3) -> float:
@@ -42,29 +42,65 @@ def best_of(fn: Callable[[], object], repeat: int = 3) -> float:
 
 
 def row(name: str, ours: float, raw: float, raw_name: str, note: str = "") -> None:
-    print(f"{name:<38} {ours * 1000:>9.1f} ms  {raw_name:<24} {raw * 1000:>9.1f} ms  {ours / raw:>6.2f}x  {note}")
+    print(
+        f"{name:<38} {ours * 1000:>9.1f} ms  {raw_name:<24} {raw * 1000:>9.1f} ms  {ours / raw:>6.2f}x  {note}"
+    )
 
 
 def chain_workflow(n: int) -> dict:
     stages = [{"name": "s0", "target": "benchstages.inc_root"}]
-    stages += [{"name": f"s{i}", "target": "benchstages.inc", "depends_on": [f"s{i - 1}"]} for i in range(1, n)]
+    stages += [
+        {"name": f"s{i}", "target": "benchstages.inc", "depends_on": [f"s{i - 1}"]}
+        for i in range(1, n)
+    ]
     return {"metadata": {"name": "chain"}, "spec": {"stages": stages}}
 
 
 def map_workflow() -> dict:
-    return {"metadata": {"name": "map"}, "spec": {"stages": [
-        {"name": "m", "target": "benchstages.trivial", "type": "parameterized", "map_on": "xs"}]}}
+    return {
+        "metadata": {"name": "map"},
+        "spec": {
+            "stages": [
+                {
+                    "name": "m",
+                    "target": "benchstages.trivial",
+                    "type": "parameterized",
+                    "map_on": "xs",
+                }
+            ]
+        },
+    }
 
 
 def sleep_workflow() -> dict:
-    return {"metadata": {"name": "sleep"}, "spec": {"stages": [
-        {"name": "m", "target": "benchstages.sleep_tenth", "type": "parameterized", "map_on": "xs"}]}}
+    return {
+        "metadata": {"name": "sleep"},
+        "spec": {
+            "stages": [
+                {
+                    "name": "m",
+                    "target": "benchstages.sleep_tenth",
+                    "type": "parameterized",
+                    "map_on": "xs",
+                }
+            ]
+        },
+    }
 
 
 def fan_workflow(width: int) -> dict:
     stages = [{"name": "source", "target": "benchstages.inc_root"}]
-    stages += [{"name": f"p{i}", "target": "benchstages.inc", "depends_on": ["source"]} for i in range(width)]
-    stages.append({"name": "sink", "target": "benchstages.count_args", "depends_on": [f"p{i}" for i in range(width)]})
+    stages += [
+        {"name": f"p{i}", "target": "benchstages.inc", "depends_on": ["source"]}
+        for i in range(width)
+    ]
+    stages.append(
+        {
+            "name": "sink",
+            "target": "benchstages.count_args",
+            "depends_on": [f"p{i}" for i in range(width)],
+        }
+    )
     return {"metadata": {"name": "fan"}, "spec": {"stages": stages}}
 
 
@@ -77,7 +113,10 @@ def main() -> None:
     print(f"python {sys.version.split()[0]}, {cores} cores; best of 3\n")
     print(f"{'workload':<38} {'flowstage':>12}  {'raw':<24} {'':>12}  {'ratio':>7}")
 
-    with create_executor({"name": "local"}) as threads, concurrent.futures.ThreadPoolExecutor(cores) as pool:
+    with (
+        create_executor({"name": "local"}) as threads,
+        concurrent.futures.ThreadPoolExecutor(cores) as pool,
+    ):
         run = lambda wf, data=None, ex=threads: run_workflow(wf, data, executor=ex, record=False)  # noqa: E731
         # a) chain
         chain = chain_workflow(100)
@@ -90,8 +129,13 @@ def main() -> None:
 
         ours, raw = best_of(lambda: run(chain)), best_of(raw_chain)
         per_stage = (ours - raw) / 100 * 1000
-        row("a) chain of 100 stages (threads)", ours, raw, "pool round trips",
-            f"overhead {per_stage:.3f} ms/stage (target < 0.2)")
+        row(
+            "a) chain of 100 stages (threads)",
+            ours,
+            raw,
+            "pool round trips",
+            f"overhead {per_stage:.3f} ms/stage (target < 0.2)",
+        )
 
         # b) maps
         for n in sizes:
@@ -101,22 +145,37 @@ def main() -> None:
             loop = best_of(lambda: [benchstages.trivial(x) for x in items])
             tpe = best_of(lambda: list(pool.map(benchstages.trivial, items)))
             budget = 1.5 * loop + 0.2
-            row(f"b) map {n:>7,} trivial items (threads)", ours, loop, "plain loop",
-                f"target <= {budget * 1000:.0f} ms: {'ok' if ours <= budget else 'MISSED'}")
+            row(
+                f"b) map {n:>7,} trivial items (threads)",
+                ours,
+                loop,
+                "plain loop",
+                f"target <= {budget * 1000:.0f} ms: {'ok' if ours <= budget else 'MISSED'}",
+            )
             row(f"   map {n:>7,} trivial items (threads)", ours, tpe, "ThreadPoolExecutor.map")
 
         # c) sleeps
-    with create_executor({"name": "local", "max_workers": 16}) as wide, \
-            concurrent.futures.ThreadPoolExecutor(16) as pool16:
+    with (
+        create_executor({"name": "local", "max_workers": 16}) as wide,
+        concurrent.futures.ThreadPoolExecutor(16) as pool16,
+    ):
         items = list(range(16))
         wf = sleep_workflow()
         run_workflow(wf, {"xs": items}, executor=wide, record=False)
         ours = best_of(lambda: run_workflow(wf, {"xs": items}, executor=wide, record=False))
         raw = best_of(lambda: list(pool16.map(benchstages.sleep_tenth, items)))
-        row("c) 16 items x sleep 0.1 s, 16 workers", ours, raw, "ThreadPoolExecutor(16)",
-            f"target < 250 ms: {'ok' if ours < 0.25 else 'MISSED'}")
+        row(
+            "c) 16 items x sleep 0.1 s, 16 workers",
+            ours,
+            raw,
+            "ThreadPoolExecutor(16)",
+            f"target < 250 ms: {'ok' if ours < 0.25 else 'MISSED'}",
+        )
 
-    with create_executor({"name": "local"}) as threads, concurrent.futures.ThreadPoolExecutor(cores) as pool:
+    with (
+        create_executor({"name": "local"}) as threads,
+        concurrent.futures.ThreadPoolExecutor(cores) as pool,
+    ):
         # d) fan out / fan in
         fan = fan_workflow(50)
         run_workflow(fan, executor=threads, record=False)
@@ -130,8 +189,10 @@ def main() -> None:
         row("d) 1 source, 50 parallel, 1 sink", ours, best_of(raw_fan), "pool submit + gather")
 
     # processes
-    with create_executor({"name": "local", "processes": True}) as procs, \
-            concurrent.futures.ProcessPoolExecutor(cores) as ppool:
+    with (
+        create_executor({"name": "local", "processes": True}) as procs,
+        concurrent.futures.ProcessPoolExecutor(cores) as ppool,
+    ):
         list(ppool.map(benchstages.trivial, range(cores)))
         for n in sizes:
             items = list(range(n))
@@ -140,7 +201,12 @@ def main() -> None:
             ours = best_of(lambda: run_workflow(wf, {"xs": items}, executor=procs, record=False))
             chunk = max(1, n // (4 * cores))
             raw = best_of(lambda: list(ppool.map(benchstages.trivial, items, chunksize=chunk)))
-            row(f"b) map {n:>7,} trivial items (processes)", ours, raw, f"PPE.map(chunksize={chunk})")
+            row(
+                f"b) map {n:>7,} trivial items (processes)",
+                ours,
+                raw,
+                f"PPE.map(chunksize={chunk})",
+            )
 
     memory(1_000_000 if not args.quick else 200_000)
 
@@ -164,8 +230,10 @@ def memory(n: int) -> None:
         peak = tracemalloc.get_traced_memory()[1] - before + baseline_in
         tracemalloc.stop()
         assert len(result) == n
-    print(f"\nmemory: map over {n:,} items: peak {peak / 2**20:.1f} MiB vs input+output lists "
-          f"{lists / 2**20:.1f} MiB: {peak / lists:.2f}x (target <= ~3x)")
+    print(
+        f"\nmemory: map over {n:,} items: peak {peak / 2**20:.1f} MiB vs input+output lists "
+        f"{lists / 2**20:.1f} MiB: {peak / lists:.2f}x (target <= ~3x)"
+    )
 
 
 if __name__ == "__main__":

@@ -62,9 +62,19 @@ def get_stage(put_seconds: float) -> tuple[float, float]:
 
 
 def workflow() -> dict[str, Any]:
-    return {"metadata": {"name": "pass_array"}, "spec": {"stages": [
-        {"name": "produce", "target": "bench_object_store.put_stage"},
-        {"name": "consume", "target": "bench_object_store.get_stage", "depends_on": ["produce"]}]}}
+    return {
+        "metadata": {"name": "pass_array"},
+        "spec": {
+            "stages": [
+                {"name": "produce", "target": "bench_object_store.put_stage"},
+                {
+                    "name": "consume",
+                    "target": "bench_object_store.get_stage",
+                    "depends_on": ["produce"],
+                },
+            ]
+        },
+    }
 
 
 def flowstage_case(executor: Any, mb: int, strategy: str, repeat: int) -> list[tuple[float, float]]:
@@ -73,8 +83,14 @@ def flowstage_case(executor: Any, mb: int, strategy: str, repeat: int) -> list[t
     out = []
     for i in range(repeat):
         key = f"bench/{i}"
-        out.append(run_workflow(workflow(), {"mb": mb, "strategy": strategy, "key": key}, executor=executor,
-                                record=False))
+        out.append(
+            run_workflow(
+                workflow(),
+                {"mb": mb, "strategy": strategy, "key": key},
+                executor=executor,
+                record=False,
+            )
+        )
         object_store.delete(key, strategy=strategy, executor=executor)
         time.sleep(PAUSE)
     return out
@@ -176,25 +192,38 @@ def raw_pickle_file(mb: int, repeat: int, folder: str) -> list[tuple[float, floa
 
 def median(pairs: list[tuple[float, float]]) -> tuple[float, float, float]:
     puts, gets = [p for p, _ in pairs], [g for _, g in pairs]
-    return statistics.median(puts), statistics.median(gets), statistics.median(p + g for p, g in pairs)
+    return (
+        statistics.median(puts),
+        statistics.median(gets),
+        statistics.median(p + g for p, g in pairs),
+    )
 
 
-def report(name: str, ours: list[tuple[float, float]], raw: list[tuple[float, float]], raw_name: str,
-           target: float) -> bool:
+def report(
+    name: str,
+    ours: list[tuple[float, float]],
+    raw: list[tuple[float, float]],
+    raw_name: str,
+    target: float,
+) -> bool:
     o_put, o_get, o_total = median(ours)
     r_put, r_get, r_total = median(raw)
     ratio = o_total / r_total
     ok = ratio <= target
-    print(f"{name:<34} put {o_put * 1e3:7.1f} get {o_get * 1e3:7.1f} = {o_total * 1e3:7.1f} ms | "
-          f"{raw_name:<24} put {r_put * 1e3:7.1f} get {r_get * 1e3:7.1f} = {r_total * 1e3:7.1f} ms | "
-          f"{ratio:5.2f}x (target <= {target}x) {'ok' if ok else 'MISSED'}")
+    print(
+        f"{name:<34} put {o_put * 1e3:7.1f} get {o_get * 1e3:7.1f} = {o_total * 1e3:7.1f} ms | "
+        f"{raw_name:<24} put {r_put * 1e3:7.1f} get {r_get * 1e3:7.1f} = {r_total * 1e3:7.1f} ms | "
+        f"{ratio:5.2f}x (target <= {target}x) {'ok' if ok else 'MISSED'}"
+    )
     return ok
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mb", type=int, default=100, help="array size in MB (default 100)")
-    parser.add_argument("-r", "--repeat", type=int, default=5, help="repetitions per case (default 5)")
+    parser.add_argument(
+        "-r", "--repeat", type=int, default=5, help="repetitions per case (default 5)"
+    )
     parser.add_argument("--skip-ray", action="store_true")
     args = parser.parse_args()
 
@@ -211,14 +240,24 @@ def main() -> int:
     with create_executor({"name": "local", "processes": True, "max_workers": 2}) as executor:
         flowstage_case(executor, args.mb, "cluster_memory", 1)  # warm the workers
         ours = flowstage_case(executor, args.mb, "cluster_memory", args.repeat)
-    ok &= report("local processes, cluster_memory", ours, raw_shared_memory(args.mb, args.repeat),
-                 "SharedMemory copy in/out", 2.0)
+    ok &= report(
+        "local processes, cluster_memory",
+        ours,
+        raw_shared_memory(args.mb, args.repeat),
+        "SharedMemory copy in/out",
+        2.0,
+    )
 
     with create_executor({"name": "local", "max_workers": 2}) as executor:
         flowstage_case(executor, args.mb, "artifact", 1)
         ours = flowstage_case(executor, args.mb, "artifact", args.repeat)
-    ok &= report("local disk, artifact", ours, raw_pickle_file(args.mb, args.repeat, home),
-                 "pickle.dump/pickle.load", 1.5)
+    ok &= report(
+        "local disk, artifact",
+        ours,
+        raw_pickle_file(args.mb, args.repeat, home),
+        "pickle.dump/pickle.load",
+        1.5,
+    )
 
     if not args.skip_ray:
         with create_executor({"name": "ray", "num_cpus": 2}) as executor:

@@ -29,7 +29,10 @@ def noop() -> int:
     return 1
 
 
-WORKFLOW = {"metadata": {"name": "bench_one"}, "spec": {"stages": [{"name": "one", "target": noop}]}}
+WORKFLOW = {
+    "metadata": {"name": "bench_one"},
+    "spec": {"stages": [{"name": "one", "target": noop}]},
+}
 
 
 def time_runs(count: int, record: bool, executor: object) -> float:
@@ -65,7 +68,11 @@ def bench_recording(count: int, rounds: int, batch: int = 50) -> dict[str, dict[
             scale = count / batch
             plain = statistics.median(batches[False]) * scale
             recorded = statistics.median(batches[True]) * scale
-            out[label] = {"record=False s": plain, "record=True s": recorded, "ratio": recorded / plain}
+            out[label] = {
+                "record=False s": plain,
+                "record=True s": recorded,
+                "ratio": recorded / plain,
+            }
     return out
 
 
@@ -81,13 +88,30 @@ def fill_history(total: int) -> None:
     rows = []
     for i in range(total):
         started = base + timedelta(seconds=i)
-        rows.append((f"hist{i:08d}", f"wf{i % 20}", "finished" if i % 7 else "failed", "api", "local", "default",
-                     "{}", started.isoformat(), started.isoformat(), (started + timedelta(seconds=1)).isoformat(),
-                     stages, "json", "1"))
+        rows.append(
+            (
+                f"hist{i:08d}",
+                f"wf{i % 20}",
+                "finished" if i % 7 else "failed",
+                "api",
+                "local",
+                "default",
+                "{}",
+                started.isoformat(),
+                started.isoformat(),
+                (started + timedelta(seconds=1)).isoformat(),
+                stages,
+                "json",
+                "1",
+            )
+        )
     with store.write() as conn:
-        conn.executemany("INSERT INTO runs (id, workflow, state, source, executor, namespace, input, created_at, "
-                         "started_at, finished_at, stages, result_kind, result) "
-                         "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+        conn.executemany(
+            "INSERT INTO runs (id, workflow, state, source, executor, namespace, input, created_at, "
+            "started_at, finished_at, stages, result_kind, result) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            rows,
+        )
 
 
 def best_of(fn: object, times: int = 5) -> float:
@@ -117,13 +141,17 @@ def bench_listing(total: int) -> dict[str, float]:
     flowstage = str(Path(sys.executable).with_name("flowstage"))
 
     def process(*args: str) -> None:
-        subprocess.run([flowstage, *args], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        subprocess.run(
+            [flowstage, *args], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
 
     return {
         "store.list_runs (first page) s": best_of(lambda: store.list_runs(limit=50)),
         "store.list_runs (page 1000) s": best_of(lambda: store.list_runs(limit=50, offset=50_000)),
         "get runs, in-process CLI (table) s": best_of(lambda: cli("get", "runs")),
-        "get runs --format json, in-process CLI s": best_of(lambda: cli("get", "runs", "--format", "json")),
+        "get runs --format json, in-process CLI s": best_of(
+            lambda: cli("get", "runs", "--format", "json")
+        ),
         "flowstage get runs, whole process s": best_of(lambda: process("get", "runs"), 3),
         "flowstage --help, whole process s": best_of(lambda: process("--help"), 3),
     }
@@ -139,8 +167,10 @@ def main() -> None:
         os.environ["FLOWSTAGE_HOME"] = home
         recording = bench_recording(args.runs, args.rounds)
         for label, numbers in recording.items():
-            print(f"{args.runs} one-stage runs, {label}: record=False {numbers['record=False s']:.3f}s, "
-                  f"record=True {numbers['record=True s']:.3f}s, ratio {numbers['ratio']:.3f} (limit 1.3)")
+            print(
+                f"{args.runs} one-stage runs, {label}: record=False {numbers['record=False s']:.3f}s, "
+                f"record=True {numbers['record=True s']:.3f}s, ratio {numbers['ratio']:.3f} (limit 1.3)"
+            )
     with tempfile.TemporaryDirectory() as home:
         os.environ["FLOWSTAGE_HOME"] = home
         for label, seconds in bench_listing(args.history).items():

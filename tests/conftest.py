@@ -38,16 +38,17 @@ def stage_modules() -> None:
     """Test stage modules import as ``teststages.<name>`` in the driver and, through
     PYTHONPATH, in every worker process the engines start."""
     sys.path.insert(0, str(HERE))
-    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(HERE), os.environ.get("PYTHONPATH")]))
+    os.environ["PYTHONPATH"] = os.pathsep.join(
+        filter(None, [str(HERE), os.environ.get("PYTHONPATH")])
+    )
 
 
 @pytest.fixture(scope="session")
 def sample_installed(stage_modules: None) -> None:
     """flowstage-sample (tests/sample_plugin), pip-installed into this environment, and
     the process's plugin manager rebuilt so it is seen."""
-    from installs import install_sample
-
     from flowstage.core.plugin_manager import set_default_plugins
+    from installs import install_sample
 
     install_sample()
     set_default_plugins(None)

@@ -38,7 +38,9 @@ def pip_install(*args: str, python: str | None = None) -> None:
     command += ["install", "--no-deps", "--disable-pip-version-check", "--quiet"]
     if _can_build_offline():
         command.append("--no-build-isolation")
-    done = subprocess.run([*command, *args], check=False, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [*command, *args], check=False, capture_output=True, text=True, timeout=300
+    )
     if done.returncode != 0:
         pytest.fail(f"pip install {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}")
     importlib.invalidate_caches()
@@ -54,12 +56,18 @@ def _installed_copy_matches(distribution: str, source: Path) -> bool:
     if version is None or dist.version != version.group(1):
         return False
     src = source / "src"
-    wanted = {p.relative_to(src).as_posix() for p in src.rglob("*") if p.suffix in (".py", ".yaml")
-              and "egg-info" not in p.as_posix()}
+    wanted = {
+        p.relative_to(src).as_posix()
+        for p in src.rglob("*")
+        if p.suffix in (".py", ".yaml") and "egg-info" not in p.as_posix()
+    }
     installed = {f.as_posix(): f for f in dist.files or [] if f.as_posix() in wanted}
     if set(installed) != wanted:
         return False
-    return all(Path(str(f.locate())).read_bytes() == (src / name).read_bytes() for name, f in installed.items())
+    return all(
+        Path(str(f.locate())).read_bytes() == (src / name).read_bytes()
+        for name, f in installed.items()
+    )
 
 
 def install_sample() -> None:

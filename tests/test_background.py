@@ -40,7 +40,9 @@ spec:
 
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([FLOWSTAGE, *args], check=False, capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [FLOWSTAGE, *args], check=False, capture_output=True, text=True, timeout=120
+    )
 
 
 def start(*args: str) -> str:
@@ -74,7 +76,11 @@ def test_no_wait_returns_at_once_and_the_run_finishes_in_the_history() -> None:
     assert time.monotonic() - began < 15
     listed = json.loads(cli("runs", "--format", "json").stdout)
     assert [r["id"] for r in listed] == [run_id]
-    assert listed[0]["source"] == "background" and listed[0]["state"] in ("pending", "running", "finished")
+    assert listed[0]["source"] == "background" and listed[0]["state"] in (
+        "pending",
+        "running",
+        "finished",
+    )
     row = wait_for(run_id, ("finished", "failed"))
     assert row["state"] == "finished", row["error"]
     assert get_store().load_result(row) == {"speak": "bonjour", "source": "background"}

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import interruptible
 
+from conftest import interruptible
 from flowstage.cli.inputs import parse_input_args
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -22,7 +22,9 @@ FLOWSTAGE = str(Path(sys.executable).with_name("flowstage"))
 
 
 def cli(*args: str, cwd: Path = EXAMPLES, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([FLOWSTAGE, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [FLOWSTAGE, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def test_run_seed_workflow_coerces_cli_input() -> None:
@@ -56,15 +58,35 @@ def test_run_cities_pipeline_with_file_config_and_progress() -> None:
 
 
 def test_run_map_on_list_input() -> None:
-    done = cli("run", "map_on_payload.yaml", "--payload_cities[]", "Oslo", "--payload_cities[]", "Lima",
-               "--format", "json", "-q")
+    done = cli(
+        "run",
+        "map_on_payload.yaml",
+        "--payload_cities[]",
+        "Oslo",
+        "--payload_cities[]",
+        "Lima",
+        "--format",
+        "json",
+        "-q",
+    )
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout) == ["hello Oslo", "hello Lima"]
 
 
 def test_run_on_processes_from_flags() -> None:
-    done = cli("run", "test_workflow.yaml", "--n_vals", "4", "--executor", "local",
-               "--executor-option", "processes=true", "-o", "max_workers=2", "-q")
+    done = cli(
+        "run",
+        "test_workflow.yaml",
+        "--n_vals",
+        "4",
+        "--executor",
+        "local",
+        "--executor-option",
+        "processes=true",
+        "-o",
+        "max_workers=2",
+        "-q",
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "6"
 
@@ -78,10 +100,19 @@ def test_input_file(tmp_path: Path) -> None:
 
 def test_failed_run_exits_1_with_worker_traceback(tmp_path: Path) -> None:
     path = tmp_path / "fail.yaml"
-    path.write_text(yaml.safe_dump({"kind": "workflow", "metadata": {"name": "fail"}, "spec": {"stages": [
-        {"name": "bad", "target": "teststages.basic.fails"}]}}))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "kind": "workflow",
+                "metadata": {"name": "fail"},
+                "spec": {"stages": [{"name": "bad", "target": "teststages.basic.fails"}]},
+            }
+        )
+    )
     env = {**os.environ, "PYTHONPATH": str(ROOT / "tests")}
-    done = subprocess.run([FLOWSTAGE, "run", str(path), "-q"], capture_output=True, text=True, env=env, timeout=60)
+    done = subprocess.run(
+        [FLOWSTAGE, "run", str(path), "-q"], capture_output=True, text=True, env=env, timeout=60
+    )
     assert done.returncode == 1
     assert "stage 'bad' failed: ValueError: this stage always fails" in done.stderr
     assert "teststages/basic.py" in done.stderr  # the worker's traceback
@@ -90,12 +121,33 @@ def test_failed_run_exits_1_with_worker_traceback(tmp_path: Path) -> None:
 
 def test_partial_failures_are_listed_and_exit_0(tmp_path: Path) -> None:
     path = tmp_path / "partial.yaml"
-    path.write_text(yaml.safe_dump({"kind": "workflow", "metadata": {"name": "partial"}, "spec": {"stages": [
-        {"name": "m", "target": "teststages.basic.fail_on_two", "type": "parameterized", "map_on": "xs",
-         "allow_partial_failure": True}]}}))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "kind": "workflow",
+                "metadata": {"name": "partial"},
+                "spec": {
+                    "stages": [
+                        {
+                            "name": "m",
+                            "target": "teststages.basic.fail_on_two",
+                            "type": "parameterized",
+                            "map_on": "xs",
+                            "allow_partial_failure": True,
+                        }
+                    ]
+                },
+            }
+        )
+    )
     env = {**os.environ, "PYTHONPATH": str(ROOT / "tests")}
-    done = subprocess.run([FLOWSTAGE, "run", str(path), "--xs[]", "1", "--xs[]", "2", "--format", "json", "-q"],
-                          capture_output=True, text=True, env=env, timeout=60)
+    done = subprocess.run(
+        [FLOWSTAGE, "run", str(path), "--xs[]", "1", "--xs[]", "2", "--format", "json", "-q"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout) == [1]
     assert "stage 'm': 1 item(s) failed" in done.stderr
@@ -104,8 +156,10 @@ def test_partial_failures_are_listed_and_exit_0(tmp_path: Path) -> None:
 
 def test_bad_workflow_exits_2_without_traceback(tmp_path: Path) -> None:
     path = tmp_path / "bad.yaml"
-    path.write_text("kind: workflow\nmetadata: {name: bad}\nspec:\n  stages:\n"
-                    "    - {name: a, target: teststages.basic.one, depend_on: [b]}\n")
+    path.write_text(
+        "kind: workflow\nmetadata: {name: bad}\nspec:\n  stages:\n"
+        "    - {name: a, target: teststages.basic.one, depend_on: [b]}\n"
+    )
     done = cli("run", str(path))
     assert done.returncode == 2
     assert "Traceback" not in done.stderr
@@ -133,11 +187,14 @@ def test_validate_and_validate_with_input() -> None:
     assert "input 'n_vals': expected int" in done.stderr
 
 
-@pytest.mark.parametrize("fmt,expected", [
-    ("text", "funnel_stage  <- parallel_stage_1, parallel_stage_2"),
-    ("mermaid", "flowchart TD"),
-    ("dot", '"parallel_stage_1" -> "funnel_stage";'),
-])
+@pytest.mark.parametrize(
+    "fmt,expected",
+    [
+        ("text", "funnel_stage  <- parallel_stage_1, parallel_stage_2"),
+        ("mermaid", "flowchart TD"),
+        ("dot", '"parallel_stage_1" -> "funnel_stage";'),
+    ],
+)
 def test_graph(fmt: str, expected: str) -> None:
     done = cli("graph", "parallel_branches.yaml", "--format", fmt)
     assert done.returncode == 0, done.stderr
@@ -145,21 +202,46 @@ def test_graph(fmt: str, expected: str) -> None:
 
 
 def test_help_does_not_import_engines() -> None:
-    code = ("import sys\nfrom flowstage.cli.main import run_cli\n"
-            "try:\n    run_cli(['--help'])\nexcept SystemExit:\n    pass\n"
-            "print(sorted(m for m in ('dask', 'distributed', 'ray') if m in sys.modules))")
+    code = (
+        "import sys\nfrom flowstage.cli.main import run_cli\n"
+        "try:\n    run_cli(['--help'])\nexcept SystemExit:\n    pass\n"
+        "print(sorted(m for m in ('dask', 'distributed', 'ray') if m in sys.modules))"
+    )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.stdout.strip().splitlines()[-1] == "[]"
 
 
 def test_ctrl_c_stops_workers_and_exits_130(tmp_path: Path) -> None:
     path = tmp_path / "slow.yaml"
-    path.write_text(yaml.safe_dump({"kind": "workflow", "metadata": {"name": "slow"}, "spec": {"stages": [
-        {"name": "hang", "target": "teststages.timing.hang"}]}}))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "kind": "workflow",
+                "metadata": {"name": "slow"},
+                "spec": {"stages": [{"name": "hang", "target": "teststages.timing.hang"}]},
+            }
+        )
+    )
     env = {**os.environ, "PYTHONPATH": str(ROOT / "tests")}
-    proc = subprocess.Popen(interruptible([FLOWSTAGE, "run", str(path), "-o", "processes=true", "-o", "max_workers=1",
-                                           "-e", "local"]), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=env)
+    proc = subprocess.Popen(
+        interruptible(
+            [
+                FLOWSTAGE,
+                "run",
+                str(path),
+                "-o",
+                "processes=true",
+                "-o",
+                "max_workers=1",
+                "-e",
+                "local",
+            ]
+        ),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     time.sleep(3)  # the pool is up and the stage is running
     children = _children(proc.pid)
     assert children, "the process pool did not start"
@@ -193,7 +275,34 @@ def _alive(pid: int) -> bool:
 
 
 def test_input_parsing_like_flowctl() -> None:
-    assert parse_input_args(["--n_vals", "5", "--ratio", "0.5", "--name", "oslo", "--flag", "--none", "null",
-                             "--a.b", "1", "--a.c", "true", "--l[]", "x", "--l[]", "2", "--k=v"]) == {
-        "n_vals": 5, "ratio": 0.5, "name": "oslo", "flag": True, "none": None,
-        "a": {"b": 1, "c": True}, "l": ["x", 2], "k": "v"}
+    assert parse_input_args(
+        [
+            "--n_vals",
+            "5",
+            "--ratio",
+            "0.5",
+            "--name",
+            "oslo",
+            "--flag",
+            "--none",
+            "null",
+            "--a.b",
+            "1",
+            "--a.c",
+            "true",
+            "--l[]",
+            "x",
+            "--l[]",
+            "2",
+            "--k=v",
+        ]
+    ) == {
+        "n_vals": 5,
+        "ratio": 0.5,
+        "name": "oslo",
+        "flag": True,
+        "none": None,
+        "a": {"b": 1, "c": True},
+        "l": ["x", 2],
+        "k": "v",
+    }

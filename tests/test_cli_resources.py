@@ -60,7 +60,9 @@ def invoke(*args: str, ok: bool = True):
 
 
 def cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([FLOWSTAGE, *args], check=False, capture_output=True, text=True, timeout=120, cwd=cwd)
+    return subprocess.run(
+        [FLOWSTAGE, *args], check=False, capture_output=True, text=True, timeout=120, cwd=cwd
+    )
 
 
 @pytest.fixture
@@ -72,11 +74,17 @@ def resources(tmp_path: Path) -> Path:
 
 def test_apply_reports_created_unchanged_and_updated(resources: Path) -> None:
     assert invoke("apply", "-p", str(resources)).stdout.splitlines() == [
-        "workflow/features created", "workflow/counting created",
-        "config/nowcast_defaults created", "config/for_features created"]
+        "workflow/features created",
+        "workflow/counting created",
+        "config/nowcast_defaults created",
+        "config/for_features created",
+    ]
     assert invoke("apply", "-p", str(resources)).stdout.splitlines() == [
-        "workflow/features unchanged", "workflow/counting unchanged",
-        "config/nowcast_defaults unchanged", "config/for_features unchanged"]
+        "workflow/features unchanged",
+        "workflow/counting unchanged",
+        "config/nowcast_defaults unchanged",
+        "config/for_features unchanged",
+    ]
     resources.write_text(RESOURCES.replace("city: Oslo", "city: Lima"))
     assert "config/for_features updated" in invoke("apply", "-p", str(resources)).stdout
     [config] = json.loads(invoke("get", "configs", "for_features", "--format", "json").stdout)
@@ -97,7 +105,9 @@ def test_apply_a_folder_of_files(tmp_path: Path) -> None:
 
 def test_a_bad_resource_in_a_multi_document_file_applies_none_and_is_named(tmp_path: Path) -> None:
     path = tmp_path / "mixed.yaml"
-    path.write_text(RESOURCES + """\
+    path.write_text(
+        RESOURCES
+        + """\
 ---
 kind: workflow
 metadata: {name: broken}
@@ -105,14 +115,22 @@ spec:
   stages:
     - name: missing
       target: teststages.state.no_such_function
-""")
+"""
+    )
     result = invoke("apply", "-p", str(path), ok=False)
     assert isinstance(result.exception, WorkflowError)
     message = str(result.exception)
-    assert f"{path} (document 5)" in message and "'missing'" in message and "no_such_function" in message
+    assert (
+        f"{path} (document 5)" in message
+        and "'missing'" in message
+        and "no_such_function" in message
+    )
     assert "nothing was applied" in message
     assert json.loads(invoke("get", "workflows", "--format", "json").stdout) == [
-        w for w in json.loads(invoke("get", "workflows", "--format", "json").stdout) if w["source"] != "applied"]
+        w
+        for w in json.loads(invoke("get", "workflows", "--format", "json").stdout)
+        if w["source"] != "applied"
+    ]
     assert json.loads(invoke("get", "configs", "--format", "json").stdout) == []
     # the same through the real command: exit code 2, the message on stderr
     done = cli("apply", "-p", str(path))
@@ -121,23 +139,36 @@ spec:
 
 def test_a_typo_in_a_config_and_duplicate_names_are_reported(tmp_path: Path) -> None:
     path = tmp_path / "typo.yaml"
-    path.write_text("kind: config\nmetadata: {name: a}\nspec: {selecter: {type: name, value: x}}\n---\n"
-                    "kind: config\nmetadata: {name: b}\nspec: {data: {}}\n---\nkind: config\nmetadata: {name: b}\n")
+    path.write_text(
+        "kind: config\nmetadata: {name: a}\nspec: {selecter: {type: name, value: x}}\n---\n"
+        "kind: config\nmetadata: {name: b}\nspec: {data: {}}\n---\nkind: config\nmetadata: {name: b}\n"
+    )
     result = invoke("apply", "-p", str(path), ok=False)
     assert "selecter" in str(result.exception)
-    path.write_text("kind: config\nmetadata: {name: b}\nspec: {data: {}}\n---\nkind: config\nmetadata: {name: b}\n")
+    path.write_text(
+        "kind: config\nmetadata: {name: b}\nspec: {data: {}}\n---\nkind: config\nmetadata: {name: b}\n"
+    )
     result = invoke("apply", "-p", str(path), ok=False)
     assert "config 'b' is also defined in" in str(result.exception)
 
 
-def test_get_workflows_lists_applied_and_shipped_ones(resources: Path, sample_installed: None) -> None:
+def test_get_workflows_lists_applied_and_shipped_ones(
+    resources: Path, sample_installed: None
+) -> None:
     invoke("apply", "-p", str(resources))
     rows = json.loads(invoke("get", "workflows", "--format", "json").stdout)
     sources = {r["name"]: r["source"] for r in rows}
     assert sources["features"] == "applied" and sources["counting"] == "applied"
     assert sources["sample_squares"] == "plugin flowstage-sample"
     table = invoke("get", "workflows").stdout
-    assert table.splitlines()[0].split() == ["NAME", "SOURCE", "STAGES", "ANNOTATIONS", "VERSION", "UPDATED"]
+    assert table.splitlines()[0].split() == [
+        "NAME",
+        "SOURCE",
+        "STAGES",
+        "ANNOTATIONS",
+        "VERSION",
+        "UPDATED",
+    ]
     assert "group=nowcast" in table and "sample_squares" in table
     [one] = yaml.safe_load(invoke("get", "workflow", "counting", "--format", "yaml").stdout)
     assert one["stages"] == 2 and one["file"] == str(resources.resolve())
@@ -145,13 +176,17 @@ def test_get_workflows_lists_applied_and_shipped_ones(resources: Path, sample_in
     assert isinstance(result.exception, UnknownNameError) and "features" in str(result.exception)
 
 
-def test_inspect_shows_configs_that_apply_and_workflows_a_config_applies_to(resources: Path,
-                                                                          sample_installed: None) -> None:
+def test_inspect_shows_configs_that_apply_and_workflows_a_config_applies_to(
+    resources: Path, sample_installed: None
+) -> None:
     invoke("apply", "-p", str(resources))
     shown = yaml.safe_load(invoke("inspect", "workflow", "features").stdout)
     assert shown["kind"] == "workflow" and shown["spec"]["stages"][0]["name"] == "settings"
     assert shown["status"]["configs"] == ["for_features", "nowcast_defaults"]
-    assert shown["status"]["config"] == {"study_identifier": "demo", "data_config": {"n": 3, "city": "Oslo"}}
+    assert shown["status"]["config"] == {
+        "study_identifier": "demo",
+        "data_config": {"n": 3, "city": "Oslo"},
+    }
     config = yaml.safe_load(invoke("inspect", "config", "nowcast_defaults").stdout)
     assert config["spec"]["data"]["study_identifier"] == "demo"
     assert config["status"]["applies_to"] == ["features"]
@@ -163,18 +198,26 @@ def test_cli_run_of_an_applied_workflow_is_recorded_with_its_config(resources: P
     invoke("apply", "-p", str(resources))
     done = cli("run", "features", "--format", "json", "-q")
     assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout) == {"study_identifier": "demo", "data_config": {"n": 3, "city": "Oslo"}}
+    assert json.loads(done.stdout) == {
+        "study_identifier": "demo",
+        "data_config": {"n": 3, "city": "Oslo"},
+    }
     done = cli("run", "counting", "--n_vals", "4", "-q")
     assert done.stdout.strip() == "6"
     listed = cli("get", "runs", "--format", "json")
     assert listed.returncode == 0, listed.stderr
     runs = json.loads(listed.stdout)
     assert [r["workflow"] for r in runs] == ["counting", "features"]  # newest first
-    assert all(set(r) == {"id", "workflow", "state", "source", "started_at", "finished_at"} for r in runs)
+    assert all(
+        set(r) == {"id", "workflow", "state", "source", "started_at", "finished_at"} for r in runs
+    )
     assert {r["source"] for r in runs} == {"cli"} and {r["state"] for r in runs} == {"finished"}
     detail = yaml.safe_load(invoke("inspect", "run", runs[0]["id"][:6]).stdout)
     assert detail["result"] == 6 and detail["input"] == {"n_vals": 4}
-    assert detail["stages"]["numbers"]["state"] == "finished" and detail["stages"]["total"]["attempts"] == 1
+    assert (
+        detail["stages"]["numbers"]["state"] == "finished"
+        and detail["stages"]["total"]["attempts"] == 1
+    )
     assert detail["stages"]["total"]["duration"] is not None
 
 
@@ -183,17 +226,35 @@ def test_runs_lists_filters_and_pages(resources: Path) -> None:
 
     invoke("apply", "-p", str(resources))
     ids = [run_workflow("counting", {"n_vals": i}, return_run=True).id for i in range(5)]
-    run_workflow({"metadata": {"name": "breaks"}, "spec": {"stages": [
-        {"name": "boom", "target": "teststages.state.fails"}]}}, return_run=True)
-    assert [r["id"] for r in json.loads(invoke("runs", "--workflow", "counting", "--format", "json").stdout)] \
-        == ids[::-1]
-    assert [r["id"] for r in json.loads(invoke("get", "runs", "counting", "--format", "json").stdout)] == ids[::-1]
-    page = json.loads(invoke("get", "runs", "counting", "--limit", "2", "--page", "2", "--format", "json").stdout)
+    run_workflow(
+        {
+            "metadata": {"name": "breaks"},
+            "spec": {"stages": [{"name": "boom", "target": "teststages.state.fails"}]},
+        },
+        return_run=True,
+    )
+    assert [
+        r["id"]
+        for r in json.loads(invoke("runs", "--workflow", "counting", "--format", "json").stdout)
+    ] == ids[::-1]
+    assert [
+        r["id"] for r in json.loads(invoke("get", "runs", "counting", "--format", "json").stdout)
+    ] == ids[::-1]
+    page = json.loads(
+        invoke("get", "runs", "counting", "--limit", "2", "--page", "2", "--format", "json").stdout
+    )
     assert [r["id"] for r in page] == [ids[2], ids[1]]
     failed = json.loads(invoke("runs", "--state", "failed", "--format", "json").stdout)
     assert [r["workflow"] for r in failed] == ["breaks"]
     table = invoke("runs", "--limit", "3")
-    assert table.stdout.splitlines()[0].split() == ["ID", "WORKFLOW", "STATE", "SOURCE", "STARTED", "DURATION"]
+    assert table.stdout.splitlines()[0].split() == [
+        "ID",
+        "WORKFLOW",
+        "STATE",
+        "SOURCE",
+        "STARTED",
+        "DURATION",
+    ]
     assert len(table.stdout.splitlines()) == 4 and "runs 1-3 of 6" in table.stderr
     [one] = json.loads(invoke("get", "runs", ids[0], "--format", "json").stdout)
     assert one["id"] == ids[0]
@@ -202,36 +263,52 @@ def test_runs_lists_filters_and_pages(resources: Path) -> None:
     assert "ValueError" in detail["traceback"] and detail["stages"]["boom"]["state"] == "failed"
 
 
-def test_delete_keeps_the_history_and_unknown_names_are_errors(resources: Path, tmp_path: Path) -> None:
+def test_delete_keeps_the_history_and_unknown_names_are_errors(
+    resources: Path, tmp_path: Path
+) -> None:
     from flowstage import run_workflow
 
     invoke("apply", "-p", str(resources))
     run_workflow("counting", {"n_vals": 3})
     assert invoke("delete", "workflow", "counting").stdout.strip() == "workflow/counting deleted"
-    assert [r["workflow"] for r in json.loads(invoke("get", "runs", "--format", "json").stdout)] == ["counting"]
+    assert [
+        r["workflow"] for r in json.loads(invoke("get", "runs", "--format", "json").stdout)
+    ] == ["counting"]
     result = invoke("delete", "workflow", "counting", ok=False)
     assert isinstance(result.exception, UnknownNameError) and "features" in str(result.exception)
     result = invoke("run", "counting", ok=False)
     assert isinstance(result.exception, UnknownNameError)
     assert invoke("delete", "-p", str(resources)).stdout.splitlines() == [
-        "workflow/features deleted", "workflow/counting not found",
-        "config/nowcast_defaults deleted", "config/for_features deleted"]
+        "workflow/features deleted",
+        "workflow/counting not found",
+        "config/nowcast_defaults deleted",
+        "config/for_features deleted",
+    ]
     assert json.loads(invoke("get", "configs", "--format", "json").stdout) == []
     result = invoke("delete", "widget", "x", ok=False)
-    assert isinstance(result.exception, UserError) and "unknown kind 'widget'" in str(result.exception)
+    assert isinstance(result.exception, UserError) and "unknown kind 'widget'" in str(
+        result.exception
+    )
     done = cli("delete", "config", "nope")
     assert done.returncode == 2 and "no applied config named 'nope'" in done.stderr
 
 
-def test_config_show_names_where_each_value_comes_from(app_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    (app_home / "settings.yaml").write_text("executor: {name: local, max_workers: 3}\nstore: {busy_timeout: 5s}\n")
+def test_config_show_names_where_each_value_comes_from(
+    app_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (app_home / "settings.yaml").write_text(
+        "executor: {name: local, max_workers: 3}\nstore: {busy_timeout: 5s}\n"
+    )
     monkeypatch.setenv("FLOWSTAGE__STORE__HEARTBEAT_INTERVAL", "500ms")
     rows = {r["key"]: r for r in json.loads(invoke("config", "show", "--format", "json").stdout)}
     assert rows["executor.max_workers"]["value"] == 3
     assert rows["executor.max_workers"]["source"] == f"settings file {app_home / 'settings.yaml'}"
     assert rows["store.busy_timeout"]["value"] == 5.0
-    assert rows["store.heartbeat_interval"] == {"key": "store.heartbeat_interval", "value": 0.5,
-                                                "source": "environment FLOWSTAGE__STORE__HEARTBEAT_INTERVAL"}
+    assert rows["store.heartbeat_interval"] == {
+        "key": "store.heartbeat_interval",
+        "value": 0.5,
+        "source": "environment FLOWSTAGE__STORE__HEARTBEAT_INTERVAL",
+    }
     assert rows["store.max_inline_result"]["source"] == "default"
     table = invoke("config", "show").stdout
     assert table.splitlines()[0].split() == ["KEY", "VALUE", "SOURCE"]

@@ -21,8 +21,8 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import _engine, interruptible
 
+from conftest import _engine, interruptible
 from flowstage import (
     StageError,
     WorkflowError,
@@ -56,7 +56,12 @@ def workflow(name: str, *stages: dict[str, Any]) -> dict[str, Any]:
 
 
 def stage(name: str, target: str, *depends_on: str, **extra: Any) -> dict[str, Any]:
-    return {"name": name, "target": target, **({"depends_on": list(depends_on)} if depends_on else {}), **extra}
+    return {
+        "name": name,
+        "target": target,
+        **({"depends_on": list(depends_on)} if depends_on else {}),
+        **extra,
+    }
 
 
 def param(name: str, target: str, *depends_on: str, **extra: Any) -> dict[str, Any]:
@@ -110,7 +115,9 @@ def write_workflow(folder: Path, name: str, stages: list[dict[str, Any]]) -> Pat
 # --- options ----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("name", "typo", "valid"), [("dask", "n_worker", "n_workers"), ("ray", "num_cpu", "num_cpus")])
+@pytest.mark.parametrize(
+    ("name", "typo", "valid"), [("dask", "n_worker", "n_workers"), ("ray", "num_cpu", "num_cpus")]
+)
 def test_unknown_option_lists_valid_ones(name: str, typo: str, valid: str):
     with pytest.raises(ExecutorError) as info:
         create_executor({"name": name, typo: 2})
@@ -135,13 +142,24 @@ def test_executors_command_lists_engines_and_options():
     assert result.exit_code == 0, result.output
     rows = {row["name"]: row for row in json.loads(result.output)}
     assert rows["dask"]["installed"] == "yes" and rows["ray"]["installed"] == "yes"
-    assert {"address", "n_workers", "threads_per_worker", "resources", "env", "connect_timeout"} <= set(rows["dask"]["options"])
-    assert {"address", "num_cpus", "num_gpus", "resources", "env", "connect_timeout"} <= set(rows["ray"]["options"])
+    assert {
+        "address",
+        "n_workers",
+        "threads_per_worker",
+        "resources",
+        "env",
+        "connect_timeout",
+    } <= set(rows["dask"]["options"])
+    assert {"address", "num_cpus", "num_gpus", "resources", "env", "connect_timeout"} <= set(
+        rows["ray"]["options"]
+    )
 
 
 def test_plugins_do_not_import_the_engines():
-    code = ("import sys, flowstage.executors.dask.executor, flowstage.executors.ray.executor; "
-            "print(sorted(m for m in ('dask', 'distributed', 'ray') if m in sys.modules))")
+    code = (
+        "import sys, flowstage.executors.dask.executor, flowstage.executors.ray.executor; "
+        "print(sorted(m for m in ('dask', 'distributed', 'ray') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
 
@@ -149,8 +167,14 @@ def test_plugins_do_not_import_the_engines():
 # --- connecting --------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("name", "address"), [("dask", "tcp://127.0.0.1:{port}"), ("ray", "127.0.0.1:{port}"),
-                                               ("ray", "ray://127.0.0.1:{port}")])
+@pytest.mark.parametrize(
+    ("name", "address"),
+    [
+        ("dask", "tcp://127.0.0.1:{port}"),
+        ("ray", "127.0.0.1:{port}"),
+        ("ray", "ray://127.0.0.1:{port}"),
+    ],
+)
 def test_unreachable_address_fails_fast_naming_it(name: str, address: str):
     needs(name)
     address = address.format(port=free_port())
@@ -183,7 +207,9 @@ def test_connect_timeout_bounds_a_silent_address(name: str, scheme: str):
 
 def test_stage_needing_a_missing_gpu_fails_before_the_run(remote, tmp_path: Path):
     marker = tmp_path / "ran"
-    wf = workflow("gpu", stage("first", B + "mark"), stage("train", B + "one", resources={"gpus": 1}))
+    wf = workflow(
+        "gpu", stage("first", B + "mark"), stage("train", B + "one", resources={"gpus": 1})
+    )
     with pytest.raises(WorkflowError) as info:
         run_workflow(wf, {"marker": str(marker)}, executor=remote)
     message = str(info.value)
@@ -193,8 +219,11 @@ def test_stage_needing_a_missing_gpu_fails_before_the_run(remote, tmp_path: Path
 
 
 def test_ordinary_cpu_and_memory_requests_run_unchanged(remote):
-    wf = workflow("sized", stage("numbers", B + "numbers", resources={"cpus": 1, "memory": "100MB"}),
-                  param("doubled", B + "double", "numbers", resources={"cpus": 1}))
+    wf = workflow(
+        "sized",
+        stage("numbers", B + "numbers", resources={"cpus": 1, "memory": "100MB"}),
+        param("doubled", B + "double", "numbers", resources={"cpus": 1}),
+    )
     assert run_workflow(wf, {"n_vals": 3}, executor=remote) == [0, 2, 4]
 
 
@@ -222,8 +251,12 @@ def test_ray_blames_an_unserializable_result_on_its_stage():
     the stages after it, submitted ahead, fail as well (the last one is the one the run
     waits for)."""
     needs("ray")
-    wf = workflow("lock", stage("locker", E + "make_lock"), stage("reader", E + "type_name", "locker"),
-                  stage("last", E + "type_name", "reader"))
+    wf = workflow(
+        "lock",
+        stage("locker", E + "make_lock"),
+        stage("reader", E + "type_name", "locker"),
+        stage("last", E + "type_name", "reader"),
+    )
     run = run_workflow(wf, executor=_engine("ray"), return_run=True)
     assert run.state == "failed"
     assert isinstance(run.exception, StageError) and run.exception.stage == "locker"
@@ -245,7 +278,9 @@ def test_dask_serializes_a_result_only_to_move_it():
     """As with Dask alone, a result that stays on its worker is never serialized: an
     unserializable one is fine there."""
     needs("dask")
-    wf = workflow("lock", stage("locker", E + "make_lock"), stage("reader", E + "type_name", "locker"))
+    wf = workflow(
+        "lock", stage("locker", E + "make_lock"), stage("reader", E + "type_name", "locker")
+    )
     assert run_workflow(wf, executor=_engine("dask"), record=False) in ("lock", "Lock")
 
 
@@ -255,7 +290,9 @@ def test_ray_serializes_a_result_once(tmp_path: Path):
     needs("ray")
     log = tmp_path / "pickled.log"
     wf = workflow("once", stage("make", E + "counts_pickling"))
-    result = run_workflow(wf, {"path": str(log)}, executor=_engine("ray"), record=False)  # (a record pickles it)
+    result = run_workflow(
+        wf, {"path": str(log)}, executor=_engine("ray"), record=False
+    )  # (a record pickles it)
     assert type(result).__name__ == "CountsPickling"
     assert log.read_text().splitlines() == ["pickled"]
 
@@ -272,8 +309,12 @@ def test_ray_object_references_travel_between_stages():
     """A stage may return Ray object references: they reach the next stage intact
     (such calls go through Ray's own serializer, which tracks the references)."""
     needs("ray")
-    wf = workflow("refs", stage("put", E + "put_in_ray"), stage("get", E + "get_from_ray", "put"),
-                  param("each", E + "get_one", "put"))
+    wf = workflow(
+        "refs",
+        stage("put", E + "put_in_ray"),
+        stage("get", E + "get_from_ray", "put"),
+        param("each", E + "get_one", "put"),
+    )
     assert run_workflow(wf, {"n": 4}, executor=_engine("ray")) == {"get": 41, "each": [41]}
 
 
@@ -281,7 +322,9 @@ def test_killed_worker_gets_the_item_retried(remote, tmp_path: Path):
     """Item 1 kills its worker process once: the engine reruns it; no hang, no loss."""
     wf = workflow("killed", param("items", E + "die_once", map_on="values"))
     began = time.monotonic()
-    result = run_workflow(wf, {"marker_dir": str(tmp_path / "marks"), "values": [0, 1, 2, 3]}, executor=remote)
+    result = run_workflow(
+        wf, {"marker_dir": str(tmp_path / "marks"), "values": [0, 1, 2, 3]}, executor=remote
+    )
     assert result == [0, 10, 20, 30]
     assert (tmp_path / "marks" / "died").exists()
     assert time.monotonic() - began < 60
@@ -302,12 +345,19 @@ def test_timeout_really_stops_the_task(remote):
         deadline = time.monotonic() + 30
         while ray.available_resources().get("CPU", 0) < free_before and time.monotonic() < deadline:
             time.sleep(0.2)
-        assert ray.available_resources().get("CPU", 0) >= free_before, "the timed-out task still holds its CPU"
+        assert ray.available_resources().get("CPU", 0) >= free_before, (
+            "the timed-out task still holds its CPU"
+        )
         return
     with pytest.raises(StageError):
         run_workflow(slow, {"seconds": 60}, executor=remote)
     time.sleep(5)
-    overlap = workflow("after", stage("a", E + "stamp"), stage("b", E + "stamp"), stage("both", E + "spans", "a", "b"))
+    overlap = workflow(
+        "after",
+        stage("a", E + "stamp"),
+        stage("b", E + "stamp"),
+        stage("both", E + "spans", "a", "b"),
+    )
     began = time.monotonic()
     (a_start, a_end), (b_start, b_end) = run_workflow(overlap, {"seconds": 0.5}, executor=remote)
     assert time.monotonic() - began < 30
@@ -318,14 +368,20 @@ def test_timeout_really_stops_the_task(remote):
 
 
 def test_one_executor_serves_many_runs(remote):
-    chain = workflow("many", stage("numbers", B + "numbers"), param("doubled", B + "double", "numbers"),
-                     stage("total", B + "total", "doubled"))
+    chain = workflow(
+        "many",
+        stage("numbers", B + "numbers"),
+        param("doubled", B + "double", "numbers"),
+        stage("total", B + "total", "doubled"),
+    )
     for n in (3, 4, 5):
         assert run_workflow(chain, {"n_vals": n}, executor=remote) == 2 * sum(range(n))
     assert remote.started
 
     async def together() -> list[Any]:
-        return await asyncio.gather(*(arun_workflow(chain, {"n_vals": n}, executor=remote) for n in (10, 20, 30)))
+        return await asyncio.gather(
+            *(arun_workflow(chain, {"n_vals": n}, executor=remote) for n in (10, 20, 30))
+        )
 
     assert asyncio.run(together()) == [90, 380, 870]
     assert remote.started
@@ -351,11 +407,37 @@ def dask_cluster(tmp_path: Path) -> Iterator[str]:
     port = free_port()
     address = f"tcp://127.0.0.1:{port}"
     logs = (tmp_path / "scheduler.log").open("w"), (tmp_path / "worker.log").open("w")
-    scheduler = subprocess.Popen([str(BIN / "dask"), "scheduler", "--host", "127.0.0.1", "--port", str(port),
-                                  "--no-dashboard"], stdout=logs[0], stderr=subprocess.STDOUT)
-    worker = subprocess.Popen([str(BIN / "dask"), "worker", address, "--host", "127.0.0.1", "--nthreads", "1",
-                               "--nworkers", "1", "--no-dashboard", "--resources", "special=2"],
-                              stdout=logs[1], stderr=subprocess.STDOUT)
+    scheduler = subprocess.Popen(
+        [
+            str(BIN / "dask"),
+            "scheduler",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--no-dashboard",
+        ],
+        stdout=logs[0],
+        stderr=subprocess.STDOUT,
+    )
+    worker = subprocess.Popen(
+        [
+            str(BIN / "dask"),
+            "worker",
+            address,
+            "--host",
+            "127.0.0.1",
+            "--nthreads",
+            "1",
+            "--nworkers",
+            "1",
+            "--no-dashboard",
+            "--resources",
+            "special=2",
+        ],
+        stdout=logs[1],
+        stderr=subprocess.STDOUT,
+    )
     try:
         yield address
     finally:
@@ -365,7 +447,9 @@ def dask_cluster(tmp_path: Path) -> Iterator[str]:
             log.close()
 
 
-def test_external_dask_cluster(dask_cluster: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+def test_external_dask_cluster(
+    dask_cluster: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+):
     wf = workflow(
         "external",
         stage("numbers", B + "numbers", resources={"special": 1}),
@@ -373,33 +457,51 @@ def test_external_dask_cluster(dask_cluster: str, tmp_path: Path, capsys: pytest
         stage("env", E + "read_env"),
         stage("said", E + "shout"),
     )
-    spec = {"name": "dask", "address": dask_cluster, "env": {"FLOWSTAGE_TEST_VALUE": "from-option"},
-            "connect_timeout": "20s"}
+    spec = {
+        "name": "dask",
+        "address": dask_cluster,
+        "env": {"FLOWSTAGE_TEST_VALUE": "from-option"},
+        "connect_timeout": "20s",
+    }
     with create_executor(spec) as ex:
         assert ex.parallelism == 1
-        result = run_workflow(wf, {"n_vals": 4, "name": "FLOWSTAGE_TEST_VALUE", "word": "hello-from-dask"},
-                              executor=ex)
+        result = run_workflow(
+            wf,
+            {"n_vals": 4, "name": "FLOWSTAGE_TEST_VALUE", "word": "hello-from-dask"},
+            executor=ex,
+        )
         assert result == {"doubled": [0, 2, 4, 6], "env": "from-option", "said": "hello-from-dask"}
         printed = capsys.readouterr().out
         deadline = time.monotonic() + 10  # the line travels apart from the result
         while "(said) stage says hello-from-dask" not in printed and time.monotonic() < deadline:
             time.sleep(0.1)
             printed += capsys.readouterr().out
-        assert "(said) stage says hello-from-dask" in printed, "the stage's print did not reach the driver"
-        again = run_workflow(wf, {"n_vals": 2, "name": "FLOWSTAGE_TEST_VALUE", "word": "again"}, executor=ex)
+        assert "(said) stage says hello-from-dask" in printed, (
+            "the stage's print did not reach the driver"
+        )
+        again = run_workflow(
+            wf, {"n_vals": 2, "name": "FLOWSTAGE_TEST_VALUE", "word": "again"}, executor=ex
+        )
         assert again["doubled"] == [0, 2]
         too_much = workflow("too_much", stage("big", B + "one", resources={"special": 3}))
         with pytest.raises(WorkflowError, match=r"'big'.*special=3.*special=2"):
             run_workflow(too_much, executor=ex)
     # closing the executor leaves the external cluster running
-    assert run_workflow(workflow("still_up", stage("one", B + "one")), executor={"name": "dask", "address": dask_cluster}) == 1
+    assert (
+        run_workflow(
+            workflow("still_up", stage("one", B + "one")),
+            executor={"name": "dask", "address": dask_cluster},
+        )
+        == 1
+    )
 
 
 def stage_code_project(root: Path, home: Path, version: int) -> Path:
     """A workflow file next to its own module, plus a ``user_modules`` module: code a
     worker on another host would not have. Returns the workflow file."""
     root.mkdir(parents=True, exist_ok=True)
-    (root / "shipped_helpers.py").write_text(textwrap.dedent(f"""\
+    (root / "shipped_helpers.py").write_text(
+        textwrap.dedent(f"""\
         import dataclasses
 
 
@@ -422,11 +524,13 @@ def stage_code_project(root: Path, home: Path, version: int) -> Path:
 
         def x_of(point):
             return point.x
-        """))
+        """)
+    )
     (home / "user_modules").mkdir(parents=True, exist_ok=True)
     (home / "user_modules" / "shipped_shared.py").write_text("def where():\n    return __file__\n")
     path = root / "shipped.yaml"
-    path.write_text(textwrap.dedent("""\
+    path.write_text(
+        textwrap.dedent("""\
         kind: workflow
         metadata: {name: shipped}
         spec:
@@ -436,18 +540,23 @@ def stage_code_project(root: Path, home: Path, version: int) -> Path:
             - {name: version, target: shipped_helpers.version}
             - {name: points, target: shipped_helpers.points}
             - {name: xs, target: shipped_helpers.x_of, type: parameterized, depends_on: [points]}
-        """))
+        """)
+    )
     return path
 
 
 @pytest.mark.parametrize("name", REMOTE)
 def test_code_is_uploaded_only_to_clusters_at_an_address(name: str):
     assert create_executor({"name": name, "address": "127.0.0.1:1"}).uploads_code
-    assert not create_executor({"name": name, "address": "127.0.0.1:1", "upload_code": False}).uploads_code
+    assert not create_executor(
+        {"name": name, "address": "127.0.0.1:1", "upload_code": False}
+    ).uploads_code
     assert not create_executor({"name": name}).uploads_code
 
 
-def test_external_dask_cluster_gets_the_stage_code(dask_cluster: str, app_home: Path, tmp_path: Path):
+def test_external_dask_cluster_gets_the_stage_code(
+    dask_cluster: str, app_home: Path, tmp_path: Path
+):
     """Workers import the workflow folder's and user_modules' code from the copy sent
     with the run, and a changed module is what the next run uses (the worker lives on)."""
     path = stage_code_project(tmp_path / "flow", app_home, version=1)
@@ -488,7 +597,9 @@ PINNED_POINTS = textwrap.dedent("""\
     """)
 
 
-def test_values_that_cross_dask_workers(app_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+def test_values_that_cross_dask_workers(
+    app_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
     """Two workers, a stage pinned to each, the second taking the first's output:
 
     - instances of a class from the sent code arrive before the second worker ran any
@@ -502,24 +613,71 @@ def test_values_that_cross_dask_workers(app_home: Path, tmp_path: Path, monkeypa
     address = f"tcp://127.0.0.1:{port}"
     only_first = tmp_path / "only_first"
     only_first.mkdir()
-    (only_first / "only_here.py").write_text("class Thing:\n    pass\n\n\ndef make():\n    return Thing()\n")
+    (only_first / "only_here.py").write_text(
+        "class Thing:\n    pass\n\n\ndef make():\n    return Thing()\n"
+    )
     monkeypatch.syspath_prepend(str(only_first))  # the driver checks that targets import
     log = (tmp_path / "cluster.log").open("w")
-    processes = [subprocess.Popen([str(BIN / "dask"), "scheduler", "--host", "127.0.0.1", "--port", str(port),
-                                   "--no-dashboard"], stdout=log, stderr=subprocess.STDOUT, cwd="/")]
+    processes = [
+        subprocess.Popen(
+            [
+                str(BIN / "dask"),
+                "scheduler",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--no-dashboard",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd="/",
+        )
+    ]
     for label, env in (("first=1", {"PYTHONPATH": str(only_first)}), ("second=1", {})):
-        processes.append(subprocess.Popen(
-            [str(BIN / "dask"), "worker", address, "--host", "127.0.0.1", "--nthreads", "1", "--no-dashboard",
-             "--resources", label], stdout=log, stderr=subprocess.STDOUT, cwd="/", env={**os.environ, **env}))
+        processes.append(
+            subprocess.Popen(
+                [
+                    str(BIN / "dask"),
+                    "worker",
+                    address,
+                    "--host",
+                    "127.0.0.1",
+                    "--nthreads",
+                    "1",
+                    "--no-dashboard",
+                    "--resources",
+                    label,
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd="/",
+                env={**os.environ, **env},
+            )
+        )
     flow = tmp_path / "flow"
     flow.mkdir()
     (flow / "pinned_points.py").write_text(PINNED_POINTS)
 
     def pinned(name: str, first: str, second: str) -> Path:
         path = flow / f"{name}.yaml"
-        path.write_text(yaml.safe_dump(workflow(
-            name, stage("made", first, resources={"first": 1}),
-            stage("taken", second, "made", resources={"second": 1}, timeout=60, retries=2, retry_delay="2s"))))
+        path.write_text(
+            yaml.safe_dump(
+                workflow(
+                    name,
+                    stage("made", first, resources={"first": 1}),
+                    stage(
+                        "taken",
+                        second,
+                        "made",
+                        resources={"second": 1},
+                        timeout=60,
+                        retries=2,
+                        retry_delay="2s",
+                    ),
+                )
+            )
+        )
         return path
 
     try:
@@ -528,13 +686,21 @@ def test_values_that_cross_dask_workers(app_home: Path, tmp_path: Path, monkeypa
         with distributed.Client(address, timeout=20, set_as_default=False) as client:
             client.wait_for_workers(2, timeout=20)
         with create_executor({"name": "dask", "address": address}) as ex:
-            assert run_workflow(str(pinned("points", "pinned_points.points", "pinned_points.xs")), executor=ex) == [1, 2]
-            for name, target, problem in [("locked", "pinned_points.lock", "cannot be serialized"),
-                                          ("elsewhere", "only_here.make", "No module named 'only_here'")]:
+            assert run_workflow(
+                str(pinned("points", "pinned_points.points", "pinned_points.xs")), executor=ex
+            ) == [1, 2]
+            for name, target, problem in [
+                ("locked", "pinned_points.lock", "cannot be serialized"),
+                ("elsewhere", "only_here.make", "No module named 'only_here'"),
+            ]:
                 began = time.monotonic()
-                run = run_workflow(str(pinned(name, target, "pinned_points.name_of")), executor=ex, return_run=True)
+                run = run_workflow(
+                    str(pinned(name, target, "pinned_points.name_of")), executor=ex, return_run=True
+                )
                 assert run.state == "failed" and run.exception.stage == "made", run.error
-                assert problem in run.error and "attempts" not in run.error  # not retried as "taken"'s failure
+                assert (
+                    problem in run.error and "attempts" not in run.error
+                )  # not retried as "taken"'s failure
                 assert time.monotonic() - began < 30  # not the stage's timeout
     finally:
         for process in processes[::-1]:
@@ -542,9 +708,12 @@ def test_values_that_cross_dask_workers(app_home: Path, tmp_path: Path, monkeypa
         log.close()
 
 
-def test_a_worker_that_does_not_answer_delays_a_run_only_so_long(dask_cluster: str, tmp_path: Path,
-                                                                  caplog: pytest.LogCaptureFixture,
-                                                                  monkeypatch: pytest.MonkeyPatch):
+def test_a_worker_that_does_not_answer_delays_a_run_only_so_long(
+    dask_cluster: str,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+):
     """Putting the stage code on the workers ahead of a run waits at most INSTALL_SECONDS
     for them (Distributed itself would wait for a blocked worker as long as it blocks)."""
     import flowstage.executors.dask.executor as dask_executor
@@ -575,9 +744,17 @@ def test_a_worker_that_does_not_answer_delays_a_run_only_so_long(dask_cluster: s
         assert "not every worker answered within 1s" in caplog.text
 
 
-def _run_driver(code: str, env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], check=False, capture_output=True,
-                          text=True, env=env, timeout=timeout)
+def _run_driver(
+    code: str, env: dict[str, str], timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        check=False,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+    )
 
 
 def test_external_ray_cluster(tmp_path: Path):
@@ -589,36 +766,87 @@ def test_external_ray_cluster(tmp_path: Path):
     port = free_port()
     tag = uuid.uuid4().hex
     # Ray enables token authentication for clusters it starts; head and driver share one.
-    env = {**os.environ, "FLOWSTAGE_HOME": str(tmp_path / "home"), "FLOWSTAGE_LEAK_TAG": tag,
-           "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": uuid.uuid4().hex * 2}
+    env = {
+        **os.environ,
+        "FLOWSTAGE_HOME": str(tmp_path / "home"),
+        "FLOWSTAGE_LEAK_TAG": tag,
+        "RAY_USAGE_STATS_ENABLED": "0",
+        "RAY_AUTH_MODE": "token",
+        "RAY_AUTH_TOKEN": uuid.uuid4().hex * 2,
+    }
     head = subprocess.Popen(
-        [str(BIN / "ray"), "start", "--head", "--block", f"--port={port}", "--node-ip-address=127.0.0.1",
-         "--num-cpus=1", '--resources={"special": 2}', "--include-dashboard=false", "--disable-usage-stats"],
-        stdout=(tmp_path / "ray.log").open("w"), stderr=subprocess.STDOUT, env=env, cwd="/")
+        [
+            str(BIN / "ray"),
+            "start",
+            "--head",
+            "--block",
+            f"--port={port}",
+            "--node-ip-address=127.0.0.1",
+            "--num-cpus=1",
+            '--resources={"special": 2}',
+            "--include-dashboard=false",
+            "--disable-usage-stats",
+        ],
+        stdout=(tmp_path / "ray.log").open("w"),
+        stderr=subprocess.STDOUT,
+        env=env,
+        cwd="/",
+    )
     node = subprocess.Popen(
-        [str(BIN / "ray"), "start", "--block", f"--address=127.0.0.1:{port}", "--node-ip-address=127.0.0.1",
-         "--num-cpus=1", '--resources={"second": 1}', "--disable-usage-stats"],
-        stdout=(tmp_path / "node.log").open("w"), stderr=subprocess.STDOUT, env=env, cwd="/")
-    for name in ("pinned", "pinned_large"):  # modules of their own: the second run cannot use the first's
+        [
+            str(BIN / "ray"),
+            "start",
+            "--block",
+            f"--address=127.0.0.1:{port}",
+            "--node-ip-address=127.0.0.1",
+            "--num-cpus=1",
+            '--resources={"second": 1}',
+            "--disable-usage-stats",
+        ],
+        stdout=(tmp_path / "node.log").open("w"),
+        stderr=subprocess.STDOUT,
+        env=env,
+        cwd="/",
+    )
+    for name in (
+        "pinned",
+        "pinned_large",
+    ):  # modules of their own: the second run cannot use the first's
         (tmp_path / name).mkdir()
         (tmp_path / name / f"{name}_points.py").write_text(PINNED_POINTS)
-        (tmp_path / name / "pinned.yaml").write_text(yaml.safe_dump(workflow(
-            name, stage("points", f"{name}_points.points", resources={"special": 1}),
-            stage("xs", f"{name}_points.xs", "points", resources={"second": 1}, timeout=60))))
+        (tmp_path / name / "pinned.yaml").write_text(
+            yaml.safe_dump(
+                workflow(
+                    name,
+                    stage("points", f"{name}_points.points", resources={"special": 1}),
+                    stage("xs", f"{name}_points.xs", "points", resources={"second": 1}, timeout=60),
+                )
+            )
+        )
     # Code that compresses to over 100 KB: the run context goes through Ray's object store.
-    (tmp_path / "pinned_large" / "ballast.py").write_text(f"DATA = {base64.b64encode(os.urandom(150_000))!r}\n")
+    (tmp_path / "pinned_large" / "ballast.py").write_text(
+        f"DATA = {base64.b64encode(os.urandom(150_000))!r}\n"
+    )
     try:
         code = f"""
             import json
             from flowstage import run_workflow, WorkflowError
-            wf = {workflow("ext_ray", stage("numbers", B + "numbers", resources={"special": 1}),
-                           param("doubled", B + "double", "numbers"), stage("env", E + "read_env"),
-                           stage("said", E + "shout"))!r}
+            wf = {
+            workflow(
+                "ext_ray",
+                stage("numbers", B + "numbers", resources={"special": 1}),
+                param("doubled", B + "double", "numbers"),
+                stage("env", E + "read_env"),
+                stage("said", E + "shout"),
+            )!r
+        }
             spec = {{"name": "ray", "address": "127.0.0.1:{port}", "connect_timeout": "60s",
                      "env": {{"FLOWSTAGE_TEST_VALUE": "from-option"}}}}
             out = run_workflow(wf, {{"n_vals": 3, "name": "FLOWSTAGE_TEST_VALUE", "word": "hello-from-ray"}},
                                executor=spec)
-            shipped = run_workflow({str(stage_code_project(tmp_path / "flow", tmp_path / "home", 1))!r},
+            shipped = run_workflow({
+            str(stage_code_project(tmp_path / "flow", tmp_path / "home", 1))!r
+        },
                                    executor={{"name": "ray", "address": "127.0.0.1:{port}"}})
             out["shipped"] = [shipped["local"], shipped["user"]]
             out["xs"] = shipped["xs"]
@@ -629,10 +857,16 @@ def test_external_ray_cluster(tmp_path: Path):
                 deadline = time.monotonic() + 60
                 while sum(n["Alive"] for n in ray.nodes()) < 2 and time.monotonic() < deadline:
                     time.sleep(0.5)
-                out["pinned"] = run_workflow({str(tmp_path / "pinned" / "pinned.yaml")!r}, executor=ex)
-                out["pinned_large"] = run_workflow({str(tmp_path / "pinned_large" / "pinned.yaml")!r}, executor=ex)
+                out["pinned"] = run_workflow({
+            str(tmp_path / "pinned" / "pinned.yaml")!r
+        }, executor=ex)
+                out["pinned_large"] = run_workflow({
+            str(tmp_path / "pinned_large" / "pinned.yaml")!r
+        }, executor=ex)
             try:
-                run_workflow({workflow("too_much", stage("big", B + "one", resources={"special": 3}))!r},
+                run_workflow({
+            workflow("too_much", stage("big", B + "one", resources={"special": 3}))!r
+        },
                              executor={{"name": "ray", "address": "127.0.0.1:{port}"}})
                 out["too_much"] = "ran"
             except WorkflowError as exc:
@@ -643,12 +877,24 @@ def test_external_ray_cluster(tmp_path: Path):
         lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
         assert lines, done.stdout + done.stderr
         out = json.loads(lines[0][7:])
-        assert out["doubled"] == [0, 2, 4] and out["env"] == "from-option" and out["said"] == "hello-from-ray"
-        assert "'big'" in out["too_much"] and "special=3" in out["too_much"] and "special=2" in out["too_much"]
-        assert "hello-from-ray" in done.stdout + done.stderr, "the stage's print did not reach the driver"
+        assert (
+            out["doubled"] == [0, 2, 4]
+            and out["env"] == "from-option"
+            and out["said"] == "hello-from-ray"
+        )
+        assert (
+            "'big'" in out["too_much"]
+            and "special=3" in out["too_much"]
+            and "special=2" in out["too_much"]
+        )
+        assert "hello-from-ray" in done.stdout + done.stderr, (
+            "the stage's print did not reach the driver"
+        )
         assert all("flowstage-code" in where for where in out["shipped"]), out["shipped"]
         assert out["xs"] == [1, 2]  # items of a class from the sent code unpickle on the workers
-        assert out["pinned"] == out["pinned_large"] == [1, 2]  # ... and instances of it cross to another node
+        assert (
+            out["pinned"] == out["pinned_large"] == [1, 2]
+        )  # ... and instances of it cross to another node
     finally:
         _stop(node, signal.SIGTERM, wait=40)
         _stop(head, signal.SIGTERM, wait=40)
@@ -667,22 +913,68 @@ def test_cli_run_leaves_no_engine_processes(engine: str, tmp_path: Path):
     one; stage output reaches the terminal."""
     needs(engine)
     tag = uuid.uuid4().hex
-    env = {**os.environ, "FLOWSTAGE_HOME": str(tmp_path / "home"), "FLOWSTAGE_LEAK_TAG": tag,
-           "RAY_USAGE_STATS_ENABLED": "0"}
-    good = write_workflow(tmp_path, "cli", [stage("said", E + "shout"), param("doubled", B + "double", map_on="values"),
-                                            stage("env", E + "read_env")])
-    done = subprocess.run([str(BIN / "flowstage"), "run", str(good), "--word", "hello-from-stage", "--values[]", "1",
-                           "--values[]", "2", "--name", "FLOWSTAGE_TEST_VALUE", "--executor", engine,
-                           "--executor-option", "env.FLOWSTAGE_TEST_VALUE=from-cli", "--format", "json", "--quiet"],
-                          check=False, capture_output=True, text=True, env=env, timeout=120)
+    env = {
+        **os.environ,
+        "FLOWSTAGE_HOME": str(tmp_path / "home"),
+        "FLOWSTAGE_LEAK_TAG": tag,
+        "RAY_USAGE_STATS_ENABLED": "0",
+    }
+    good = write_workflow(
+        tmp_path,
+        "cli",
+        [
+            stage("said", E + "shout"),
+            param("doubled", B + "double", map_on="values"),
+            stage("env", E + "read_env"),
+        ],
+    )
+    done = subprocess.run(
+        [
+            str(BIN / "flowstage"),
+            "run",
+            str(good),
+            "--word",
+            "hello-from-stage",
+            "--values[]",
+            "1",
+            "--values[]",
+            "2",
+            "--name",
+            "FLOWSTAGE_TEST_VALUE",
+            "--executor",
+            engine,
+            "--executor-option",
+            "env.FLOWSTAGE_TEST_VALUE=from-cli",
+            "--format",
+            "json",
+            "--quiet",
+        ],
+        check=False,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
-    assert json_in(done.stdout) == {"said": "hello-from-stage", "doubled": [2, 4], "env": "from-cli"}
+    assert json_in(done.stdout) == {
+        "said": "hello-from-stage",
+        "doubled": [2, 4],
+        "env": "from-cli",
+    }
     assert "stage says hello-from-stage" in done.stdout + done.stderr
     assert wait_until_gone(tag) == [], f"{engine} processes outlived `flowstage run`"
 
-    bad = write_workflow(tmp_path, "cli_fails", [stage("one", B + "one"), stage("broken", B + "fails", "one")])
-    failed = subprocess.run([str(BIN / "flowstage"), "run", str(bad), "--executor", engine, "--quiet"],
-                            check=False, capture_output=True, text=True, env=env, timeout=120)
+    bad = write_workflow(
+        tmp_path, "cli_fails", [stage("one", B + "one"), stage("broken", B + "fails", "one")]
+    )
+    failed = subprocess.run(
+        [str(BIN / "flowstage"), "run", str(bad), "--executor", engine, "--quiet"],
+        check=False,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert failed.returncode == 1, failed.stdout + failed.stderr
     assert "this stage always fails" in failed.stderr
     assert wait_until_gone(tag) == [], f"{engine} processes outlived a failed `flowstage run`"
@@ -701,7 +993,9 @@ def test_missing_extra_says_which_to_install(engine: str):
         except ExecutorError as exc:
             print(exc)
     """)
-    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-c", code], check=True, capture_output=True, text=True, timeout=60
+    )
     assert f"pip install 'flowstage[{engine}]'" in out.stdout, out.stdout + out.stderr
 
 
@@ -709,21 +1003,46 @@ def test_missing_extra_says_which_to_install(engine: str):
 def test_ctrl_c_stops_the_run_and_its_engine(engine: str, tmp_path: Path):
     needs(engine)
     tag = uuid.uuid4().hex
-    env = {**os.environ, "FLOWSTAGE_HOME": str(tmp_path / "home"), "FLOWSTAGE_LEAK_TAG": tag,
-           "RAY_USAGE_STATS_ENABLED": "0"}
+    env = {
+        **os.environ,
+        "FLOWSTAGE_HOME": str(tmp_path / "home"),
+        "FLOWSTAGE_LEAK_TAG": tag,
+        "RAY_USAGE_STATS_ENABLED": "0",
+    }
     marker = tmp_path / "started"
     path = write_workflow(tmp_path, "slow", [stage("sleepy", E + "mark_then_sleep")])
-    process = subprocess.Popen(interruptible([str(BIN / "flowstage"), "run", str(path), "--marker", str(marker),
-                                              "--seconds", "120", "--executor", engine, "--quiet"]),
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    process = subprocess.Popen(
+        interruptible(
+            [
+                str(BIN / "flowstage"),
+                "run",
+                str(path),
+                "--marker",
+                str(marker),
+                "--seconds",
+                "120",
+                "--executor",
+                engine,
+                "--quiet",
+            ]
+        ),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     try:
         deadline = time.monotonic() + 90
         while not marker.exists() and process.poll() is None and time.monotonic() < deadline:
             time.sleep(0.1)
-        assert marker.exists(), process.stderr.read() if process.poll() is not None else "the stage never started"
+        assert marker.exists(), (
+            process.stderr.read() if process.poll() is not None else "the stage never started"
+        )
         process.send_signal(signal.SIGINT)
         process.wait(60)
     finally:
         _stop(process, signal.SIGKILL)
     assert process.returncode != 0
-    assert wait_until_gone(tag, 30) == [], f"{engine} processes outlived an interrupted `flowstage run`"
+    assert wait_until_gone(tag, 30) == [], (
+        f"{engine} processes outlived an interrupted `flowstage run`"
+    )

@@ -15,7 +15,9 @@ from flowstage.core.calls import CallFailure
 from flowstage.executors.common import ResultNotTransferable
 from flowstage.executors.dask.results import Kept, opened, register_with_dask
 
-distributed_serialize = pytest.importorskip("distributed.protocol.serialize", reason="pip install 'flowstage[dask]'")
+distributed_serialize = pytest.importorskip(
+    "distributed.protocol.serialize", reason="pip install 'flowstage[dask]'"
+)
 np = pytest.importorskip("numpy")
 register_with_dask()  # as the executor does when it starts (a worker, when it imports the module)
 
@@ -34,7 +36,9 @@ def through_dask(kept: Kept, protocol: int | None = None) -> Kept:
 @pytest.mark.parametrize("protocol", [4, 5])
 def test_values_arrive_whole_by_pickle(protocol: int):
     array = np.arange(100_000, dtype="float64")
-    arrived = pickle.loads(pickle.dumps(Kept({"rows": [1, 2], "array": array}, "stage"), protocol=protocol))
+    arrived = pickle.loads(
+        pickle.dumps(Kept({"rows": [1, 2], "array": array}, "stage"), protocol=protocol)
+    )
     value = opened(arrived)
     assert value["rows"] == [1, 2] and np.array_equal(value["array"], array)
 
@@ -71,7 +75,12 @@ def test_a_value_that_cannot_be_serialized_stays_in_memory_rather_than_spill():
 
 
 def test_a_batch_failure_names_the_item():
-    batch = ([0, threading.Lock(), 2], [], 1, 0.0)  # run_batch's (values, failures, attempts, seconds)
+    batch = (
+        [0, threading.Lock(), 2],
+        [],
+        1,
+        0.0,
+    )  # run_batch's (values, failures, attempts, seconds)
     with pytest.raises(CallFailure) as info:
         opened(through_dask(Kept(batch, "items", batch_start=10)))
     assert info.value.stage == "items" and info.value.item_index == 11
@@ -92,7 +101,9 @@ def test_a_value_whose_class_is_missing_here_arrives_as_its_stage_failure(tmp_pa
     with pytest.raises(CallFailure) as info:
         opened(arrived)
     assert info.value.stage == "made"
-    assert "cannot be unpickled where it is needed" in str(info.value) and "elsewhere_only" in str(info.value)
+    assert "cannot be unpickled where it is needed" in str(info.value) and "elsewhere_only" in str(
+        info.value
+    )
     # The task's code arrives (here: the module becomes importable): opened once more, it unpickles.
     sys.path.insert(0, str(tmp_path))
     try:

@@ -67,7 +67,9 @@ def test_branches_run_at_the_same_time(executor):
     # makes it start one (Ray starts workers on demand).
     run_workflow(wf, {"seconds": 0.5}, executor=executor)
     (a_start, a_end), (b_start, b_end) = run_workflow(wf, {"seconds": 1.0}, executor=executor)
-    assert a_start < b_end and b_start < a_end, f"sibling stages did not overlap: {a_start, a_end, b_start, b_end}"
+    assert a_start < b_end and b_start < a_end, (
+        f"sibling stages did not overlap: {a_start, a_end, b_start, b_end}"
+    )
 
 
 def test_parameterized_chain(executor):
@@ -88,7 +90,9 @@ def test_chained_maps_overlap(executor):
         param("slept", E + "timed_sleep", map_on="delays"),
         param("next", E + "started_after", "slept"),
     )
-    run_workflow(wf, {"delays": [0.01, 0.3]}, executor=executor)  # a fresh engine starts its workers
+    run_workflow(
+        wf, {"delays": [0.01, 0.3]}, executor=executor
+    )  # a fresh engine starts its workers
     run = run_workflow(wf, {"delays": [0.05, 1.5]}, executor=executor, return_run=True)
     assert run.state == "finished", run.error
     (fast, _, fast_next_started), (slow, slow_finished, _) = run.result
@@ -107,7 +111,9 @@ def test_failure_in_a_streaming_map_is_its_own(executor):
     assert run.state == "failed"
     assert run.exception.stage == "first" and run.exception.item_index == 2
     assert run.stages["first"].state == "failed"
-    assert run.stages["second"].state == "cancelled"  # it ran on items 0 and 1, but the failure is not its own
+    assert (
+        run.stages["second"].state == "cancelled"
+    )  # it ran on items 0 and 1, but the failure is not its own
 
 
 def test_map_gets_other_dependencies_as_extra_arguments(executor):
@@ -126,7 +132,9 @@ def test_map_on_input_key(executor):
 
 
 def test_map_on_with_dependency(executor):
-    wf = workflow("mapon_dep", stage("one", B + "one"), param("added", B + "add", "one", map_on="values"))
+    wf = workflow(
+        "mapon_dep", stage("one", B + "one"), param("added", B + "add", "one", map_on="values")
+    )
     assert run_workflow(wf, {"values": [5, 6]}, executor=executor) == [6, 7]
 
 
@@ -148,7 +156,11 @@ def test_several_terminal_stages_return_a_dict(executor):
         param("doubled", B + "double", "numbers"),
         stage("one", B + "one"),
     )
-    assert run_workflow(wf, {"n_vals": 3}, executor=executor) == {"total": 3, "doubled": [0, 2, 4], "one": 1}
+    assert run_workflow(wf, {"n_vals": 3}, executor=executor) == {
+        "total": 3,
+        "doubled": [0, 2, 4],
+        "one": 1,
+    }
 
 
 def test_same_workflow_twice_gives_fresh_results(executor):
@@ -182,15 +194,35 @@ def test_run_context_in_workers(executor, tmp_path: Path):
     from flowstage.core.loading import load_workflow
 
     path = tmp_path / "ctx.yaml"
-    path.write_text(yaml.safe_dump(workflow("ctx", stage("summary", B + "context_summary", retries=1,
-                                                        resources={"memory": "1KB", "custom": 0}))))
-    run = run_workflow(str(path), {"n_vals": 2}, executor=executor, namespace="team", return_run=True)
+    path.write_text(
+        yaml.safe_dump(
+            workflow(
+                "ctx",
+                stage(
+                    "summary",
+                    B + "context_summary",
+                    retries=1,
+                    resources={"memory": "1KB", "custom": 0},
+                ),
+            )
+        )
+    )
+    run = run_workflow(
+        str(path), {"n_vals": 2}, executor=executor, namespace="team", return_run=True
+    )
     assert run.state == "finished", run.error
     assert run.result == {
-        "stage": "summary", "item_index": None, "input": {"n_vals": 2}, "namespace": "team",
-        "executor": executor.name, "workflow": "ctx", "run_id": run.id, "config_input": {"n_vals": 2},
+        "stage": "summary",
+        "item_index": None,
+        "input": {"n_vals": 2},
+        "namespace": "team",
+        "executor": executor.name,
+        "workflow": "ctx",
+        "run_id": run.id,
+        "config_input": {"n_vals": 2},
         # the whole definition, as loaded in the driver
-        "definition": load_workflow(str(path)).model_dump(), "source": str(path),
+        "definition": load_workflow(str(path)).model_dump(),
+        "source": str(path),
     }
 
 
@@ -201,7 +233,10 @@ def test_run_context_in_helper_functions_and_map_items(executor):
         param("items", E + "item_and_stage", map_on="values"),
     )
     result = run_workflow(wf, {"values": ["a", "b", "c"]}, executor=executor)
-    assert result == {"helper": "helper", "items": [["a", "items", 0], ["b", "items", 1], ["c", "items", 2]]}
+    assert result == {
+        "helper": "helper",
+        "items": [["a", "items", 0], ["b", "items", 1], ["c", "items", 2]],
+    }
 
 
 def test_large_run_input_reaches_every_stage_and_item(executor):
@@ -234,7 +269,9 @@ def test_stage_error_carries_stage_attempts_and_worker_traceback(executor):
 
 
 def test_failed_map_item_names_its_index(executor):
-    wf = workflow("item_boom", stage("numbers", B + "numbers"), param("checked", B + "fail_on_two", "numbers"))
+    wf = workflow(
+        "item_boom", stage("numbers", B + "numbers"), param("checked", B + "fail_on_two", "numbers")
+    )
     with pytest.raises(StageError) as info:
         run_workflow(wf, {"n_vals": 5}, executor=executor)
     assert info.value.stage == "checked"
@@ -252,7 +289,9 @@ def test_partial_failure_is_recorded(executor):
     run = run_workflow(wf, {"n_vals": 5}, executor=executor, return_run=True)
     assert run.state == "finished", run.error
     assert run.result == [0, 1, 3, 4]
-    assert run.stages["checked"].failed_items == [{"index": 2, "error": "ValueError: bad item 2", "attempts": 1}]
+    assert run.stages["checked"].failed_items == [
+        {"index": 2, "error": "ValueError: bad item 2", "attempts": 1}
+    ]
 
 
 def test_failure_returned_as_run(executor):
@@ -265,7 +304,9 @@ def test_failure_returned_as_run(executor):
 
 def test_retries_until_success(executor, tmp_path: Path):
     wf = workflow("retry", stage("flaky", B + "flaky", retries=3, retry_delay="10ms"))
-    run = run_workflow(wf, {"marker_dir": str(tmp_path / "calls")}, executor=executor, return_run=True)
+    run = run_workflow(
+        wf, {"marker_dir": str(tmp_path / "calls")}, executor=executor, return_run=True
+    )
     assert run.state == "finished", run.error
     assert run.result == 3
     assert run.stages["flaky"].attempts == 3
@@ -274,13 +315,17 @@ def test_retries_until_success(executor, tmp_path: Path):
 def test_retries_exhausted(executor, tmp_path: Path):
     wf = workflow("retry_out", stage("flaky", B + "flaky", retries=1, retry_delay="10ms"))
     with pytest.raises(StageError) as info:
-        run_workflow(wf, {"marker_dir": str(tmp_path / "calls"), "succeed_on": 5}, executor=executor)
+        run_workflow(
+            wf, {"marker_dir": str(tmp_path / "calls"), "succeed_on": 5}, executor=executor
+        )
     assert info.value.attempts == 2
     assert "attempt 2 fails" in str(info.value)
 
 
 def test_map_items_are_retried(executor, tmp_path: Path):
-    wf = workflow("retry_map", param("flaky", B + "flaky", map_on="dirs", retries=2, retry_delay="10ms"))
+    wf = workflow(
+        "retry_map", param("flaky", B + "flaky", map_on="dirs", retries=2, retry_delay="10ms")
+    )
     dirs = [str(tmp_path / f"item{i}") for i in range(3)]
     run = run_workflow(wf, {"dirs": dirs}, executor=executor, return_run=True)
     assert run.state == "finished", run.error
@@ -319,7 +364,9 @@ def test_failure_cancels_stages_not_started(executor, tmp_path: Path):
 def test_every_stage_of_a_chain_is_recorded(executor):
     # On Ray, stages inside a chain are pipelined and their ends noticed by a poll, or
     # when a later call's end shows they are over: never after a stage that used them.
-    stages = [stage("s0", B + "one")] + [stage(f"s{i}", B + "double", f"s{i - 1}") for i in range(1, 6)]
+    stages = [stage("s0", B + "one")] + [
+        stage(f"s{i}", B + "double", f"s{i - 1}") for i in range(1, 6)
+    ]
     stages += [stage("listed", B + "numbers", "s5"), param("mapped", B + "double", "listed")]
     run = run_workflow(workflow("recorded_chain", *stages), executor=executor, return_run=True)
     assert run.state == "finished", run.error
@@ -329,29 +376,43 @@ def test_every_stage_of_a_chain_is_recorded(executor):
         assert record.state == "finished", spec["name"]
         assert record.started_at <= record.finished_at <= run.finished_at, spec["name"]
         for dependency in spec.get("depends_on", []):
-            assert run.stages[dependency].finished_at <= record.finished_at, (dependency, spec["name"])
+            assert run.stages[dependency].finished_at <= record.finished_at, (
+                dependency,
+                spec["name"],
+            )
 
 
 def test_failure_inside_a_chain_is_the_failing_stages(executor):
-    wf = workflow("broken_chain", stage("first", B + "one"), stage("broken", B + "fails", "first"),
-                  stage("third", B + "double", "broken"), stage("fourth", B + "double", "third"))
+    wf = workflow(
+        "broken_chain",
+        stage("first", B + "one"),
+        stage("broken", B + "fails", "first"),
+        stage("third", B + "double", "broken"),
+        stage("fourth", B + "double", "third"),
+    )
     run = run_workflow(wf, executor=executor, return_run=True)
     assert run.state == "failed"
     assert isinstance(run.exception, StageError) and run.exception.stage == "broken"
     assert "this stage always fails" in run.error
     states = {name: record.state for name, record in run.stages.items()}
     assert states["first"] == "finished" and states["broken"] == "failed"
-    assert states["third"] in ("pending", "cancelled") and states["fourth"] in ("pending", "cancelled")
+    assert states["third"] in ("pending", "cancelled") and states["fourth"] in (
+        "pending",
+        "cancelled",
+    )
 
 
 # --- where the work runs --------------------------------------------------------------
 
 
-def test_user_modules_and_workflow_folder_import_in_workers(executor, app_home: Path, tmp_path: Path):
+def test_user_modules_and_workflow_folder_import_in_workers(
+    executor, app_home: Path, tmp_path: Path
+):
     tag = uuid.uuid4().hex[:8]
     (app_home / "user_modules").mkdir(exist_ok=True)
     (app_home / "user_modules" / f"um_{tag}.py").write_text(
-        "import os\n\ndef where(n_vals):\n    return [n_vals, os.getpid()]\n")
+        "import os\n\ndef where(n_vals):\n    return [n_vals, os.getpid()]\n"
+    )
     folder = tmp_path / "wf"
     folder.mkdir()
     (folder / f"local_{tag}.py").write_text("def plus_one(pair):\n    return pair[0] + 1\n")
@@ -359,7 +420,8 @@ def test_user_modules_and_workflow_folder_import_in_workers(executor, app_home: 
         "kind: workflow\nmetadata:\n  name: modules\nspec:\n  stages:\n"
         f"    - name: where\n      target: user_modules.um_{tag}.where\n"
         f"    - name: plus\n      target: local_{tag}.plus_one\n      depends_on: [where]\n"
-        f"    - name: pid\n      target: user_modules.um_{tag}.where\n")
+        f"    - name: pid\n      target: user_modules.um_{tag}.where\n"
+    )
     result = run_workflow(str(folder / "wf.yaml"), {"n_vals": 41}, executor=executor)
     assert result["plus"] == 42
     if executor.name in ("dask", "ray") or getattr(executor.options, "processes", False):

@@ -19,91 +19,184 @@ def local(request: pytest.FixtureRequest):
 
 
 def test_chain_of_parameterized_stages(local) -> None:
-    result = run_workflow(wf(
-        {"name": "create_city_list", "target": "teststages.mapping.city_list"},
-        {"name": "fetch_city_data", "target": "teststages.mapping.fetch", "type": "parameterized",
-         "depends_on": "create_city_list"},
-        {"name": "process_city_data", "target": "teststages.mapping.greet", "type": "parameterized",
-         "depends_on": ["fetch_city_data"]},
-    ), executor=local)
+    result = run_workflow(
+        wf(
+            {"name": "create_city_list", "target": "teststages.mapping.city_list"},
+            {
+                "name": "fetch_city_data",
+                "target": "teststages.mapping.fetch",
+                "type": "parameterized",
+                "depends_on": "create_city_list",
+            },
+            {
+                "name": "process_city_data",
+                "target": "teststages.mapping.greet",
+                "type": "parameterized",
+                "depends_on": ["fetch_city_data"],
+            },
+        ),
+        executor=local,
+    )
     assert result == ["hello OSLO!", "hello LIMA!", "hello RIGA!"]
 
 
 def test_dict_maps_over_items_and_tuple_over_values(local) -> None:
-    result = run_workflow(wf(
-        {"name": "d", "target": "teststages.mapping.as_dict"},
-        {"name": "kv", "target": "teststages.mapping.key_value", "type": "parameterized", "depends_on": ["d"]},
-        {"name": "t", "target": "teststages.mapping.as_tuple"},
-        {"name": "same", "target": "teststages.mapping.identity", "type": "parameterized", "depends_on": ["t"]},
-    ), executor=local)
+    result = run_workflow(
+        wf(
+            {"name": "d", "target": "teststages.mapping.as_dict"},
+            {
+                "name": "kv",
+                "target": "teststages.mapping.key_value",
+                "type": "parameterized",
+                "depends_on": ["d"],
+            },
+            {"name": "t", "target": "teststages.mapping.as_tuple"},
+            {
+                "name": "same",
+                "target": "teststages.mapping.identity",
+                "type": "parameterized",
+                "depends_on": ["t"],
+            },
+        ),
+        executor=local,
+    )
     assert result == {"kv": ["a=1", "b=2"], "same": [3, 4]}
 
 
 def test_other_dependencies_are_passed_to_every_call(local) -> None:
-    result = run_workflow(wf(
-        {"name": "numbers", "target": "teststages.basic.numbers"},
-        {"name": "factor", "target": "teststages.mapping.factor"},
-        {"name": "scaled", "target": "teststages.mapping.scale", "type": "parameterized",
-         "depends_on": ["numbers", "factor"]},
-    ), {"n_vals": 4}, executor=local)
+    result = run_workflow(
+        wf(
+            {"name": "numbers", "target": "teststages.basic.numbers"},
+            {"name": "factor", "target": "teststages.mapping.factor"},
+            {
+                "name": "scaled",
+                "target": "teststages.mapping.scale",
+                "type": "parameterized",
+                "depends_on": ["numbers", "factor"],
+            },
+        ),
+        {"n_vals": 4},
+        executor=local,
+    )
     assert result == [0, 3, 6, 9]
 
 
 def test_map_on_input_list_with_rest_of_input(local) -> None:
-    result = run_workflow(wf(
-        {"name": "greet", "target": "teststages.mapping.greet", "type": "parameterized",
-         "map_on": "payload_cities"},
-    ), {"payload_cities": ["oslo", "lima"], "greeting": "hi", "unrelated": 1}, executor=local)
+    result = run_workflow(
+        wf(
+            {
+                "name": "greet",
+                "target": "teststages.mapping.greet",
+                "type": "parameterized",
+                "map_on": "payload_cities",
+            },
+        ),
+        {"payload_cities": ["oslo", "lima"], "greeting": "hi", "unrelated": 1},
+        executor=local,
+    )
     assert result == ["hi oslo!", "hi lima!"]
 
 
 def test_map_on_in_options_like_flowdapt(local) -> None:
-    result = run_workflow(wf(
-        {"name": "rest", "target": "teststages.mapping.with_rest", "type": "parameterized",
-         "options": {"map_on": "xs"}},
-    ), {"xs": [1, 2], "base": 10}, executor=local)
+    result = run_workflow(
+        wf(
+            {
+                "name": "rest",
+                "target": "teststages.mapping.with_rest",
+                "type": "parameterized",
+                "options": {"map_on": "xs"},
+            },
+        ),
+        {"xs": [1, 2], "base": 10},
+        executor=local,
+    )
     assert result == [11, 12]
 
 
 def test_map_on_with_dependencies_gets_item_then_outputs(local) -> None:
-    result = run_workflow(wf(
-        {"name": "factor", "target": "teststages.mapping.factor"},
-        {"name": "scaled", "target": "teststages.mapping.scale", "type": "parameterized",
-         "map_on": "xs", "depends_on": ["factor"]},
-    ), {"xs": [1, 2, 5]}, executor=local)
+    result = run_workflow(
+        wf(
+            {"name": "factor", "target": "teststages.mapping.factor"},
+            {
+                "name": "scaled",
+                "target": "teststages.mapping.scale",
+                "type": "parameterized",
+                "map_on": "xs",
+                "depends_on": ["factor"],
+            },
+        ),
+        {"xs": [1, 2, 5]},
+        executor=local,
+    )
     assert result == [3, 6, 15]
 
 
 def test_generators_become_lists(local) -> None:
-    result = run_workflow(wf(
-        {"name": "count", "target": "teststages.basic.count_up"},
-        {"name": "sq", "target": "teststages.mapping.squares_gen", "type": "parameterized", "depends_on": ["count"]},
-    ), {"n_vals": 3}, executor=local)
+    result = run_workflow(
+        wf(
+            {"name": "count", "target": "teststages.basic.count_up"},
+            {
+                "name": "sq",
+                "target": "teststages.mapping.squares_gen",
+                "type": "parameterized",
+                "depends_on": ["count"],
+            },
+        ),
+        {"n_vals": 3},
+        executor=local,
+    )
     assert result == [[0, 0], [1, 1], [2, 4]]
 
 
 def test_async_stages_are_awaited(local) -> None:
-    result = run_workflow(wf(
-        {"name": "numbers", "target": "teststages.basic.async_numbers"},
-        {"name": "doubled", "target": "teststages.basic.async_double", "type": "parameterized",
-         "depends_on": ["numbers"]},
-    ), {"n_vals": 5}, executor=local)
+    result = run_workflow(
+        wf(
+            {"name": "numbers", "target": "teststages.basic.async_numbers"},
+            {
+                "name": "doubled",
+                "target": "teststages.basic.async_double",
+                "type": "parameterized",
+                "depends_on": ["numbers"],
+            },
+        ),
+        {"n_vals": 5},
+        executor=local,
+    )
     assert result == [0, 2, 4, 6, 8]
 
 
 def test_non_iterable_output_names_both_stages(local) -> None:
-    with pytest.raises(StageError, match="stage 'each' maps over the output of stage 'single', which is a int"):
-        run_workflow(wf(
-            {"name": "single", "target": "teststages.mapping.not_iterable"},
-            {"name": "each", "target": "teststages.mapping.identity", "type": "parameterized",
-             "depends_on": ["single"]},
-        ), executor=local)
+    with pytest.raises(
+        StageError, match="stage 'each' maps over the output of stage 'single', which is a int"
+    ):
+        run_workflow(
+            wf(
+                {"name": "single", "target": "teststages.mapping.not_iterable"},
+                {
+                    "name": "each",
+                    "target": "teststages.mapping.identity",
+                    "type": "parameterized",
+                    "depends_on": ["single"],
+                },
+            ),
+            executor=local,
+        )
 
 
 def test_failed_item_fails_the_stage_by_default(local) -> None:
     with pytest.raises(StageError) as info:
-        run_workflow(wf({"name": "m", "target": "teststages.basic.fail_on_two", "type": "parameterized",
-                         "map_on": "xs"}), {"xs": [0, 1, 2, 3]}, executor=local)
+        run_workflow(
+            wf(
+                {
+                    "name": "m",
+                    "target": "teststages.basic.fail_on_two",
+                    "type": "parameterized",
+                    "map_on": "xs",
+                }
+            ),
+            {"xs": [0, 1, 2, 3]},
+            executor=local,
+        )
     assert info.value.stage == "m"
     assert info.value.item_index == 2
     assert "bad item 2" in str(info.value)
@@ -111,9 +204,22 @@ def test_failed_item_fails_the_stage_by_default(local) -> None:
 
 
 def test_partial_failure_drops_and_records_items(local) -> None:
-    run = run_workflow(wf({"name": "m", "target": "teststages.basic.fail_on_two", "type": "parameterized",
-                           "map_on": "xs", "allow_partial_failure": True, "retries": 1, "retry_delay": "1ms"}),
-                       {"xs": [0, 1, 2, 3, 2]}, executor=local, return_run=True)
+    run = run_workflow(
+        wf(
+            {
+                "name": "m",
+                "target": "teststages.basic.fail_on_two",
+                "type": "parameterized",
+                "map_on": "xs",
+                "allow_partial_failure": True,
+                "retries": 1,
+                "retry_delay": "1ms",
+            }
+        ),
+        {"xs": [0, 1, 2, 3, 2]},
+        executor=local,
+        return_run=True,
+    )
     assert run.state == "finished"
     assert run.result == [0, 1, 3]
     failed = run.stages["m"].failed_items
@@ -122,22 +228,56 @@ def test_partial_failure_drops_and_records_items(local) -> None:
 
 
 def test_item_context_has_stage_and_index(local) -> None:
-    result = run_workflow(wf({"name": "m", "target": "teststages.mapping.item_and_stage",
-                              "type": "parameterized", "map_on": "xs"}), {"xs": list("abcde")}, executor=local)
+    result = run_workflow(
+        wf(
+            {
+                "name": "m",
+                "target": "teststages.mapping.item_and_stage",
+                "type": "parameterized",
+                "map_on": "xs",
+            }
+        ),
+        {"xs": list("abcde")},
+        executor=local,
+    )
     assert result == [("m", i, x) for i, x in enumerate("abcde")]
 
 
 def test_large_map_keeps_item_order(local) -> None:
     n = 20_000
-    result = run_workflow(wf({"name": "m", "target": "teststages.basic.double", "type": "parameterized",
-                              "map_on": "xs"}), {"xs": list(range(n))}, executor=local, return_run=True)
+    result = run_workflow(
+        wf(
+            {
+                "name": "m",
+                "target": "teststages.basic.double",
+                "type": "parameterized",
+                "map_on": "xs",
+            }
+        ),
+        {"xs": list(range(n))},
+        executor=local,
+        return_run=True,
+    )
     assert result.result == [2 * i for i in range(n)]
     assert result.stages["m"].items_done == n
 
 
 def test_empty_map(local) -> None:
-    assert run_workflow(wf({"name": "m", "target": "teststages.basic.double", "type": "parameterized",
-                            "map_on": "xs"}), {"xs": []}, executor=local) == []
+    assert (
+        run_workflow(
+            wf(
+                {
+                    "name": "m",
+                    "target": "teststages.basic.double",
+                    "type": "parameterized",
+                    "map_on": "xs",
+                }
+            ),
+            {"xs": []},
+            executor=local,
+        )
+        == []
+    )
 
 
 def test_progress_of_a_map_fed_by_a_running_map_says_more_items_come(local) -> None:
@@ -152,13 +292,26 @@ def test_progress_of_a_map_fed_by_a_running_map_says_more_items_come(local) -> N
     runs: list = []
     seen: list[str] = []
     workflow = wf(
-        {"name": "slept", "target": "teststages.engines.timed_sleep", "type": "parameterized", "map_on": "delays"},
-        {"name": "next", "target": "teststages.engines.started_after", "type": "parameterized",
-         "depends_on": ["slept"]},
+        {
+            "name": "slept",
+            "target": "teststages.engines.timed_sleep",
+            "type": "parameterized",
+            "map_on": "delays",
+        },
+        {
+            "name": "next",
+            "target": "teststages.engines.started_after",
+            "type": "parameterized",
+            "depends_on": ["slept"],
+        },
     )
+
     def run() -> None:
-        asyncio.run(arun_workflow(workflow, {"delays": [0.01, 1.0]}, executor=local, on_run=runs.append,
-                                  record=False))
+        asyncio.run(
+            arun_workflow(
+                workflow, {"delays": [0.01, 1.0]}, executor=local, on_run=runs.append, record=False
+            )
+        )
 
     worker = threading.Thread(target=run)
     worker.start()

@@ -37,7 +37,12 @@ def wf(*stages: dict[str, Any], name: str = "objects") -> dict[str, Any]:
 
 
 def stage(name: str, target: str, *depends: str, **more: Any) -> dict[str, Any]:
-    return {"name": name, "target": f"teststages.objects.{target}", "depends_on": list(depends), **more}
+    return {
+        "name": name,
+        "target": f"teststages.objects.{target}",
+        "depends_on": list(depends),
+        **more,
+    }
 
 
 PUT_THEN_GET = wf(stage("put", "put_model"), stage("use", "use_model", "put"))
@@ -64,21 +69,36 @@ def test_put_in_one_stage_get_in_a_later_one(executor, key: str, strategy: str) 
 
 
 def test_map_items_share_objects(executor, key: str) -> None:
-    result = run_workflow(wf(
-        {"name": "put", "target": "teststages.objects.item_put", "type": "parameterized", "map_on": "items"},
-        stage("sum", "item_sum", "put"),
-    ), {"items": list(range(20))}, executor=executor, namespace=f"map-{uuid.uuid4().hex[:6]}")
+    result = run_workflow(
+        wf(
+            {
+                "name": "put",
+                "target": "teststages.objects.item_put",
+                "type": "parameterized",
+                "map_on": "items",
+            },
+            stage("sum", "item_sum", "put"),
+        ),
+        {"items": list(range(20))},
+        executor=executor,
+        namespace=f"map-{uuid.uuid4().hex[:6]}",
+    )
     assert result == sum(i * 10 for i in range(20))
 
 
 def test_delete_removes_from_the_tiers_it_names(executor, key: str) -> None:
-    result = run_workflow(wf(stage("put", "put_value"), stage("delete", "delete_value", "put")),
-                          {"key": key, "value": {"a": 1}}, executor=executor)
+    result = run_workflow(
+        wf(stage("put", "put_value"), stage("delete", "delete_value", "put")),
+        {"key": key, "value": {"a": 1}},
+        executor=executor,
+    )
     assert result == [True, False, None]
 
 
 def test_missing_key_names_key_and_namespace(executor, key: str) -> None:
-    text = run_workflow(wf(stage("look", "missing")), {"key": key}, executor=executor, namespace="lookup-ns")
+    text = run_workflow(
+        wf(stage("look", "missing")), {"key": key}, executor=executor, namespace="lookup-ns"
+    )
     kind, is_key_error, message = text.split("|", 2)
     assert (kind, is_key_error) == ("ObjectNotFound", "True")
     assert f"no object {key!r} in namespace 'lookup-ns'" in message
@@ -88,40 +108,75 @@ def test_missing_key_names_key_and_namespace(executor, key: str) -> None:
 @pytest.mark.parametrize("strategy", ["cluster_memory", "artifact"])
 def test_unpicklable_object_names_key_and_stage(executor, key: str, strategy: str) -> None:
     with pytest.raises(StageError) as caught:
-        run_workflow(wf(stage("keep_lock", "put_lock")), {"key": key, "strategy": strategy}, executor=executor)
+        run_workflow(
+            wf(stage("keep_lock", "put_lock")),
+            {"key": key, "strategy": strategy},
+            executor=executor,
+        )
     message = str(caught.value)
     assert caught.value.stage == "keep_lock"
     assert f"object_store.put({key!r}) in stage 'keep_lock'" in message
     assert "cannot be pickled" in message and "lock" in message
-    assert object_store.get(key, None, strategy=strategy if strategy == "artifact" else "artifact") is None
+    assert (
+        object_store.get(key, None, strategy=strategy if strategy == "artifact" else "artifact")
+        is None
+    )
 
 
 def test_namespaces_isolate_objects(executor, key: str) -> None:
     put = wf(stage("put", "put_value"))
     look = wf(stage("look", "namespace_and_value"))
     run_workflow(put, {"key": key, "value": "in a"}, executor=executor, namespace="team-a")
-    run_workflow(put, {"key": key, "value": "artifact in a", "strategy": "artifact"}, executor=executor,
-                 namespace="team-c")
-    assert run_workflow(look, {"key": key}, executor=executor, namespace="team-b") == ["team-b", None]
-    assert run_workflow(look, {"key": key}, executor=executor, namespace="team-a") == ["team-a", "in a"]
-    assert run_workflow(look, {"key": key}, executor=executor, namespace="team-c") == ["team-c", "artifact in a"]
+    run_workflow(
+        put,
+        {"key": key, "value": "artifact in a", "strategy": "artifact"},
+        executor=executor,
+        namespace="team-c",
+    )
+    assert run_workflow(look, {"key": key}, executor=executor, namespace="team-b") == [
+        "team-b",
+        None,
+    ]
+    assert run_workflow(look, {"key": key}, executor=executor, namespace="team-a") == [
+        "team-a",
+        "in a",
+    ]
+    assert run_workflow(look, {"key": key}, executor=executor, namespace="team-c") == [
+        "team-c",
+        "artifact in a",
+    ]
     assert [a.name for a in list_artifacts("team-c")] == [key]
     assert list_artifacts("team-b") == []
     assert object_store.get(key, None) is None  # the driver's namespace is "default"
 
 
 def test_artifact_api_inside_stages(executor, key: str) -> None:
-    result = run_workflow(wf(stage("write", "write_artifact"), stage("read", "read_artifact", "write")),
-                          {"name": key}, executor=executor)
-    assert result == {"metadata": {"stage": "write", "rows": 3}, "notes": "written in a stage",
-                      "files": ["notes.txt"]}
+    result = run_workflow(
+        wf(stage("write", "write_artifact"), stage("read", "read_artifact", "write")),
+        {"name": key},
+        executor=executor,
+    )
+    assert result == {
+        "metadata": {"stage": "write", "rows": 3},
+        "notes": "written in a stage",
+        "files": ["notes.txt"],
+    }
     assert get_artifact(key).read("notes.txt") == b"written in a stage"
 
 
-def test_fallback_moves_big_objects_to_artifacts_and_drops_stale_copies(executor, key: str, app_home: Path) -> None:
+def test_fallback_moves_big_objects_to_artifacts_and_drops_stale_copies(
+    executor, key: str, app_home: Path
+) -> None:
     write_settings(app_home, {"object_store": {"memory_size_limit": "10KB"}})
-    result = run_workflow(wf(stage("roundtrip", "fallback_roundtrip")), {"key": key}, executor=executor)
-    assert result == [["cluster_memory", "artifact", "cluster_memory"], 100000.0, "small again", False]
+    result = run_workflow(
+        wf(stage("roundtrip", "fallback_roundtrip")), {"key": key}, executor=executor
+    )
+    assert result == [
+        ["cluster_memory", "artifact", "cluster_memory"],
+        100000.0,
+        "small again",
+        False,
+    ]
     report = object_store.report(executor=executor)
     assert key in [o["key"] for o in report["cluster_memory"]["objects"]]
     assert key not in [o["key"] for o in report["artifact"]["objects"]]
@@ -129,8 +184,12 @@ def test_fallback_moves_big_objects_to_artifacts_and_drops_stale_copies(executor
 
 def test_report_and_clear_a_namespace(executor) -> None:
     namespace = f"report-{uuid.uuid4().hex[:6]}"
-    run_workflow(wf(stage("put", "put_two")), {"prefix": "p"}, executor=executor, namespace=namespace)
-    report = object_store.report(namespace, executor=executor, strategy="cluster_memory")["cluster_memory"]
+    run_workflow(
+        wf(stage("put", "put_two")), {"prefix": "p"}, executor=executor, namespace=namespace
+    )
+    report = object_store.report(namespace, executor=executor, strategy="cluster_memory")[
+        "cluster_memory"
+    ]
     assert [o["key"] for o in report["objects"]] == ["p/a", "p/b"]
     assert report["count"] == 2 and report["bytes"] > 1000
     assert {o["type"] for o in report["objects"]} == {"list", "str"}
@@ -143,9 +202,14 @@ def test_report_and_clear_a_namespace(executor) -> None:
 
 
 def test_cluster_memory_outlives_runs_of_a_long_lived_executor(executor, key: str) -> None:
-    run_workflow(wf(stage("put", "put_value")), {"key": key, "value": [1, 2, 3], "strategy": "cluster_memory"},
-                 executor=executor)
-    got = run_workflow(wf(stage("get", "get_root")), {"key": key, "strategy": "cluster_memory"}, executor=executor)
+    run_workflow(
+        wf(stage("put", "put_value")),
+        {"key": key, "value": [1, 2, 3], "strategy": "cluster_memory"},
+        executor=executor,
+    )
+    got = run_workflow(
+        wf(stage("get", "get_root")), {"key": key, "strategy": "cluster_memory"}, executor=executor
+    )
     assert got == [1, 2, 3]
     # the driver reaches the same memory through the executor
     assert list(object_store.get(key, strategy="cluster_memory", executor=executor)) == [1, 2, 3]
@@ -156,14 +220,17 @@ def test_cluster_memory_outlives_runs_of_a_long_lived_executor(executor, key: st
 def test_ray_objects_outlive_the_worker_that_stored_them(executor, key: str) -> None:
     if executor.name != "ray":
         pytest.skip("Ray workers own what they put: the object store hands objects to an actor")
-    stored = run_workflow(wf(stage("put", "put_model")), {"key": key, "strategy": "cluster_memory"},
-                          executor=executor)
+    stored = run_workflow(
+        wf(stage("put", "put_model")), {"key": key, "strategy": "cluster_memory"}, executor=executor
+    )
     time.sleep(0.5)  # the actor copies in the background, off the stage's path
     os.kill(stored["pid"], signal.SIGKILL)
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline and _alive(stored["pid"]):
         time.sleep(0.05)
-    model = run_workflow(wf(stage("get", "get_root")), {"key": key, "strategy": "cluster_memory"}, executor=executor)
+    model = run_workflow(
+        wf(stage("get", "get_root")), {"key": key, "strategy": "cluster_memory"}, executor=executor
+    )
     assert model.predict(2.0) == 6.0
 
 
@@ -176,20 +243,36 @@ def _alive(pid: int) -> bool:
 
 
 @pytest.mark.parametrize("processes", [False, True], ids=["threads", "processes"])
-def test_cluster_memory_goes_with_an_executor_started_for_one_run(key: str, processes: bool) -> None:
+def test_cluster_memory_goes_with_an_executor_started_for_one_run(
+    key: str, processes: bool
+) -> None:
     spec = {"name": "local", "processes": processes, "max_workers": 1}
-    run_workflow(wf(stage("put", "put_value")), {"key": key, "value": 1, "strategy": "cluster_memory"}, executor=spec)
-    assert run_workflow(wf(stage("get", "get_root")), {"key": key, "strategy": "cluster_memory", "default": None},
-                        executor=spec) is None
+    run_workflow(
+        wf(stage("put", "put_value")),
+        {"key": key, "value": 1, "strategy": "cluster_memory"},
+        executor=spec,
+    )
+    assert (
+        run_workflow(
+            wf(stage("get", "get_root")),
+            {"key": key, "strategy": "cluster_memory", "default": None},
+            executor=spec,
+        )
+        is None
+    )
     with create_executor(spec) as ex:
         path = (ex.cluster_memory() or {}).get("path")
     assert path is None or not os.path.exists(path)  # processes: the files in RAM are gone
 
 
 def test_artifacts_persist_across_runs_and_executors(executor, key: str) -> None:
-    run_workflow(wf(stage("put", "put_model")), {"key": key, "strategy": "artifact"}, executor=executor)
+    run_workflow(
+        wf(stage("put", "put_model")), {"key": key, "strategy": "artifact"}, executor=executor
+    )
     with create_executor({"name": "local", "max_workers": 1}) as other:
-        got = run_workflow(wf(stage("get", "get_root")), {"key": key, "strategy": "artifact"}, executor=other)
+        got = run_workflow(
+            wf(stage("get", "get_root")), {"key": key, "strategy": "artifact"}, executor=other
+        )
     assert got.predict(2.0) == 6.0
     artifact = get_artifact(key)
     assert artifact.object_info["serializer"] == "cloudpickle"
@@ -200,11 +283,30 @@ def test_artifacts_persist_across_runs_and_executors(executor, key: str) -> None
 # bad input ---------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("bad", ["../x", "a/../b", "/etc/passwd", "", "a//b", "./a", "C:/x", "s3://b/k",
-                                 "a\\b", ".artifact.json", 7])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "../x",
+        "a/../b",
+        "/etc/passwd",
+        "",
+        "a//b",
+        "./a",
+        "C:/x",
+        "s3://b/k",
+        "a\\b",
+        ".artifact.json",
+        7,
+    ],
+)
 def test_bad_keys_are_rejected_everywhere(bad: Any) -> None:
-    for call in (lambda: object_store.put(bad, 1), lambda: object_store.get(bad),
-                 lambda: object_store.delete(bad), lambda: new_artifact(bad), lambda: get_artifact(bad)):
+    for call in (
+        lambda: object_store.put(bad, 1),
+        lambda: object_store.get(bad),
+        lambda: object_store.delete(bad),
+        lambda: new_artifact(bad),
+        lambda: get_artifact(bad),
+    ):
         with pytest.raises(InvalidKeyError) as caught:
             call()
         assert repr(bad) in str(caught.value)
@@ -212,7 +314,9 @@ def test_bad_keys_are_rejected_everywhere(bad: Any) -> None:
 
 
 def test_bad_key_in_a_stage(local_executor) -> None:
-    message = run_workflow(wf(stage("bad", "bad_key")), {"key": "../../escape"}, executor=local_executor)
+    message = run_workflow(
+        wf(stage("bad", "bad_key")), {"key": "../../escape"}, executor=local_executor
+    )
     assert message.startswith("invalid key '../../escape'")
 
 
@@ -307,8 +411,12 @@ def s3_server() -> Any:
     port = _free_port()
     server = server_module.ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
-    options = {"key": "testing", "secret": "testing", "endpoint_url": f"http://127.0.0.1:{port}",
-               "client_kwargs": {"region_name": "us-west-2"}}
+    options = {
+        "key": "testing",
+        "secret": "testing",
+        "endpoint_url": f"http://127.0.0.1:{port}",
+        "client_kwargs": {"region_name": "us-west-2"},
+    }
     import s3fs
 
     s3fs.S3FileSystem(**options).mkdir("flowstage-test")
@@ -319,7 +427,9 @@ def s3_server() -> Any:
 @pytest.fixture
 def s3_settings(s3_server: dict[str, Any], app_home: Path) -> dict[str, Any]:
     prefix = uuid.uuid4().hex[:8]
-    write_settings(app_home, {"artifacts": {"url": f"s3://flowstage-test/{prefix}", "options": s3_server}})
+    write_settings(
+        app_home, {"artifacts": {"url": f"s3://flowstage-test/{prefix}", "options": s3_server}}
+    )
     return {"prefix": prefix, **s3_server}
 
 
@@ -329,7 +439,10 @@ def test_s3_artifacts_between_stages(executor, key: str, s3_settings: dict[str, 
     import s3fs
 
     fs = s3fs.S3FileSystem(**{k: v for k, v in s3_settings.items() if k != "prefix"})
-    names = [p.rsplit("/", 1)[-1] for p in fs.find(f"flowstage-test/{s3_settings['prefix']}/default/{key}")]
+    names = [
+        p.rsplit("/", 1)[-1]
+        for p in fs.find(f"flowstage-test/{s3_settings['prefix']}/default/{key}")
+    ]
     assert ".artifact.json" in names and any(n.startswith(".value-") for n in names)
 
 
@@ -349,9 +462,13 @@ def test_s3_artifact_api_and_objects(key: str, s3_settings: dict[str, Any]) -> N
 
 def test_unreachable_s3_is_a_clear_error(key: str, app_home: Path) -> None:
     pytest.importorskip("s3fs")
-    options = {"key": "testing", "secret": "testing", "endpoint_url": f"http://127.0.0.1:{_free_port()}",
-               "client_kwargs": {"region_name": "us-west-2"},
-               "config_kwargs": {"connect_timeout": 1, "retries": {"max_attempts": 1}}}
+    options = {
+        "key": "testing",
+        "secret": "testing",
+        "endpoint_url": f"http://127.0.0.1:{_free_port()}",
+        "client_kwargs": {"region_name": "us-west-2"},
+        "config_kwargs": {"connect_timeout": 1, "retries": {"max_attempts": 1}},
+    }
     write_settings(app_home, {"artifacts": {"url": "s3://nowhere/prefix", "options": options}})
     began = time.monotonic()
     with pytest.raises(ObjectStoreError) as caught:
@@ -378,7 +495,9 @@ WRITER = textwrap.dedent("""
 
 def _python(code: str, *args: str, home: Path) -> subprocess.Popen[str]:
     env = {**os.environ, "FLOWSTAGE_HOME": str(home), "PYTHONPATH": SRC}
-    return subprocess.Popen([sys.executable, "-c", code, *args], stdout=subprocess.PIPE, text=True, env=env)
+    return subprocess.Popen(
+        [sys.executable, "-c", code, *args], stdout=subprocess.PIPE, text=True, env=env
+    )
 
 
 def test_a_killed_writer_never_leaves_a_half_written_object(key: str, app_home: Path) -> None:
@@ -434,7 +553,10 @@ def test_objects_cli_ls_get_rm(key: str, capsys: pytest.CaptureFixture[str]) -> 
     new_artifact("plain", namespace="cli-ns").write("hello.txt", "hi")
     assert run_cli(["objects", "ls", "--namespace", "cli-ns", "--format", "json"]) == 0
     rows = json.loads(capsys.readouterr().out)
-    assert [(r["name"], r["object"], r["files"]) for r in rows] == [("plain", "", 1), (key, "dict", 0)]
+    assert [(r["name"], r["object"], r["files"]) for r in rows] == [
+        ("plain", "", 1),
+        (key, "dict", 0),
+    ]
     assert run_cli(["objects", "get", key, "-n", "cli-ns", "--format", "json"]) == 0
     assert json.loads(capsys.readouterr().out) == {"rows": 3}
     assert run_cli(["objects", "get", "plain", "-n", "cli-ns", "--file", "hello.txt"]) == 0
@@ -450,7 +572,9 @@ def test_objects_cli_ls_get_rm(key: str, capsys: pytest.CaptureFixture[str]) -> 
 
 
 def test_import_flowstage_stays_light() -> None:
-    code = ("import sys, flowstage; flowstage.object_store; "
-            "print(sorted(m for m in ('fsspec', 'cloudpickle', 'dask', 'ray') if m in sys.modules))")
+    code = (
+        "import sys, flowstage; flowstage.object_store; "
+        "print(sorted(m for m in ('fsspec', 'cloudpickle', 'dask', 'ray') if m in sys.modules))"
+    )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"

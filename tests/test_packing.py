@@ -35,11 +35,23 @@ def handle_value(argument: Any) -> Any:
     return argument.value if isinstance(argument, Handle) else None
 
 
-def task_of(stage: str, target: Any, definition_target: Any = "teststages.basic.double") -> StageTask:
-    definition = load_workflow({"metadata": {"name": "packed"}, "spec": {"stages": [
-        {"name": "s", "target": definition_target}]}})
-    context = RunContext({}, ConfigView({}, {}), "default", "ray", definition,
-                         RunInfo(uuid.uuid4().hex, "packed", "api", now()))
+def task_of(
+    stage: str, target: Any, definition_target: Any = "teststages.basic.double"
+) -> StageTask:
+    definition = load_workflow(
+        {
+            "metadata": {"name": "packed"},
+            "spec": {"stages": [{"name": "s", "target": definition_target}]},
+        }
+    )
+    context = RunContext(
+        {},
+        ConfigView({}, {}),
+        "default",
+        "ray",
+        definition,
+        RunInfo(uuid.uuid4().hex, "packed", "api", now()),
+    )
     return StageTask(stage, target, (), context)
 
 
@@ -47,13 +59,21 @@ def in_fresh_process(packed: bytes, engine_values: list[Any], tmp_path: Path, sh
     """``show`` (an expression of ``fn`` and ``args``) for the call unpacked in a new
     interpreter, which has none of this test's modules or classes."""
     (tmp_path / "call.bin").write_bytes(packed)
-    code = ("import pickle, sys\n"
-            "from flowstage.executors.packing import unpack_call\n"
-            f"fn, args = unpack_call(open(sys.argv[1], 'rb').read(), tuple({engine_values!r}))\n"
-            f"print({show})\n")
-    done = subprocess.run([sys.executable, "-c", code, str(tmp_path / "call.bin")], capture_output=True,
-                          text=True, timeout=60, cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(TESTS)},
-                          check=False)
+    code = (
+        "import pickle, sys\n"
+        "from flowstage.executors.packing import unpack_call\n"
+        f"fn, args = unpack_call(open(sys.argv[1], 'rb').read(), tuple({engine_values!r}))\n"
+        f"print({show})\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "call.bin")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(TESTS)},
+        check=False,
+    )
     assert done.returncode == 0, done.stderr
     return done.stdout.strip()
 
@@ -72,17 +92,27 @@ def test_a_chain_stage_call_arrives_whole(tmp_path: Path, monkeypatch: pytest.Mo
     assert in_fresh_process(packed, [21], tmp_path, "fn(*args)") == "42"
 
 
-def test_a_script_class_in_the_input_travels_by_value(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_script_class_in_the_input_travels_by_value(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A class of the user's script (``__main__``) is not in the worker: the standard
     pickler would name it, cloudpickle sends it."""
     main = types.ModuleType("__main__")
     monkeypatch.setitem(sys.modules, "__main__", main)
-    city = type("City", (), {"__module__": "__main__", "__init__": lambda self, name: setattr(self, "name", name)})
+    city = type(
+        "City",
+        (),
+        {"__module__": "__main__", "__init__": lambda self, name: setattr(self, "name", name)},
+    )
     main.City = city
     task = task_of("s", "teststages.basic.double")
     packed, _ = pack_call(run_call, (task, {"where": city("Lyon")}), handle_value, ("ray",))
-    assert in_fresh_process(packed, [], tmp_path, "type(args[1]['where']).__name__, args[1]['where'].name") \
+    assert (
+        in_fresh_process(
+            packed, [], tmp_path, "type(args[1]['where']).__name__, args[1]['where'].name"
+        )
         == "City Lyon"
+    )
 
 
 def test_a_target_that_is_not_the_workflows_travels_by_value(tmp_path: Path) -> None:

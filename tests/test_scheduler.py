@@ -22,12 +22,16 @@ def wf(*stages: dict, name: str = "wf") -> dict:
 
 
 def test_stage_starts_when_its_own_dependencies_finish_not_a_whole_level(local_executor) -> None:
-    run = run_workflow(wf(
-        {"name": "slow", "target": "teststages.timing.slow_root"},
-        {"name": "fast", "target": "teststages.timing.fast_root"},
-        {"name": "child", "target": "teststages.timing.after_fast", "depends_on": ["fast"]},
-        {"name": "join", "target": "teststages.basic.concat", "depends_on": ["slow", "child"]},
-    ), executor=local_executor, return_run=True)
+    run = run_workflow(
+        wf(
+            {"name": "slow", "target": "teststages.timing.slow_root"},
+            {"name": "fast", "target": "teststages.timing.fast_root"},
+            {"name": "child", "target": "teststages.timing.after_fast", "depends_on": ["fast"]},
+            {"name": "join", "target": "teststages.basic.concat", "depends_on": ["slow", "child"]},
+        ),
+        executor=local_executor,
+        return_run=True,
+    )
     assert run.state == "finished"
     assert run.result == list("slow") + list("fast-child")
     # a level-by-level scheduler would start `child` only after `slow` finished
@@ -36,32 +40,57 @@ def test_stage_starts_when_its_own_dependencies_finish_not_a_whole_level(local_e
 
 def test_siblings_run_in_parallel() -> None:
     with create_executor({"name": "local", "max_workers": 4}) as ex:
-        run = run_workflow(wf(
-            {"name": "root", "target": "teststages.basic.one"},
-            {"name": "a", "target": "teststages.timing.window", "depends_on": ["root"]},
-            {"name": "b", "target": "teststages.timing.window", "depends_on": ["root"]},
-        ), executor=ex, return_run=True)
+        run = run_workflow(
+            wf(
+                {"name": "root", "target": "teststages.basic.one"},
+                {"name": "a", "target": "teststages.timing.window", "depends_on": ["root"]},
+                {"name": "b", "target": "teststages.timing.window", "depends_on": ["root"]},
+            ),
+            executor=ex,
+            return_run=True,
+        )
     (a_start, a_end), (b_start, b_end) = run.result["a"], run.result["b"]
     assert a_start < b_end and b_start < a_end, "sibling stages did not overlap"
 
 
 def test_several_terminal_stages_return_a_mapping_and_all_run(local_executor) -> None:
-    result = run_workflow(wf(
-        {"name": "numbers", "target": "teststages.basic.numbers"},
-        {"name": "total", "target": "teststages.basic.total", "depends_on": ["numbers"]},
-        {"name": "doubled", "target": "teststages.basic.double", "type": "parameterized", "depends_on": "numbers"},
-        {"name": "lonely", "target": "teststages.basic.one"},
-    ), {"n_vals": 4}, executor=local_executor)
+    result = run_workflow(
+        wf(
+            {"name": "numbers", "target": "teststages.basic.numbers"},
+            {"name": "total", "target": "teststages.basic.total", "depends_on": ["numbers"]},
+            {
+                "name": "doubled",
+                "target": "teststages.basic.double",
+                "type": "parameterized",
+                "depends_on": "numbers",
+            },
+            {"name": "lonely", "target": "teststages.basic.one"},
+        ),
+        {"n_vals": 4},
+        executor=local_executor,
+    )
     assert result == {"total": 6, "doubled": [0, 2, 4, 6], "lonely": 1}
 
 
 def test_failure_cancels_what_has_not_started(local_executor) -> None:
-    run = run_workflow(wf(
-        {"name": "bad", "target": "teststages.timing.fail_fast"},
-        {"name": "slow", "target": "teststages.timing.slow_root"},
-        {"name": "after_slow", "target": "teststages.timing.never_called", "depends_on": ["slow"]},
-        {"name": "after_bad", "target": "teststages.timing.never_called", "depends_on": ["bad"]},
-    ), executor=local_executor, return_run=True)
+    run = run_workflow(
+        wf(
+            {"name": "bad", "target": "teststages.timing.fail_fast"},
+            {"name": "slow", "target": "teststages.timing.slow_root"},
+            {
+                "name": "after_slow",
+                "target": "teststages.timing.never_called",
+                "depends_on": ["slow"],
+            },
+            {
+                "name": "after_bad",
+                "target": "teststages.timing.never_called",
+                "depends_on": ["bad"],
+            },
+        ),
+        executor=local_executor,
+        return_run=True,
+    )
     assert run.state == "failed"
     assert isinstance(run.exception, StageError)
     assert run.exception.stage == "bad"
@@ -74,8 +103,17 @@ def test_failure_cancels_what_has_not_started(local_executor) -> None:
 
 def test_stage_error_carries_stage_attempts_traceback_and_cause(local_executor) -> None:
     with pytest.raises(StageError) as info:
-        run_workflow(wf({"name": "bad", "target": "teststages.basic.fails", "retries": 1, "retry_delay": "10ms"}),
-                     executor=local_executor)
+        run_workflow(
+            wf(
+                {
+                    "name": "bad",
+                    "target": "teststages.basic.fails",
+                    "retries": 1,
+                    "retry_delay": "10ms",
+                }
+            ),
+            executor=local_executor,
+        )
     error = info.value
     assert error.stage == "bad"
     assert error.item_index is None
@@ -86,10 +124,19 @@ def test_stage_error_carries_stage_attempts_traceback_and_cause(local_executor) 
 
 
 def test_retries_with_backoff_then_success(tmp_path: Path, local_executor) -> None:
-    run = run_workflow(wf({"name": "flaky", "target": "teststages.basic.flaky", "retries": 3,
-                           "retry_delay": "20ms"}),
-                       {"marker_dir": str(tmp_path / "tries"), "succeed_on": 3}, executor=local_executor,
-                       return_run=True)
+    run = run_workflow(
+        wf(
+            {
+                "name": "flaky",
+                "target": "teststages.basic.flaky",
+                "retries": 3,
+                "retry_delay": "20ms",
+            }
+        ),
+        {"marker_dir": str(tmp_path / "tries"), "succeed_on": 3},
+        executor=local_executor,
+        return_run=True,
+    )
     assert run.result == 3
     assert run.stages["flaky"].attempts == 3
     # delays of 20ms then 40ms: the doubling is visible in the duration
@@ -98,17 +145,32 @@ def test_retries_with_backoff_then_success(tmp_path: Path, local_executor) -> No
 
 def test_timeout_fails_the_call_without_waiting_for_it(local_executor) -> None:
     began = time.monotonic()
-    run = run_workflow(wf({"name": "stuck", "target": "teststages.timing.hang", "timeout": "200ms"}),
-                       executor=local_executor, return_run=True)
+    run = run_workflow(
+        wf({"name": "stuck", "target": "teststages.timing.hang", "timeout": "200ms"}),
+        executor=local_executor,
+        return_run=True,
+    )
     assert run.state == "failed"
     assert "timeout of 0.2s" in run.error
     assert time.monotonic() - began < 10
 
 
 def test_map_item_timeout_and_retries_apply_per_item(local_executor) -> None:
-    run = run_workflow(wf({"name": "m", "target": "teststages.basic.sleep_then", "type": "parameterized",
-                           "map_on": "xs", "timeout": "100ms", "allow_partial_failure": True}),
-                       {"xs": [0.0, 5.0, 0.0]}, executor=local_executor, return_run=True)
+    run = run_workflow(
+        wf(
+            {
+                "name": "m",
+                "target": "teststages.basic.sleep_then",
+                "type": "parameterized",
+                "map_on": "xs",
+                "timeout": "100ms",
+                "allow_partial_failure": True,
+            }
+        ),
+        {"xs": [0.0, 5.0, 0.0]},
+        executor=local_executor,
+        return_run=True,
+    )
     assert run.state == "finished"
     assert run.result == [0.0, 0.0]
     assert [item["index"] for item in run.stages["m"].failed_items] == [1]
@@ -117,24 +179,47 @@ def test_map_item_timeout_and_retries_apply_per_item(local_executor) -> None:
 
 def test_result_that_cannot_cross_processes_names_the_stage() -> None:
     with pytest.raises(StageError, match="stage 'locker'.*cannot be sent between processes"):
-        run_workflow(wf({"name": "locker", "target": "teststages.timing.returns_lock"}),
-                     executor={"name": "local", "processes": True, "max_workers": 1})
+        run_workflow(
+            wf({"name": "locker", "target": "teststages.timing.returns_lock"}),
+            executor={"name": "local", "processes": True, "max_workers": 1},
+        )
 
 
 def test_local_resources_are_ignored_without_a_capacity(local_executor) -> None:
-    result = run_workflow(wf({"name": "gpu", "target": "teststages.basic.one",
-                              "resources": {"gpus": 4, "cpus": 64, "memory": "1TB", "special": 2}}),
-                          executor=local_executor)
+    result = run_workflow(
+        wf(
+            {
+                "name": "gpu",
+                "target": "teststages.basic.one",
+                "resources": {"gpus": 4, "cpus": 64, "memory": "1TB", "special": 2},
+            }
+        ),
+        executor=local_executor,
+    )
     assert result == 1
 
 
 def test_local_capacity_admits_stages_that_fit() -> None:
     with create_executor({"name": "local", "max_workers": 4, "resources": {"gpus": 1}}) as ex:
-        run = run_workflow(wf(
-            {"name": "root", "target": "teststages.basic.one"},
-            {"name": "a", "target": "teststages.timing.window", "depends_on": ["root"], "resources": {"gpus": 1}},
-            {"name": "b", "target": "teststages.timing.window", "depends_on": ["root"], "resources": {"gpus": 1}},
-        ), executor=ex, return_run=True)
+        run = run_workflow(
+            wf(
+                {"name": "root", "target": "teststages.basic.one"},
+                {
+                    "name": "a",
+                    "target": "teststages.timing.window",
+                    "depends_on": ["root"],
+                    "resources": {"gpus": 1},
+                },
+                {
+                    "name": "b",
+                    "target": "teststages.timing.window",
+                    "depends_on": ["root"],
+                    "resources": {"gpus": 1},
+                },
+            ),
+            executor=ex,
+            return_run=True,
+        )
     (a_start, a_end), (b_start, b_end) = run.result["a"], run.result["b"]
     assert a_end <= b_start or b_end <= a_start, "two stages shared the only gpu"
 
@@ -142,9 +227,14 @@ def test_local_capacity_admits_stages_that_fit() -> None:
 def test_request_above_capacity_fails_before_the_run(tmp_path: Path) -> None:
     marker = tmp_path / "ran"
     with pytest.raises(WorkflowError, match="stage 'big': requests gpus=2.*capacity is gpus=1"):
-        run_workflow(wf({"name": "root", "target": "teststages.basic.mark"},
-                        {"name": "big", "target": "teststages.basic.one", "resources": {"gpus": 2}}),
-                     {"marker": str(marker)}, executor={"name": "local", "resources": {"gpus": 1}})
+        run_workflow(
+            wf(
+                {"name": "root", "target": "teststages.basic.mark"},
+                {"name": "big", "target": "teststages.basic.one", "resources": {"gpus": 2}},
+            ),
+            {"marker": str(marker)},
+            executor={"name": "local", "resources": {"gpus": 1}},
+        )
     assert not marker.exists()
 
 
@@ -176,8 +266,10 @@ def test_get_run_context_outside_a_run_is_a_clear_error() -> None:
 
 
 def test_long_lived_executor_serves_many_runs() -> None:
-    spec = wf({"name": "n", "target": "teststages.basic.numbers"},
-              {"name": "t", "target": "teststages.basic.total", "depends_on": ["n"]})
+    spec = wf(
+        {"name": "n", "target": "teststages.basic.numbers"},
+        {"name": "t", "target": "teststages.basic.total", "depends_on": ["n"]},
+    )
     with create_executor({"name": "local", "processes": True, "max_workers": 2}) as ex:
         results = [run_workflow(spec, {"n_vals": n}, executor=ex) for n in range(1, 6)]
         assert ex.started
@@ -189,19 +281,37 @@ def test_callable_targets_from_python(local_executor) -> None:
     def make(n_vals: int) -> list[int]:
         return list(range(n_vals))
 
-    result = run_workflow(wf({"name": "make", "target": make},
-                             {"name": "square", "target": lambda x: x * x, "type": "parameterized",
-                              "depends_on": ["make"]}),
-                          {"n_vals": 4}, executor=local_executor)
+    result = run_workflow(
+        wf(
+            {"name": "make", "target": make},
+            {
+                "name": "square",
+                "target": lambda x: x * x,
+                "type": "parameterized",
+                "depends_on": ["make"],
+            },
+        ),
+        {"n_vals": 4},
+        executor=local_executor,
+    )
     assert result == [0, 1, 4, 9]
 
 
 def test_lambdas_and_closures_run_on_processes() -> None:
     offset = 10
-    result = run_workflow(wf({"name": "make", "target": lambda n_vals: list(range(n_vals))},
-                             {"name": "shift", "target": lambda x: x + offset, "type": "parameterized",
-                              "depends_on": ["make"]}),
-                          {"n_vals": 3}, executor={"name": "local", "processes": True, "max_workers": 2})
+    result = run_workflow(
+        wf(
+            {"name": "make", "target": lambda n_vals: list(range(n_vals))},
+            {
+                "name": "shift",
+                "target": lambda x: x + offset,
+                "type": "parameterized",
+                "depends_on": ["make"],
+            },
+        ),
+        {"n_vals": 3},
+        executor={"name": "local", "processes": True, "max_workers": 2},
+    )
     assert result == [10, 11, 12]
 
 
@@ -223,10 +333,12 @@ def _shipped_definition(definition: Any) -> Any:
 @pytest.mark.parametrize("annotation", ["plain text", _Threshold(0.5)])
 def test_run_context_carries_the_workflow_unchanged(annotation: Any, tmp_path) -> None:
     path = tmp_path / "wf.yaml"
-    path.write_text("kind: workflow\nmetadata:\n  name: shipped\nspec:\n  stages:\n"
-                    "    - name: a\n      target: teststages.basic.one\n      retries: 2\n"
-                    "      resources: {memory: 2GB, licences: 1}\n"
-                    "    - name: b\n      target: teststages.basic.double\n      depends_on: [a]\n")
+    path.write_text(
+        "kind: workflow\nmetadata:\n  name: shipped\nspec:\n  stages:\n"
+        "    - name: a\n      target: teststages.basic.one\n      retries: 2\n"
+        "      resources: {memory: 2GB, licences: 1}\n"
+        "    - name: b\n      target: teststages.basic.double\n      depends_on: [a]\n"
+    )
     definition = load_workflow(str(path))
     definition.metadata.annotations["threshold"] = annotation  # not JSON: must not become a dict
     shipped = _shipped_definition(definition)
@@ -246,8 +358,12 @@ def test_function_targets_travel_with_the_run_not_with_every_task() -> None:
     from flowstage.core.runs import now
 
     payload = b"x" * 200_000
-    definition = load_workflow(wf({"name": "a", "target": lambda: len(payload)},
-                                  {"name": "b", "target": lambda x: x + len(payload), "depends_on": ["a"]}))
+    definition = load_workflow(
+        wf(
+            {"name": "a", "target": lambda: len(payload)},
+            {"name": "b", "target": lambda x: x + len(payload), "depends_on": ["a"]},
+        )
+    )
     run = RunInfo(uuid.uuid4().hex, definition.name, "api", now())
     context = RunContext({}, ConfigView({}, {}), "default", "threads", definition, run)
     context.ship_with(lambda blob: "stand-in")  # as engines do with large contexts
@@ -255,10 +371,14 @@ def test_function_targets_travel_with_the_run_not_with_every_task() -> None:
     shipped = [cloudpickle.dumps(task) for task in tasks]
     assert all(len(blob) < 2_000 for blob in shipped)
     context.__dict__.pop("_shipped")
-    first, second = (pickle.loads(cloudpickle.dumps(StageTask("b", definition.stage("b").target, (), context)))
-                     for _ in range(2))
+    first, second = (
+        pickle.loads(cloudpickle.dumps(StageTask("b", definition.stage("b").target, (), context)))
+        for _ in range(2)
+    )
     assert _target(first) is _target(second)
-    assert _target(first) is not definition.stage("b").target  # the worker's copy, sent with the run
+    assert (
+        _target(first) is not definition.stage("b").target
+    )  # the worker's copy, sent with the run
     assert _target(first)(1) == 200_001
 
     other = StageTask("b", lambda x: x, (), context)  # not the stage's own target: travels itself
@@ -292,7 +412,9 @@ def test_a_target_replaced_after_the_context_was_pickled_travels_itself() -> Non
     context = RunContext({}, ConfigView({}, {}), "default", "ray", definition, run)
     context.pickled()
     definition.stage("a").target = lambda: "new"
-    task = pickle.loads(cloudpickle.dumps(StageTask("a", definition.stage("a").target, (), context)))
+    task = pickle.loads(
+        cloudpickle.dumps(StageTask("a", definition.stage("a").target, (), context))
+    )
     assert _target(task)() == "new"
 
 
@@ -310,20 +432,28 @@ def test_stage_tasks_keep_their_class_and_fields_when_pickled() -> None:
     definition = load_workflow(wf({"name": "a", "target": "teststages.basic.one"}))
     run = RunInfo(uuid.uuid4().hex, definition.name, "api", now())
     context = RunContext({}, ConfigView({}, {}), "default", "ray", definition, run)
-    task = pickle.loads(cloudpickle.dumps(SizedTask("a", "teststages.basic.one", ("p",), context, retries=2, size=3)))
+    task = pickle.loads(
+        cloudpickle.dumps(
+            SizedTask("a", "teststages.basic.one", ("p",), context, retries=2, size=3)
+        )
+    )
     assert type(task).__name__ == "SizedTask" and task.size == 3 and task.retries == 2
     assert task.search_paths == ("p",) and task.target == "teststages.basic.one"
 
 
 def _run_in_child() -> None:
-    assert run_workflow(wf({"name": "one", "target": "teststages.basic.one"}), executor="local") == 1
+    assert (
+        run_workflow(wf({"name": "one", "target": "teststages.basic.one"}), executor="local") == 1
+    )
 
 
 def test_a_forked_child_runs_workflows_after_its_parent_did() -> None:
     """The threads that start engines belong to the parent: a forked child needs its own."""
     import multiprocessing
 
-    assert run_workflow(wf({"name": "one", "target": "teststages.basic.one"}), executor="local") == 1
+    assert (
+        run_workflow(wf({"name": "one", "target": "teststages.basic.one"}), executor="local") == 1
+    )
     child = multiprocessing.get_context("fork").Process(target=_run_in_child)
     child.start()
     child.join(60)
@@ -337,13 +467,19 @@ def test_a_large_run_context_travels_compressed_and_comes_back_whole() -> None:
     from flowstage.core.runs import now
 
     stages = [{"name": "s0", "target": "teststages.basic.one"}] + [
-        {"name": f"s{i}", "target": "teststages.basic.double", "depends_on": [f"s{i - 1}"]} for i in range(1, 100)]
+        {"name": f"s{i}", "target": "teststages.basic.double", "depends_on": [f"s{i - 1}"]}
+        for i in range(1, 100)
+    ]
     definition = load_workflow(wf(*stages))
     run = RunInfo(uuid.uuid4().hex, definition.name, "api", now())
     context = RunContext({"n": 1}, ConfigView({"k": "v"}, {}), "default", "ray", definition, run)
-    assert len(context.pickled()) < len(pickle.dumps(definition.model_dump(exclude_defaults=True))) / 2
+    assert (
+        len(context.pickled()) < len(pickle.dumps(definition.model_dump(exclude_defaults=True))) / 2
+    )
     restored = pickle.loads(pickle.dumps(context.for_stage("s5")))
-    assert restored.definition == definition and restored.stage == "s5" and restored.config["k"] == "v"
+    assert (
+        restored.definition == definition and restored.stage == "s5" and restored.config["k"] == "v"
+    )
 
 
 def test_a_worker_rebuilds_the_workflow_only_when_a_stage_reads_it() -> None:
@@ -353,13 +489,19 @@ def test_a_worker_rebuilds_the_workflow_only_when_a_stage_reads_it() -> None:
     from flowstage.core.context import ConfigView, RunContext, RunInfo
     from flowstage.core.runs import now
 
-    definition = load_workflow(wf({"name": "a", "target": lambda: 1},
-                                  {"name": "b", "target": "teststages.basic.double", "depends_on": ["a"]}))
+    definition = load_workflow(
+        wf(
+            {"name": "a", "target": lambda: 1},
+            {"name": "b", "target": "teststages.basic.double", "depends_on": ["a"]},
+        )
+    )
     run = RunInfo(uuid.uuid4().hex, definition.name, "api", now())
     context = RunContext({}, ConfigView({}, {}), "default", "ray", definition, run)
     import cloudpickle
 
-    task = pickle.loads(cloudpickle.dumps(StageTask("a", definition.stage("a").target, (), context)))
+    task = pickle.loads(
+        cloudpickle.dumps(StageTask("a", definition.stage("a").target, (), context))
+    )
     assert _target(task)() == 1
     assert _target(task) is not definition.stage("a").target  # the worker's copy
     restored = task.context
@@ -388,6 +530,7 @@ def test_inspected_functions_are_not_kept_alive() -> None:
 
         def target(x: int) -> int:
             return x + (held is not None)
+
         return target
 
     target = make()
@@ -397,7 +540,9 @@ def test_inspected_functions_are_not_kept_alive() -> None:
     assert alive() is None
 
 
-def test_a_worker_keeps_restored_contexts_within_a_byte_budget(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_worker_keeps_restored_contexts_within_a_byte_budget(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """Each run's context is unpickled once per worker and kept for its next tasks, but
     contexts carrying much (a large input, sent stage code) do not pile up."""
     from flowstage.core import context as contexts
@@ -409,7 +554,9 @@ def test_a_worker_keeps_restored_contexts_within_a_byte_budget(monkeypatch: pyte
 
     def sent(size: int) -> RunContext:
         run = RunInfo(uuid.uuid4().hex, definition.name, "api", now())
-        return RunContext({"blob": "x" * size}, ConfigView({}, {}), "default", "ray", definition, run)
+        return RunContext(
+            {"blob": "x" * size}, ConfigView({}, {}), "default", "ray", definition, run
+        )
 
     def restore(context: RunContext) -> RunContext:  # what a task of the run gets in a worker
         return pickle.loads(pickle.dumps(context))
@@ -417,14 +564,18 @@ def test_a_worker_keeps_restored_contexts_within_a_byte_budget(monkeypatch: pyte
     small, large, third, fourth = sent(1_000), sent(400_000), sent(400_000), sent(400_000)
     copies = [restore(context) for context in (small, large, third)]
     assert [restore(context) for context in (small, large, third)] == copies
-    assert all(restore(c) is copy for c, copy in zip((small, large, third), copies))  # 0.8 MB: all kept
+    assert all(
+        restore(c) is copy for c, copy in zip((small, large, third), copies)
+    )  # 0.8 MB: all kept
     assert restore(large) is copies[1]  # used again: now the most recent
     restore(fourth)  # 1.2 MB: the least recently used are forgotten until it fits
     assert restore(large) is copies[1]
     assert restore(third) is not copies[2] and restore(third).input == third.input
 
 
-def test_threads_of_a_worker_restore_contexts_of_many_runs_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_threads_of_a_worker_restore_contexts_of_many_runs_at_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """Tasks of several runs start on the threads of one worker (Dask): the contexts they
     restore are kept and forgotten without losing count."""
     import threading
@@ -436,8 +587,19 @@ def test_threads_of_a_worker_restore_contexts_of_many_runs_at_once(monkeypatch: 
     monkeypatch.setattr(contexts, "KEEP_RESTORED", 12)
     interval = sys.getswitchinterval()
     definition = load_workflow(wf({"name": "a", "target": "teststages.basic.one"}))
-    sent = [pickle.dumps(RunContext({"i": i}, ConfigView({}, {}), "default", "ray", definition,
-                                    RunInfo(uuid.uuid4().hex, definition.name, "api", now()))) for i in range(40)]
+    sent = [
+        pickle.dumps(
+            RunContext(
+                {"i": i},
+                ConfigView({}, {}),
+                "default",
+                "ray",
+                definition,
+                RunInfo(uuid.uuid4().hex, definition.name, "api", now()),
+            )
+        )
+        for i in range(40)
+    ]
     errors: list[BaseException] = []
 
     def worker_thread(k: int) -> None:

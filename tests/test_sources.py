@@ -53,14 +53,20 @@ def test_nothing_to_send(tmp_path: Path):
     assert pack_sources(None, str(tmp_path / "home")) is None
 
 
-def test_too_many_files_names_the_folder_and_the_way_out(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+def test_too_many_files_names_the_folder_and_the_way_out(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
     monkeypatch.setattr(sources, "MAX_FILES", 3)
     for i in range(5):
         (tmp_path / f"m{i}.py").write_text("")
     with pytest.raises(UserError) as info:
         pack_sources(str(tmp_path), str(tmp_path / "home"))
     message = str(info.value)
-    assert str(tmp_path) in message and "more than 3 Python files" in message and "upload_code: false" in message
+    assert (
+        str(tmp_path) in message
+        and "more than 3 Python files" in message
+        and "upload_code: false" in message
+    )
 
 
 def test_too_many_bytes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
@@ -103,7 +109,9 @@ def _bundle(tmp_path: Path, name: str, text: str) -> sources.SourceBundle:
     return bundle
 
 
-def test_code_versions_unused_for_days_are_removed_when_a_new_one_arrives(tmp_path: Path, code_host: Path):
+def test_code_versions_unused_for_days_are_removed_when_a_new_one_arrives(
+    tmp_path: Path, code_host: Path
+):
     def days_ago(days: float) -> float:
         return time.time() - days * 86400
 
@@ -118,7 +126,8 @@ def test_code_versions_unused_for_days_are_removed_when_a_new_one_arrives(tmp_pa
 
 
 def test_a_process_marks_its_code_as_used_and_unpacks_it_again_if_it_was_removed(
-        tmp_path: Path, code_host: Path, monkeypatch: pytest.MonkeyPatch):
+    tmp_path: Path, code_host: Path, monkeypatch: pytest.MonkeyPatch
+):
     import shutil
 
     bundle = _bundle(tmp_path, "stages_v2", "X = 2\n")

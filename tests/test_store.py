@@ -17,15 +17,18 @@ from pathlib import Path
 import pytest
 
 from flowstage import run_workflow
-from flowstage.state.resources import apply_path
 from flowstage.core.errors import UserError
 from flowstage.core.plugin_manager import default_plugins
+from flowstage.state.resources import apply_path
 from flowstage.state.store import SCHEMA_VERSION, StoreError, get_store
 
 
 def workflow(name: str, target: str, annotations: dict | None = None) -> dict:
-    return {"kind": "workflow", "metadata": {"name": name, "annotations": annotations or {}},
-            "spec": {"stages": [{"name": "only", "target": target}]}}
+    return {
+        "kind": "workflow",
+        "metadata": {"name": name, "annotations": annotations or {}},
+        "spec": {"stages": [{"name": "only", "target": target}]},
+    }
 
 
 def write_yaml(path: Path, *documents: dict) -> Path:
@@ -63,10 +66,21 @@ def test_python_runs_are_recorded_unless_record_false() -> None:
 
 
 def test_a_failed_run_keeps_error_traceback_and_stage_states() -> None:
-    wf = {"metadata": {"name": "breaks"}, "spec": {"stages": [
-        {"name": "first", "target": "teststages.basic.one"},
-        {"name": "second", "target": "teststages.basic.fails", "depends_on": ["first"], "retries": 1,
-         "retry_delay": "1ms"}]}}
+    wf = {
+        "metadata": {"name": "breaks"},
+        "spec": {
+            "stages": [
+                {"name": "first", "target": "teststages.basic.one"},
+                {
+                    "name": "second",
+                    "target": "teststages.basic.fails",
+                    "depends_on": ["first"],
+                    "retries": 1,
+                    "retry_delay": "1ms",
+                },
+            ]
+        },
+    }
     run = run_workflow(wf, return_run=True)
     row = get_store().find_run(run.id)
     assert row["state"] == "failed"
@@ -79,15 +93,23 @@ def test_a_failed_run_keeps_error_traceback_and_stage_states() -> None:
         get_store().load_result(row)
 
 
-def test_results_are_json_when_they_fit_else_pickled_else_explained(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_results_are_json_when_they_fit_else_pickled_else_explained(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     store = get_store()
-    pair = store.find_run(run_workflow(workflow("pair", "teststages.state.pair"), return_run=True).id)
+    pair = store.find_run(
+        run_workflow(workflow("pair", "teststages.state.pair"), return_run=True).id
+    )
     assert pair["result_kind"] == "file"  # JSON would turn the tuple into a list
     assert store.load_result(pair) == (1, "two")
 
     monkeypatch.setenv("FLOWSTAGE__STORE__MAX_INLINE_RESULT", "100")
-    small = run_workflow(workflow("counted", "teststages.state.numbers_up_to"), {"n": 5}, return_run=True)
-    big = run_workflow(workflow("counted", "teststages.state.numbers_up_to"), {"n": 500}, return_run=True)
+    small = run_workflow(
+        workflow("counted", "teststages.state.numbers_up_to"), {"n": 5}, return_run=True
+    )
+    big = run_workflow(
+        workflow("counted", "teststages.state.numbers_up_to"), {"n": 500}, return_run=True
+    )
     store = get_store()
     assert store.find_run(small.id)["result_kind"] == "json"
     big_row = store.find_run(big.id)
@@ -96,35 +118,60 @@ def test_results_are_json_when_they_fit_else_pickled_else_explained(monkeypatch:
     assert store.load_result(big_row) == list(range(500))
 
     monkeypatch.setenv("FLOWSTAGE__STORE__MAX_RESULT_SIZE", "1KiB")
-    too_big = get_store().find_run(run_workflow(workflow("counted", "teststages.state.numbers_up_to"),
-                                                {"n": 5000}, return_run=True).id)
+    too_big = get_store().find_run(
+        run_workflow(
+            workflow("counted", "teststages.state.numbers_up_to"), {"n": 5000}, return_run=True
+        ).id
+    )
     assert too_big["result_kind"] == "missing" and "store.max_result_size" in too_big["result"]
-    unpicklable = get_store().find_run(run_workflow(workflow("locked", "teststages.state.lock"), return_run=True).id)
+    unpicklable = get_store().find_run(
+        run_workflow(workflow("locked", "teststages.state.lock"), return_run=True).id
+    )
     assert unpicklable["state"] == "finished"
     assert unpicklable["result_kind"] == "missing" and "cannot be pickled" in unpicklable["result"]
     with pytest.raises(UserError, match="cannot be pickled"):
         get_store().load_result(unpicklable)
 
 
-def test_configs_by_annotation_and_name_merge_in_name_order_into_the_run_context(tmp_path: Path) -> None:
+def test_configs_by_annotation_and_name_merge_in_name_order_into_the_run_context(
+    tmp_path: Path,
+) -> None:
     write_yaml(
         tmp_path / "resources.yaml",
         workflow("nowcast_features", "teststages.state.config_dict", {"group": "nowcast"}),
-        {"kind": "config", "metadata": {"name": "a_base"},
-         "spec": {"selector": {"type": "annotation", "value": {"group": "nowcast"}},
-                  "data": {"study_identifier": "base", "data_config": {"n": 1, "city": "Oslo"}}}},
-        {"kind": "config", "metadata": {"name": "b_by_name"},
-         "spec": {"selector": {"type": "name", "value": "nowcast_features"},
-                  "data": {"study_identifier": "named", "data_config": {"n": 2}}}},
-        {"kind": "config", "metadata": {"name": "c_other_group"},
-         "spec": {"selector": {"type": "annotation", "value": {"group": "other"}}, "data": {"unrelated": True}}},
+        {
+            "kind": "config",
+            "metadata": {"name": "a_base"},
+            "spec": {
+                "selector": {"type": "annotation", "value": {"group": "nowcast"}},
+                "data": {"study_identifier": "base", "data_config": {"n": 1, "city": "Oslo"}},
+            },
+        },
+        {
+            "kind": "config",
+            "metadata": {"name": "b_by_name"},
+            "spec": {
+                "selector": {"type": "name", "value": "nowcast_features"},
+                "data": {"study_identifier": "named", "data_config": {"n": 2}},
+            },
+        },
+        {
+            "kind": "config",
+            "metadata": {"name": "c_other_group"},
+            "spec": {
+                "selector": {"type": "annotation", "value": {"group": "other"}},
+                "data": {"unrelated": True},
+            },
+        },
     )
     apply_path(tmp_path / "resources.yaml", default_plugins())
     merged = run_workflow("nowcast_features")
     assert merged == {"study_identifier": "named", "data_config": {"n": 2, "city": "Oslo"}}
     # the config= mapping of run_workflow wins over every applied config
     assert run_workflow("nowcast_features", config={"data_config": {"city": "Bergen"}}) == {
-        "study_identifier": "named", "data_config": {"n": 2, "city": "Bergen"}}
+        "study_identifier": "named",
+        "data_config": {"n": 2, "city": "Bergen"},
+    }
     # item access from a stage, for a workflow given as a mapping with the same name
     key_reader = workflow("nowcast_features", "teststages.state.config_key", {"group": "nowcast"})
     assert run_workflow(key_reader, {"key": "study_identifier"}) == "named"
@@ -132,8 +179,9 @@ def test_configs_by_annotation_and_name_merge_in_name_order_into_the_run_context
     assert run_workflow(workflow("elsewhere", "teststages.state.config_dict")) == {}
 
 
-def test_applied_workflows_come_before_shipped_ones_and_deleting_keeps_runs(tmp_path: Path,
-                                                                          sample_installed: None) -> None:
+def test_applied_workflows_come_before_shipped_ones_and_deleting_keeps_runs(
+    tmp_path: Path, sample_installed: None
+) -> None:
     from flowstage.state.resources import delete_resource, find_workflow
 
     plugins = default_plugins()
@@ -174,13 +222,24 @@ CONCURRENT_SCRIPT = textwrap.dedent("""
 def test_eight_processes_of_fifty_concurrent_runs_lose_no_record(tmp_path: Path) -> None:
     script = tmp_path / "worker.py"
     script.write_text(CONCURRENT_SCRIPT)
-    procs = [subprocess.Popen([sys.executable, str(script), str(i), str(tmp_path)], stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True) for i in range(8)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(script), str(i), str(tmp_path)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(8)
+    ]
     outputs = [p.communicate(timeout=120) for p in procs]
     for proc, (out, err) in zip(procs, outputs):
         assert proc.returncode == 0, err
         assert "locked" not in err.lower() and "busy" not in err.lower(), err
-    started = {run_id: state for out, _ in outputs for run_id, state in json.loads(out.strip().splitlines()[-1])}
+    started = {
+        run_id: state
+        for out, _ in outputs
+        for run_id, state in json.loads(out.strip().splitlines()[-1])
+    }
     assert len(started) == 400 and set(started.values()) == {"finished"}
     rows = runs_of("concurrent")
     assert {r["id"]: r["state"] for r in rows} == started
@@ -245,9 +304,15 @@ def test_another_programs_sqlite_file_is_not_taken_over(app_home: Path) -> None:
 def test_listing_pages_through_a_big_history_quickly() -> None:
     store = get_store()
     store.list_runs()  # creates the store
-    rows = [(f"run{i:06d}", f"wf{i % 3}", "finished", "api", "2026-01-01T00:00:00+00:00") for i in range(100_000)]
+    rows = [
+        (f"run{i:06d}", f"wf{i % 3}", "finished", "api", "2026-01-01T00:00:00+00:00")
+        for i in range(100_000)
+    ]
     with store.write() as conn:
-        conn.executemany("INSERT INTO runs (id, workflow, state, source, created_at) VALUES (?, ?, ?, ?, ?)", rows)
+        conn.executemany(
+            "INSERT INTO runs (id, workflow, state, source, created_at) VALUES (?, ?, ?, ?, ?)",
+            rows,
+        )
     start = time.perf_counter()
     page, total = store.list_runs(limit=50, offset=50)
     assert time.perf_counter() - start < 0.5
@@ -273,9 +338,11 @@ def test_a_run_on_another_host_without_heartbeat_is_presumed_dead() -> None:
     stale, fresh = time.time() - 3600, time.time()
     with store.write() as conn:
         for run_id, beat in (("faraway_old", stale), ("faraway_new", fresh)):
-            conn.execute("INSERT INTO runs (id, workflow, state, source, created_at, host, pid, heartbeat_at) "
-                         "VALUES (?, 'remote', 'running', 'cli', '2026-01-01T00:00:00+00:00', 'elsewhere', 4242, ?)",
-                         (run_id, beat))
+            conn.execute(
+                "INSERT INTO runs (id, workflow, state, source, created_at, host, pid, heartbeat_at) "
+                "VALUES (?, 'remote', 'running', 'cli', '2026-01-01T00:00:00+00:00', 'elsewhere', 4242, ?)",
+                (run_id, beat),
+            )
     states = {r["id"]: r["state"] for r in runs_of("remote")}
     assert states == {"faraway_old": "failed", "faraway_new": "running"}
     error = store.find_run("faraway_old")["error"]

@@ -53,7 +53,9 @@ def write_user_modules(home: Path, module: str, helper: str) -> Path:
     return path
 
 
-def test_flowdapt_target_runs_on_worker_processes_from_the_cli(app_home: Path, tmp_path: Path) -> None:
+def test_flowdapt_target_runs_on_worker_processes_from_the_cli(
+    app_home: Path, tmp_path: Path
+) -> None:
     """The exact target of Flowdapt's docs, in a fresh driver and fresh worker processes."""
     module_file = write_user_modules(app_home, "testing_stuff", "helpers")
     elsewhere = tmp_path / "workflows"  # not next to user_modules: only the app dir provides it
@@ -61,13 +63,36 @@ def test_flowdapt_target_runs_on_worker_processes_from_the_cli(app_home: Path, t
     workflow = elsewhere / "test.yaml"
     workflow.write_text(WORKFLOW.format(module="testing_stuff"), encoding="utf-8")
 
-    validate = subprocess.run([sys.executable, "-m", "flowstage.cli", "validate", str(workflow), "--n_vals", "3"],
-                              check=False, capture_output=True, text=True, timeout=120)
+    validate = subprocess.run(
+        [sys.executable, "-m", "flowstage.cli", "validate", str(workflow), "--n_vals", "3"],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert validate.returncode == 0, validate.stderr  # imported by the driver
 
-    command = [sys.executable, "-m", "flowstage.cli", "run", str(workflow), "--n_vals", "4", "-q",
-               "--format", "json", "--executor", "local", "-o", "processes=true", "-o", "max_workers=1"]
-    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as driver:
+    command = [
+        sys.executable,
+        "-m",
+        "flowstage.cli",
+        "run",
+        str(workflow),
+        "--n_vals",
+        "4",
+        "-q",
+        "--format",
+        "json",
+        "--executor",
+        "local",
+        "-o",
+        "processes=true",
+        "-o",
+        "max_workers=1",
+    ]
+    with subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    ) as driver:
         out, err = driver.communicate(timeout=120)
     assert driver.returncode == 0, err
     found = json.loads(out)
@@ -82,7 +107,9 @@ def test_user_modules_import_in_the_driver(app_home: Path) -> None:
 
     module = f"um_{uuid.uuid4().hex[:8]}"
     module_file = write_user_modules(app_home, module, f"{module}_helpers")
-    found = run_workflow(WORKFLOW.format(module=module), {"n_vals": 3}, executor="local", record=False)
+    found = run_workflow(
+        WORKFLOW.format(module=module), {"n_vals": 3}, executor="local", record=False
+    )
     assert found["pid"] == os.getpid()
     assert Path(found["file"]) == module_file
     imported = sys.modules[f"user_modules.{module}"]
@@ -103,16 +130,21 @@ def engine_registered(request: pytest.FixtureRequest) -> None:
         pytest.skip(f"no {name!r} executor is installed")
 
 
-def test_user_modules_import_on_every_engine(app_home: Path, engine_registered: None, executor) -> None:
+def test_user_modules_import_on_every_engine(
+    app_home: Path, engine_registered: None, executor
+) -> None:
     from flowstage import run_workflow
 
     module = f"um_{uuid.uuid4().hex[:8]}"
     write_user_modules(app_home, module, f"{module}_helpers")
-    text = WORKFLOW.format(module=module) + textwrap.indent(textwrap.dedent(f"""\
+    text = WORKFLOW.format(module=module) + textwrap.indent(
+        textwrap.dedent(f"""\
         - name: next_stage
           target: user_modules.{module}.next_stage
           depends_on: [test_stage]
-        """), "    ")
+        """),
+        "    ",
+    )
     run = run_workflow(text, {"n_vals": 5}, executor=executor, record=False, return_run=True)
     assert run.state == "finished", run.error
     assert run.result == 10

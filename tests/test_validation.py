@@ -19,7 +19,9 @@ def write(tmp_path: Path, text: str, name: str = "wf.yaml") -> Path:
 def marker_workflow(tmp_path: Path, extra_stage: str) -> tuple[Path, Path]:
     """A workflow whose root stage writes a marker file, plus one broken stage."""
     marker = tmp_path / "marker.txt"
-    path = write(tmp_path, f"""
+    path = write(
+        tmp_path,
+        f"""
         kind: workflow
         metadata: {{name: guarded}}
         spec:
@@ -27,11 +29,14 @@ def marker_workflow(tmp_path: Path, extra_stage: str) -> tuple[Path, Path]:
             - name: root
               target: teststages.basic.mark
 {textwrap.indent(textwrap.dedent(extra_stage), "            ")}
-    """)
+    """,
+    )
     return path, marker
 
 
-def assert_rejected(path: Path, marker: Path, *fragments: str, run_input: dict | None = None) -> str:
+def assert_rejected(
+    path: Path, marker: Path, *fragments: str, run_input: dict | None = None
+) -> str:
     run_input = {"marker": str(marker), **(run_input or {})}
     with pytest.raises(WorkflowError) as info:
         run_workflow(path, run_input)
@@ -44,73 +49,114 @@ def assert_rejected(path: Path, marker: Path, *fragments: str, run_input: dict |
 
 
 CASES = {
-    "unknown_dependency": ("""
+    "unknown_dependency": (
+        """
         - name: child
           target: teststages.basic.total
           depends_on: [roots]
-    """, ["stage 'child'", "'depends_on'", "unknown stage 'roots'", "did you mean 'root'"]),
-    "typo_key": ("""
+    """,
+        ["stage 'child'", "'depends_on'", "unknown stage 'roots'", "did you mean 'root'"],
+    ),
+    "typo_key": (
+        """
         - name: child
           target: teststages.basic.total
           depend_on: [root]
-    """, ["stage 'child'", "unknown key 'depend_on'", "did you mean 'depends_on'"]),
-    "duplicate_name": ("""
+    """,
+        ["stage 'child'", "unknown key 'depend_on'", "did you mean 'depends_on'"],
+    ),
+    "duplicate_name": (
+        """
         - name: root
           target: teststages.basic.one
-    """, ["stage 'root'", "duplicate stage name"]),
-    "unknown_type": ("""
+    """,
+        ["stage 'root'", "duplicate stage name"],
+    ),
+    "unknown_type": (
+        """
         - name: child
           target: teststages.basic.double
           type: paramterized
           depends_on: [root]
-    """, ["stage 'child'", "'type'", "unknown stage type 'paramterized'", "did you mean 'parameterized'",
-          "installed:"]),
-    "target_does_not_import": ("""
+    """,
+        [
+            "stage 'child'",
+            "'type'",
+            "unknown stage type 'paramterized'",
+            "did you mean 'parameterized'",
+            "installed:",
+        ],
+    ),
+    "target_does_not_import": (
+        """
         - name: child
           target: teststages.no_such_module.fn
           depends_on: [root]
-    """, ["stage 'child'", "'target'", "teststages.no_such_module.fn", "no_such_module"]),
-    "target_missing_attribute": ("""
+    """,
+        ["stage 'child'", "'target'", "teststages.no_such_module.fn", "no_such_module"],
+    ),
+    "target_missing_attribute": (
+        """
         - name: child
           target: teststages.basic.no_such_function
           depends_on: [root]
-    """, ["stage 'child'", "has no attribute 'no_such_function'"]),
-    "target_not_callable": ("""
+    """,
+        ["stage 'child'", "has no attribute 'no_such_function'"],
+    ),
+    "target_not_callable": (
+        """
         - name: child
           target: teststages.basic.__name__
           depends_on: [root]
-    """, ["stage 'child'", "not a callable"]),
-    "bad_resource": ("""
+    """,
+        ["stage 'child'", "not a callable"],
+    ),
+    "bad_resource": (
+        """
         - name: child
           target: teststages.basic.total
           depends_on: [root]
           resources: {cpus: -1, memory: 8XB, my_label: lots}
-    """, ["stage 'child'", "resources.cpus", "resources.memory", "8XB", "my_label"]),
-    "bad_duration": ("""
+    """,
+        ["stage 'child'", "resources.cpus", "resources.memory", "8XB", "my_label"],
+    ),
+    "bad_duration": (
+        """
         - name: child
           target: teststages.basic.total
           depends_on: [root]
           timeout: soon
-    """, ["stage 'child'", "'timeout'", "expected a duration", "soon"]),
-    "too_many_dependencies_for_signature": ("""
+    """,
+        ["stage 'child'", "'timeout'", "expected a duration", "soon"],
+    ),
+    "too_many_dependencies_for_signature": (
+        """
         - name: other
           target: teststages.basic.one
         - name: child
           target: teststages.basic.total
           depends_on: [root, other]
-    """, ["stage 'child'", "takes 1 positional parameter but is given 2"]),
-    "parameterized_root_without_map_on": ("""
+    """,
+        ["stage 'child'", "takes 1 positional parameter but is given 2"],
+    ),
+    "parameterized_root_without_map_on": (
+        """
         - name: child
           target: teststages.basic.double
           type: parameterized
-    """, ["stage 'child'", "needs 'map_on'"]),
-    "map_on_conflict": ("""
+    """,
+        ["stage 'child'", "needs 'map_on'"],
+    ),
+    "map_on_conflict": (
+        """
         - name: child
           target: teststages.basic.double
           type: parameterized
           map_on: xs
           options: {map_on: ys}
-    """, ["stage 'child'", "both at the top of the stage"]),
+    """,
+        ["stage 'child'", "both at the top of the stage"],
+    ),
 }
 
 
@@ -122,7 +168,9 @@ def test_invalid_workflow_is_rejected_before_anything_runs(tmp_path: Path, case:
 
 
 def test_cycle_is_printed(tmp_path: Path) -> None:
-    path, marker = marker_workflow(tmp_path, """
+    path, marker = marker_workflow(
+        tmp_path,
+        """
         - name: a
           target: teststages.basic.total
           depends_on: [c]
@@ -132,13 +180,20 @@ def test_cycle_is_printed(tmp_path: Path) -> None:
         - name: c
           target: teststages.basic.total
           depends_on: [b]
-    """)
+    """,
+    )
     message = assert_rejected(path, marker, "cycle")
-    assert "a -> b -> c -> a" in message or "b -> c -> a -> b" in message or "c -> a -> b -> c" in message
+    assert (
+        "a -> b -> c -> a" in message
+        or "b -> c -> a -> b" in message
+        or "c -> a -> b -> c" in message
+    )
 
 
 def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
-    path, marker = marker_workflow(tmp_path, """
+    path, marker = marker_workflow(
+        tmp_path,
+        """
         - name: child
           target: teststages.basic.total
           depend_on: [root]
@@ -147,34 +202,53 @@ def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
           depends_on: [nope]
         - name: third
           target: nomodule.fn
-    """)
-    message = assert_rejected(path, marker, "unknown key 'depend_on'", "unknown stage 'nope'", "nomodule")
+    """,
+    )
+    message = assert_rejected(
+        path, marker, "unknown key 'depend_on'", "unknown stage 'nope'", "nomodule"
+    )
     assert "3 problems found" in message
 
 
 def test_missing_root_input_is_rejected(tmp_path: Path) -> None:
-    path, marker = marker_workflow(tmp_path, """
+    path, marker = marker_workflow(
+        tmp_path,
+        """
         - name: numbers
           target: teststages.basic.numbers
-    """)
+    """,
+    )
     assert_rejected(path, marker, "stage 'numbers'", "missing 'n_vals'")
 
 
 def test_input_that_cannot_be_coerced_is_rejected(tmp_path: Path) -> None:
-    path, marker = marker_workflow(tmp_path, """
+    path, marker = marker_workflow(
+        tmp_path,
+        """
         - name: numbers
           target: teststages.basic.numbers
-    """)
-    assert_rejected(path, marker, "stage 'numbers'", "input 'n_vals'", "expected int", run_input={"n_vals": "five"})
+    """,
+    )
+    assert_rejected(
+        path,
+        marker,
+        "stage 'numbers'",
+        "input 'n_vals'",
+        "expected int",
+        run_input={"n_vals": "five"},
+    )
 
 
 def test_missing_map_on_key_is_rejected(tmp_path: Path) -> None:
-    path, marker = marker_workflow(tmp_path, """
+    path, marker = marker_workflow(
+        tmp_path,
+        """
         - name: mapped
           target: teststages.basic.double
           type: parameterized
           map_on: payload_cities
-    """)
+    """,
+    )
     assert_rejected(path, marker, "stage 'mapped'", "'map_on'", "no key 'payload_cities'")
 
 
@@ -193,23 +267,54 @@ def test_wrong_kind_and_bad_name(tmp_path: Path) -> None:
     with pytest.raises(WorkflowError, match="unknown kind 'workflw'.*did you mean 'workflow'"):
         load_workflow({"kind": "workflw", "metadata": {"name": "x"}, "spec": {"stages": []}})
     with pytest.raises(WorkflowError, match="metadata.name"):
-        load_workflow({"metadata": {"name": "has space"}, "spec": {"stages": [{"name": "a", "target": "x.y"}]}})
+        load_workflow(
+            {
+                "metadata": {"name": "has space"},
+                "spec": {"stages": [{"name": "a", "target": "x.y"}]},
+            }
+        )
 
 
 def test_annotations_and_labels_are_free_form_but_metadata_is_not() -> None:
-    wf = load_workflow({"metadata": {"name": "x", "annotations": {"anything": [1, 2]}, "labels": {"a": "b"}},
-                        "spec": {"stages": [{"name": "a", "target": "teststages.basic.one"}]}})
+    wf = load_workflow(
+        {
+            "metadata": {"name": "x", "annotations": {"anything": [1, 2]}, "labels": {"a": "b"}},
+            "spec": {"stages": [{"name": "a", "target": "teststages.basic.one"}]},
+        }
+    )
     assert wf.metadata.annotations == {"anything": [1, 2]}
-    with pytest.raises(WorkflowError, match="unknown key 'annotation' under 'metadata'.*did you mean 'annotations'"):
-        load_workflow({"metadata": {"name": "x", "annotation": {}},
-                       "spec": {"stages": [{"name": "a", "target": "teststages.basic.one"}]}})
+    with pytest.raises(
+        WorkflowError, match="unknown key 'annotation' under 'metadata'.*did you mean 'annotations'"
+    ):
+        load_workflow(
+            {
+                "metadata": {"name": "x", "annotation": {}},
+                "spec": {"stages": [{"name": "a", "target": "teststages.basic.one"}]},
+            }
+        )
 
 
 def test_flowdapt_stage_keys_are_accepted() -> None:
-    wf = load_workflow({"metadata": {"name": "x"}, "spec": {"stages": [{
-        "name": "a", "target": "teststages.basic.double", "type": "parameterized", "description": "d",
-        "version": "1", "priority": 2, "depends_on": "b",
-        "options": {"allow_partial_failure": True}}, {"name": "b", "target": "teststages.basic.numbers"}]}})
+    wf = load_workflow(
+        {
+            "metadata": {"name": "x"},
+            "spec": {
+                "stages": [
+                    {
+                        "name": "a",
+                        "target": "teststages.basic.double",
+                        "type": "parameterized",
+                        "description": "d",
+                        "version": "1",
+                        "priority": 2,
+                        "depends_on": "b",
+                        "options": {"allow_partial_failure": True},
+                    },
+                    {"name": "b", "target": "teststages.basic.numbers"},
+                ]
+            },
+        }
+    )
     stage = wf.stage("a")
     assert stage.depends_on == ["b"]
     assert stage.allow_partial_failure is True
@@ -236,7 +341,9 @@ def test_durations_and_memory_parse() -> None:
 
 
 def test_stages_that_fail_their_schema_still_count_as_names(tmp_path: Path) -> None:
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
         kind: workflow
         metadata: {name: partly}
         spec:
@@ -250,10 +357,14 @@ def test_stages_that_fail_their_schema_still_count_as_names(tmp_path: Path) -> N
             - name: report
               target: teststages.basic.total
               depends_on: [fetsh]
-    """)
+    """,
+    )
     with pytest.raises(WorkflowError) as info:
         load_workflow(path)
     problems = info.value.problems
     assert any("stage 'fetch': unknown key 'depend_on'" in p for p in problems)
-    assert any("stage 'report'" in p and "unknown stage 'fetsh' (did you mean 'fetch'?)" in p for p in problems)
+    assert any(
+        "stage 'report'" in p and "unknown stage 'fetsh' (did you mean 'fetch'?)" in p
+        for p in problems
+    )
     assert not any("stage 'process'" in p for p in problems), problems

@@ -12,8 +12,8 @@ from flowstage.core.errors import ObjectNotFound, StageError, WorkflowError
 from flowstage.core.plugin_manager import hookimpl
 
 if TYPE_CHECKING:
-    from flowstage.runner.api import arun_workflow, create_executor, run_workflow
     from flowstage.core.loading import load_workflow
+    from flowstage.runner.api import arun_workflow, create_executor, run_workflow
     from flowstage.storage.object_store import object_store
 
 __all__ = [

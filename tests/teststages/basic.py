@@ -65,10 +65,16 @@ def count_up(n_vals: int):
 def context_summary() -> dict:
     ctx = get_run_context()
     return {
-        "stage": ctx.stage, "item_index": ctx.item_index, "input": dict(ctx.input),
-        "namespace": ctx.namespace, "executor": ctx.executor, "workflow": ctx.definition.metadata.name,
-        "run_id": ctx.run.id, "config_input": dict(ctx.config.input),
-        "definition": ctx.definition.model_dump(), "source": ctx.definition.source,
+        "stage": ctx.stage,
+        "item_index": ctx.item_index,
+        "input": dict(ctx.input),
+        "namespace": ctx.namespace,
+        "executor": ctx.executor,
+        "workflow": ctx.definition.metadata.name,
+        "run_id": ctx.run.id,
+        "config_input": dict(ctx.config.input),
+        "definition": ctx.definition.model_dump(),
+        "source": ctx.definition.source,
     }
 
 

@@ -30,7 +30,9 @@ def _input(name: str, default: Any = None) -> Any:
 
 
 def get_value(_previous: Any) -> Any:
-    return object_store.get(_input("key"), strategy=_input("get_strategy", _input("strategy", "fallback")))
+    return object_store.get(
+        _input("key"), strategy=_input("get_strategy", _input("strategy", "fallback"))
+    )
 
 
 def get_root(key: str, strategy: str = "fallback", default: Any = "no default") -> Any:
@@ -46,16 +48,21 @@ def put_model(key: str, strategy: str = "fallback") -> dict[str, Any]:
 
 def use_model(put: dict[str, Any]) -> dict[str, Any]:
     model = object_store.get(_input("key"), strategy=_input("strategy", "fallback"))
-    return {"prediction": model.predict(2.0), "tier": put["tier"], "put_pid": put["pid"], "pid": os.getpid()}
+    return {
+        "prediction": model.predict(2.0),
+        "tier": put["tier"],
+        "put_pid": put["pid"],
+        "pid": os.getpid(),
+    }
 
 
 def fallback_roundtrip(key: str) -> list[Any]:
     import numpy as np
 
-    tiers = [object_store.put(key, [1, 2, 3])]             # small: cluster memory
+    tiers = [object_store.put(key, [1, 2, 3])]  # small: cluster memory
     tiers.append(object_store.put(key, np.ones(100_000)))  # big: an artifact; the memory copy goes
     after_big = float(object_store.get(key).sum())
-    tiers.append(object_store.put(key, "small again"))      # memory again; the artifact goes
+    tiers.append(object_store.put(key, "small again"))  # memory again; the artifact goes
     return [tiers, after_big, object_store.get(key), object_store.exists(key, strategy="artifact")]
 
 
@@ -77,8 +84,11 @@ def array_sum(_put: Any) -> float:
 
 def delete_value(_previous: Any) -> list[Any]:
     key, strategy = _input("key"), _input("strategy", "fallback")
-    return [object_store.delete(key, strategy=strategy), object_store.delete(key, strategy=strategy),
-            object_store.get(key, None)]
+    return [
+        object_store.delete(key, strategy=strategy),
+        object_store.delete(key, strategy=strategy),
+        object_store.get(key, None),
+    ]
 
 
 def missing(key: str) -> str:
@@ -123,5 +133,8 @@ def write_artifact(name: str) -> str:
 
 def read_artifact(_previous: Any) -> dict[str, Any]:
     artifact = get_artifact(_input("name"))
-    return {"metadata": artifact.metadata, "notes": artifact.read("notes.txt", "r"),
-            "files": [f.name for f in artifact.list_files()]}
+    return {
+        "metadata": artifact.metadata,
+        "notes": artifact.read("notes.txt", "r"),
+        "files": [f.name for f in artifact.list_files()],
+    }

@@ -12,9 +12,28 @@ from typing import Any
 
 from flowstage import get_run_context
 
-_NAMES = ["Amsterdam", "Berlin", "Cairo", "Denver", "Edinburgh", "Fukuoka", "Geneva", "Hanoi",
-          "Istanbul", "Jakarta", "Kyiv", "Lima", "Madrid", "Nairobi", "Oslo", "Perth", "Quito",
-          "Riga", "Santiago", "Tunis"]
+_NAMES = [
+    "Amsterdam",
+    "Berlin",
+    "Cairo",
+    "Denver",
+    "Edinburgh",
+    "Fukuoka",
+    "Geneva",
+    "Hanoi",
+    "Istanbul",
+    "Jakarta",
+    "Kyiv",
+    "Lima",
+    "Madrid",
+    "Nairobi",
+    "Oslo",
+    "Perth",
+    "Quito",
+    "Riga",
+    "Santiago",
+    "Tunis",
+]
 
 
 def create_city_list() -> list[dict[str, Any]]:
@@ -25,7 +44,13 @@ def create_city_list() -> list[dict[str, Any]]:
     cities = []
     for i in range(count):
         name = _NAMES[i % len(_NAMES)] + ("" if i < len(_NAMES) else f"-{i // len(_NAMES)}")
-        cities.append({"city": name, "lat": round(rng.uniform(-60, 70), 2), "long": round(rng.uniform(-180, 180), 2)})
+        cities.append(
+            {
+                "city": name,
+                "lat": round(rng.uniform(-60, 70), 2),
+                "long": round(rng.uniform(-180, 180), 2),
+            }
+        )
     return cities
 
 

@@ -21,11 +21,21 @@ def build_app(plugins: FlowstagePlugins | None = None) -> typer.Typer:
 
     from flowstage.core.plugin_manager import default_plugins
 
-    app = typer.Typer(name="flowstage", help=HELP, no_args_is_help=True, add_completion=False,
-                      pretty_exceptions_enable=False, rich_markup_mode=None)
+    app = typer.Typer(
+        name="flowstage",
+        help=HELP,
+        no_args_is_help=True,
+        add_completion=False,
+        pretty_exceptions_enable=False,
+        rich_markup_mode=None,
+    )
 
     @app.callback()
-    def root(debug: bool = typer.Option(False, "--debug", help="Show tracebacks for errors and plugin failures.")) -> None:
+    def root(
+        debug: bool = typer.Option(
+            False, "--debug", help="Show tracebacks for errors and plugin failures."
+        ),
+    ) -> None:
         """Run YAML workflows of plain Python functions locally, on Dask or on Ray."""
 
     (plugins or default_plugins()).register_commands(app)

@@ -41,7 +41,9 @@ def parse_input_args(args: Sequence[str]) -> dict[str, Any]:
     while i < len(args):
         arg = args[i]
         if not arg.startswith("--") or len(arg) == 2:
-            raise UserError(f"unexpected argument {arg!r}: run inputs are given as --KEY VALUE (e.g. --n_vals 5)")
+            raise UserError(
+                f"unexpected argument {arg!r}: run inputs are given as --KEY VALUE (e.g. --n_vals 5)"
+            )
         key = arg[2:]
         if "=" in key:
             key, text = key.split("=", 1)

@@ -57,11 +57,17 @@ class ProgressDisplay:
     def _print_changes(self) -> None:
         assert self.run is not None
         for record in list(self.run.stages.values()):
-            if record.state in ("finished", "failed", "cancelled") and self._reported.get(record.name) != record.state:
+            if (
+                record.state in ("finished", "failed", "cancelled")
+                and self._reported.get(record.name) != record.state
+            ):
                 self._reported[record.name] = record.state
                 detail = ", ".join(x for x in (_items(record), _duration(record)) if x)
-                print(f"stage {record.name} {record.state}" + (f" ({detail})" if detail else ""),
-                      file=self.stream, flush=True)
+                print(
+                    f"stage {record.name} {record.state}" + (f" ({detail})" if detail else ""),
+                    file=self.stream,
+                    flush=True,
+                )
 
     def _loop_live(self) -> None:
         from rich.console import Console
@@ -80,14 +86,22 @@ class ProgressDisplay:
         stages = list(self.run.stages.values())
         done = sum(1 for s in stages if s.state == "finished")
         running = sum(1 for s in stages if s.state == "running")
-        table = Table(title=f"{self.run.workflow}: {done}/{len(stages)} done, {running} running",
-                      title_justify="left", box=None)
+        table = Table(
+            title=f"{self.run.workflow}: {done}/{len(stages)} done, {running} running",
+            title_justify="left",
+            box=None,
+        )
         table.add_column("")
         table.add_column("stage")
         table.add_column("state")
         table.add_column("items")
         table.add_column("time", justify="right")
         for record in stages:
-            table.add_row(_SYMBOL.get(record.state, "?"), record.name, record.state, _items(record),
-                          _duration(record))
+            table.add_row(
+                _SYMBOL.get(record.state, "?"),
+                record.name,
+                record.state,
+                _items(record),
+                _duration(record),
+            )
         return table

@@ -48,9 +48,14 @@ class StageTask:
         """Whether the standard pickler sends this task as well as cloudpickle would:
         nothing in it travels by value (its target is a name, or travels with the run
         context) and its context travels inside it (not shared apart)."""
-        return (type(self) is StageTask and type(self.context) is RunContext
-                and self.context.pickles_plainly()
-                and (isinstance(self.target, str) or self.context.sent_target(self.stage) is self.target))
+        return (
+            type(self) is StageTask
+            and type(self.context) is RunContext
+            and self.context.pickles_plainly()
+            and (
+                isinstance(self.target, str) or self.context.sent_target(self.stage) is self.target
+            )
+        )
 
 
 #: a pickled StageTask's target, when it is the stage's target in the run's workflow
@@ -69,7 +74,9 @@ class CallFailure(Exception):
     Crosses process boundaries intact; the driver turns it into a ``StageError``.
     """
 
-    def __init__(self, stage: str, item_index: int | None, attempts: int, tb: str, cause: BaseException) -> None:
+    def __init__(
+        self, stage: str, item_index: int | None, attempts: int, tb: str, cause: BaseException
+    ) -> None:
         super().__init__(stage, item_index, attempts, tb, cause)
         self.stage = stage
         self.item_index = item_index
@@ -99,8 +106,9 @@ def _finish(value: Any) -> Any:
 
 def _portable(exc: BaseException) -> BaseException:
     """``exc`` if it survives pickling, else a RuntimeError that carries its text."""
-    import cloudpickle
     import pickle
+
+    import cloudpickle
 
     try:
         pickle.loads(cloudpickle.dumps(exc))
@@ -109,14 +117,18 @@ def _portable(exc: BaseException) -> BaseException:
         return RuntimeError(f"{type(exc).__name__}: {exc}")
 
 
-def call_failure(stage: str, exc: BaseException, index: int | None = None, attempts: int = 1) -> CallFailure:
+def call_failure(
+    stage: str, exc: BaseException, index: int | None = None, attempts: int = 1
+) -> CallFailure:
     """The :class:`CallFailure` of ``stage`` (map item ``index``) that ``exc`` ended,
     with its traceback, ready to cross to the driver."""
     tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
     return CallFailure(stage, index, attempts, tb, _portable(exc))
 
 
-def _with_timeout(fn: Callable[..., Any], args: Sequence[Any], kwargs: dict[str, Any], timeout: float) -> Any:
+def _with_timeout(
+    fn: Callable[..., Any], args: Sequence[Any], kwargs: dict[str, Any], timeout: float
+) -> Any:
     """Call ``fn`` in a daemon thread; give up on it after ``timeout`` seconds.
 
     A thread cannot be killed: a timed-out call is abandoned, and being a daemon it
@@ -141,8 +153,13 @@ def _with_timeout(fn: Callable[..., Any], args: Sequence[Any], kwargs: dict[str,
     return value
 
 
-def _attempt_sync(task: StageTask, fn: Callable[..., Any], args: Sequence[Any], kwargs: dict[str, Any],
-                  index: int | None) -> tuple[Any, int]:
+def _attempt_sync(
+    task: StageTask,
+    fn: Callable[..., Any],
+    args: Sequence[Any],
+    kwargs: dict[str, Any],
+    index: int | None,
+) -> tuple[Any, int]:
     """Call with retries; returns ``(value, attempts)`` or raises ``CallFailure``."""
     attempts = 0
     delay = task.retry_delay
@@ -159,8 +176,13 @@ def _attempt_sync(task: StageTask, fn: Callable[..., Any], args: Sequence[Any], 
         delay *= 2
 
 
-async def _attempt_async(task: StageTask, fn: Callable[..., Any], args: Sequence[Any], kwargs: dict[str, Any],
-                         index: int | None) -> tuple[Any, int]:
+async def _attempt_async(
+    task: StageTask,
+    fn: Callable[..., Any],
+    args: Sequence[Any],
+    kwargs: dict[str, Any],
+    index: int | None,
+) -> tuple[Any, int]:
     attempts = 0
     delay = task.retry_delay
     while True:
@@ -215,8 +237,13 @@ def run_call(task: StageTask, kwargs: dict[str, Any], *args: Any) -> Any:
         reset_run_context(token)
 
 
-def run_batch(task: StageTask, start: int, items: Sequence[Any], extra_kwargs: dict[str, Any],
-              *extra_args: Any) -> tuple[list[Any], list[tuple[int, str, int]], int, float]:
+def run_batch(
+    task: StageTask,
+    start: int,
+    items: Sequence[Any],
+    extra_kwargs: dict[str, Any],
+    *extra_args: Any,
+) -> tuple[list[Any], list[tuple[int, str, int]], int, float]:
     """Map ``task``'s target over ``items`` (item ``k`` is map position ``start + k``).
 
     Returns ``(values, failures, max_attempts, seconds)``: with partial failure allowed,
@@ -242,8 +269,15 @@ def run_batch(task: StageTask, start: int, items: Sequence[Any], extra_kwargs: d
     return (*result, time.perf_counter() - began)
 
 
-def _batch_fast(task: StageTask, fn: Callable[..., Any], context: RunContext, start: int, items: Sequence[Any],
-                extra_args: Sequence[Any], extra_kwargs: dict[str, Any]):
+def _batch_fast(
+    task: StageTask,
+    fn: Callable[..., Any],
+    context: RunContext,
+    start: int,
+    items: Sequence[Any],
+    extra_args: Sequence[Any],
+    extra_kwargs: dict[str, Any],
+):
     """The hot loop for items without retries or timeouts: as little per item as possible."""
     values: list[Any] = []
     append = values.append
@@ -265,8 +299,15 @@ def _batch_fast(task: StageTask, fn: Callable[..., Any], context: RunContext, st
     return values, failures, 1
 
 
-def _batch_careful(task: StageTask, fn: Callable[..., Any], context: RunContext, start: int, items: Sequence[Any],
-                   extra_args: Sequence[Any], extra_kwargs: dict[str, Any]):
+def _batch_careful(
+    task: StageTask,
+    fn: Callable[..., Any],
+    context: RunContext,
+    start: int,
+    items: Sequence[Any],
+    extra_args: Sequence[Any],
+    extra_kwargs: dict[str, Any],
+):
     values: list[Any] = []
     failures: list[tuple[int, str, int]] = []
     most = 1
@@ -285,16 +326,23 @@ def _batch_careful(task: StageTask, fn: Callable[..., Any], context: RunContext,
     return values, failures, most
 
 
-async def _batch_async(task: StageTask, fn: Callable[..., Any], start: int, items: Sequence[Any],
-                       extra_args: Sequence[Any], extra_kwargs: dict[str, Any]):
+async def _batch_async(
+    task: StageTask,
+    fn: Callable[..., Any],
+    start: int,
+    items: Sequence[Any],
+    extra_args: Sequence[Any],
+    extra_kwargs: dict[str, Any],
+):
     """Async items of one batch run concurrently on one event loop."""
 
     async def one(index: int, item: Any) -> tuple[Any, int]:
         set_run_context(task.context.for_stage(task.stage, index))
         return await _attempt_async(task, fn, (item, *extra_args), extra_kwargs, index)
 
-    outcomes = await asyncio.gather(*(one(start + k, item) for k, item in enumerate(items)),
-                                    return_exceptions=True)
+    outcomes = await asyncio.gather(
+        *(one(start + k, item) for k, item in enumerate(items)), return_exceptions=True
+    )
     values: list[Any] = []
     failures: list[tuple[int, str, int]] = []
     most = 1

@@ -122,8 +122,11 @@ class _Compacted:
         """
         if self.targets is None:
             compact = self.compact
-            stages = ([(s.name, s.target) for s in compact.spec.stages] if not isinstance(compact, tuple)
-                      else [(s["name"], s["target"]) for s in compact[0]["spec"]["stages"]])
+            stages = (
+                [(s.name, s.target) for s in compact.spec.stages]
+                if not isinstance(compact, tuple)
+                else [(s["name"], s["target"]) for s in compact[0]["spec"]["stages"]]
+            )
             self.targets = dict(stages)
         return self.targets[stage]
 
@@ -145,8 +148,15 @@ class RunContext:
     def for_stage(self, stage: str, item_index: int | None = None) -> RunContext:
         """A copy of this context for one stage (and item) of the run."""
         return RunContext(
-            self.input, self.config, self.namespace, self.executor, self.__dict__["_definition"],
-            self.run, stage, item_index, self.extras,
+            self.input,
+            self.config,
+            self.namespace,
+            self.executor,
+            self.__dict__["_definition"],
+            self.run,
+            stage,
+            item_index,
+            self.extras,
         )
 
     def pickled(self) -> bytes:
@@ -159,8 +169,17 @@ class RunContext:
             sources = extras.pop("sources", None)
             definition = self.definition
             targets = {stage.name: stage.target for stage in definition.spec.stages}
-            rest = cloudpickle.dumps((self.input, self.config, self.namespace, self.executor,
-                                      _compact(definition), self.run, extras))
+            rest = cloudpickle.dumps(
+                (
+                    self.input,
+                    self.config,
+                    self.namespace,
+                    self.executor,
+                    _compact(definition),
+                    self.run,
+                    extras,
+                )
+            )
             if COMPRESS_ABOVE < len(rest) <= COMPRESS_BELOW:  # (the stage code is zipped already)
                 import zlib
 
@@ -217,7 +236,9 @@ _restored_lock = threading.Lock()
 KEEP_RESTORED, KEEP_RESTORED_BYTES = 16, 64 * 1024 * 1024
 
 
-def _restore_context(run_id: str, payload: Any, stage: str | None, item_index: int | None) -> RunContext:
+def _restore_context(
+    run_id: str, payload: Any, stage: str | None, item_index: int | None
+) -> RunContext:
     """The context of ``run_id`` in this process, unpickled on first use.
 
     ``payload`` is the pickled context, or a stand-in whose ``load()`` returns it.
@@ -233,7 +254,7 @@ def _restore_context(run_id: str, payload: Any, stage: str | None, item_index: i
         if rest.startswith(_ZLIB):
             import zlib
 
-            rest = zlib.decompress(rest[len(_ZLIB):])
+            rest = zlib.decompress(rest[len(_ZLIB) :])
         *fields, extras = pickle.loads(rest)
         fields[4] = _Compacted(fields[4])
         if sources is not None:
@@ -260,7 +281,9 @@ def _keep_restored(run_id: str, context: RunContext) -> RunContext:
             context = kept
         else:
             size = len(context.__dict__["_blob"])
-            while _restored and (len(_restored) >= KEEP_RESTORED or _restored_bytes + size > KEEP_RESTORED_BYTES):
+            while _restored and (
+                len(_restored) >= KEEP_RESTORED or _restored_bytes + size > KEEP_RESTORED_BYTES
+            ):
                 _restored_bytes -= len(_restored.pop(next(iter(_restored))).__dict__["_blob"])
             _restored_bytes += size
         _restored[run_id] = context

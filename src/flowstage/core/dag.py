@@ -45,7 +45,7 @@ class StageGraph:
                     stack.append((node, i + 1))
                     dep = deps[i]
                     if state.get(dep) == 1:
-                        cycle = path[path.index(dep):] + [dep]
+                        cycle = path[path.index(dep) :] + [dep]
                         return list(reversed(cycle))  # in execution order: a -> b -> a
                     if dep not in state:
                         stack.append((dep, 0))

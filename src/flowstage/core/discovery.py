@@ -52,8 +52,13 @@ class PluginInfo:
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "name": self.name, "distribution": self.distribution, "version": self.version,
-            "value": self.value, "status": self.status, "error": self.error, "hooks": self.hooks,
+            "name": self.name,
+            "distribution": self.distribution,
+            "version": self.version,
+            "value": self.value,
+            "status": self.status,
+            "error": self.error,
+            "hooks": self.hooks,
         }
 
 

@@ -81,11 +81,16 @@ class StageError(FlowstageError):
         self.traceback = traceback
 
     def __reduce__(self):  # keep the keyword-only attributes across pickling
-        return (_rebuild_stage_error, (str(self), self.stage, self.item_index, self.attempts, self.traceback))
+        return (
+            _rebuild_stage_error,
+            (str(self), self.stage, self.item_index, self.attempts, self.traceback),
+        )
 
 
 def _rebuild_stage_error(message, stage, item_index, attempts, traceback) -> StageError:
-    return StageError(message, stage=stage, item_index=item_index, attempts=attempts, traceback=traceback)
+    return StageError(
+        message, stage=stage, item_index=item_index, attempts=attempts, traceback=traceback
+    )
 
 
 class RunCancelled(FlowstageError):

@@ -108,8 +108,13 @@ class Executor(abc.ABC):
         runs, so an engine that can should install it ahead."""
 
     @abc.abstractmethod
-    async def submit(self, fn: Callable[..., Any], *args: Any, resources: Resources | None = None,
-                     label: str = "") -> Any:
+    async def submit(
+        self,
+        fn: Callable[..., Any],
+        *args: Any,
+        resources: Resources | None = None,
+        label: str = "",
+    ) -> Any:
         """Start ``fn(*args)`` on the engine and return a handle at once.
 
         Arguments that are handles from this executor are replaced by their values on
@@ -170,5 +175,7 @@ def describe_option_errors(name: str, model: type[BaseModel], exc: ValidationErr
         if error["type"] == "extra_forbidden":
             lines.append(f"executor {name!r}: unknown option {key!r} (valid options: {valid})")
         else:
-            lines.append(f"executor {name!r}: option {key!r}: {error['msg']} (got {error.get('input')!r})")
+            lines.append(
+                f"executor {name!r}: option {key!r}: {error['msg']} (got {error.get('input')!r})"
+            )
     return "\n".join(lines)

@@ -33,7 +33,9 @@ def did_you_mean(word: str, choices: list[str] | set[str] | tuple[str, ...]) -> 
 
 
 def _looks_like_path(text: str) -> bool:
-    return "\n" not in text and (text.endswith((".yaml", ".yml")) or os.path.exists(text) or ":" not in text)
+    return "\n" not in text and (
+        text.endswith((".yaml", ".yml")) or os.path.exists(text) or ":" not in text
+    )
 
 
 def read_documents(source: str | os.PathLike[str]) -> tuple[list[Any], str | None]:
@@ -72,14 +74,18 @@ def parse_resource(data: Any, label: str, default_kind: str | None = None) -> Ba
     :raises WorkflowError: listing every schema problem found
     """
     if not isinstance(data, Mapping):
-        raise WorkflowError(f"{label}: expected a mapping with kind, metadata and spec, got {type(data).__name__}")
+        raise WorkflowError(
+            f"{label}: expected a mapping with kind, metadata and spec, got {type(data).__name__}"
+        )
     kind = data.get("kind", default_kind)
     if kind is None:
         raise WorkflowError(f"{label}: missing key 'kind' (expected one of: {', '.join(_KINDS)})")
     model = _KINDS.get(str(kind).lower())
     if model is None:
         hint = did_you_mean(str(kind).lower(), list(_KINDS))
-        raise WorkflowError(f"{label}: unknown kind {kind!r}{hint} (expected one of: {', '.join(_KINDS)})")
+        raise WorkflowError(
+            f"{label}: unknown kind {kind!r}{hint} (expected one of: {', '.join(_KINDS)})"
+        )
     data = {**data, "kind": str(kind).lower()}
     try:
         return model.model_validate(data)
@@ -108,7 +114,9 @@ def _graph_problems_of_raw(data: Mapping[str, Any], label: str) -> list[str]:
     try:
         from flowstage.core.plugin_manager import default_registries
 
-        return stage_problems(stages, label, default_registries().stage_types, (), frozenset(unparsed))
+        return stage_problems(
+            stages, label, default_registries().stage_types, (), frozenset(unparsed)
+        )
     except Exception:  # the schema problems already tell the user what to fix
         return []
 
@@ -160,8 +168,9 @@ def _parse_resources(source: str | os.PathLike[str]) -> list[BaseModel]:
     return resources
 
 
-def load_workflow(source: Any, *, stage_types: Registry | None = None,
-                  search_paths: tuple[str, ...] = ()) -> Workflow:
+def load_workflow(
+    source: Any, *, stage_types: Registry | None = None, search_paths: tuple[str, ...] = ()
+) -> Workflow:
     """The validated workflow from a path, YAML text, a mapping or a :class:`Workflow`.
 
     Checks everything that does not depend on the run input: keys, values, stage names,
@@ -183,10 +192,14 @@ def load_workflow(source: Any, *, stage_types: Registry | None = None,
             raise WorkflowError(f"{label}: holds no resource of kind 'workflow'")
         if len(workflows) > 1:
             names = ", ".join(w.name for w in workflows)
-            raise WorkflowError(f"{label}: holds {len(workflows)} workflows ({names}); expected one")
+            raise WorkflowError(
+                f"{label}: holds {len(workflows)} workflows ({names}); expected one"
+            )
         workflow = workflows[0]
     else:
-        raise WorkflowError(f"expected a workflow file path, YAML text or a mapping, got {type(source).__name__}")
+        raise WorkflowError(
+            f"expected a workflow file path, YAML text or a mapping, got {type(source).__name__}"
+        )
     validate_workflow(workflow, stage_types=stage_types, search_paths=search_paths)
     return workflow
 
@@ -202,21 +215,29 @@ def search_paths_for(workflow: Workflow, extra: tuple[str, ...] = ()) -> tuple[s
     return (*paths, *extra)
 
 
-def validate_workflow(workflow: Workflow, *, stage_types: Registry | None = None,
-                      search_paths: tuple[str, ...] = ()) -> None:
+def validate_workflow(
+    workflow: Workflow, *, stage_types: Registry | None = None, search_paths: tuple[str, ...] = ()
+) -> None:
     """Check a parsed workflow as a whole (see :func:`load_workflow`)."""
     if stage_types is None:
         from flowstage.core.plugin_manager import default_registries
 
         stage_types = default_registries().stage_types
     label = workflow_label(workflow)
-    problems = stage_problems(workflow.spec.stages, label, stage_types, search_paths_for(workflow, search_paths))
+    problems = stage_problems(
+        workflow.spec.stages, label, stage_types, search_paths_for(workflow, search_paths)
+    )
     if problems:
         raise WorkflowError(problems, source=label)
 
 
-def stage_problems(stages: list[Stage], label: str, stage_types: Registry,
-                   paths: tuple[str, ...], unparsed: frozenset[str] = frozenset()) -> list[str]:
+def stage_problems(
+    stages: list[Stage],
+    label: str,
+    stage_types: Registry,
+    paths: tuple[str, ...],
+    unparsed: frozenset[str] = frozenset(),
+) -> list[str]:
     """Names, dependencies, cycles, stage types and targets of ``stages``.
 
     ``unparsed`` names stages of the file that failed their schema check: they exist,
@@ -227,15 +248,21 @@ def stage_problems(stages: list[Stage], label: str, stage_types: Registry,
     seen: set[str] = set()
     for name in names:
         if name in seen:
-            problems.append(f"{label}: stage {name!r}: duplicate stage name (each stage needs a unique name)")
+            problems.append(
+                f"{label}: stage {name!r}: duplicate stage name (each stage needs a unique name)"
+            )
         seen.add(name)
     for stage in stages:
         for dep in stage.depends_on:
             if dep not in seen and dep not in unparsed:
                 hint = did_you_mean(dep, [n for n in [*names, *unparsed] if n != stage.name])
-                problems.append(f"{label}: stage {stage.name!r}: key 'depends_on': unknown stage {dep!r}{hint}")
+                problems.append(
+                    f"{label}: stage {stage.name!r}: key 'depends_on': unknown stage {dep!r}{hint}"
+                )
             elif dep == stage.name:
-                problems.append(f"{label}: stage {stage.name!r}: key 'depends_on': a stage cannot depend on itself")
+                problems.append(
+                    f"{label}: stage {stage.name!r}: key 'depends_on': a stage cannot depend on itself"
+                )
     if not problems and not any(dep in unparsed for s in stages for dep in s.depends_on):
         cycle = StageGraph({s.name: s.depends_on for s in stages}).find_cycle()
         if cycle:
@@ -246,7 +273,9 @@ def stage_problems(stages: list[Stage], label: str, stage_types: Registry,
         if stage_type is None:
             installed = ", ".join(sorted(stage_types.names()))
             hint = did_you_mean(stage.type, stage_types.names())
-            problems.append(f"{where}: key 'type': unknown stage type {stage.type!r}{hint} (installed: {installed})")
+            problems.append(
+                f"{where}: key 'type': unknown stage type {stage.type!r}{hint} (installed: {installed})"
+            )
         try:
             fn = resolve_target(stage.target, paths)
         except TargetError as exc:
@@ -257,8 +286,13 @@ def stage_problems(stages: list[Stage], label: str, stage_types: Registry,
     return problems
 
 
-def check_input(workflow: Workflow, run_input: Mapping[str, Any], *, stage_types: Registry | None = None,
-                search_paths: tuple[str, ...] = ()) -> dict[str, dict[str, Any]]:
+def check_input(
+    workflow: Workflow,
+    run_input: Mapping[str, Any],
+    *,
+    stage_types: Registry | None = None,
+    search_paths: tuple[str, ...] = (),
+) -> dict[str, dict[str, Any]]:
     """Check the run input against the root stages; return their coerced keyword arguments.
 
     :raises WorkflowError: required parameters missing, ``map_on`` keys missing, or
@@ -285,7 +319,9 @@ def check_input(workflow: Workflow, run_input: Mapping[str, Any], *, stage_types
 # -- turning pydantic errors into sentences ------------------------------------------
 
 _FIELDS_BY_KEY: dict[str, type[BaseModel]] = {
-    "metadata": Metadata, "spec": WorkflowSpec, "resources": Resources,
+    "metadata": Metadata,
+    "spec": WorkflowSpec,
+    "resources": Resources,
 }
 
 
@@ -304,7 +340,9 @@ def _describe_validation(exc: ValidationError, data: Mapping[str, Any], label: s
     return problems
 
 
-def _locate(loc: list[Any], data: Mapping[str, Any], label: str) -> tuple[str, list[str], list[str]]:
+def _locate(
+    loc: list[Any], data: Mapping[str, Any], label: str
+) -> tuple[str, list[str], list[str]]:
     """Where an error is (``file: stage 'x'``), the key path inside it, and its valid keys."""
     if len(loc) >= 3 and loc[0] == "spec" and loc[1] == "stages" and isinstance(loc[2], int):
         index = loc[2]

@@ -104,8 +104,13 @@ class MapStream:
         return await asyncio.shield(self._done)
 
 
-async def run_map(execution: StageExecution, items: Sequence[Any] | MapStream, extra_args: tuple[Any, ...],
-                  extra_kwargs: dict[str, Any], stream: MapStream | None = None) -> list[Any]:
+async def run_map(
+    execution: StageExecution,
+    items: Sequence[Any] | MapStream,
+    extra_args: tuple[Any, ...],
+    extra_kwargs: dict[str, Any],
+    stream: MapStream | None = None,
+) -> list[Any]:
     """Map the stage's target over ``items`` (a sequence, or another map's chunks as they
     come); the outputs in item order. Completed batches are also added to ``stream``.
 
@@ -124,8 +129,13 @@ async def run_map(execution: StageExecution, items: Sequence[Any] | MapStream, e
     return output
 
 
-async def _run_map(execution: StageExecution, items: Sequence[Any] | MapStream, extra_args: tuple[Any, ...],
-                   extra_kwargs: dict[str, Any], stream: MapStream | None) -> list[Any]:
+async def _run_map(
+    execution: StageExecution,
+    items: Sequence[Any] | MapStream,
+    extra_args: tuple[Any, ...],
+    extra_kwargs: dict[str, Any],
+    stream: MapStream | None,
+) -> list[Any]:
     record = execution.record
     executor = execution.executor
     task = execution.map_task
@@ -153,7 +163,9 @@ async def _run_map(execution: StageExecution, items: Sequence[Any] | MapStream, 
     try:
         while queued or pending or incoming is not None:
             if sizer is None and queued:
-                sizer = BatchSizer(executor.parallelism, executor.batch_seconds, _size_hint(queued[0][1][0]))
+                sizer = BatchSizer(
+                    executor.parallelism, executor.batch_seconds, _size_hint(queued[0][1][0])
+                )
             while queued and sizer is not None and len(pending) < sizer.max_in_flight:
                 start, run = queued[0]
                 size = sizer.next_size(waiting)
@@ -163,14 +175,23 @@ async def _run_map(execution: StageExecution, items: Sequence[Any] | MapStream, 
                 else:
                     queued.pop(0)
                 waiting -= len(chunk)
-                handle = await executor.submit(run_batch, task, start, chunk, extra_kwargs, *extra_args,
-                                               resources=resources, label=label)
+                handle = await executor.submit(
+                    run_batch,
+                    task,
+                    start,
+                    chunk,
+                    extra_kwargs,
+                    *extra_args,
+                    resources=resources,
+                    label=label,
+                )
                 execution.track(handle)
                 pending[asyncio.ensure_future(executor.result(handle))] = (start, handle)
             if incoming is not None and arrival is None:
                 arrival = asyncio.ensure_future(anext(incoming))
-            done, _ = await asyncio.wait([*pending, *([arrival] if arrival else [])],
-                                         return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait(
+                [*pending, *([arrival] if arrival else [])], return_when=asyncio.FIRST_COMPLETED
+            )
             if arrival is not None and arrival in done:
                 done.discard(arrival)
                 try:
@@ -190,7 +211,7 @@ async def _run_map(execution: StageExecution, items: Sequence[Any] | MapStream, 
                 values, failures, attempts, seconds = future.result()
                 if len(out) < start + len(values):
                     out.extend([None] * (start + len(values) - len(out)))
-                out[start:start + len(values)] = values
+                out[start : start + len(values)] = values
                 if sizer is not None:
                     sizer.observe(len(values), seconds)
                 record.items_done += len(values)
@@ -209,7 +230,9 @@ async def _run_map(execution: StageExecution, items: Sequence[Any] | MapStream, 
     if not failed:
         return out
     failed.sort()
-    record.failed_items = [{"index": index, "error": error, "attempts": attempts} for index, error, attempts in failed]
+    record.failed_items = [
+        {"index": index, "error": error, "attempts": attempts} for index, error, attempts in failed
+    ]
     dropped = {index for index, _, _ in failed}
     return [value for index, value in enumerate(out) if index not in dropped]
 

@@ -8,7 +8,7 @@ each field; :mod:`flowstage.core.loading` adds the checks that need the whole wo
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
@@ -67,7 +67,7 @@ class Stage(_Strict):
     """One entry of ``spec.stages``."""
 
     name: str = Field(min_length=1)
-    target: Union[str, Callable[..., Any]]
+    target: str | Callable[..., Any]
     type: str = "simple"
     depends_on: list[str] = Field(default_factory=list)
     map_on: str | None = None
@@ -166,12 +166,14 @@ class ConfigSelector(_Strict):
     """Which workflows a config applies to: by annotations or by workflow name."""
 
     type: Literal["annotation", "name"]
-    value: Union[dict[str, Any], str]
+    value: dict[str, Any] | str
 
     @model_validator(mode="after")
     def _value_shape(self) -> ConfigSelector:
         if self.type == "annotation" and not isinstance(self.value, dict):
-            raise ValueError("an annotation selector needs a mapping value such as {group: nowcast}")
+            raise ValueError(
+                "an annotation selector needs a mapping value such as {group: nowcast}"
+            )
         if self.type == "name" and not isinstance(self.value, str):
             raise ValueError("a name selector needs a workflow name as its value")
         return self

@@ -51,14 +51,22 @@ class FlowstagePlugins:
         known = set(self.pm.hook.__dict__)
         # Any marked function that is not a hook (typos in the prefix too): pluggy would
         # register it quietly as a hook nobody calls.
-        unknown = [n for n in dir(info.plugin) if n not in known and _is_marked(getattr(info.plugin, n, None))]
+        unknown = [
+            n
+            for n in dir(info.plugin)
+            if n not in known and _is_marked(getattr(info.plugin, n, None))
+        ]
         try:
             if unknown:
                 from flowstage.core.loading import did_you_mean
 
                 name = unknown[0]
                 raise PluginError(f"unknown hook {name!r}{did_you_mean(name, sorted(known))}")
-            name = info.name if self.pm.get_plugin(info.name) is None else f"{info.name}@{info.distribution}"
+            name = (
+                info.name
+                if self.pm.get_plugin(info.name) is None
+                else f"{info.name}@{info.distribution}"
+            )
             self.pm.register(info.plugin, name=name)
         except Exception as exc:
             info.status = "failed"
@@ -66,14 +74,19 @@ class FlowstagePlugins:
             info.traceback = traceback.format_exc()
             log.warning("skipping %s: %s", info.label, info.error)
             return
-        info.hooks = sorted(n for n in dir(info.plugin) if n in known and _is_marked(getattr(info.plugin, n, None)))
+        info.hooks = sorted(
+            n for n in dir(info.plugin) if n in known and _is_marked(getattr(info.plugin, n, None))
+        )
 
     def register(self, plugin: Any, name: str | None = None) -> None:
         """Register a plugin object in this process only (tests, notebooks)."""
         from flowstage.core.discovery import PluginInfo
 
-        info = PluginInfo(name or getattr(plugin, "__name__", repr(plugin)), "(registered in code)",
-                          ("(registered in code)", ""))
+        info = PluginInfo(
+            name or getattr(plugin, "__name__", repr(plugin)),
+            "(registered in code)",
+            ("(registered in code)", ""),
+        )
         info.plugin = plugin
         self._register(info)
         self.registries = Registries()
@@ -87,8 +100,10 @@ class FlowstagePlugins:
         return repr(plugin)
 
     def _fill_registries(self) -> None:
-        for hook_name, registry in (("flowstage_register_executors", self.registries.executors),
-                                    ("flowstage_register_stage_types", self.registries.stage_types)):
+        for hook_name, registry in (
+            ("flowstage_register_executors", self.registries.executors),
+            ("flowstage_register_stage_types", self.registries.stage_types),
+        ):
             for impl in getattr(self.pm.hook, hook_name).get_hookimpls():
                 registry.owner = self._owner(impl.plugin)
                 self._call_registering(impl, hook_name, registry=registry)
@@ -142,8 +157,10 @@ class FlowstagePlugins:
                         owners[name] = owner
                         continue
                     registered.remove(added)
-                    msg = (f"command {name!r} is registered twice: by {owners[name]} and by {owner}; "
-                           "the second is ignored: uninstall or disable one of them")
+                    msg = (
+                        f"command {name!r} is registered twice: by {owners[name]} and by {owner}; "
+                        "the second is ignored: uninstall or disable one of them"
+                    )
                     if not isinstance(owner, str):
                         owner.status, owner.error = "failed", msg
                     log.warning("%s", msg)
@@ -156,8 +173,14 @@ class FlowstagePlugins:
                 impl.function(**args)
             except Exception as exc:
                 # The traceback only with --debug, like every plugin failure.
-                log.error("%s raised in hook %s (the run goes on): %s: %s", self._owner(impl.plugin),
-                          hook_name, type(exc).__name__, exc, exc_info=log.isEnabledFor(logging.DEBUG))
+                log.error(
+                    "%s raised in hook %s (the run goes on): %s: %s",
+                    self._owner(impl.plugin),
+                    hook_name,
+                    type(exc).__name__,
+                    exc,
+                    exc_info=log.isEnabledFor(logging.DEBUG),
+                )
 
     def has_impls(self, hook_name: str) -> bool:
         return bool(getattr(self.pm.hook, hook_name).get_hookimpls())
@@ -172,9 +195,13 @@ class _Unavailable:
     def __str__(self) -> str:
         info = self.info
         if info.status == "disabled":
-            return (f"plugin {info.name!r} (distribution {info.distribution}) is disabled "
-                    "(settings 'plugins: {disabled: [...]}' or FLOWSTAGE__PLUGINS__DISABLED)")
-        return f"plugin {info.name!r} (distribution {info.distribution}) failed to load: {info.error}"
+            return (
+                f"plugin {info.name!r} (distribution {info.distribution}) is disabled "
+                "(settings 'plugins: {disabled: [...]}' or FLOWSTAGE__PLUGINS__DISABLED)"
+            )
+        return (
+            f"plugin {info.name!r} (distribution {info.distribution}) failed to load: {info.error}"
+        )
 
 
 def _command_name(info: Any) -> str | None:

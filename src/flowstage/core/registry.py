@@ -42,8 +42,10 @@ class Registry(Generic[T]):
         if not key:
             raise PluginError(f"{self.owner}: a {self.kind} needs a name to be registered")
         if key in self._items:
-            msg = (f"{self.kind} {key!r} is registered twice: by {self._owners[key]} and by {self.owner}; "
-                   f"uninstall or disable one of them")
+            msg = (
+                f"{self.kind} {key!r} is registered twice: by {self._owners[key]} and by {self.owner}; "
+                f"uninstall or disable one of them"
+            )
             self.conflicts[key] = msg
             raise PluginError(msg)
         self._items[key] = item if isinstance(item, str) else self._prepare(item)
@@ -64,8 +66,10 @@ class Registry(Generic[T]):
         try:
             loaded = getattr(importlib.import_module(module_name), attr)
         except Exception as exc:
-            msg = (f"{self.kind} {name!r} (registered by {self._owners[name]} as {item!r}) "
-                   f"failed to import: {type(exc).__name__}: {exc}")
+            msg = (
+                f"{self.kind} {name!r} (registered by {self._owners[name]} as {item!r}) "
+                f"failed to import: {type(exc).__name__}: {exc}"
+            )
             raise PluginError(msg) from exc
         resolved = self._prepare(loaded)
         self._items[name] = resolved

@@ -42,15 +42,24 @@ class StageExecution:
         self.record: StageRecord = driver.run.stages[stage.name]
         self.executor: Executor = driver.executor
         #: a single call: retries and timeout are applied here in the driver
-        self.call_task = StageTask(stage.name, stage.target, driver.search_paths, driver.context,
-                                   allow_partial_failure=stage.allow_partial_failure)
+        self.call_task = StageTask(
+            stage.name,
+            stage.target,
+            driver.search_paths,
+            driver.context,
+            allow_partial_failure=stage.allow_partial_failure,
+        )
 
     @property
     def map_task(self) -> StageTask:
         """The task of map items: retries and timeout are applied per item in the worker."""
         stage = self.stage
-        return dataclasses.replace(self.call_task, retries=stage.retries, retry_delay=stage.retry_delay,
-                                   timeout=stage.timeout)
+        return dataclasses.replace(
+            self.call_task,
+            retries=stage.retries,
+            retry_delay=stage.retry_delay,
+            timeout=stage.timeout,
+        )
 
     @property
     def is_root(self) -> bool:
@@ -77,8 +86,9 @@ class StageExecution:
         while True:
             attempts += 1
             self.record.attempts = attempts
-            handle = await self.executor.submit(run_call, self.call_task, kwargs, *args,
-                                                resources=stage.resources, label=stage.name)
+            handle = await self.executor.submit(
+                run_call, self.call_task, kwargs, *args, resources=stage.resources, label=stage.name
+            )
             self.track(handle)
             try:
                 if stage.timeout is None:
@@ -114,8 +124,9 @@ class StageExecution:
         if not (self.executor.pipelines and stage.retries == 0 and stage.timeout is None):
             return await self.call(*args, **kwargs)
         self.record.attempts = 1
-        handle = await self.executor.submit(run_call, self.call_task, kwargs, *args,
-                                            resources=stage.resources, label=stage.name)
+        handle = await self.executor.submit(
+            run_call, self.call_task, kwargs, *args, resources=stage.resources, label=stage.name
+        )
         self.track(handle)
         self.driver.output_ready(stage.name, handle)
         try:
@@ -136,15 +147,25 @@ class StageExecution:
         """:meth:`map`, for a map whose outputs are the stage's output: when every
         dependent maps over them as they come, they get them as a stream at once and
         start on the first finished batches."""
-        return await run_map(self, items, extra_args, extra_kwargs, stream=self.driver.open_stream(self.stage))
+        return await run_map(
+            self, items, extra_args, extra_kwargs, stream=self.driver.open_stream(self.stage)
+        )
 
 
 class RunDriver:
     """Runs one workflow's stages on an executor, updating the run record as it goes."""
 
-    def __init__(self, workflow: Workflow, run: Run, context: RunContext, executor: Executor,
-                 plugins: FlowstagePlugins, stage_types: Registry[Any],
-                 bound_inputs: dict[str, dict[str, Any]], search_paths: tuple[str, ...]) -> None:
+    def __init__(
+        self,
+        workflow: Workflow,
+        run: Run,
+        context: RunContext,
+        executor: Executor,
+        plugins: FlowstagePlugins,
+        stage_types: Registry[Any],
+        bound_inputs: dict[str, dict[str, Any]],
+        search_paths: tuple[str, ...],
+    ) -> None:
         self.workflow = workflow
         self.run = run
         self.context = context
@@ -156,8 +177,9 @@ class RunDriver:
         self.stages = {s.name: s for s in workflow.spec.stages}
         self.graph = StageGraph({s.name: s.depends_on for s in workflow.spec.stages})
         self.in_flight: set[Any] = set()
-        self._notify_stages = (plugins.has_impls("flowstage_stage_started")
-                               or plugins.has_impls("flowstage_stage_finished"))
+        self._notify_stages = plugins.has_impls("flowstage_stage_started") or plugins.has_impls(
+            "flowstage_stage_finished"
+        )
 
     async def execute(self) -> Any:
         """Run every stage; the terminal output (or ``{name: output}`` for several).
@@ -228,9 +250,16 @@ class RunDriver:
         dependent takes it (it maps over this stage as its first dependency) and item
         positions are final (no partial failure)."""
         users = [self.stages[name] for name in self.graph.dependents[stage.name]]
-        if stage.allow_partial_failure or not users or not all(
-                user.depends_on[0] == stage.name and user.depends_on.count(stage.name) == 1
-                and self.stage_types.get(user.type).consumes_stream(user) for user in users):
+        if (
+            stage.allow_partial_failure
+            or not users
+            or not all(
+                user.depends_on[0] == stage.name
+                and user.depends_on.count(stage.name) == 1
+                and self.stage_types.get(user.type).consumes_stream(user)
+                for user in users
+            )
+        ):
             return None
         stream = MapStream()
         self.output_ready(stage.name, stream)
@@ -255,8 +284,10 @@ class RunDriver:
         try:
             stage_type = self.stage_types.get(stage.type)
             streamed = stage_type.consumes_stream(stage)
-            dependencies = [await dep.result() if isinstance(dep, MapStream) and (i or not streamed) else dep
-                            for i, dep in enumerate(dependencies)]
+            dependencies = [
+                await dep.result() if isinstance(dep, MapStream) and (i or not streamed) else dep
+                for i, dep in enumerate(dependencies)
+            ]
             execution = StageExecution(self, stage, dependencies)
             output = await stage_type.execute(execution)
             record.state = "finished"
@@ -291,14 +322,25 @@ def as_stage_error(stage: str, exc: BaseException, attempts: int) -> StageError:
         tries = f" after {exc.attempts} attempts" if exc.attempts > 1 else ""
         cause = exc.cause
         msg = f"stage {exc.stage!r} failed{where}{tries}: {type(cause).__name__}: {cause}"
-        error = StageError(msg, stage=exc.stage, item_index=exc.item_index, attempts=exc.attempts,
-                           traceback=exc.traceback)
+        error = StageError(
+            msg,
+            stage=exc.stage,
+            item_index=exc.item_index,
+            attempts=exc.attempts,
+            traceback=exc.traceback,
+        )
         error.__cause__ = cause
         return error
     import traceback
 
     text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-    error = StageError(f"stage {stage!r} failed: {exc}" if str(exc) else f"stage {stage!r} failed: {type(exc).__name__}",
-                       stage=stage, attempts=max(1, attempts), traceback=text)
+    error = StageError(
+        f"stage {stage!r} failed: {exc}"
+        if str(exc)
+        else f"stage {stage!r} failed: {type(exc).__name__}",
+        stage=stage,
+        attempts=max(1, attempts),
+        traceback=text,
+    )
     error.__cause__ = exc
     return error

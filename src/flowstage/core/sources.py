@@ -76,7 +76,9 @@ def pack_sources(workflow_dir: str | None, home: str) -> SourceBundle | None:
             data = files[name].read_bytes()
             total += len(data)
             if total > MAX_BYTES:
-                raise UserError(_too_much(origins, f"more than {MAX_BYTES // (1024 * 1024)} MB of Python files"))
+                raise UserError(
+                    _too_much(origins, f"more than {MAX_BYTES // (1024 * 1024)} MB of Python files")
+                )
             info = zipfile.ZipInfo(name, _ZIP_TIME)
             info.compress_type = zipfile.ZIP_DEFLATED
             archive.writestr(info, data)
@@ -88,8 +90,13 @@ def pack_sources(workflow_dir: str | None, home: str) -> SourceBundle | None:
 def _python_files(root: Path) -> list[tuple[str, Path]]:
     found = []
     for folder, dirs, names in os.walk(root):
-        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d not in _SKIPPED_DIRS
-                         and not (Path(folder, d) / "pyvenv.cfg").exists())
+        dirs[:] = sorted(
+            d
+            for d in dirs
+            if not d.startswith(".")
+            and d not in _SKIPPED_DIRS
+            and not (Path(folder, d) / "pyvenv.cfg").exists()
+        )
         for name in names:
             if name.endswith(".py"):
                 path = Path(folder, name)
@@ -101,8 +108,10 @@ def _python_files(root: Path) -> list[tuple[str, Path]]:
 
 def _too_much(origins: list[str], what: str) -> str:
     where = " and ".join(repr(o) for o in origins)
-    return (f"cannot upload the stage code in {where} to the cluster: {what}; keep the workflow in a folder "
-            f"of its own, or set the executor option 'upload_code: false' if the workers already have the code")
+    return (
+        f"cannot upload the stage code in {where} to the cluster: {what}; keep the workflow in a folder "
+        f"of its own, or set the executor option 'upload_code: false' if the workers already have the code"
+    )
 
 
 # --- in the workers ------------------------------------------------------------------
@@ -143,8 +152,11 @@ def use_sources(bundle: SourceBundle) -> None:
 
 def _marked_recently(active: tuple[SourceBundle, str, float] | None, bundle: SourceBundle) -> bool:
     """Whether ``bundle`` is the active code and was marked as used within the hour."""
-    return (active is not None and active[0].digest == bundle.digest
-            and time.monotonic() - active[2] < MARK_USED_SECONDS)
+    return (
+        active is not None
+        and active[0].digest == bundle.digest
+        and time.monotonic() - active[2] < MARK_USED_SECONDS
+    )
 
 
 def _unpack_in_use(bundle: SourceBundle) -> str:
@@ -206,7 +218,12 @@ def _remove_unused(root: Path, keep: Path) -> None:
     cutoff = time.time() - UNUSED_DAYS * 86400
     for entry in root.iterdir():
         with contextlib.suppress(OSError):  # another worker may be removing it too
-            if entry != keep and entry.is_dir() and not entry.is_symlink() and entry.stat().st_mtime < cutoff:
+            if (
+                entry != keep
+                and entry.is_dir()
+                and not entry.is_symlink()
+                and entry.stat().st_mtime < cutoff
+            ):
                 # Moved aside first: a process about to use it unpacks it again whole.
                 trash = root / f"{entry.name}.{os.getpid()}.{threading.get_ident()}.trash"
                 os.rename(entry, trash)
@@ -227,8 +244,10 @@ def _code_root(temp: Path) -> Path:
     root.mkdir(mode=0o700, exist_ok=True)
     info = root.lstat()
     if info.st_uid != os.getuid() or info.st_mode & 0o022 or root.is_symlink():
-        raise PermissionError(f"{root} belongs to another user or others may write to it: "
-                              "remove it, flowstage will create it again")
+        raise PermissionError(
+            f"{root} belongs to another user or others may write to it: "
+            "remove it, flowstage will create it again"
+        )
     return root
 
 
@@ -241,6 +260,10 @@ def _forget_modules(bundle: SourceBundle, folder: str) -> None:
     for name, module in list(sys.modules.items()):
         if name.partition(".")[0] not in bundle.modules:
             continue
-        places = [str(p) for p in [getattr(module, "__file__", None), *(getattr(module, "__path__", None) or ())] if p]
+        places = [
+            str(p)
+            for p in [getattr(module, "__file__", None), *(getattr(module, "__path__", None) or ())]
+            if p
+        ]
         if any(p.startswith(stale) and not p.startswith(mine) for p in places):
             del sys.modules[name]

@@ -32,7 +32,9 @@ def add_search_paths(paths: Iterable[str]) -> None:
             importlib.invalidate_caches()
 
 
-def resolve_target(target: str | Callable[..., Any], search_paths: Iterable[str] = ()) -> Callable[..., Any]:
+def resolve_target(
+    target: str | Callable[..., Any], search_paths: Iterable[str] = ()
+) -> Callable[..., Any]:
     """The callable named by ``target`` (``package.module.function`` or ``module:attr.attr``).
 
     :raises TargetError: the module does not import, the attribute is missing, or the
@@ -77,7 +79,11 @@ def _import(target: str) -> Any:
         try:
             module = importlib.import_module(module_name)
         except ModuleNotFoundError as exc:
-            if exc.name is not None and module_name != exc.name and not module_name.startswith(exc.name + "."):
+            if (
+                exc.name is not None
+                and module_name != exc.name
+                and not module_name.startswith(exc.name + ".")
+            ):
                 raise TargetError(f"importing {module_name!r} failed: {_describe(exc)}") from exc
             continue
         except Exception as exc:
@@ -99,7 +105,9 @@ def _getattrs(obj: Any, attrs: list[str], target: str) -> Any:
             obj = getattr(obj, attr)
         except AttributeError:
             where = getattr(obj, "__name__", repr(obj))
-            raise TargetError(f"{where!r} has no attribute {attr!r} (while importing {target!r})") from None
+            raise TargetError(
+                f"{where!r} has no attribute {attr!r} (while importing {target!r})"
+            ) from None
     return obj
 
 
@@ -177,8 +185,15 @@ def _inspect(fn: Callable[..., Any]) -> Signature:
     call = fn if inspect.isfunction(fn) or inspect.ismethod(fn) else getattr(fn, "__call__", fn)
     is_async = inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(call)
     annotations = {k: v for k, v in hints.items() if k in keyword}
-    return Signature(tuple(positional), tuple(required), frozenset(keyword), var_positional,
-                     var_keyword, annotations, is_async)
+    return Signature(
+        tuple(positional),
+        tuple(required),
+        frozenset(keyword),
+        var_positional,
+        var_keyword,
+        annotations,
+        is_async,
+    )
 
 
 _adapters: dict[Any, Any] = {}
@@ -194,7 +209,11 @@ def coerce(value: Any, annotation: Any) -> Any:
     """
     if annotation is Any or annotation is inspect.Parameter.empty:
         return value
-    if isinstance(annotation, type) and isinstance(value, annotation) and not isinstance(value, bool):
+    if (
+        isinstance(annotation, type)
+        and isinstance(value, annotation)
+        and not isinstance(value, bool)
+    ):
         return value
     adapter = _adapters.get(annotation)
     if adapter is None:

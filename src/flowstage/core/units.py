@@ -17,7 +17,9 @@ def parse_duration(value: object) -> float:
     :raises ValueError: the value is not a non-negative duration
     """
     if isinstance(value, bool):
-        raise ValueError(f"expected a duration such as 500ms, 2s, 1m or a number of seconds, got {value!r}")
+        raise ValueError(
+            f"expected a duration such as 500ms, 2s, 1m or a number of seconds, got {value!r}"
+        )
     if isinstance(value, (int, float)):
         seconds = float(value)
     else:
@@ -37,7 +39,9 @@ def parse_memory(value: object) -> int:
     :raises ValueError: the value is not a non-negative size
     """
     if isinstance(value, bool):
-        raise ValueError(f"expected a memory size such as 8GB, 512MiB or a number of bytes, got {value!r}")
+        raise ValueError(
+            f"expected a memory size such as 8GB, 512MiB or a number of bytes, got {value!r}"
+        )
     if isinstance(value, (int, float)):
         size = float(value)
     else:

@@ -76,10 +76,14 @@ def unpicklable(value: Any) -> Exception | None:
         return exc
 
 
-def not_transferable(label: str, value: Any, problem: Exception, item_index: int | None = None) -> CallFailure:
+def not_transferable(
+    label: str, value: Any, problem: Exception, item_index: int | None = None
+) -> CallFailure:
     """The failure of a call (or map item) whose result ``value`` cannot leave its worker."""
-    msg = (f"its result ({type(value).__name__}) cannot be serialized to leave the worker: "
-           f"{type(problem).__name__}: {problem}")
+    msg = (
+        f"its result ({type(value).__name__}) cannot be serialized to leave the worker: "
+        f"{type(problem).__name__}: {problem}"
+    )
     return CallFailure(label, item_index, 1, "", ResultNotTransferable(msg))
 
 

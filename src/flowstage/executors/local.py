@@ -58,8 +58,9 @@ class DaemonThreadPool:
             if self._idle:
                 self._idle -= 1
             elif len(self._threads) < self.max_workers:
-                thread = threading.Thread(target=self._work, daemon=True,
-                                          name=f"flowstage-worker-{len(self._threads)}")
+                thread = threading.Thread(
+                    target=self._work, daemon=True, name=f"flowstage-worker-{len(self._threads)}"
+                )
                 self._threads.append(thread)
                 thread.start()
         return future
@@ -116,7 +117,9 @@ class Admission:
         self.capacity = dict(capacity)
         self.free = dict(capacity)
         self._lock = threading.Lock()
-        self._waiters: list[tuple[dict[str, float], asyncio.Future[None], asyncio.AbstractEventLoop]] = []
+        self._waiters: list[
+            tuple[dict[str, float], asyncio.Future[None], asyncio.AbstractEventLoop]
+        ] = []
 
     def request_of(self, resources: Resources | None) -> dict[str, float]:
         if resources is None:
@@ -188,7 +191,8 @@ class LocalExecutor(Executor):
             import multiprocessing
 
             pool = concurrent.futures.ProcessPoolExecutor(
-                max_workers=self.parallelism, mp_context=multiprocessing.get_context("spawn"))
+                max_workers=self.parallelism, mp_context=multiprocessing.get_context("spawn")
+            )
             # Start every worker now, with the main module hidden: spawned workers would
             # otherwise re-run the user's script (calls arrive by value, via cloudpickle).
             with main_module_hidden():
@@ -228,11 +232,17 @@ class LocalExecutor(Executor):
                 if wanted > self._admission.capacity[key]:
                     problems.append(
                         f"stage {stage.name!r}: requests {key}={wanted:g} but the local executor's capacity "
-                        f"is {key}={self._admission.capacity[key]:g} (executor option 'resources')")
+                        f"is {key}={self._admission.capacity[key]:g} (executor option 'resources')"
+                    )
         return problems
 
-    async def submit(self, fn: Callable[..., Any], *args: Any, resources: Resources | None = None,
-                     label: str = "") -> Any:
+    async def submit(
+        self,
+        fn: Callable[..., Any],
+        *args: Any,
+        resources: Resources | None = None,
+        label: str = "",
+    ) -> Any:
         if self._pool is None:
             self.start()
         request = self._admission.request_of(resources)
@@ -240,7 +250,10 @@ class LocalExecutor(Executor):
         if self.options.processes:
             import cloudpickle
 
-            values = [_Pickled(a.result()) if isinstance(a, concurrent.futures.Future) else a for a in args]
+            values = [
+                _Pickled(a.result()) if isinstance(a, concurrent.futures.Future) else a
+                for a in args
+            ]
             future = self._pool.submit(_run_pickled, cloudpickle.dumps((fn, values)))
         else:
             values = [a.result() if isinstance(a, concurrent.futures.Future) else a for a in args]

@@ -54,8 +54,9 @@ def _flowstage_global(obj: Any) -> bool:
     which pickling dataclasses calls): pickled by name at once, where cloudpickle would
     check every time that it can be imported."""
     module = getattr(obj, "__module__", None) or ""
-    return ((module == "copyreg" or module.startswith("flowstage."))
-            and "<" not in getattr(obj, "__qualname__", "<"))  # not a lambda or a local
+    return (module == "copyreg" or module.startswith("flowstage.")) and "<" not in getattr(
+        obj, "__qualname__", "<"
+    )  # not a lambda or a local
 
 
 class _NeedsEngine(Exception):
@@ -107,8 +108,12 @@ def _plain_data(values: tuple[Any, ...], budget: int = 64) -> bool:
     return True
 
 
-def pack_call(fn: Callable[..., Any], args: tuple[Any, ...], handle_argument: Callable[[Any], Any | None],
-              engine_modules: tuple[str, ...]) -> tuple[bytes, list[Any]] | None:
+def pack_call(
+    fn: Callable[..., Any],
+    args: tuple[Any, ...],
+    handle_argument: Callable[[Any], Any | None],
+    engine_modules: tuple[str, ...],
+) -> tuple[bytes, list[Any]] | None:
     """``(call, engine_arguments)`` for ``fn(*args)``, or None if only the engine's own
     serializer can send it (it holds engine objects, or something cloudpickle refuses).
 
@@ -142,7 +147,9 @@ def unpack_call(call: bytes, values: tuple[Any, ...]) -> tuple[Callable[..., Any
     return fn, _filled(plain, slots, values)
 
 
-def _loads(call: bytes, arguments: tuple[Any, ...]) -> tuple[Callable[..., Any], tuple[Any, ...], tuple[int, ...]]:
+def _loads(
+    call: bytes, arguments: tuple[Any, ...]
+) -> tuple[Callable[..., Any], tuple[Any, ...], tuple[int, ...]]:
     """``(fn, plain, slots)`` of a packed call; ``arguments`` are the engine arguments
     that :func:`attached` finds while it is unpickled."""
     _unpacking.arguments = arguments
@@ -152,7 +159,9 @@ def _loads(call: bytes, arguments: tuple[Any, ...]) -> tuple[Callable[..., Any],
         _unpacking.arguments = ()
 
 
-def _filled(plain: tuple[Any, ...], slots: tuple[int, ...], values: tuple[Any, ...]) -> tuple[Any, ...]:
+def _filled(
+    plain: tuple[Any, ...], slots: tuple[int, ...], values: tuple[Any, ...]
+) -> tuple[Any, ...]:
     args = list(plain)
     for position, value in zip(slots, values):
         args[position] = value
@@ -183,7 +192,9 @@ class UnpackedCall:
 
     __slots__ = ("fn", "plain", "slots")
 
-    def __init__(self, fn: Callable[..., Any], plain: tuple[Any, ...], slots: tuple[int, ...]) -> None:
+    def __init__(
+        self, fn: Callable[..., Any], plain: tuple[Any, ...], slots: tuple[int, ...]
+    ) -> None:
         self.fn, self.plain, self.slots = fn, plain, slots
 
     def args(self, values: tuple[Any, ...]) -> tuple[Any, ...]:

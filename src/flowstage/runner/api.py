@@ -13,16 +13,23 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from flowstage.core.context import ConfigView, RunContext, RunInfo
-from flowstage.core.errors import ExecutorError, PluginError, RunCancelled, StageError, UserError, WorkflowError
+from flowstage.core.errors import (
+    ExecutorError,
+    PluginError,
+    RunCancelled,
+    StageError,
+    UserError,
+    WorkflowError,
+)
 from flowstage.core.executor import Executor
 from flowstage.core.loading import check_input, load_workflow, search_paths_for
 from flowstage.core.models import Workflow
-from flowstage.storage.object_store import run_settings as object_store_settings
 from flowstage.core.plugin_manager import FlowstagePlugins, default_plugins
 from flowstage.core.runs import Run, StageRecord, new_run_id, now
 from flowstage.core.scheduler import RunDriver
 from flowstage.core.settings import app_dir, deep_merge, load_settings
 from flowstage.core.sources import pack_sources
+from flowstage.storage.object_store import run_settings as object_store_settings
 
 T = TypeVar("T")
 
@@ -35,13 +42,20 @@ def executor_spec(spec: str | Mapping[str, Any] | None) -> dict[str, Any]:
         return {"name": spec}
     if isinstance(spec, Mapping):
         if "name" not in spec:
-            raise ExecutorError(f"an executor mapping needs a 'name' key, got keys: {', '.join(spec) or 'none'}")
+            raise ExecutorError(
+                f"an executor mapping needs a 'name' key, got keys: {', '.join(spec) or 'none'}"
+            )
         return dict(spec)
-    raise ExecutorError(f"expected an executor name, mapping or Executor, got {type(spec).__name__}")
+    raise ExecutorError(
+        f"expected an executor name, mapping or Executor, got {type(spec).__name__}"
+    )
 
 
-def create_executor(spec: str | Mapping[str, Any] | Executor | None = None, *,
-                    plugins: FlowstagePlugins | None = None) -> Executor:
+def create_executor(
+    spec: str | Mapping[str, Any] | Executor | None = None,
+    *,
+    plugins: FlowstagePlugins | None = None,
+) -> Executor:
     """An executor from a name (``"dask"``) or ``{"name": ..., **options}``.
 
     The executor is a context manager: started on enter, closed on exit; in between it
@@ -86,8 +100,14 @@ def _file_config_data(workflow: Workflow) -> dict[str, Any]:
 
 def resolve_workflow(workflow: Any, plugins: FlowstagePlugins) -> Any:
     """A workflow source; a bare name is looked up among applied and shipped workflows."""
-    if isinstance(workflow, str) and "\n" not in workflow and not os.path.exists(workflow) \
-            and not workflow.endswith((".yaml", ".yml")) and "/" not in workflow and ":" not in workflow:
+    if (
+        isinstance(workflow, str)
+        and "\n" not in workflow
+        and not os.path.exists(workflow)
+        and not workflow.endswith((".yaml", ".yml"))
+        and "/" not in workflow
+        and ":" not in workflow
+    ):
         from flowstage.state.resources import find_workflow
 
         return find_workflow(workflow, plugins)
@@ -111,7 +131,9 @@ class _EngineThreads:
         """``fn(*args)`` in one of the threads, with this task's context variables."""
         with self.lock:
             if self.pool is None:
-                self.pool = ThreadPoolExecutor(max_workers=32, thread_name_prefix="flowstage-engine")
+                self.pool = ThreadPoolExecutor(
+                    max_workers=32, thread_name_prefix="flowstage-engine"
+                )
             pool = self.pool
         call = functools.partial(contextvars.copy_context().run, fn, *args)
         return await asyncio.get_running_loop().run_in_executor(pool, call)
@@ -120,19 +142,32 @@ class _EngineThreads:
 _engine_threads = _EngineThreads()
 
 
-async def arun_workflow(workflow: Any, input: Mapping[str, Any] | None = None, *,
-                        executor: str | Mapping[str, Any] | Executor | None = None,
-                        config: Mapping[str, Any] | None = None, namespace: str = "default",
-                        return_run: bool = False, record: bool = True, source: str = "api",
-                        run_id: str | None = None, on_run: Any = None) -> Any:
+async def arun_workflow(
+    workflow: Any,
+    input: Mapping[str, Any] | None = None,
+    *,
+    executor: str | Mapping[str, Any] | Executor | None = None,
+    config: Mapping[str, Any] | None = None,
+    namespace: str = "default",
+    return_run: bool = False,
+    record: bool = True,
+    source: str = "api",
+    run_id: str | None = None,
+    on_run: Any = None,
+) -> Any:
     """Run a workflow and return its result (see :func:`run_workflow`)."""
     plugins = default_plugins()
     registries = plugins.registries
     home = str(app_dir())
-    workflow = load_workflow(resolve_workflow(workflow, plugins), stage_types=registries.stage_types,
-                             search_paths=(home,))
+    workflow = load_workflow(
+        resolve_workflow(workflow, plugins),
+        stage_types=registries.stage_types,
+        search_paths=(home,),
+    )
     run_input = dict(input or {})
-    bound = check_input(workflow, run_input, stage_types=registries.stage_types, search_paths=(home,))
+    bound = check_input(
+        workflow, run_input, stage_types=registries.stage_types, search_paths=(home,)
+    )
     config_data = _run_configs(workflow, config)
     owned = not isinstance(executor, Executor)
     engine = create_executor(executor, plugins=plugins)
@@ -147,11 +182,23 @@ async def arun_workflow(workflow: Any, input: Mapping[str, Any] | None = None, *
         if owned:
             engine.close()
         raise
-    run = Run(id=run_id or new_run_id(), workflow=workflow.name, source=source, executor=engine.name,
-              namespace=namespace, input=run_input,
-              stages={s.name: StageRecord(s.name) for s in workflow.spec.stages})
-    context = RunContext(run_input, ConfigView(config_data, run_input), namespace, engine.name, workflow,
-                         RunInfo(run.id, workflow.name, source, now()))
+    run = Run(
+        id=run_id or new_run_id(),
+        workflow=workflow.name,
+        source=source,
+        executor=engine.name,
+        namespace=namespace,
+        input=run_input,
+        stages={s.name: StageRecord(s.name) for s in workflow.spec.stages},
+    )
+    context = RunContext(
+        run_input,
+        ConfigView(config_data, run_input),
+        namespace,
+        engine.name,
+        workflow,
+        RunInfo(run.id, workflow.name, source, now()),
+    )
     recorder = None
     if record:
         from flowstage.state.store import RunRecorder
@@ -163,7 +210,9 @@ async def arun_workflow(workflow: Any, input: Mapping[str, Any] | None = None, *
         context.extras["cluster_memory"] = engine.cluster_memory()
         context.extras["object_store"] = object_store_settings()  # the driver's artifact location
         if engine.uploads_code:
-            sources = pack_sources(str(Path(workflow.source).parent) if workflow.source else None, home)
+            sources = pack_sources(
+                str(Path(workflow.source).parent) if workflow.source else None, home
+            )
             if sources is not None:
                 await _engine_threads.run(engine.install_code, sources)
             context.extras["sources"] = sources
@@ -172,14 +221,26 @@ async def arun_workflow(workflow: Any, input: Mapping[str, Any] | None = None, *
         if recorder:
             recorder.started()
         plugins.notify("flowstage_run_started", run=run)
-        driver = RunDriver(workflow, run, context, engine, plugins, registries.stage_types, bound,
-                           search_paths_for(workflow, (home,)))
+        driver = RunDriver(
+            workflow,
+            run,
+            context,
+            engine,
+            plugins,
+            registries.stage_types,
+            bound,
+            search_paths_for(workflow, (home,)),
+        )
         run.result = await driver.execute()
         run.state = "finished"
     except StageError as exc:
         run.state, run.error, run.exception = "failed", str(exc), exc
     except (asyncio.CancelledError, KeyboardInterrupt) as exc:
-        run.state, run.error, run.exception = "cancelled", "the run was cancelled", RunCancelled("the run was cancelled")
+        run.state, run.error, run.exception = (
+            "cancelled",
+            "the run was cancelled",
+            RunCancelled("the run was cancelled"),
+        )
         _finish(run, plugins, recorder, engine if owned else None)
         raise exc
     except (UserError, PluginError) as exc:
@@ -209,10 +270,16 @@ def _finish(run: Run, plugins: FlowstagePlugins, recorder: Any, owned: Executor 
         recorder.finished()
 
 
-def run_workflow(workflow: Any, input: Mapping[str, Any] | None = None, *,
-                 executor: str | Mapping[str, Any] | Executor | None = None,
-                 config: Mapping[str, Any] | None = None, namespace: str = "default",
-                 return_run: bool = False, record: bool = True) -> Any:
+def run_workflow(
+    workflow: Any,
+    input: Mapping[str, Any] | None = None,
+    *,
+    executor: str | Mapping[str, Any] | Executor | None = None,
+    config: Mapping[str, Any] | None = None,
+    namespace: str = "default",
+    return_run: bool = False,
+    record: bool = True,
+) -> Any:
     """Run ``workflow`` with ``input`` and return its result.
 
     :param workflow: a YAML file path, YAML text, a mapping, a :class:`Workflow`, or the
@@ -227,8 +294,15 @@ def run_workflow(workflow: Any, input: Mapping[str, Any] | None = None, *,
     :raises WorkflowError: the workflow or input is invalid (nothing ran)
     :raises StageError: a stage failed (unless ``return_run``)
     """
-    coro = arun_workflow(workflow, input, executor=executor, config=config, namespace=namespace,
-                         return_run=return_run, record=record)
+    coro = arun_workflow(
+        workflow,
+        input,
+        executor=executor,
+        config=config,
+        namespace=namespace,
+        return_run=return_run,
+        record=record,
+    )
     try:
         asyncio.get_running_loop()
     except RuntimeError:

@@ -30,8 +30,13 @@ def log_path(run_id: str) -> Path:
     return app_dir() / "logs" / f"{run_id}.log"
 
 
-def start_background_run(workflow: Any, run_input: Mapping[str, Any] | None = None, *,
-                         executor: str | Mapping[str, Any] | None = None, namespace: str = "default") -> str:
+def start_background_run(
+    workflow: Any,
+    run_input: Mapping[str, Any] | None = None,
+    *,
+    executor: str | Mapping[str, Any] | None = None,
+    namespace: str = "default",
+) -> str:
     """Start a run in a detached process; its id. The workflow, the input and the
     executor are checked first.
 
@@ -42,44 +47,69 @@ def start_background_run(workflow: Any, run_input: Mapping[str, Any] | None = No
     import json
     import subprocess
 
-    from flowstage.runner.api import create_executor, executor_spec, resolve_workflow
     from flowstage.core.loading import check_input, load_workflow
     from flowstage.core.plugin_manager import default_plugins
     from flowstage.core.runs import Run, StageRecord, new_run_id
     from flowstage.core.settings import app_dir
+    from flowstage.runner.api import create_executor, executor_spec, resolve_workflow
     from flowstage.state.store import get_store, process_start
 
     plugins = default_plugins()
     stage_types = plugins.registries.stage_types
     home = str(app_dir())
-    definition = load_workflow(resolve_workflow(workflow, plugins), stage_types=stage_types, search_paths=(home,))
+    definition = load_workflow(
+        resolve_workflow(workflow, plugins), stage_types=stage_types, search_paths=(home,)
+    )
     run_input = dict(run_input or {})
     check_input(definition, run_input, stage_types=stage_types, search_paths=(home,))
     spec = executor_spec(executor)
-    engine = create_executor(dict(spec), plugins=plugins)  # checks the name and options; not started
+    engine = create_executor(
+        dict(spec), plugins=plugins
+    )  # checks the name and options; not started
     callables = [s.name for s in definition.spec.stages if not isinstance(s.target, str)]
     if callables:
-        msg = (f"workflow {definition.name!r}: stage(s) {', '.join(callables)} have Python callables as targets; "
-               "a background run needs import strings such as 'package.module.function'")
+        msg = (
+            f"workflow {definition.name!r}: stage(s) {', '.join(callables)} have Python callables as targets; "
+            "a background run needs import strings such as 'package.module.function'"
+        )
         raise UserError(msg)
-    request = {"definition": definition.model_dump(mode="json", exclude_unset=True), "source": definition.source,
-               "input": run_input, "executor": spec, "namespace": namespace}
+    request = {
+        "definition": definition.model_dump(mode="json", exclude_unset=True),
+        "source": definition.source,
+        "input": run_input,
+        "executor": spec,
+        "namespace": namespace,
+    }
     try:
         json.dumps(request)
     except (TypeError, ValueError) as exc:
-        raise UserError(f"a background run's input and executor options must be JSON values: {exc}") from None
-    run = Run(id=new_run_id(), workflow=definition.name, source="background", executor=engine.name,
-              namespace=namespace, input=run_input,
-              stages={s.name: StageRecord(s.name) for s in definition.spec.stages})
+        raise UserError(
+            f"a background run's input and executor options must be JSON values: {exc}"
+        ) from None
+    run = Run(
+        id=new_run_id(),
+        workflow=definition.name,
+        source="background",
+        executor=engine.name,
+        namespace=namespace,
+        input=run_input,
+        stages={s.name: StageRecord(s.name) for s in definition.spec.stages},
+    )
     log = log_path(run.id)
     log.parent.mkdir(parents=True, exist_ok=True)
     store = get_store()
     store.create_pending_run(run, request=request, log_path=str(log))
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "FLOWSTAGE_HOME": home}
     with open(log, "ab") as out:
-        process = subprocess.Popen([sys.executable, "-m", "flowstage.runner.background", run.id],
-                                   stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                                   env=env, start_new_session=True, close_fds=True)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "flowstage.runner.background", run.id],
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+            close_fds=True,
+        )
     store.set_process(run.id, process.pid, process_start(process.pid))
     return run.id
 
@@ -99,8 +129,11 @@ def main(argv: list[str]) -> int:
         raise KeyboardInterrupt  # `runs cancel` before the run started: end as cancelled
 
     signal.signal(signal.SIGTERM, interrupt)
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     if len(argv) != 1:
         print("usage: python -m flowstage.runner.background RUN_ID", file=sys.stderr)
         return 2
@@ -137,23 +170,31 @@ async def _run(run_id: str, request: dict[str, Any]) -> str:
     import asyncio
     import signal
 
-    from flowstage.runner.api import arun_workflow
     from flowstage.core.loading import parse_resource
     from flowstage.core.models import Workflow
+    from flowstage.runner.api import arun_workflow
 
     task = asyncio.current_task()
     assert task is not None
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, task.cancel)
-    workflow = parse_resource(request["definition"], f"workflow of background run {run_id}", default_kind="workflow")
+    workflow = parse_resource(
+        request["definition"], f"workflow of background run {run_id}", default_kind="workflow"
+    )
     assert isinstance(workflow, Workflow)
     workflow._source = request.get("source")
     watcher = asyncio.ensure_future(_watch_cancel(run_id, task))
     try:
-        run = await arun_workflow(workflow, request["input"], executor=request["executor"],
-                                  namespace=request["namespace"], return_run=True, source="background",
-                                  run_id=run_id)
+        run = await arun_workflow(
+            workflow,
+            request["input"],
+            executor=request["executor"],
+            namespace=request["namespace"],
+            return_run=True,
+            source="background",
+            run_id=run_id,
+        )
     finally:
         watcher.cancel()
     if run.state == "failed":
@@ -173,7 +214,9 @@ async def _watch_cancel(run_id: str, task: Any) -> None:
     store = get_store()
     while True:
         await asyncio.sleep(max(0.2, store.settings.heartbeat_interval))
-        rows = await asyncio.to_thread(store.query, "SELECT cancel_requested FROM runs WHERE id = ?", (run_id,))
+        rows = await asyncio.to_thread(
+            store.query, "SELECT cancel_requested FROM runs WHERE id = ?", (run_id,)
+        )
         if rows and rows[0][0]:
             task.cancel()
             return
@@ -210,8 +253,10 @@ def cancel_run(run_id: str, timeout: float = CANCEL_TIMEOUT) -> dict[str, Any]:
     if row["state"] not in ACTIVE_STATES:
         raise UserError(f"run {run_id} has already ended ({row['state']})")
     if row["source"] == "api":
-        msg = (f"run {run_id} runs inside a Python program (pid {row['pid']} on {row['host']}); "
-               "stop it there (KeyboardInterrupt, or cancel the task awaiting arun_workflow)")
+        msg = (
+            f"run {run_id} runs inside a Python program (pid {row['pid']} on {row['host']}); "
+            "stop it there (KeyboardInterrupt, or cancel the task awaiting arun_workflow)"
+        )
         raise UserError(msg)
     store.request_cancel(run_id)
     pid, local = row["pid"], row["host"] in (None, this_host())
@@ -235,12 +280,18 @@ def cancel_run(run_id: str, timeout: float = CANCEL_TIMEOUT) -> dict[str, Any]:
                 os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
-        store.end_run(run_id, "cancelled", f"the run was cancelled: its process (pid {pid}) did not stop "
-                                           f"within {timeout:g}s and was killed")
+        store.end_run(
+            run_id,
+            "cancelled",
+            f"the run was cancelled: its process (pid {pid}) did not stop "
+            f"within {timeout:g}s and was killed",
+        )
         return _find(run_id)
     if not local:
-        msg = (f"asked run {run_id} to stop; its process (pid {pid} on {row['host']}) has not stopped yet: "
-               "it will at its next heartbeat")
+        msg = (
+            f"asked run {run_id} to stop; its process (pid {pid} on {row['host']}) has not stopped yet: "
+            "it will at its next heartbeat"
+        )
         raise UserError(msg)
     store.end_run(run_id, "cancelled", "the run was cancelled")
     return _find(run_id)
@@ -254,8 +305,10 @@ def read_log(run_id: str) -> tuple[dict[str, Any], Path]:
     """
     row = _find(run_id)
     if not row.get("log_path"):
-        msg = (f"run {row['id']} ran in the foreground ({row['source']}): its output went to the terminal or "
-               "program that ran it; only --no-wait runs keep a log")
+        msg = (
+            f"run {row['id']} ran in the foreground ({row['source']}): its output went to the terminal or "
+            "program that ran it; only --no-wait runs keep a log"
+        )
         raise UserError(msg)
     return row, Path(row["log_path"])
 

@@ -68,7 +68,9 @@ def find_workflow(name: str, plugins: FlowstagePlugins) -> Any:
             return workflow
     from flowstage.state.store import get_store
 
-    known = sorted({w.name for w, _ in shipped} | {r["name"] for r in get_store().list_resources("workflow")})
+    known = sorted(
+        {w.name for w, _ in shipped} | {r["name"] for r in get_store().list_resources("workflow")}
+    )
     listed = ", ".join(known) if known else "none"
     msg = f"no workflow file or workflow named {name!r} (known workflows: {listed})"
     raise UnknownNameError(msg)
@@ -95,7 +97,9 @@ def resource_files(path: str | os.PathLike[str], recursive: bool = False) -> lis
     return files
 
 
-def read_resources(path: str | os.PathLike[str], recursive: bool = False) -> list[tuple[BaseModel, dict[str, Any], str]]:
+def read_resources(
+    path: str | os.PathLike[str], recursive: bool = False
+) -> list[tuple[BaseModel, dict[str, Any], str]]:
     """``(resource, document, label)`` for every resource in ``path``, shape-checked.
 
     :raises WorkflowError: listing every problem of every file
@@ -133,14 +137,17 @@ def _check_unique(found: list[tuple[BaseModel, dict[str, Any], str]]) -> list[st
     for resource, _document, label in found:
         key = (resource.kind, resource.name)  # type: ignore[attr-defined]  # Workflow or ConfigResource
         if key in seen:
-            problems.append(f"{label}: {key[0]} {key[1]!r} is also defined in {seen[key]}; names must be unique")
+            problems.append(
+                f"{label}: {key[0]} {key[1]!r} is also defined in {seen[key]}; names must be unique"
+            )
         else:
             seen[key] = label
     return problems
 
 
-def apply_path(path: str | os.PathLike[str], plugins: FlowstagePlugins,
-               recursive: bool = False) -> list[tuple[str, str, str]]:
+def apply_path(
+    path: str | os.PathLike[str], plugins: FlowstagePlugins, recursive: bool = False
+) -> list[tuple[str, str, str]]:
     """Apply every resource in ``path``; ``(kind, name, created|updated|unchanged)`` each.
 
     :raises WorkflowError: a resource is invalid (nothing was applied; names each one)
@@ -157,8 +164,11 @@ def apply_path(path: str | os.PathLike[str], plugins: FlowstagePlugins,
     for resource, _document, label in found:
         if isinstance(resource, Workflow):
             try:
-                validate_workflow(resource, stage_types=plugins.registries.stage_types,
-                                  search_paths=(str(app_dir()),))
+                validate_workflow(
+                    resource,
+                    stage_types=plugins.registries.stage_types,
+                    search_paths=(str(app_dir()),),
+                )
             except WorkflowError as exc:
                 # name the document and the workflow, not only the (resolved) file
                 prefix = f"{workflow_label(resource)}: "
@@ -166,10 +176,16 @@ def apply_path(path: str | os.PathLike[str], plugins: FlowstagePlugins,
                 problems.extend(where + p.removeprefix(prefix) for p in exc.problems)
     if problems:
         raise _nothing_applied(problems, path)
-    items = [{"kind": r.kind, "name": r.name, "document": doc,  # type: ignore[attr-defined]
-              "annotations": r.metadata.annotations,  # type: ignore[attr-defined]
-              "source": r.source if isinstance(r, Workflow) else None}
-             for r, doc, _label in found]
+    items = [
+        {
+            "kind": r.kind,
+            "name": r.name,
+            "document": doc,  # type: ignore[attr-defined]
+            "annotations": r.metadata.annotations,  # type: ignore[attr-defined]
+            "source": r.source if isinstance(r, Workflow) else None,
+        }
+        for r, doc, _label in found
+    ]
     outcomes = get_store().put_resources(items)
     return [(item["kind"], item["name"], outcome) for item, outcome in zip(items, outcomes)]
 
@@ -180,12 +196,16 @@ def _nothing_applied(problems: list[str], path: str | os.PathLike[str]) -> Workf
     return error
 
 
-def delete_path(path: str | os.PathLike[str], recursive: bool = False) -> list[tuple[str, str, bool]]:
+def delete_path(
+    path: str | os.PathLike[str], recursive: bool = False
+) -> list[tuple[str, str, bool]]:
     """Delete every resource named in ``path``; ``(kind, name, whether it existed)`` each."""
     from flowstage.state.store import get_store
 
     keys = [(r.kind, r.name) for r, _doc, _label in read_resources(path, recursive)]  # type: ignore[attr-defined]
-    return [(kind, name, found) for (kind, name), found in zip(keys, get_store().delete_resources(keys))]
+    return [
+        (kind, name, found) for (kind, name), found in zip(keys, get_store().delete_resources(keys))
+    ]
 
 
 def delete_resource(kind: str, name: str) -> None:
@@ -228,16 +248,34 @@ def workflow_rows(plugins: FlowstagePlugins, name: str | None = None) -> list[di
     for row in get_store().list_resources("workflow"):
         if name is None or row["name"] == name:
             stages = row["document"].get("spec", {}).get("stages") or []
-            rows.append({"name": row["name"], "source": "applied", "stages": len(stages),
-                         "annotations": row["annotations"], "version": row["version"],
-                         "updated_at": row["updated_at"], "file": row["source"]})
+            rows.append(
+                {
+                    "name": row["name"],
+                    "source": "applied",
+                    "stages": len(stages),
+                    "annotations": row["annotations"],
+                    "version": row["version"],
+                    "updated_at": row["updated_at"],
+                    "file": row["source"],
+                }
+            )
     for workflow, owner in shipped_workflows(plugins):
         if name is None or workflow.name == name:
-            rows.append({"name": workflow.name, "source": f"plugin {getattr(owner, 'distribution', owner)}", "stages": len(workflow.spec.stages),
-                         "annotations": workflow.metadata.annotations, "version": None, "updated_at": None,
-                         "file": workflow.source})
+            rows.append(
+                {
+                    "name": workflow.name,
+                    "source": f"plugin {getattr(owner, 'distribution', owner)}",
+                    "stages": len(workflow.spec.stages),
+                    "annotations": workflow.metadata.annotations,
+                    "version": None,
+                    "updated_at": None,
+                    "file": workflow.source,
+                }
+            )
     if name is not None and not rows:
-        raise UnknownNameError(_unknown("workflow", name).replace("applied workflows", "known workflows"))
+        raise UnknownNameError(
+            _unknown("workflow", name).replace("applied workflows", "known workflows")
+        )
     return rows
 
 
@@ -249,8 +287,15 @@ def config_rows(name: str | None = None) -> list[dict[str, Any]]:
     for row in get_store().list_resources("config"):
         if name is None or row["name"] == name:
             config = ConfigResource.model_validate(row["document"])
-            rows.append({"name": row["name"], "selector": _selector_text(config), "data": config.spec.data,
-                         "version": row["version"], "updated_at": row["updated_at"]})
+            rows.append(
+                {
+                    "name": row["name"],
+                    "selector": _selector_text(config),
+                    "data": config.spec.data,
+                    "version": row["version"],
+                    "updated_at": row["updated_at"],
+                }
+            )
     if name is not None and not rows:
         raise UnknownNameError(_unknown("config", name))
     return rows
@@ -266,8 +311,13 @@ def describe_workflow(name: str, plugins: FlowstagePlugins) -> dict[str, Any]:
     if row is not None:
         workflow = _from_row(row)
         document = row["document"]
-        status: dict[str, Any] = {"source": "applied", "file": row["source"], "version": row["version"],
-                                  "created_at": row["created_at"], "updated_at": row["updated_at"]}
+        status: dict[str, Any] = {
+            "source": "applied",
+            "file": row["source"],
+            "version": row["version"],
+            "created_at": row["created_at"],
+            "updated_at": row["updated_at"],
+        }
     else:
         for workflow, owner in shipped_workflows(plugins):
             if workflow.name == name:
@@ -275,7 +325,9 @@ def describe_workflow(name: str, plugins: FlowstagePlugins) -> dict[str, Any]:
                 status = {"source": f"plugin {owner}", "file": workflow.source}
                 break
         else:
-            raise UnknownNameError(_unknown("workflow", name).replace("applied workflows", "known workflows"))
+            raise UnknownNameError(
+                _unknown("workflow", name).replace("applied workflows", "known workflows")
+            )
     status["configs"] = [c.name for c in matching_configs(workflow)]
     status["config"] = matching_config_data(workflow)
     runs, total = store.list_runs(limit=1, workflow=name)
@@ -297,6 +349,10 @@ def describe_config(name: str, plugins: FlowstagePlugins) -> dict[str, Any]:
     workflows = [_from_row(r) for r in get_store().list_resources("workflow")]
     workflows += [w for w, _owner in shipped_workflows(plugins)]
     applies = sorted({w.name for w in workflows if selector is None or selector.matches(w)})
-    status = {"version": row["version"], "created_at": row["created_at"], "updated_at": row["updated_at"],
-              "applies_to": applies}
+    status = {
+        "version": row["version"],
+        "created_at": row["created_at"],
+        "updated_at": row["updated_at"],
+        "applies_to": applies,
+    }
     return {**row["document"], "status": status}

@@ -133,7 +133,7 @@ def _proc_stat(pid: int) -> tuple[str, str] | None:
     except OSError:
         return None
     # the command name (field 2) may hold spaces and parentheses: split after the last ')'
-    fields = text[text.rfind(")") + 2:].split()
+    fields = text[text.rfind(")") + 2 :].split()
     return (fields[0], fields[19]) if len(fields) > 19 else None
 
 
@@ -198,14 +198,22 @@ class Store:
         while True:
             conn = None
             try:
-                conn = sqlite3.connect(str(self.path), timeout=self.settings.busy_timeout,
-                                       isolation_level=None, check_same_thread=False)
+                conn = sqlite3.connect(
+                    str(self.path),
+                    timeout=self.settings.busy_timeout,
+                    isolation_level=None,
+                    check_same_thread=False,
+                )
                 self._prepare(conn)
                 return conn
             except sqlite3.Error as exc:
                 if conn is not None:
                     conn.close()
-                if isinstance(exc, sqlite3.OperationalError) and _is_busy(exc) and time.monotonic() < deadline:
+                if (
+                    isinstance(exc, sqlite3.OperationalError)
+                    and _is_busy(exc)
+                    and time.monotonic() < deadline
+                ):
                     time.sleep(0.02)
                     continue
                 raise self._error(exc) from None
@@ -230,16 +238,24 @@ class Store:
         try:
             version = conn.execute("PRAGMA user_version").fetchone()[0]
             if version > SCHEMA_VERSION:
-                msg = (f"{self.path}: the store has schema version {version}, newer than this flowstage "
-                       f"understands ({SCHEMA_VERSION}); upgrade flowstage, or set FLOWSTAGE_HOME to "
-                       "another folder")
+                msg = (
+                    f"{self.path}: the store has schema version {version}, newer than this flowstage "
+                    f"understands ({SCHEMA_VERSION}); upgrade flowstage, or set FLOWSTAGE_HOME to "
+                    "another folder"
+                )
                 raise StoreError(msg)
             if version == 0:
-                tables = [r[0] for r in conn.execute(
-                    "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")]
+                tables = [
+                    r[0]
+                    for r in conn.execute(
+                        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+                    )
+                ]
                 if tables:
-                    msg = (f"{self.path}: not a flowstage store (it holds tables {', '.join(sorted(tables))} "
-                           "but no flowstage schema version); move it away to start a new store")
+                    msg = (
+                        f"{self.path}: not a flowstage store (it holds tables {', '.join(sorted(tables))} "
+                        "but no flowstage schema version); move it away to start a new store"
+                    )
                     raise StoreError(msg)
             for step in range(version, SCHEMA_VERSION):
                 for statement in MIGRATIONS[step]:
@@ -253,11 +269,15 @@ class Store:
 
     def _error(self, exc: BaseException) -> StoreError:
         if _is_busy(exc):
-            msg = (f"{self.path}: another process kept the store busy for more than "
-                   f"{self.settings.busy_timeout:g}s; try again, or raise store.busy_timeout")
+            msg = (
+                f"{self.path}: another process kept the store busy for more than "
+                f"{self.settings.busy_timeout:g}s; try again, or raise store.busy_timeout"
+            )
             return StoreError(msg)
-        msg = (f"{self.path}: cannot be used as the flowstage store: {exc} (the file is corrupt or not "
-               "a flowstage database; move it away to start a new store, or restore a backup)")
+        msg = (
+            f"{self.path}: cannot be used as the flowstage store: {exc} (the file is corrupt or not "
+            "a flowstage database; move it away to start a new store, or restore a backup)"
+        )
         return StoreError(msg)
 
     @contextmanager
@@ -347,8 +367,10 @@ class Store:
     # resources ---------------------------------------------------------------------
 
     def _bump_generation(self, conn: sqlite3.Connection) -> None:
-        conn.execute("INSERT INTO meta (key, value) VALUES ('resources', '1') "
-                     "ON CONFLICT (key) DO UPDATE SET value = CAST(value AS INTEGER) + 1")
+        conn.execute(
+            "INSERT INTO meta (key, value) VALUES ('resources', '1') "
+            "ON CONFLICT (key) DO UPDATE SET value = CAST(value AS INTEGER) + 1"
+        )
 
     def put_resources(self, items: list[dict[str, Any]]) -> list[str]:
         """Create or update resources, all in one transaction.
@@ -362,23 +384,45 @@ class Store:
             for item in items:
                 document = json.dumps(item["document"], sort_keys=True, default=str)
                 annotations = json.dumps(item.get("annotations") or {}, sort_keys=True, default=str)
-                row = conn.execute("SELECT document, source FROM resources WHERE kind = ? AND name = ?",
-                                   (item["kind"], item["name"])).fetchone()
+                row = conn.execute(
+                    "SELECT document, source FROM resources WHERE kind = ? AND name = ?",
+                    (item["kind"], item["name"]),
+                ).fetchone()
                 if row is None:
-                    conn.execute("INSERT INTO resources (kind, name, document, annotations, source, version, "
-                                 "created_at, updated_at) VALUES (?, ?, ?, ?, ?, 1, ?, ?)",
-                                 (item["kind"], item["name"], document, annotations, item.get("source"),
-                                  stamp, stamp))
+                    conn.execute(
+                        "INSERT INTO resources (kind, name, document, annotations, source, version, "
+                        "created_at, updated_at) VALUES (?, ?, ?, ?, ?, 1, ?, ?)",
+                        (
+                            item["kind"],
+                            item["name"],
+                            document,
+                            annotations,
+                            item.get("source"),
+                            stamp,
+                            stamp,
+                        ),
+                    )
                     outcomes.append("created")
                 elif row[0] == document:
                     if row[1] != item.get("source"):
-                        conn.execute("UPDATE resources SET source = ? WHERE kind = ? AND name = ?",
-                                     (item.get("source"), item["kind"], item["name"]))
+                        conn.execute(
+                            "UPDATE resources SET source = ? WHERE kind = ? AND name = ?",
+                            (item.get("source"), item["kind"], item["name"]),
+                        )
                     outcomes.append("unchanged")
                 else:
-                    conn.execute("UPDATE resources SET document = ?, annotations = ?, source = ?, "
-                                 "version = version + 1, updated_at = ? WHERE kind = ? AND name = ?",
-                                 (document, annotations, item.get("source"), stamp, item["kind"], item["name"]))
+                    conn.execute(
+                        "UPDATE resources SET document = ?, annotations = ?, source = ?, "
+                        "version = version + 1, updated_at = ? WHERE kind = ? AND name = ?",
+                        (
+                            document,
+                            annotations,
+                            item.get("source"),
+                            stamp,
+                            item["kind"],
+                            item["name"],
+                        ),
+                    )
                     outcomes.append("updated")
             if any(o != "unchanged" for o in outcomes):
                 self._bump_generation(conn)
@@ -389,7 +433,9 @@ class Store:
         found = []
         with self.write() as conn:
             for kind, name in keys:
-                cursor = conn.execute("DELETE FROM resources WHERE kind = ? AND name = ?", (kind, name))
+                cursor = conn.execute(
+                    "DELETE FROM resources WHERE kind = ? AND name = ?", (kind, name)
+                )
                 found.append(cursor.rowcount > 0)
             if any(found):
                 self._bump_generation(conn)
@@ -399,21 +445,32 @@ class Store:
 
     def _resource(self, row: tuple[Any, ...]) -> dict[str, Any]:
         kind, name, document, annotations, source, version, created, updated = row
-        return {"kind": kind, "name": name, "document": json.loads(document),
-                "annotations": json.loads(annotations), "source": source, "version": version,
-                "created_at": created, "updated_at": updated}
+        return {
+            "kind": kind,
+            "name": name,
+            "document": json.loads(document),
+            "annotations": json.loads(annotations),
+            "source": source,
+            "version": version,
+            "created_at": created,
+            "updated_at": updated,
+        }
 
     def get_resource(self, kind: str, name: str) -> dict[str, Any] | None:
         if not self.path.exists():
             return None
-        rows = self.query(f"SELECT {self._RESOURCE_COLUMNS} FROM resources WHERE kind = ? AND name = ?",
-                          (kind, name))
+        rows = self.query(
+            f"SELECT {self._RESOURCE_COLUMNS} FROM resources WHERE kind = ? AND name = ?",
+            (kind, name),
+        )
         return self._resource(rows[0]) if rows else None
 
     def list_resources(self, kind: str) -> list[dict[str, Any]]:
         if not self.path.exists():
             return []
-        rows = self.query(f"SELECT {self._RESOURCE_COLUMNS} FROM resources WHERE kind = ? ORDER BY name", (kind,))
+        rows = self.query(
+            f"SELECT {self._RESOURCE_COLUMNS} FROM resources WHERE kind = ? ORDER BY name", (kind,)
+        )
         return [self._resource(r) for r in rows]
 
     def configs(self) -> list[ConfigResource]:
@@ -425,7 +482,9 @@ class Store:
         if generation != self._configs[0]:
             from flowstage.core.models import ConfigResource
 
-            parsed = [ConfigResource.model_validate(r["document"]) for r in self.list_resources("config")]
+            parsed = [
+                ConfigResource.model_validate(r["document"]) for r in self.list_resources("config")
+            ]
             self._configs = (generation, parsed)
         return self._configs[1]
 
@@ -436,17 +495,35 @@ class Store:
         "stages, host, pid, pid_start, heartbeat_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
         "ON CONFLICT (id) DO UPDATE SET state = excluded.state, executor = excluded.executor, "
         "started_at = excluded.started_at, stages = excluded.stages, host = excluded.host, pid = excluded.pid, "
-        "pid_start = excluded.pid_start, heartbeat_at = excluded.heartbeat_at")
-    _FINISH_SQL = ("UPDATE runs SET state = ?, finished_at = ?, stages = ?, error = ?, traceback = ?, "
-                   "result_kind = ?, result = ? WHERE id = ?")
+        "pid_start = excluded.pid_start, heartbeat_at = excluded.heartbeat_at"
+    )
+    _FINISH_SQL = (
+        "UPDATE runs SET state = ?, finished_at = ?, stages = ?, error = ?, traceback = ?, "
+        "result_kind = ?, result = ? WHERE id = ?"
+    )
 
     def start_run(self, run: Run, *, pid: int | None = None, pid_start: str | None = None) -> None:
         """Insert the row of ``run`` (or bring a pending background row up to date)."""
         started = _iso(run.started_at)
-        self.write_one(self._START_SQL, (
-            run.id, run.workflow, run.state, run.source, run.executor, run.namespace,
-            json.dumps(run.input, default=repr), started or _utcnow(), started, stages_json(run),
-            this_host(), pid, pid_start, time.time()))
+        self.write_one(
+            self._START_SQL,
+            (
+                run.id,
+                run.workflow,
+                run.state,
+                run.source,
+                run.executor,
+                run.namespace,
+                json.dumps(run.input, default=repr),
+                started or _utcnow(),
+                started,
+                stages_json(run),
+                this_host(),
+                pid,
+                pid_start,
+                time.time(),
+            ),
+        )
 
     _FINAL_SQL = (
         "INSERT INTO runs (id, workflow, state, source, executor, namespace, input, created_at, started_at, "
@@ -456,7 +533,8 @@ class Store:
         "started_at = excluded.started_at, finished_at = excluded.finished_at, stages = excluded.stages, "
         "error = excluded.error, traceback = excluded.traceback, result_kind = excluded.result_kind, "
         "result = excluded.result, host = excluded.host, pid = excluded.pid, pid_start = excluded.pid_start, "
-        "heartbeat_at = excluded.heartbeat_at")
+        "heartbeat_at = excluded.heartbeat_at"
+    )
 
     def finish_run(self, run: Run, *, pid: int | None = None, pid_start: str | None = None) -> None:
         """Write the whole row of an ended run: state, stages, error with traceback, result
@@ -464,10 +542,30 @@ class Store:
         kind, result = self._encode_result(run)
         traceback = getattr(run.exception, "traceback", None) or None
         started = _iso(run.started_at)
-        self.write_one(self._FINAL_SQL, (
-            run.id, run.workflow, run.state, run.source, run.executor, run.namespace,
-            json.dumps(run.input, default=repr), started or _utcnow(), started, _iso(run.finished_at),
-            stages_json(run), run.error, traceback, kind, result, this_host(), pid, pid_start, time.time()))
+        self.write_one(
+            self._FINAL_SQL,
+            (
+                run.id,
+                run.workflow,
+                run.state,
+                run.source,
+                run.executor,
+                run.namespace,
+                json.dumps(run.input, default=repr),
+                started or _utcnow(),
+                started,
+                _iso(run.finished_at),
+                stages_json(run),
+                run.error,
+                traceback,
+                kind,
+                result,
+                this_host(),
+                pid,
+                pid_start,
+                time.time(),
+            ),
+        )
 
     def _encode_result(self, run: Run) -> tuple[str | None, str | None]:
         """``("json", text)`` when the result round-trips through JSON within the inline
@@ -491,10 +589,16 @@ class Store:
 
                 data = cloudpickle.dumps(value)
             except Exception as exc:  # noqa: BLE001 - a result that cannot be kept must not fail the run
-                return "missing", f"not kept: the result cannot be pickled ({type(exc).__name__}: {exc})"
+                return (
+                    "missing",
+                    f"not kept: the result cannot be pickled ({type(exc).__name__}: {exc})",
+                )
         limit = self.settings.max_result_size
         if len(data) > limit:
-            return "missing", f"not kept: its pickle is {len(data)} bytes, over store.max_result_size ({limit})"
+            return (
+                "missing",
+                f"not kept: its pickle is {len(data)} bytes, over store.max_result_size ({limit})",
+            )
         relative = f"results/{run.id}.pkl"
         target = self.path.parent / relative
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -507,32 +611,41 @@ class Store:
         """The row of a background run before its process starts."""
         self.start_run(run)
         with self.write() as conn:
-            conn.execute("UPDATE runs SET request = ?, log_path = ? WHERE id = ?",
-                         (json.dumps(request), log_path, run.id))
+            conn.execute(
+                "UPDATE runs SET request = ?, log_path = ? WHERE id = ?",
+                (json.dumps(request), log_path, run.id),
+            )
 
     def set_process(self, run_id: str, pid: int, started: str | None) -> None:
         with self.write() as conn:
-            conn.execute("UPDATE runs SET pid = ?, pid_start = ?, host = ? WHERE id = ?",
-                         (pid, started, this_host(), run_id))
+            conn.execute(
+                "UPDATE runs SET pid = ?, pid_start = ?, host = ? WHERE id = ?",
+                (pid, started, this_host(), run_id),
+            )
 
     def heartbeat(self, run: Run) -> None:
         """Mark ``run`` alive and save its progress."""
-        self.write_one(f"UPDATE runs SET heartbeat_at = ?, stages = ?, state = ? WHERE id = ? AND state IN {_ACTIVE_SQL}",
-                       (time.time(), stages_json(run), run.state, run.id))
+        self.write_one(
+            f"UPDATE runs SET heartbeat_at = ?, stages = ?, state = ? WHERE id = ? AND state IN {_ACTIVE_SQL}",
+            (time.time(), stages_json(run), run.state, run.id),
+        )
 
     def end_run(self, run_id: str, state: str, error: str) -> bool:
         """Set the final ``state`` of a run that is still pending or running; whether it was."""
         with self.write() as conn:
-            row = conn.execute(f"SELECT stages FROM runs WHERE id = ? AND state IN {_ACTIVE_SQL}",
-                               (run_id,)).fetchone()
+            row = conn.execute(
+                f"SELECT stages FROM runs WHERE id = ? AND state IN {_ACTIVE_SQL}", (run_id,)
+            ).fetchone()
             if row is None:
                 return False
             stages = json.loads(row[0]) if row[0] else {}
             for entry in stages.values():  # what was still going on stopped with the run
                 if entry.get("state") in ACTIVE_STATES:
                     entry["state"] = "cancelled" if state == "cancelled" else "failed"
-            conn.execute("UPDATE runs SET state = ?, error = ?, finished_at = ?, stages = ? WHERE id = ?",
-                         (state, error, _utcnow(), json.dumps(stages), run_id))
+            conn.execute(
+                "UPDATE runs SET state = ?, error = ?, finished_at = ?, stages = ? WHERE id = ?",
+                (state, error, _utcnow(), json.dumps(stages), run_id),
+            )
         return True
 
     def request_cancel(self, run_id: str) -> None:
@@ -544,24 +657,49 @@ class Store:
         cancel was asked for); how many."""
         if not self.path.exists():
             return 0
-        rows = self.query("SELECT id, cancel_requested, source, host, pid, pid_start, heartbeat_at, created_at, "
-                          f"log_path FROM runs WHERE state IN {_ACTIVE_SQL}")
-        dead = [(run_id, cancel, reason) for run_id, cancel, *rest in rows if (reason := self._death_of(*rest))]
+        rows = self.query(
+            "SELECT id, cancel_requested, source, host, pid, pid_start, heartbeat_at, created_at, "
+            f"log_path FROM runs WHERE state IN {_ACTIVE_SQL}"
+        )
+        dead = [
+            (run_id, cancel, reason)
+            for run_id, cancel, *rest in rows
+            if (reason := self._death_of(*rest))
+        ]
         for run_id, cancel, reason in dead:
             if cancel:
-                self.end_run(run_id, "cancelled", "the run was cancelled (its process ended before it could say so)")
+                self.end_run(
+                    run_id,
+                    "cancelled",
+                    "the run was cancelled (its process ended before it could say so)",
+                )
             else:
                 self.end_run(run_id, "failed", reason)
         return len(dead)
 
-    def _death_of(self, source: str, host: str | None, pid: int | None, pid_start: str | None,
-                  heartbeat_at: float | None, created_at: str, log_path: str | None) -> str | None:
+    def _death_of(
+        self,
+        source: str,
+        host: str | None,
+        pid: int | None,
+        pid_start: str | None,
+        heartbeat_at: float | None,
+        created_at: str,
+        log_path: str | None,
+    ) -> str | None:
         """Why a pending/running run is dead, or None while its process lives."""
-        who = "the background process" if source == "background" else f"the process running it ({source} run)"
+        who = (
+            "the background process"
+            if source == "background"
+            else f"the process running it ({source} run)"
+        )
         if host == this_host() or host is None:
             if pid is None:
                 created = parse_time(created_at)
-                if created and (datetime.now(timezone.utc) - created).total_seconds() > _START_GRACE:
+                if (
+                    created
+                    and (datetime.now(timezone.utc) - created).total_seconds() > _START_GRACE
+                ):
                     return f"{who} never started"
                 return None
             if process_alive(pid, pid_start):
@@ -571,13 +709,23 @@ class Store:
             stale = max(30.0, 10 * self.settings.heartbeat_interval)
             if heartbeat_at is None or time.time() - heartbeat_at <= stale:
                 return None
-            seen = datetime.fromtimestamp(heartbeat_at, timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
-            reason = f"{who} (pid {pid} on {host}) sent no heartbeat since {seen}; it is presumed dead"
+            seen = datetime.fromtimestamp(heartbeat_at, timezone.utc).strftime(
+                "%Y-%m-%d %H:%M:%S UTC"
+            )
+            reason = (
+                f"{who} (pid {pid} on {host}) sent no heartbeat since {seen}; it is presumed dead"
+            )
         last = _last_line(log_path)
         return f"{reason}; its last output: {last}" if last else reason
 
-    def list_runs(self, *, limit: int = 50, offset: int = 0, workflow: str | None = None,
-                  state: str | None = None) -> tuple[list[dict[str, Any]], int]:
+    def list_runs(
+        self,
+        *,
+        limit: int = 50,
+        offset: int = 0,
+        workflow: str | None = None,
+        state: str | None = None,
+    ) -> tuple[list[dict[str, Any]], int]:
         """Run summaries, newest first, and how many runs match in all."""
         if not self.path.exists():
             return [], 0
@@ -591,14 +739,38 @@ class Store:
             params.append(state)
         clause = f" WHERE {' AND '.join(where)}" if where else ""
         page = f" LIMIT {int(limit)} OFFSET {int(offset)}" if limit > 0 else ""
-        rows = self.query(f"SELECT id, workflow, state, source, started_at, finished_at FROM runs{clause} "
-                          f"ORDER BY seq DESC{page}", tuple(params))
+        rows = self.query(
+            f"SELECT id, workflow, state, source, started_at, finished_at FROM runs{clause} "
+            f"ORDER BY seq DESC{page}",
+            tuple(params),
+        )
         total = self.query(f"SELECT count(*) FROM runs{clause}", tuple(params))[0][0]
         return [dict(zip(RUN_SUMMARY_KEYS, row)) for row in rows], total
 
-    _RUN_COLUMNS = ("id", "workflow", "state", "source", "executor", "namespace", "input", "created_at",
-                    "started_at", "finished_at", "stages", "error", "traceback", "result_kind", "result",
-                    "host", "pid", "pid_start", "heartbeat_at", "cancel_requested", "log_path", "request")
+    _RUN_COLUMNS = (
+        "id",
+        "workflow",
+        "state",
+        "source",
+        "executor",
+        "namespace",
+        "input",
+        "created_at",
+        "started_at",
+        "finished_at",
+        "stages",
+        "error",
+        "traceback",
+        "result_kind",
+        "result",
+        "host",
+        "pid",
+        "pid_start",
+        "heartbeat_at",
+        "cancel_requested",
+        "log_path",
+        "request",
+    )
 
     def find_run(self, run_id: str, *, prefix: bool = True) -> dict[str, Any] | None:
         """The full row of a run, by id or (with ``prefix``) a unique id prefix; None if
@@ -613,10 +785,14 @@ class Store:
         rows = self.query(f"SELECT {columns} FROM runs WHERE id = ?", (run_id,))
         if not rows and prefix:
             pattern = run_id.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-            rows = self.query(f"SELECT {columns} FROM runs WHERE id LIKE ? ESCAPE '\\' LIMIT 6", (pattern,))
+            rows = self.query(
+                f"SELECT {columns} FROM runs WHERE id LIKE ? ESCAPE '\\' LIMIT 6", (pattern,)
+            )
             if len(rows) > 1:
                 ids = ", ".join(r[0] for r in rows[:5])
-                raise UserError(f"run id prefix {run_id!r} matches several runs ({ids}); give more of the id")
+                raise UserError(
+                    f"run id prefix {run_id!r} matches several runs ({ids}); give more of the id"
+                )
         if not rows:
             return None
         row = dict(zip(self._RUN_COLUMNS, rows[0]))
@@ -656,9 +832,13 @@ def describe_run(row: dict[str, Any]) -> dict[str, Any]:
 
     stages = {}
     for name, entry in (row.get("stages") or {}).items():
-        stage: dict[str, Any] = {"state": entry.get("state"), "attempts": entry.get("attempts", 0),
-                                 "started_at": entry.get("started_at"), "finished_at": entry.get("finished_at"),
-                                 "duration": seconds(entry.get("started_at"), entry.get("finished_at"))}
+        stage: dict[str, Any] = {
+            "state": entry.get("state"),
+            "attempts": entry.get("attempts", 0),
+            "started_at": entry.get("started_at"),
+            "finished_at": entry.get("finished_at"),
+            "duration": seconds(entry.get("started_at"), entry.get("finished_at")),
+        }
         if entry.get("items_total") is not None:
             stage["items"] = f"{entry.get('items_done', 0)}/{entry['items_total']}"
         if entry.get("failed_items"):
@@ -666,10 +846,19 @@ def describe_run(row: dict[str, Any]) -> dict[str, Any]:
         if entry.get("error"):
             stage["error"] = entry["error"]
         stages[name] = stage
-    out: dict[str, Any] = {key: row.get(key) for key in ("id", "workflow", "state", "source", "executor", "namespace")}
-    out.update({"input": row.get("input") or {}, "created_at": row.get("created_at"),
-                "started_at": row.get("started_at"), "finished_at": row.get("finished_at"),
-                "duration": seconds(row.get("started_at"), row.get("finished_at")), "stages": stages})
+    out: dict[str, Any] = {
+        key: row.get(key) for key in ("id", "workflow", "state", "source", "executor", "namespace")
+    }
+    out.update(
+        {
+            "input": row.get("input") or {},
+            "created_at": row.get("created_at"),
+            "started_at": row.get("started_at"),
+            "finished_at": row.get("finished_at"),
+            "duration": seconds(row.get("started_at"), row.get("finished_at")),
+            "stages": stages,
+        }
+    )
     if row.get("error"):
         out["error"] = row["error"]
     if row.get("traceback"):
@@ -684,8 +873,15 @@ def describe_run(row: dict[str, Any]) -> dict[str, Any]:
     if row.get("log_path"):
         out["log"] = row["log_path"]
     if row.get("state") in ACTIVE_STATES:
-        out["process"] = {"host": row.get("host"), "pid": row.get("pid"), "heartbeat_at": (
-            datetime.fromtimestamp(row["heartbeat_at"], timezone.utc).isoformat() if row.get("heartbeat_at") else None)}
+        out["process"] = {
+            "host": row.get("host"),
+            "pid": row.get("pid"),
+            "heartbeat_at": (
+                datetime.fromtimestamp(row["heartbeat_at"], timezone.utc).isoformat()
+                if row.get("heartbeat_at")
+                else None
+            ),
+        }
     return out
 
 
@@ -727,7 +923,10 @@ def stages_json(run: Run) -> str:
 _stores: dict[tuple[Any, ...], Store] = {}
 #: the variables that can change the store settings (looked up one by one: walking the
 #: whole environment on every run would cost more than recording the run)
-_STORE_ENV = ("FLOWSTAGE__STORE", *(f"FLOWSTAGE__STORE__{f.upper()}" for f in StoreSettings.model_fields))
+_STORE_ENV = (
+    "FLOWSTAGE__STORE",
+    *(f"FLOWSTAGE__STORE__{f.upper()}" for f in StoreSettings.model_fields),
+)
 _stores_lock = threading.Lock()
 
 
@@ -768,8 +967,8 @@ def _store_settings(has_file: bool, has_env: bool) -> StoreSettings:
     """``store:`` settings; the defaults without validating the whole settings file when
     neither the file nor the environment sets any (``flowstage get runs`` starts faster)."""
     from flowstage.core.settings import (
-        read_settings_file,
         load_settings,
+        read_settings_file,
         settings_path,
     )
 
@@ -793,7 +992,11 @@ def matching_config_data(workflow: Workflow) -> dict[str, Any]:
 
 def matching_configs(workflow: Workflow) -> list[ConfigResource]:
     """The applied configs that apply to ``workflow``, in merge order."""
-    return [c for c in get_store().configs() if c.spec.selector is None or c.spec.selector.matches(workflow)]
+    return [
+        c
+        for c in get_store().configs()
+        if c.spec.selector is None or c.spec.selector.matches(workflow)
+    ]
 
 
 # -- recording runs -----------------------------------------------------------------------
@@ -840,7 +1043,9 @@ class RunRecorder:
                 # the run itself went well or badly on its own: say so, and keep its outcome
                 import logging
 
-                logging.getLogger("flowstage.store").warning("run %s is not in the history: %s", self.run.id, exc)
+                logging.getLogger("flowstage.store").warning(
+                    "run %s is not in the history: %s", self.run.id, exc
+                )
 
     def tick(self, now: float) -> None:
         """From the monitor: the start row when due, then a heartbeat per interval."""
@@ -874,7 +1079,9 @@ class _Monitor:
             self._recorders[id(recorder)] = recorder
             if self._thread is None or self._pid != os.getpid():
                 self._pid = os.getpid()
-                self._thread = threading.Thread(target=self._loop, name="flowstage-store-monitor", daemon=True)
+                self._thread = threading.Thread(
+                    target=self._loop, name="flowstage-store-monitor", daemon=True
+                )
                 self._thread.start()
 
     def remove(self, recorder: RunRecorder) -> None:

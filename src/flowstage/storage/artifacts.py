@@ -126,8 +126,10 @@ class _ArrowBase(Serializer):
             return value
         if type(value).__module__.startswith("pandas"):
             return pa.Table.from_pandas(value)
-        raise TypeError(f"the parquet and arrow serializers write pandas DataFrames or pyarrow Tables, "
-                        f"not {type_name(value)}")
+        raise TypeError(
+            f"the parquet and arrow serializers write pandas DataFrames or pyarrow Tables, "
+            f"not {type_name(value)}"
+        )
 
     @staticmethod
     def _value(table: Any) -> Any:
@@ -168,8 +170,10 @@ class ArrowSerializer(_ArrowBase):
         return self._value(pa.ipc.open_file(file).read_all())
 
 
-_serializers: dict[str, Serializer] = {s.name: s for s in (CloudpickleSerializer(), JsonSerializer(),
-                                                             ParquetSerializer(), ArrowSerializer())}
+_serializers: dict[str, Serializer] = {
+    s.name: s
+    for s in (CloudpickleSerializer(), JsonSerializer(), ParquetSerializer(), ArrowSerializer())
+}
 
 
 def register_serializer(serializer: Serializer, *, replace: bool = False) -> Serializer:
@@ -180,8 +184,15 @@ def register_serializer(serializer: Serializer, *, replace: bool = False) -> Ser
     if not serializer.name:
         raise ObjectStoreError(f"serializer {serializer!r} has no name")
     known = _serializers.get(serializer.name)
-    if known is not None and known is not serializer and not replace and type(known) is not type(serializer):
-        raise ObjectStoreError(f"a serializer named {serializer.name!r} is already registered ({known!r})")
+    if (
+        known is not None
+        and known is not serializer
+        and not replace
+        and type(known) is not type(serializer)
+    ):
+        raise ObjectStoreError(
+            f"a serializer named {serializer.name!r} is already registered ({known!r})"
+        )
     _serializers[serializer.name] = serializer
     return serializer
 
@@ -194,8 +205,10 @@ def get_serializer(spec: str | Serializer | None) -> Serializer:
         return register_serializer(spec)
     found = _serializers.get(spec)
     if found is None:
-        msg = (f"unknown serializer {spec!r} (registered: {', '.join(sorted(_serializers))}; "
-               f"custom ones need register_serializer() in every process that uses them)")
+        msg = (
+            f"unknown serializer {spec!r} (registered: {', '.join(sorted(_serializers))}; "
+            f"custom ones need register_serializer() in every process that uses them)"
+        )
         raise ObjectStoreError(msg)
     return found
 
@@ -333,9 +346,16 @@ class Location:
         for info in listed:
             if info.get("type") == "file":
                 modified = info.get("LastModified") or info.get("mtime") or info.get("created")
-                mtime = modified.timestamp() if isinstance(modified, datetime) else float(modified or 0)
-                out.append({"name": info["name"].rstrip("/").rsplit("/", 1)[-1], "size": info.get("size") or 0,
-                            "mtime": mtime})
+                mtime = (
+                    modified.timestamp() if isinstance(modified, datetime) else float(modified or 0)
+                )
+                out.append(
+                    {
+                        "name": info["name"].rstrip("/").rsplit("/", 1)[-1],
+                        "size": info.get("size") or 0,
+                        "mtime": mtime,
+                    }
+                )
         return out
 
     def remove_empty_dirs(self, path: str, stop: str) -> None:
@@ -368,7 +388,11 @@ class Location:
             base = self.fs._strip_protocol(base).rstrip("/")
         out = []
         for folder in found:
-            relative = folder[len(base.rstrip("/")) + 1:] if folder.startswith(base.rstrip("/") + "/") else ""
+            relative = (
+                folder[len(base.rstrip("/")) + 1 :]
+                if folder.startswith(base.rstrip("/") + "/")
+                else ""
+            )
             if namespace is not None:
                 relative = f"{namespace}/{relative}"
             ns, _, name = relative.partition("/")
@@ -409,7 +433,9 @@ class Location:
             msg = f"{action} at {self.url} failed in {where}: {reason}; nothing was changed"
             raise ObjectStoreError(msg) from exc
 
-    def store_object(self, namespace: str, key: str, value: Any, serializer: Any, where: str) -> int:
+    def store_object(
+        self, namespace: str, key: str, value: Any, serializer: Any, where: str
+    ) -> int:
         """Write ``value`` as artifact ``key``'s object; its size in bytes."""
         chosen = get_serializer(serializer)
         folder = self.path(namespace, key)
@@ -427,10 +453,20 @@ class Location:
                     raise unpicklable(key, where, value, exc, chosen.name) from None
                 size = f.tell()
             stamp = _now()
-            manifest = old or {"name": key, "namespace": namespace, "created_at": stamp, "metadata": {}}
+            manifest = old or {
+                "name": key,
+                "namespace": namespace,
+                "created_at": stamp,
+                "metadata": {},
+            }
             previous = (manifest.get("object") or {}).get("file")
-            manifest["object"] = {"file": file, "serializer": chosen.name, "size": size,
-                                  "type": type_name(value), "stored_at": stamp}
+            manifest["object"] = {
+                "file": file,
+                "serializer": chosen.name,
+                "size": size,
+                "type": type_name(value),
+                "stored_at": stamp,
+            }
             manifest["updated_at"] = stamp
             try:
                 self.write_manifest(namespace, key, manifest)
@@ -468,7 +504,9 @@ class Location:
                         return serializer.load(f)
                 except FileNotFoundError:  # replaced by another writer meanwhile: look again
                     continue
-            msg = f"object {key!r} in namespace {namespace!r}: its value file {missing!r} is missing"
+            msg = (
+                f"object {key!r} in namespace {namespace!r}: its value file {missing!r} is missing"
+            )
             raise ObjectStoreError(msg)
 
     def delete_object(self, namespace: str, key: str, where: str) -> bool:
@@ -502,12 +540,23 @@ class Location:
             for ns, name in self.manifests(namespace):
                 info = (self.read_manifest(ns, name) or {}).get("object")
                 if info:
-                    out.append({"namespace": ns, "key": name, "size": info.get("size"), "type": info.get("type"),
-                                "serializer": info.get("serializer"), "stored_at": info.get("stored_at")})
+                    out.append(
+                        {
+                            "namespace": ns,
+                            "key": name,
+                            "size": info.get("size"),
+                            "type": info.get("type"),
+                            "serializer": info.get("serializer"),
+                            "stored_at": info.get("stored_at"),
+                        }
+                    )
         return out
 
     def clear_objects(self, namespace: str | None, where: str) -> int:
-        return sum(self.delete_object(e["namespace"], e["key"], where) for e in self.object_entries(namespace, where))
+        return sum(
+            self.delete_object(e["namespace"], e["key"], where)
+            for e in self.object_entries(namespace, where)
+        )
 
 
 def _internal(name: str) -> bool:
@@ -582,7 +631,9 @@ class ArtifactFile:
             with self.artifact._errors(action):
                 writer.__exit__(None, None, None)
         else:
-            raise ObjectStoreError(f"artifact files open with mode 'r', 'rb', 'w' or 'wb', not {mode!r}")
+            raise ObjectStoreError(
+                f"artifact files open with mode 'r', 'rb', 'w' or 'wb', not {mode!r}"
+            )
 
     def read(self, mode: str = "rb") -> Any:
         """The whole content: bytes (``rb``) or text (``r``)."""
@@ -593,7 +644,10 @@ class ArtifactFile:
     def write(self, data: str | bytes) -> None:
         """Replace the content, atomically."""
         payload = data.encode() if isinstance(data, str) else bytes(data)
-        with self.artifact._errors(f"writing {self.name!r}"), self.artifact.location.write_atomic(self.path) as f:
+        with (
+            self.artifact._errors(f"writing {self.name!r}"),
+            self.artifact.location.write_atomic(self.path) as f,
+        ):
             f.write(payload)
 
     def remove(self) -> bool:
@@ -623,15 +677,18 @@ class Artifact:
 
     @contextlib.contextmanager
     def _errors(self, action: str) -> Iterator[None]:
-        with self.location.errors(f"artifact {self.name!r} in namespace {self.namespace!r}: {action}",
-                                  "this process"):
+        with self.location.errors(
+            f"artifact {self.name!r} in namespace {self.namespace!r}: {action}", "this process"
+        ):
             yield
 
     def _manifest(self) -> dict[str, Any]:
         with self._errors("reading its metadata"):
             manifest = self.location.read_manifest(self.namespace, self.name)
         if manifest is None:
-            raise ObjectNotFound(f"artifact {self.name!r} in namespace {self.namespace!r} does not exist (any more)")
+            raise ObjectNotFound(
+                f"artifact {self.name!r} in namespace {self.namespace!r} does not exist (any more)"
+            )
         return manifest
 
     def _save(self, manifest: dict[str, Any]) -> None:
@@ -663,7 +720,9 @@ class Artifact:
         try:
             json.dumps(changes)
         except (TypeError, ValueError) as exc:
-            raise ObjectStoreError(f"artifact {self.name!r}: metadata values must be JSON data: {exc}") from None
+            raise ObjectStoreError(
+                f"artifact {self.name!r}: metadata values must be JSON data: {exc}"
+            ) from None
         manifest = self._manifest()
         manifest.setdefault("metadata", {}).update(changes)
         self._save(manifest)
@@ -684,7 +743,9 @@ class Artifact:
 
     # files
 
-    def new_file(self, name: str, content: str | bytes | None = None, *, exist_ok: bool = False) -> ArtifactFile:
+    def new_file(
+        self, name: str, content: str | bytes | None = None, *, exist_ok: bool = False
+    ) -> ArtifactFile:
         """Create file ``name`` (empty, or with ``content``), atomically.
 
         :raises FileExistsError: it exists and ``exist_ok`` is false
@@ -692,7 +753,9 @@ class Artifact:
         self._manifest()
         file = ArtifactFile(self, name)
         if not exist_ok and file.exists:
-            raise FileExistsError(f"artifact {self.name!r} in namespace {self.namespace!r} already has file {name!r}")
+            raise FileExistsError(
+                f"artifact {self.name!r} in namespace {self.namespace!r} already has file {name!r}"
+            )
         file.write(b"" if content is None else content)
         return file
 
@@ -711,8 +774,11 @@ class Artifact:
     def list_files(self) -> list[ArtifactFile]:
         with self._errors("listing its files"):
             entries = self.location.list_dir(self.path)
-        return [ArtifactFile(self, e["name"]) for e in sorted(entries, key=lambda e: e["name"])
-                if not _internal(e["name"])]
+        return [
+            ArtifactFile(self, e["name"])
+            for e in sorted(entries, key=lambda e: e["name"])
+            if not _internal(e["name"])
+        ]
 
     def read(self, name: str, mode: str = "rb") -> Any:
         return self.get_file(name).read(mode)
@@ -743,8 +809,11 @@ class Artifact:
         return iter(self.list_files())
 
     def __eq__(self, other: object) -> bool:
-        return (isinstance(other, Artifact) and (self.name, self.namespace, self.location.url)
-                == (other.name, other.namespace, other.location.url))
+        return isinstance(other, Artifact) and (self.name, self.namespace, self.location.url) == (
+            other.name,
+            other.namespace,
+            other.location.url,
+        )
 
     def __hash__(self) -> int:
         return hash((self.name, self.namespace, self.location.url))
@@ -760,8 +829,13 @@ def _scope(namespace: str | None) -> tuple[str, Location]:
     return scope.namespace, scope.artifacts()
 
 
-def new_artifact(name: str, namespace: str | None = None, *, metadata: Mapping[str, Any] | None = None,
-                 exist_ok: bool = False) -> Artifact:
+def new_artifact(
+    name: str,
+    namespace: str | None = None,
+    *,
+    metadata: Mapping[str, Any] | None = None,
+    exist_ok: bool = False,
+) -> Artifact:
     """Create artifact ``name`` in ``namespace`` (default: the run's, else ``default``).
 
     :raises FileExistsError: it exists and ``exist_ok`` is false
@@ -772,7 +846,9 @@ def new_artifact(name: str, namespace: str | None = None, *, metadata: Mapping[s
         manifest = location.read_manifest(ns, name)
     if manifest is not None:
         if not exist_ok:
-            raise FileExistsError(f"artifact {name!r} already exists in namespace {ns!r} ({artifact.uri})")
+            raise FileExistsError(
+                f"artifact {name!r} already exists in namespace {ns!r} ({artifact.uri})"
+            )
         if metadata:
             artifact.update_meta(metadata)
         return artifact
@@ -780,11 +856,22 @@ def new_artifact(name: str, namespace: str | None = None, *, metadata: Mapping[s
     try:
         json.dumps(data)
     except (TypeError, ValueError) as exc:
-        raise ObjectStoreError(f"artifact {name!r}: metadata values must be JSON data: {exc}") from None
+        raise ObjectStoreError(
+            f"artifact {name!r}: metadata values must be JSON data: {exc}"
+        ) from None
     stamp = _now()
     with artifact._errors("creating it"):
-        location.write_manifest(ns, name, {"name": name, "namespace": ns, "created_at": stamp,
-                                           "updated_at": stamp, "metadata": data})
+        location.write_manifest(
+            ns,
+            name,
+            {
+                "name": name,
+                "namespace": ns,
+                "created_at": stamp,
+                "updated_at": stamp,
+                "metadata": data,
+            },
+        )
     return artifact
 
 
@@ -795,7 +882,9 @@ def get_artifact(name: str, namespace: str | None = None) -> Artifact:
     with artifact._errors("opening it"):
         exists = artifact.exists
     if not exists:
-        raise ObjectNotFound(f"no artifact {name!r} in namespace {ns!r} (at {location.uri(location.path(ns))})")
+        raise ObjectNotFound(
+            f"no artifact {name!r} in namespace {ns!r} (at {location.uri(location.path(ns))})"
+        )
     return artifact
 
 

@@ -71,8 +71,10 @@ _RESERVED = re.compile(r"\.tmp-|\.value-|\.artifact\.json$")
 
 def validate_namespace(namespace: Any) -> str:
     if not isinstance(namespace, str) or not _NAMESPACE.fullmatch(namespace):
-        msg = (f"invalid namespace {namespace!r}: expected letters, digits, '_', '.' or '-' "
-               f"(not starting with '.' or '-', at most 128 characters)")
+        msg = (
+            f"invalid namespace {namespace!r}: expected letters, digits, '_', '.' or '-' "
+            f"(not starting with '.' or '-', at most 128 characters)"
+        )
         raise InvalidKeyError(msg)
     return namespace
 
@@ -83,7 +85,9 @@ def validate_key(key: Any, what: str = "key") -> str:
     :raises InvalidKeyError: naming the key and what is wrong with it
     """
     if not isinstance(key, str):
-        raise InvalidKeyError(f"invalid {what} {key!r}: expected a string, got {type(key).__name__}")
+        raise InvalidKeyError(
+            f"invalid {what} {key!r}: expected a string, got {type(key).__name__}"
+        )
     problem = None
     if not key:
         problem = "it is empty"
@@ -126,7 +130,9 @@ class Pickled:
 
 def type_name(value: Any) -> str:
     cls = type(value)
-    return cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
+    return (
+        cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
+    )
 
 
 def pickle_value(value: Any, key: str, where: str) -> Pickled:
@@ -149,14 +155,26 @@ def pickle_value(value: Any, key: str, where: str) -> Pickled:
     return Pickled(value, payload, raws)
 
 
-def unpicklable(key: str, where: str, value: Any, exc: BaseException, serializer: str = "cloudpickle") -> ObjectStoreError:
+def unpicklable(
+    key: str, where: str, value: Any, exc: BaseException, serializer: str = "cloudpickle"
+) -> ObjectStoreError:
     if serializer == "cloudpickle":
-        what, hint = "pickled", ("stored objects must be picklable to reach other workers (store what the "
-                                 "object is built from, or pick a serializer that can write it)")
+        what, hint = (
+            "pickled",
+            (
+                "stored objects must be picklable to reach other workers (store what the "
+                "object is built from, or pick a serializer that can write it)"
+            ),
+        )
     else:
-        what, hint = f"written by serializer {serializer!r}", "pick another serializer (default: cloudpickle)"
-    msg = (f"object_store.put({key!r}) in {where}: the value (a {type_name(value)}) cannot be "
-           f"{what}: {type(exc).__name__}: {exc}; {hint}")
+        what, hint = (
+            f"written by serializer {serializer!r}",
+            "pick another serializer (default: cloudpickle)",
+        )
+    msg = (
+        f"object_store.put({key!r}) in {where}: the value (a {type_name(value)}) cannot be "
+        f"{what}: {type(exc).__name__}: {exc}; {hint}"
+    )
     return ObjectStoreError(msg)
 
 
@@ -194,8 +212,10 @@ class LocalMemory:
         try:
             return cls._registry[id]
         except KeyError:
-            msg = (f"the cluster memory of a local executor on threads ({id}) is not in process "
-                   f"{os.getpid()}: it lives in the executor's own process, or the executor was closed")
+            msg = (
+                f"the cluster memory of a local executor on threads ({id}) is not in process "
+                f"{os.getpid()}: it lives in the executor's own process, or the executor was closed"
+            )
             raise ObjectStoreError(msg) from None
 
     def descriptor(self) -> dict[str, Any]:
@@ -224,8 +244,11 @@ class LocalMemory:
     def entries(self, namespace: str | None) -> list[dict[str, Any]]:
         with self._lock:
             items = list(self._objects.items())
-        return [{"namespace": ns, "key": key, "size": size, "type": kind}
-                for (ns, key), (_, size, kind) in items if namespace is None or ns == namespace]
+        return [
+            {"namespace": ns, "key": key, "size": size, "type": kind}
+            for (ns, key), (_, size, kind) in items
+            if namespace is None or ns == namespace
+        ]
 
     def clear(self, namespace: str | None) -> int:
         with self._lock:
@@ -303,13 +326,24 @@ class SharedDirMemory:
         self._check_open()
         target = self._file(namespace, key)
         os.makedirs(os.path.dirname(target), exist_ok=True)
-        header = json.dumps({"key": key, "type": pickled.type,
-                             "parts": [len(pickled.payload)] + [b.nbytes for b in pickled.buffers]}).encode()
+        header = json.dumps(
+            {
+                "key": key,
+                "type": pickled.type,
+                "parts": [len(pickled.payload)] + [b.nbytes for b in pickled.buffers],
+            }
+        ).encode()
         temp = f"{os.path.dirname(target)}/.tmp-{uuid.uuid4().hex}"
         fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
             try:
-                for part in (_MAGIC, len(header).to_bytes(4, "little"), header, pickled.payload, *pickled.buffers):
+                for part in (
+                    _MAGIC,
+                    len(header).to_bytes(4, "little"),
+                    header,
+                    pickled.payload,
+                    *pickled.buffers,
+                ):
                     _write_all(fd, part)
             finally:
                 os.close(fd)
@@ -317,8 +351,10 @@ class SharedDirMemory:
         except BaseException as exc:
             _unlink(temp)
             if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
-                msg = (f"{self.describe()} has no room for {key!r} in namespace {namespace!r} "
-                       f"({pickled.size} bytes): {exc.strerror}")
+                msg = (
+                    f"{self.describe()} has no room for {key!r} in namespace {namespace!r} "
+                    f"({pickled.size} bytes): {exc.strerror}"
+                )
                 raise MemoryFull(msg) from None
             raise
 
@@ -343,7 +379,7 @@ class SharedDirMemory:
         header, offset = _header(data)
         parts = []
         for length in header["parts"]:
-            parts.append(data[offset:offset + length])
+            parts.append(data[offset : offset + length])
             offset += length
         return unpickle(parts[0], parts[1:])
 
@@ -368,7 +404,9 @@ class SharedDirMemory:
                     header, _ = _header(memoryview(head))
                 except (OSError, ValueError):
                     continue
-                out.append({"namespace": ns, "key": header["key"], "size": size, "type": header["type"]})
+                out.append(
+                    {"namespace": ns, "key": header["key"], "size": size, "type": header["type"]}
+                )
         return out
 
     def clear(self, namespace: str | None) -> int:
@@ -394,7 +432,11 @@ def _shm_base() -> str | None:
 
     base = "/dev/shm"
     try:
-        if os.path.isdir(base) and os.access(base, os.W_OK) and shutil.disk_usage(base).total >= 1 << 30:
+        if (
+            os.path.isdir(base)
+            and os.access(base, os.W_OK)
+            and shutil.disk_usage(base).total >= 1 << 30
+        ):
             return base
     except OSError:
         pass
@@ -453,7 +495,7 @@ def _header(data: memoryview) -> tuple[dict[str, Any], int]:
     if bytes(data[:8]) != _MAGIC:
         raise ValueError("not a flowstage object file")
     length = int.from_bytes(data[8:12], "little")
-    return json.loads(bytes(data[12:12 + length])), 12 + length
+    return json.loads(bytes(data[12 : 12 + length])), 12 + length
 
 
 def _unlink(path: str) -> None:
@@ -512,8 +554,10 @@ def run_settings() -> dict[str, Any]:
 
     settings = load_settings()
     url = settings.artifacts.url or (app_dir() / "artifacts").resolve().as_uri()
-    return {"artifacts": {"url": url, "options": dict(settings.artifacts.options)},
-            "memory_size_limit": settings.object_store.memory_size_limit}
+    return {
+        "artifacts": {"url": url, "options": dict(settings.artifacts.options)},
+        "memory_size_limit": settings.object_store.memory_size_limit,
+    }
 
 
 _settings_cache: dict[Any, dict[str, Any]] = {}
@@ -528,7 +572,11 @@ def _local_settings() -> dict[str, Any]:
         mtime = path.stat().st_mtime_ns
     except OSError:
         mtime = None
-    key = (str(path), mtime, tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith("FLOWSTAGE__"))))
+    key = (
+        str(path),
+        mtime,
+        tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith("FLOWSTAGE__"))),
+    )
     found = _settings_cache.get(key)
     if found is None:
         found = run_settings()
@@ -543,22 +591,27 @@ class _Scope:
     def __init__(self, namespace: str | None, executor: Executor | None) -> None:
         context: RunContext | None = _current.get(None)
         self.context = context
-        self.namespace = validate_namespace(namespace if namespace is not None
-                                            else context.namespace if context else "default")
+        self.namespace = validate_namespace(
+            namespace if namespace is not None else context.namespace if context else "default"
+        )
         if context is None:
             self.where = "code outside a run"
         else:
             item = f" (item {context.item_index})" if context.item_index is not None else ""
             self.where = f"stage {context.stage!r}{item} of run {context.run.id}"
-        self.settings = (context.extras.get("object_store") if context else None) or _local_settings()
+        self.settings = (
+            context.extras.get("object_store") if context else None
+        ) or _local_settings()
         self._executor = executor
 
     def memory(self) -> Any:
         """The cluster memory backend, or None when the executor has none."""
         if self._executor is not None:
             if not self._executor.started:
-                msg = (f"executor {self._executor.describe()!r} is not started: use it inside "
-                       f"`with create_executor(...) as executor:`")
+                msg = (
+                    f"executor {self._executor.describe()!r} is not started: use it inside "
+                    f"`with create_executor(...) as executor:`"
+                )
                 raise ObjectStoreError(msg)
             descriptor = self._executor.cluster_memory()
         elif self.context is None:
@@ -580,7 +633,9 @@ class _Scope:
 
 def _strategy(strategy: str) -> str:
     if strategy not in STRATEGIES:
-        msg = f"unknown object store strategy {strategy!r} (expected one of: {', '.join(STRATEGIES)})"
+        msg = (
+            f"unknown object store strategy {strategy!r} (expected one of: {', '.join(STRATEGIES)})"
+        )
         raise ObjectStoreError(msg)
     return strategy
 
@@ -588,8 +643,16 @@ def _strategy(strategy: str) -> str:
 class ObjectStore:
     """``from flowstage import object_store``: share objects between stages and runs."""
 
-    def put(self, key: str, value: Any, strategy: str = "fallback", *, namespace: str | None = None,
-            serializer: Any = None, executor: Executor | None = None) -> str:
+    def put(
+        self,
+        key: str,
+        value: Any,
+        strategy: str = "fallback",
+        *,
+        namespace: str | None = None,
+        serializer: Any = None,
+        executor: Executor | None = None,
+    ) -> str:
         """Store ``value`` under ``key`` in the run's namespace; returns the tier used
         (``"cluster_memory"`` or ``"artifact"``).
 
@@ -625,8 +688,15 @@ class ObjectStore:
             memory.delete(scope.namespace, key)
         return "artifact"
 
-    def get(self, key: str, default: Any = MISSING, strategy: str = "fallback", *,
-            namespace: str | None = None, executor: Executor | None = None) -> Any:
+    def get(
+        self,
+        key: str,
+        default: Any = MISSING,
+        strategy: str = "fallback",
+        *,
+        namespace: str | None = None,
+        executor: Executor | None = None,
+    ) -> Any:
         """The object stored under ``key`` (cluster memory first, then artifacts with
         ``fallback``); ``default`` when there is none.
 
@@ -656,18 +726,35 @@ class ObjectStore:
                 pass
         if default is not MISSING:
             return default
-        msg = (f"no object {key!r} in namespace {scope.namespace!r} (object_store.get in {scope.where}; "
-               f"looked in {' and '.join(looked)})")
+        msg = (
+            f"no object {key!r} in namespace {scope.namespace!r} (object_store.get in {scope.where}; "
+            f"looked in {' and '.join(looked)})"
+        )
         raise ObjectNotFound(msg)
 
-    def exists(self, key: str, strategy: str = "fallback", *, namespace: str | None = None,
-               executor: Executor | None = None) -> bool:
+    def exists(
+        self,
+        key: str,
+        strategy: str = "fallback",
+        *,
+        namespace: str | None = None,
+        executor: Executor | None = None,
+    ) -> bool:
         """Whether ``get`` would find ``key``."""
         sentinel = object()
-        return self.get(key, sentinel, strategy, namespace=namespace, executor=executor) is not sentinel
+        return (
+            self.get(key, sentinel, strategy, namespace=namespace, executor=executor)
+            is not sentinel
+        )
 
-    def delete(self, key: str, strategy: str = "fallback", *, namespace: str | None = None,
-               executor: Executor | None = None) -> bool:
+    def delete(
+        self,
+        key: str,
+        strategy: str = "fallback",
+        *,
+        namespace: str | None = None,
+        executor: Executor | None = None,
+    ) -> bool:
         """Remove ``key`` from the tiers ``strategy`` names (``fallback``: both); whether
         anything was there."""
         strategy = _strategy(strategy)
@@ -683,8 +770,13 @@ class ObjectStore:
             found = scope.artifacts().delete_object(scope.namespace, key, scope.where) or found
         return found
 
-    def clear(self, namespace: str | None = None, *, strategy: str = "cluster_memory",
-              executor: Executor | None = None) -> int:
+    def clear(
+        self,
+        namespace: str | None = None,
+        *,
+        strategy: str = "cluster_memory",
+        executor: Executor | None = None,
+    ) -> int:
         """Remove every object of ``namespace`` (default: the current one; ``"*"``: all)
         from cluster memory, and from artifacts too with ``strategy="artifact"`` or
         ``"fallback"``; how many were removed."""
@@ -701,8 +793,13 @@ class ObjectStore:
             count += scope.artifacts().clear_objects(target, scope.where)
         return count
 
-    def report(self, namespace: str | None = None, *, strategy: str = "fallback",
-               executor: Executor | None = None) -> dict[str, Any]:
+    def report(
+        self,
+        namespace: str | None = None,
+        *,
+        strategy: str = "fallback",
+        executor: Executor | None = None,
+    ) -> dict[str, Any]:
         """What is stored, per tier: ``{tier: {"where", "count", "bytes", "objects": [...]}}``
         where each object is ``{"namespace", "key", "size", "type"}``. ``namespace="*"``
         reports every namespace."""
@@ -714,7 +811,9 @@ class ObjectStore:
         if strategy != "artifact":
             memory = scope.memory()
             entries = memory.entries(target) if memory is not None else []
-            out["cluster_memory"] = _summary(memory.describe() if memory is not None else None, entries)
+            out["cluster_memory"] = _summary(
+                memory.describe() if memory is not None else None, entries
+            )
         if strategy != "cluster_memory":
             artifacts = scope.artifacts()
             out["artifact"] = _summary(artifacts.url, artifacts.object_entries(target, scope.where))
@@ -730,15 +829,19 @@ class ObjectStore:
             if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
                 msg = f"{memory.describe()} is full: {exc}"
                 raise MemoryFull(msg) from None
-            msg = (f"object_store.put({key!r}) in {scope.where}: {memory.describe()} failed: "
-                   f"{type(exc).__name__}: {exc}")
+            msg = (
+                f"object_store.put({key!r}) in {scope.where}: {memory.describe()} failed: "
+                f"{type(exc).__name__}: {exc}"
+            )
             raise ObjectStoreError(msg) from exc
 
     @staticmethod
     def _no_memory(scope: _Scope, key: str) -> ObjectStoreError:
         engine = scope.context.executor if scope.context else "this executor"
-        msg = (f"object_store.put({key!r}, strategy='cluster_memory') in {scope.where}: executor "
-               f"{engine!r} has no cluster memory; use strategy='fallback' or 'artifact'")
+        msg = (
+            f"object_store.put({key!r}, strategy='cluster_memory') in {scope.where}: executor "
+            f"{engine!r} has no cluster memory; use strategy='fallback' or 'artifact'"
+        )
         return ObjectStoreError(msg)
 
     def __repr__(self) -> str:
@@ -759,8 +862,12 @@ def _backend_errors(memory: Any, action: str) -> Iterator[None]:
 
 def _summary(where: str | None, entries: list[dict[str, Any]]) -> dict[str, Any]:
     entries = sorted(entries, key=lambda e: (e["namespace"], e["key"]))
-    return {"where": where, "count": len(entries), "bytes": sum(e.get("size") or 0 for e in entries),
-            "objects": entries}
+    return {
+        "where": where,
+        "count": len(entries),
+        "bytes": sum(e.get("size") or 0 for e in entries),
+        "objects": entries,
+    }
 
 
 object_store = ObjectStore()

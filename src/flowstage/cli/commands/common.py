@@ -25,6 +25,8 @@ def executor_from_flags(name: str | None, options: list[str]) -> dict[str, Any] 
     for option in options:
         key, sep, text = option.partition("=")
         if not sep or not key:
-            raise UserError(f"--executor-option {option!r}: expected KEY=VALUE (e.g. processes=true)")
+            raise UserError(
+                f"--executor-option {option!r}: expected KEY=VALUE (e.g. processes=true)"
+            )
         _assign(spec, key.replace("-", "_"), parse_scalar(text))
     return spec

@@ -50,12 +50,14 @@ def ls(
 def get(
     name: str = typer.Argument(..., help="Artifact name (the object's key)."),
     namespace: str = typer.Option("default", "--namespace", "-n", help=NAMESPACE_HELP),
-    file: str = typer.Option(None, "--file", "-f", help="Print this file of the artifact (raw bytes)."),
+    file: str = typer.Option(
+        None, "--file", "-f", help="Print this file of the artifact (raw bytes)."
+    ),
     fmt: str = typer.Option("raw", "--format", help="json, yaml, table or raw."),
 ) -> None:
     """Print a stored object, one file of an artifact (--file), or an artifact's metadata and files."""
-    from flowstage.storage.artifacts import get_artifact
     from flowstage.core.errors import ObjectNotFound
+    from flowstage.storage.artifacts import get_artifact
     from flowstage.storage.object_store import object_store
 
     check_format(fmt)
@@ -74,8 +76,13 @@ def get(
             return
     except ObjectNotFound as exc:
         raise UserError(str(exc)) from None
-    described = {"name": artifact.name, "namespace": artifact.namespace, "uri": artifact.uri,
-                 "metadata": artifact.metadata, "files": {f.name: f.size for f in artifact.list_files()}}
+    described = {
+        "name": artifact.name,
+        "namespace": artifact.namespace,
+        "uri": artifact.uri,
+        "metadata": artifact.metadata,
+        "files": {f.name: f.size for f in artifact.list_files()},
+    }
     print_value(described, fmt)
 
 
@@ -94,11 +101,15 @@ def rm(
             missing.append(name)
     if missing:
         listed = ", ".join(repr(n) for n in missing)
-        raise UserError(f"no artifact {listed} in namespace {namespace!r} (see `flowstage objects ls -n {namespace}`)")
+        raise UserError(
+            f"no artifact {listed} in namespace {namespace!r} (see `flowstage objects ls -n {namespace}`)"
+        )
 
 
 def register(app: typer.Typer) -> None:
-    objects_app = typer.Typer(help="Artifacts and stored objects: ls, get, rm.", no_args_is_help=True)
+    objects_app = typer.Typer(
+        help="Artifacts and stored objects: ls, get, rm.", no_args_is_help=True
+    )
     objects_app.command("ls")(ls)
     objects_app.command("get")(get)
     objects_app.command("rm")(rm)

@@ -25,7 +25,11 @@ def plugins_list(
     rows = []
     for info in default_plugins().infos:
         row = info.as_dict()
-        row["hooks"] = ", ".join(h.removeprefix("flowstage_") for h in info.hooks) if fmt == "table" else info.hooks
+        row["hooks"] = (
+            ", ".join(h.removeprefix("flowstage_") for h in info.hooks)
+            if fmt == "table"
+            else info.hooks
+        )
         if fmt == "table":
             del row["value"]
             row["error"] = row["error"] or ""
@@ -52,7 +56,11 @@ def executor_row(name: str, cls: Any, owner: str, fmt: str) -> dict[str, Any]:
     extra = getattr(cls, "extra", None)
     row: dict[str, Any] = {
         "name": name,
-        "installed": "yes" if not missing else f"no (pip install 'flowstage[{extra}]')" if extra else "no",
+        "installed": "yes"
+        if not missing
+        else f"no (pip install 'flowstage[{extra}]')"
+        if extra
+        else "no",
         "options": ", ".join(f"{k}={v}" for k, v in options.items()) if fmt == "table" else options,
         "plugin": owner,
     }
@@ -66,8 +74,9 @@ def _default(info: Any) -> Any:
 
 
 def register(app: typer.Typer) -> None:
-    plugins_app = typer.Typer(help="Installed plugins; `plugins new NAME` scaffolds one.",
-                              invoke_without_command=True)
+    plugins_app = typer.Typer(
+        help="Installed plugins; `plugins new NAME` scaffolds one.", invoke_without_command=True
+    )
     plugins_app.callback(invoke_without_command=True)(plugins_list)
     from flowstage.cli.commands import scaffold
 

@@ -28,7 +28,9 @@ def _kind(word: str, allowed: tuple[str, ...]) -> str:
     if kind not in allowed:
         from flowstage.core.loading import did_you_mean
 
-        raise UserError(f"unknown kind {word!r}{did_you_mean(kind, allowed)} (expected one of: {', '.join(allowed)})")
+        raise UserError(
+            f"unknown kind {word!r}{did_you_mean(kind, allowed)} (expected one of: {', '.join(allowed)})"
+        )
     return kind
 
 
@@ -40,9 +42,14 @@ def print_rows(rows: list[dict[str, Any]], fmt: str) -> None:
     if not rows:
         return
     columns = list(rows[0])
-    cells = [[c.upper() for c in columns]] + [["" if r.get(c) is None else str(r.get(c)) for c in columns] for r in rows]
+    cells = [[c.upper() for c in columns]] + [
+        ["" if r.get(c) is None else str(r.get(c)) for c in columns] for r in rows
+    ]
     widths = [max(len(line[i]) for line in cells) for i in range(len(columns))]
-    out = ["   ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip() for line in cells]
+    out = [
+        "   ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip()
+        for line in cells
+    ]
     sys.stdout.write("\n".join(out) + "\n")
     sys.stdout.flush()
 
@@ -59,8 +66,12 @@ def _when(value: str | None) -> str:
 
 
 def apply(
-    path: Path = typer.Option(..., "--path", "-p", help="A YAML file (several documents allowed) or a folder of them."),
-    recursive: bool = typer.Option(False, "--recursive", "-R", help="Also read the folder's sub-folders."),
+    path: Path = typer.Option(
+        ..., "--path", "-p", help="A YAML file (several documents allowed) or a folder of them."
+    ),
+    recursive: bool = typer.Option(
+        False, "--recursive", "-R", help="Also read the folder's sub-folders."
+    ),
 ) -> None:
     """Create or update the workflows and configs in PATH: all of them, or none if one is invalid."""
     from flowstage.state.resources import apply_path
@@ -72,8 +83,12 @@ def apply(
 def delete(
     kind: str | None = typer.Argument(None, help="workflow or config."),
     name: str | None = typer.Argument(None, help="Name of the resource."),
-    path: Path | None = typer.Option(None, "--path", "-p", help="Delete every resource defined in this file or folder."),
-    recursive: bool = typer.Option(False, "--recursive", "-R", help="With -p: also read sub-folders."),
+    path: Path | None = typer.Option(
+        None, "--path", "-p", help="Delete every resource defined in this file or folder."
+    ),
+    recursive: bool = typer.Option(
+        False, "--recursive", "-R", help="With -p: also read sub-folders."
+    ),
 ) -> None:
     """Delete an applied workflow or config (`delete workflow NAME`), or those in a file (`delete -p PATH`).
 
@@ -98,7 +113,9 @@ def delete(
 
 def get(
     kind: str = typer.Argument(..., help="workflows, configs or runs."),
-    name: str | None = typer.Argument(None, help="One resource; for runs, a run id or a workflow name."),
+    name: str | None = typer.Argument(
+        None, help="One resource; for runs, a run id or a workflow name."
+    ),
     fmt: str = typer.Option("table", "--format", help="table, json or yaml."),
     limit: int = typer.Option(50, "--limit", "-l", help="Runs: how many per page (0: all)."),
     page: int = typer.Option(1, "--page", help="Runs: which page, newest first."),
@@ -115,14 +132,30 @@ def get(
     if resource_kind == "workflow":
         rows = catalog.workflow_rows(_plugins(), name)
         if fmt == "table":
-            rows = [{"name": r["name"], "source": r["source"], "stages": r["stages"],
-                     "annotations": ", ".join(f"{k}={v}" for k, v in r["annotations"].items()),
-                     "version": r["version"] or "", "updated": _when(r["updated_at"])} for r in rows]
+            rows = [
+                {
+                    "name": r["name"],
+                    "source": r["source"],
+                    "stages": r["stages"],
+                    "annotations": ", ".join(f"{k}={v}" for k, v in r["annotations"].items()),
+                    "version": r["version"] or "",
+                    "updated": _when(r["updated_at"]),
+                }
+                for r in rows
+            ]
     else:
         rows = catalog.config_rows(name)
         if fmt == "table":
-            rows = [{"name": r["name"], "selector": r["selector"], "keys": ", ".join(r["data"]),
-                     "version": r["version"], "updated": _when(r["updated_at"])} for r in rows]
+            rows = [
+                {
+                    "name": r["name"],
+                    "selector": r["selector"],
+                    "keys": ", ".join(r["data"]),
+                    "version": r["version"],
+                    "updated": _when(r["updated_at"]),
+                }
+                for r in rows
+            ]
     if fmt == "table" and not rows:
         typer.echo(f"no {resource_kind}s (`flowstage apply -p FILE` adds them)", err=True)
         return
@@ -141,19 +174,36 @@ def _list_runs(name: str | None, fmt: str, limit: int, page: int, state: str | N
         if row is not None:
             rows, total, workflow = [{k: row[k] for k in RUN_SUMMARY_KEYS}], 1, None
     if workflow is not None or name is None:
-        rows, total = store.list_runs(limit=limit, offset=(page - 1) * limit, workflow=workflow, state=state)
+        rows, total = store.list_runs(
+            limit=limit, offset=(page - 1) * limit, workflow=workflow, state=state
+        )
     if fmt != "table":
         print_rows(rows, fmt)
         return
     if not rows:
         typer.echo("no runs" + (f" of workflow {workflow!r}" if workflow else ""), err=True)
         return
-    print_rows([{"id": r["id"], "workflow": r["workflow"], "state": r["state"], "source": r["source"],
-                 "started": _when(r["started_at"]), "duration": _duration(r)} for r in rows], "table")
+    print_rows(
+        [
+            {
+                "id": r["id"],
+                "workflow": r["workflow"],
+                "state": r["state"],
+                "source": r["source"],
+                "started": _when(r["started_at"]),
+                "duration": _duration(r),
+            }
+            for r in rows
+        ],
+        "table",
+    )
     if limit and total > len(rows):
         first = (page - 1) * limit + 1
-        typer.echo(f"runs {first}-{first + len(rows) - 1} of {total}, newest first "
-                   f"(--page {page + 1} for more, --limit 0 for all)", err=True)
+        typer.echo(
+            f"runs {first}-{first + len(rows) - 1} of {total}, newest first "
+            f"(--page {page + 1} for more, --limit 0 for all)",
+            err=True,
+        )
 
 
 def _duration(row: dict[str, Any]) -> str:
@@ -165,7 +215,9 @@ def _duration(row: dict[str, Any]) -> str:
 
 def runs_list(
     ctx: typer.Context,
-    workflow: str | None = typer.Option(None, "--workflow", "-w", help="Only runs of this workflow."),
+    workflow: str | None = typer.Option(
+        None, "--workflow", "-w", help="Only runs of this workflow."
+    ),
     state: str | None = typer.Option(None, "--state", help="Only runs in this state."),
     fmt: str = typer.Option("table", "--format", help="table, json or yaml."),
     limit: int = typer.Option(50, "--limit", "-l", help="How many per page (0: all)."),
@@ -180,7 +232,9 @@ def runs_list(
 
 def cancel(
     run_id: str = typer.Argument(..., help="Run id (or a unique prefix)."),
-    timeout: float = typer.Option(10.0, "--timeout", help="Seconds to wait before killing the run's process."),
+    timeout: float = typer.Option(
+        10.0, "--timeout", help="Seconds to wait before killing the run's process."
+    ),
 ) -> None:
     """Stop a pending or running run; it ends as cancelled."""
     from flowstage.runner.background import cancel_run
@@ -242,7 +296,9 @@ def inspect(
     else:
         from flowstage.state import resources as catalog
 
-        describe = catalog.describe_workflow if resource_kind == "workflow" else catalog.describe_config
+        describe = (
+            catalog.describe_workflow if resource_kind == "workflow" else catalog.describe_config
+        )
         value = describe(name, _plugins())
     print_value(value, fmt)
 
@@ -257,7 +313,13 @@ def config_show(fmt: str = typer.Option("table", "--format", help="table, json o
     if fmt == "table":
         import json
 
-        rows = [{**r, "value": json.dumps(r["value"]) if not isinstance(r["value"], str) else r["value"]} for r in rows]
+        rows = [
+            {
+                **r,
+                "value": json.dumps(r["value"]) if not isinstance(r["value"], str) else r["value"],
+            }
+            for r in rows
+        ]
     print_rows(rows, fmt)
 
 
@@ -312,7 +374,9 @@ def register(app: typer.Typer) -> None:
     runs_app.command()(cancel)
     runs_app.command()(logs)
     app.add_typer(runs_app, name="runs")
-    config_app = typer.Typer(help="Settings: `config show` prints the effective ones and their sources.",
-                             no_args_is_help=True)
+    config_app = typer.Typer(
+        help="Settings: `config show` prints the effective ones and their sources.",
+        no_args_is_help=True,
+    )
     config_app.command("show")(config_show)
     app.add_typer(config_app, name="config")

@@ -18,13 +18,25 @@ if TYPE_CHECKING:
 
 def run(
     ctx: typer.Context,
-    workflow: str = typer.Argument(..., help="A workflow YAML file, or the name of an applied or shipped workflow."),
-    input_file: Path | None = typer.Option(None, "--input-file", "-f", help="JSON or YAML file with the run input."),
-    executor: str | None = typer.Option(None, "--executor", "-e", help="Executor name (default: settings, else local)."),
-    executor_option: list[str] = typer.Option([], "--executor-option", "-o", help="Executor option KEY=VALUE (repeatable)."),
-    namespace: str = typer.Option("default", "--namespace", "-n", help="Object-store namespace of the run."),
+    workflow: str = typer.Argument(
+        ..., help="A workflow YAML file, or the name of an applied or shipped workflow."
+    ),
+    input_file: Path | None = typer.Option(
+        None, "--input-file", "-f", help="JSON or YAML file with the run input."
+    ),
+    executor: str | None = typer.Option(
+        None, "--executor", "-e", help="Executor name (default: settings, else local)."
+    ),
+    executor_option: list[str] = typer.Option(
+        [], "--executor-option", "-o", help="Executor option KEY=VALUE (repeatable)."
+    ),
+    namespace: str = typer.Option(
+        "default", "--namespace", "-n", help="Object-store namespace of the run."
+    ),
     fmt: str = typer.Option("raw", "--format", help="Result format: json, yaml, table or raw."),
-    no_wait: bool = typer.Option(False, "--no-wait", help="Start the run in the background and print its id."),
+    no_wait: bool = typer.Option(
+        False, "--no-wait", help="Start the run in the background and print its id."
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress display."),
 ) -> None:
     """Run WORKFLOW; inputs are given as --KEY VALUE (--a.b 1 nests, --l[] x appends)."""
@@ -35,7 +47,10 @@ def run(
     if no_wait:
         from flowstage.runner.background import start_background_run
 
-        print(start_background_run(workflow, run_input, executor=spec, namespace=namespace), flush=True)
+        print(
+            start_background_run(workflow, run_input, executor=spec, namespace=namespace),
+            flush=True,
+        )
         return
     import asyncio
 
@@ -44,9 +59,17 @@ def run(
 
     display = None if quiet else ProgressDisplay()
     try:
-        run: Run = asyncio.run(arun_workflow(workflow, run_input, executor=spec, namespace=namespace,
-                                             return_run=True, source="cli",
-                                             on_run=display.attach if display else None))
+        run: Run = asyncio.run(
+            arun_workflow(
+                workflow,
+                run_input,
+                executor=spec,
+                namespace=namespace,
+                return_run=True,
+                source="cli",
+                on_run=display.attach if display else None,
+            )
+        )
     finally:
         if display:
             display.stop()
@@ -56,8 +79,10 @@ def run(
 def report(run: Run, fmt: str) -> None:
     """Print the result (stdout), dropped items and errors (stderr); exit 1 on failure."""
     for stage, items in run.failed_items.items():
-        print(f"warning: stage {stage!r}: {len(items)} item(s) failed and were left out of its output:",
-              file=sys.stderr)
+        print(
+            f"warning: stage {stage!r}: {len(items)} item(s) failed and were left out of its output:",
+            file=sys.stderr,
+        )
         for item in items:
             print(f"  item {item['index']}: {item['error']}", file=sys.stderr)
     if run.state == "finished":

@@ -9,7 +9,7 @@ import typer
 
 from flowstage.core.errors import UserError
 
-_PYPROJECT = '''[build-system]
+_PYPROJECT = """[build-system]
 requires = ["setuptools>=64"]
 build-backend = "setuptools.build_meta"
 
@@ -31,7 +31,7 @@ where = ["src"]
 
 [tool.setuptools.package-data]
 {package} = ["workflows/*.yaml"]
-'''
+"""
 
 _STAGES = '''"""Stages of {name}: plain functions, named in workflows by their import string."""
 
@@ -64,7 +64,7 @@ def flowstage_workflow_paths() -> list[str]:
     return sorted(str(p) for p in (Path(__file__).parent / "workflows").glob("*.yaml"))
 '''
 
-_WORKFLOW = '''kind: workflow
+_WORKFLOW = """kind: workflow
 metadata:
   name: {name}_squares
   annotations: {{group: {name}}}
@@ -79,9 +79,9 @@ spec:
     - name: total
       target: {package}.stages.total
       depends_on: [square]
-'''
+"""
 
-_TEST = '''import subprocess
+_TEST = """import subprocess
 import sys
 
 from flowstage import run_workflow
@@ -96,7 +96,7 @@ def test_squares_workflow_runs_from_the_cli():
                           capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "14"
-'''
+"""
 
 _CONFTEST = '''"""Each test gets an app directory of its own, so that your settings (a default executor,
 disabled plugins) and run history stay out of the tests."""
@@ -123,7 +123,9 @@ def new(
 ) -> None:
     """Scaffold a plugin package: stages, a shipped workflow and a test."""
     if not re.fullmatch(r"[a-zA-Z][a-zA-Z0-9_]*", name):
-        raise UserError(f"plugin name {name!r}: expected letters, digits and underscores, starting with a letter")
+        raise UserError(
+            f"plugin name {name!r}: expected letters, digits and underscores, starting with a letter"
+        )
     package = f"flowstage_{name.lower()}"
     root = directory / f"flowstage-{name.lower().replace('_', '-')}"
     if root.exists():

@@ -14,14 +14,17 @@ if TYPE_CHECKING:  # imported when a command runs: `flowstage --help` stays fast
 
 
 def _load(path: str) -> Workflow:
-    from flowstage.runner.api import resolve_workflow
+    from flowstage.core.appdir import app_dir
     from flowstage.core.loading import load_workflow
     from flowstage.core.plugin_manager import default_plugins
-    from flowstage.core.appdir import app_dir
+    from flowstage.runner.api import resolve_workflow
 
     plugins = default_plugins()
-    return load_workflow(resolve_workflow(path, plugins), stage_types=plugins.registries.stage_types,
-                         search_paths=(str(app_dir()),))
+    return load_workflow(
+        resolve_workflow(path, plugins),
+        stage_types=plugins.registries.stage_types,
+        search_paths=(str(app_dir()),),
+    )
 
 
 def validate(
@@ -32,13 +35,15 @@ def validate(
     workflow = _load(path)
     run_input = parse_input_args(ctx.args)
     if ctx.args:
-        from flowstage.core.loading import check_input
         from flowstage.core.appdir import app_dir
+        from flowstage.core.loading import check_input
 
         check_input(workflow, run_input, search_paths=(str(app_dir()),))
     stages = len(workflow.spec.stages)
     checked = " and its input" if ctx.args else ""
-    typer.echo(f"ok: workflow {workflow.name!r} ({stages} stage{'s' * (stages != 1)}){checked} is valid")
+    typer.echo(
+        f"ok: workflow {workflow.name!r} ({stages} stage{'s' * (stages != 1)}){checked} is valid"
+    )
 
 
 def graph(
@@ -60,7 +65,11 @@ def render_graph(workflow: Workflow, fmt: str) -> str:
         lines = ["flowchart TD"]
         ids = {name: f"s{i}" for i, name in enumerate(order)}
         for name in order:
-            shape = f'{ids[name]}[["{name}"]]' if stages[name].type != "simple" else f'{ids[name]}["{name}"]'
+            shape = (
+                f'{ids[name]}[["{name}"]]'
+                if stages[name].type != "simple"
+                else f'{ids[name]}["{name}"]'
+            )
             lines.append(f"  {shape}")
         for name in order:
             lines.extend(f"  {ids[dep]} --> {ids[name]}" for dep in stages[name].depends_on)
@@ -86,5 +95,7 @@ def render_graph(workflow: Workflow, fmt: str) -> str:
 
 
 def register(app: typer.Typer) -> None:
-    app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(validate)
+    app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(
+        validate
+    )
     app.command()(graph)

@@ -70,6 +70,7 @@ class DaskOptions(ClusterOptions):
 
     _capacity = field_validator("resources", mode="before")(parse_capacity)
 
+
 # --- what runs on the workers --------------------------------------------------------
 
 
@@ -178,8 +179,11 @@ def _worker_plugin(env: dict[str, str], name: str) -> Any:
 
             def keep(record: logging.LogRecord) -> bool:
                 args = record.args if isinstance(record.args, tuple) else ()
-                return not (str(record.msg).startswith("Compute Failed") and len(args) > 3
-                            and str(args[3]).startswith("CallFailure("))
+                return not (
+                    str(record.msg).startswith("Compute Failed")
+                    and len(args) > 3
+                    and str(args[3]).startswith("CallFailure(")
+                )
 
             self.filter = keep
             logging.getLogger("distributed.worker").addFilter(keep)
@@ -294,13 +298,22 @@ class DaskExecutor(Executor):
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
-        local_only = [k for k in ("n_workers", "threads_per_worker", "resources", "dashboard")
-                      if k in self.options.model_fields_set] if self.options.address else []
+        local_only = (
+            [
+                k
+                for k in ("n_workers", "threads_per_worker", "resources", "dashboard")
+                if k in self.options.model_fields_set
+            ]
+            if self.options.address
+            else []
+        )
         if local_only:
             names = ", ".join(repr(k) for k in local_only)
-            msg = (f"executor 'dask': option{'s' * (len(local_only) > 1)} {names} "
-                   f"configure{'s' * (len(local_only) == 1)} a local cluster and cannot be combined with "
-                   f"'address' (configure the workers of the cluster at {self.options.address} instead)")
+            msg = (
+                f"executor 'dask': option{'s' * (len(local_only) > 1)} {names} "
+                f"configure{'s' * (len(local_only) == 1)} a local cluster and cannot be combined with "
+                f"'address' (configure the workers of the cluster at {self.options.address} instead)"
+            )
             raise ExecutorError(msg)
         self._client: Any = None
         self._cluster: Any = None
@@ -334,17 +347,25 @@ class DaskExecutor(Executor):
             n_workers = opts.n_workers or os.cpu_count() or 1
             with main_module_hidden():
                 self._cluster = distributed.LocalCluster(  # type: ignore[no-untyped-call]
-                    n_workers=n_workers, threads_per_worker=opts.threads_per_worker, processes=True,
-                    host="127.0.0.1", dashboard_address=None,
+                    n_workers=n_workers,
+                    threads_per_worker=opts.threads_per_worker,
+                    processes=True,
+                    host="127.0.0.1",
+                    dashboard_address=None,
                     # The scheduler serves HTTP (health checks) even without a dashboard;
                     # a random port keeps it off 8787, which another cluster may hold.
-                    scheduler_kwargs={"dashboard": opts.dashboard,
-                                      "dashboard_address": "127.0.0.1:8787" if opts.dashboard else "127.0.0.1:0"},
-                    resources=dict(opts.resources) or None, env=dict(opts.env) or None,
-                    silence_logs=logging.WARNING)
+                    scheduler_kwargs={
+                        "dashboard": opts.dashboard,
+                        "dashboard_address": "127.0.0.1:8787" if opts.dashboard else "127.0.0.1:0",
+                    },
+                    resources=dict(opts.resources) or None,
+                    env=dict(opts.env) or None,
+                    silence_logs=logging.WARNING,
+                )
             try:
                 self._client = distributed.Client(  # type: ignore[no-untyped-call]
-                    self._cluster, set_as_default=False)
+                    self._cluster, set_as_default=False
+                )
             except BaseException:
                 self._cluster.close()
                 self._cluster = None
@@ -362,8 +383,10 @@ class DaskExecutor(Executor):
             client = distributed.Client(address, timeout=timeout, set_as_default=False)
         except Exception as exc:  # noqa: BLE001 - any failure to reach the scheduler is reported with the address
             detail = f": {type(exc).__name__}: {exc}" if str(exc) else ""
-            msg = (f"executor 'dask': no Dask scheduler answered at {address!r} within {timeout:g}s "
-                   f"(option 'connect_timeout'){detail}")
+            msg = (
+                f"executor 'dask': no Dask scheduler answered at {address!r} within {timeout:g}s "
+                f"(option 'connect_timeout'){detail}"
+            )
             raise ExecutorError(msg) from None
         try:
             client.wait_for_workers(1, timeout=timeout)
@@ -416,8 +439,11 @@ class DaskExecutor(Executor):
         if not done.wait(INSTALL_SECONDS):
             problems.append(f"not every worker answered within {INSTALL_SECONDS:g}s")
         if problems:
-            log.warning("the stage code could not be put on every Dask worker ahead of the run (its tasks "
-                        "bring it along, but a worker cannot take values of its classes before): %s", problems[0])
+            log.warning(
+                "the stage code could not be put on every Dask worker ahead of the run (its tasks "
+                "bring it along, but a worker cannot take values of its classes before): %s",
+                problems[0],
+            )
 
     def _refresh(self) -> None:
         """Read the workers' capacities from the scheduler."""
@@ -440,17 +466,26 @@ class DaskExecutor(Executor):
 
     @property
     def parallelism(self) -> int:
-        return max(1, self._threads or (self.options.n_workers or os.cpu_count() or 1) * self.options.threads_per_worker)
+        return max(
+            1,
+            self._threads
+            or (self.options.n_workers or os.cpu_count() or 1) * self.options.threads_per_worker,
+        )
 
     def check_resources(self, workflow: Workflow) -> list[str]:
         started_here = not self.started
         if started_here:
             self.start()
-        elif any(s.resources.requested() for s in workflow.spec.stages if s.resources) \
-                or time.monotonic() - self._refreshed > _REFRESH_SECONDS:
+        elif (
+            any(s.resources.requested() for s in workflow.spec.stages if s.resources)
+            or time.monotonic() - self._refreshed > _REFRESH_SECONDS
+        ):
             self._refresh()
-        problems = [p for stage in workflow.spec.stages
-                    if (p := self._unsatisfiable(stage.name, stage.resources)) is not None]
+        problems = [
+            p
+            for stage in workflow.spec.stages
+            if (p := self._unsatisfiable(stage.name, stage.resources)) is not None
+        ]
         if problems and started_here:
             self.close()
         return problems
@@ -460,36 +495,64 @@ class DaskExecutor(Executor):
         if not wanted:
             return None
         for offered in self._workers.values():
-            if all((k not in offered and k in _IMPLICIT) or offered.get(k, 0.0) >= v for k, v in wanted.items()):
+            if all(
+                (k not in offered and k in _IMPLICIT) or offered.get(k, 0.0) >= v
+                for k, v in wanted.items()
+            ):
                 return None
         request = ", ".join(_show(k, v) for k, v in wanted.items())
-        kinds = sorted({", ".join(_show(k, v) for k, v in sorted(o.items())) for o in self._workers.values()})
+        kinds = sorted(
+            {", ".join(_show(k, v) for k, v in sorted(o.items())) for o in self._workers.values()}
+        )
         have = "; ".join(kinds) or "no workers"
-        where = (f"the Dask cluster at {self.options.address}" if self.options.address
-                 else "the local Dask cluster")
-        hint = ("start workers with --resources NAME=N" if self.options.address
-                else "set the executor option 'resources' or 'threads_per_worker'")
-        return (f"stage {stage!r}: requests {request}, but no worker of {where} has that much "
-                f"(workers offer: {have}); {hint}")
+        where = (
+            f"the Dask cluster at {self.options.address}"
+            if self.options.address
+            else "the local Dask cluster"
+        )
+        hint = (
+            "start workers with --resources NAME=N"
+            if self.options.address
+            else "set the executor option 'resources' or 'threads_per_worker'"
+        )
+        return (
+            f"stage {stage!r}: requests {request}, but no worker of {where} has that much "
+            f"(workers offer: {have}); {hint}"
+        )
 
     def _task_resources(self, resources: Resources | None) -> dict[str, float] | None:
         if resources is None:
             return None
-        wanted = {k: v for k, v in resources.requested().items()
-                  if v and (k in self._declared or k not in _IMPLICIT)}
+        wanted = {
+            k: v
+            for k, v in resources.requested().items()
+            if v and (k in self._declared or k not in _IMPLICIT)
+        }
         return wanted or None
 
-    async def submit(self, fn: Callable[..., Any], *args: Any, resources: Resources | None = None,
-                     label: str = "") -> Any:
+    async def submit(
+        self,
+        fn: Callable[..., Any],
+        *args: Any,
+        resources: Resources | None = None,
+        label: str = "",
+    ) -> Any:
         if self._client is None:
             await asyncio.to_thread(self.start)
         name = label or getattr(fn, "__name__", "call")
         # One pickle of the call: the scheduler never unpickles stage arguments.
         packed = pack_call(fn, args, _future_of, ("distributed", "dask"))
         call, values = (fn, list(args)) if packed is None else packed
-        return self._client.submit(run_remote, name, self._output_topic, call, *values,
-                                   key=f"{name}-{uuid.uuid4().hex}", resources=self._task_resources(resources),
-                                   pure=False)
+        return self._client.submit(
+            run_remote,
+            name,
+            self._output_topic,
+            call,
+            *values,
+            key=f"{name}-{uuid.uuid4().hex}",
+            resources=self._task_resources(resources),
+            pure=False,
+        )
 
     async def _done(self, future: Any) -> BaseException | None:
         """Wait for ``future`` without blocking the event loop; its exception, if any."""
@@ -517,7 +580,9 @@ class DaskExecutor(Executor):
                 return error
             except BaseException as exc:  # noqa: BLE001 - the task's own exception, reported as the stage's failure
                 return exc
-        return RuntimeError(f"the Dask task was {status} (worker lost or the scheduler released it)")
+        return RuntimeError(
+            f"the Dask task was {status} (worker lost or the scheduler released it)"
+        )
 
     async def _gather(self, future: Any) -> Any:
         """``future``'s value, fetched by the client's own event loop (no thread blocks)."""
@@ -527,7 +592,10 @@ class DaskExecutor(Executor):
 
         async def fetch() -> None:  # runs on the Dask client's event loop
             try:
-                outcome: tuple[bool, Any] = (True, (await client.gather([future], asynchronous=True))[0])
+                outcome: tuple[bool, Any] = (
+                    True,
+                    (await client.gather([future], asynchronous=True))[0],
+                )
             except BaseException as exc:  # noqa: BLE001 - handed to the driver's loop, which raises it there
                 outcome = (False, exc)
             with contextlib.suppress(RuntimeError):
@@ -563,8 +631,9 @@ class DaskExecutor(Executor):
         futures = [h for h in handles if self.is_handle(h) and not h.done()]
         if client is None or not futures:
             return
-        threading.Thread(target=self._stop, args=(client, futures), daemon=True,
-                         name="flowstage-dask-cancel").start()
+        threading.Thread(
+            target=self._stop, args=(client, futures), daemon=True, name="flowstage-dask-cancel"
+        ).start()
 
     def _stop(self, client: Any, futures: list[Any]) -> None:
         """Cancel ``futures``; on our own cluster, kill workers still running one.
@@ -581,11 +650,17 @@ class DaskExecutor(Executor):
             if self._client is not client:
                 return
             states = client.run(_executing, keys, on_error="ignore")
-            busy = [(w, state[0]) for w, state in states.items()
-                    if isinstance(state, (tuple, list)) and len(state) == 2 and state[1]]
+            busy = [
+                (w, state[0])
+                for w, state in states.items()
+                if isinstance(state, (tuple, list)) and len(state) == 2 and state[1]
+            ]
             if not busy:
                 return
-            log.info("stopping Dask workers still running cancelled tasks: %s", ", ".join(w for w, _ in busy))
+            log.info(
+                "stopping Dask workers still running cancelled tasks: %s",
+                ", ".join(w for w, _ in busy),
+            )
             expected = len(client.scheduler_info(n_workers=-1)["workers"])
             with main_module_hidden():  # the nannies spawn the replacements now
                 for _, pid in busy:
@@ -611,7 +686,10 @@ class DaskExecutor(Executor):
         """Objects scattered to workers and published on this cluster's scheduler."""
         if self._client is None:
             return None
-        return {"factory": "flowstage.executors.dask.memory:DaskMemory", "address": self._client.scheduler.address}
+        return {
+            "factory": "flowstage.executors.dask.memory:DaskMemory",
+            "address": self._client.scheduler.address,
+        }
 
     def is_handle(self, value: Any) -> bool:
         future_type = _future_type()

@@ -84,15 +84,24 @@ class DaskMemory:
 
     def _names(self, client: Any, namespace: str | None) -> list[str]:
         prefix = PREFIX if namespace is None else f"{PREFIX}{namespace}/"
-        return sorted(n for n in client.list_datasets() if isinstance(n, str) and n.startswith(prefix))
+        return sorted(
+            n for n in client.list_datasets() if isinstance(n, str) and n.startswith(prefix)
+        )
 
     def entries(self, namespace: str | None) -> list[dict[str, Any]]:
         client = self._client()
         out = []
         for name in self._names(client, namespace):
             record = self._record(client, name) or {}
-            ns, _, key = name[len(PREFIX):].partition("/")
-            out.append({"namespace": ns, "key": key, "size": record.get("size"), "type": record.get("type")})
+            ns, _, key = name[len(PREFIX) :].partition("/")
+            out.append(
+                {
+                    "namespace": ns,
+                    "key": key,
+                    "size": record.get("size"),
+                    "type": record.get("type"),
+                }
+            )
         return out
 
     def clear(self, namespace: str | None) -> int:

@@ -31,8 +31,14 @@ class Kept:
 
     __slots__ = ("batch_start", "failure", "retry", "stage", "value")
 
-    def __init__(self, value: Any, stage: str, batch_start: int | None = None,
-                 failure: CallFailure | None = None, retry: Callable[[], Any] | None = None) -> None:
+    def __init__(
+        self,
+        value: Any,
+        stage: str,
+        batch_start: int | None = None,
+        failure: CallFailure | None = None,
+        retry: Callable[[], Any] | None = None,
+    ) -> None:
         self.value = value
         self.stage = stage
         self.batch_start = batch_start
@@ -75,9 +81,16 @@ def _arrived(stage: str, load: Callable[[], Any]) -> Kept:
     try:
         return Kept(load(), stage)
     except Exception as exc:  # noqa: BLE001 - a module or class this process lacks, typically
-        msg = (f"its result cannot be unpickled where it is needed: {type(exc).__name__}: {exc} "
-               "(each worker needs the modules its classes come from)")
-        return Kept(None, stage, failure=CallFailure(stage, None, 1, "", ResultNotTransferable(msg)), retry=load)
+        msg = (
+            f"its result cannot be unpickled where it is needed: {type(exc).__name__}: {exc} "
+            "(each worker needs the modules its classes come from)"
+        )
+        return Kept(
+            None,
+            stage,
+            failure=CallFailure(stage, None, 1, "", ResultNotTransferable(msg)),
+            retry=load,
+        )
 
 
 def _failed(failure: CallFailure) -> Kept:

@@ -82,10 +82,15 @@ class RayOptions(ClusterOptions):
         builtin = {"cpus": "num_cpus", "gpus": "num_gpus", "CPU": "num_cpus", "GPU": "num_gpus"}
         for key in value:
             if key in builtin:
-                raise ValueError(f"{key!r} is not a custom resource: use the option {builtin[key]!r}")
+                raise ValueError(
+                    f"{key!r} is not a custom resource: use the option {builtin[key]!r}"
+                )
             if key in ("memory", "object_store_memory"):
-                raise ValueError(f"{key!r} is not a custom resource: Ray measures the node's memory itself")
+                raise ValueError(
+                    f"{key!r} is not a custom resource: Ray measures the node's memory itself"
+                )
         return value
+
 
 # --- what runs on the workers --------------------------------------------------------
 
@@ -162,7 +167,9 @@ class RayHandle:
 
     __slots__ = ("label", "status", "upstream", "value")
 
-    def __init__(self, status: Any, value: Any, label: str, upstream: tuple[RayHandle, ...] = ()) -> None:
+    def __init__(
+        self, status: Any, value: Any, label: str, upstream: tuple[RayHandle, ...] = ()
+    ) -> None:
         self.status = status
         self.value = value
         self.label = label
@@ -214,7 +221,9 @@ def _probe(address: str, timeout: float) -> None:
     except OSError:
         answered = False
     if not answered:
-        raise OSError("something listens there, but it does not answer as a Ray server (gRPC over HTTP/2)")
+        raise OSError(
+            "something listens there, but it does not answer as a Ray server (gRPC over HTTP/2)"
+        )
 
 
 #: what an HTTP/2 client sends first: the connection preface and an empty SETTINGS frame
@@ -255,7 +264,9 @@ def _driver_paths() -> list[str]:
     (the interpreter's own library and site-packages folders are left out)."""
     import sys
 
-    prefixes = tuple({os.path.realpath(p) + os.sep for p in (sys.prefix, sys.base_prefix, sys.exec_prefix)})
+    prefixes = tuple(
+        {os.path.realpath(p) + os.sep for p in (sys.prefix, sys.base_prefix, sys.exec_prefix)}
+    )
     paths = []
     for entry in sys.path:
         path = os.path.realpath(entry or os.curdir)
@@ -275,7 +286,9 @@ class _Watcher:
     slowed the chain itself. One event loop's watcher serves every run on that loop.
     """
 
-    def __init__(self, ray: Any, failure: Callable[[RayHandle, BaseException], CallFailure]) -> None:
+    def __init__(
+        self, ray: Any, failure: Callable[[RayHandle, BaseException], CallFailure]
+    ) -> None:
         self.ray = ray
         self.failure = failure
         self.pending: dict[Any, tuple[RayHandle, asyncio.Future[None]]] = {}
@@ -357,13 +370,18 @@ class RayExecutor(Executor):
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
-        local_only = [k for k in ("num_cpus", "num_gpus", "resources", "dashboard")
-                      if k in self.options.model_fields_set]
+        local_only = [
+            k
+            for k in ("num_cpus", "num_gpus", "resources", "dashboard")
+            if k in self.options.model_fields_set
+        ]
         if self.options.address and local_only:
             names = ", ".join(repr(k) for k in local_only)
-            msg = (f"executor 'ray': option{'s' * (len(local_only) > 1)} {names} only apply to a Ray "
-                   f"started by flowstage, not to the cluster at {self.options.address!r} (configure "
-                   f"its nodes with `ray start` instead)")
+            msg = (
+                f"executor 'ray': option{'s' * (len(local_only) > 1)} {names} only apply to a Ray "
+                f"started by flowstage, not to the cluster at {self.options.address!r} (configure "
+                f"its nodes with `ray start` instead)"
+            )
             raise ExecutorError(msg)
         self._ray: Any = None
         self._owned = False
@@ -373,7 +391,9 @@ class RayExecutor(Executor):
         self._used = False
         self._remotes: dict[tuple[str, tuple[tuple[str, float], ...]], Any] = {}
         #: per event loop (runs in several threads may share the executor)
-        self._watchers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Watcher] = weakref.WeakKeyDictionary()
+        self._watchers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Watcher] = (
+            weakref.WeakKeyDictionary()
+        )
 
     # lifecycle -----------------------------------------------------------------------
 
@@ -388,8 +408,10 @@ class RayExecutor(Executor):
             try:
                 _probe(opts.address, opts.connect_timeout)
             except OSError as exc:
-                msg = (f"executor 'ray': cannot connect to the Ray cluster at {opts.address!r} within "
-                       f"{opts.connect_timeout:g}s (option 'connect_timeout'): {type(exc).__name__}: {exc}")
+                msg = (
+                    f"executor 'ray': cannot connect to the Ray cluster at {opts.address!r} within "
+                    f"{opts.connect_timeout:g}s (option 'connect_timeout'): {type(exc).__name__}: {exc}"
+                )
                 raise ExecutorError(msg) from None
         if ray.is_initialized():
             self._attach_existing(ray)
@@ -406,8 +428,10 @@ class RayExecutor(Executor):
             current = ray.get_runtime_context().gcs_address
             wanted = opts.address.removeprefix("ray://")
             if current.rpartition(":")[2] != wanted.rpartition(":")[2]:
-                msg = (f"executor 'ray': this process is already connected to the Ray cluster at {current!r}, "
-                       f"so it cannot connect to {opts.address!r} (Ray allows one cluster per process)")
+                msg = (
+                    f"executor 'ray': this process is already connected to the Ray cluster at {current!r}, "
+                    f"so it cannot connect to {opts.address!r} (Ray allows one cluster per process)"
+                )
                 raise ExecutorError(msg)
         log.info("using the Ray this process is already connected to")
         self._owned = False
@@ -442,11 +466,17 @@ class RayExecutor(Executor):
             with _quiet_token_notice(address == "local"):
                 ray.init(address=address, **kwargs)
         except Exception as exc:  # noqa: BLE001 - Ray raises many kinds of errors while starting or connecting; all are reported
-            where = "start a local Ray" if address == "local" else f"connect to the Ray cluster at {address!r}"
+            where = (
+                "start a local Ray"
+                if address == "local"
+                else f"connect to the Ray cluster at {address!r}"
+            )
             msg = f"executor 'ray': could not {where}: {type(exc).__name__}: {exc}"
             if address != "local" and "auth" in f"{exc!r} {exc.__cause__!r}".lower():
-                msg += ("\n(the cluster uses token authentication: set RAY_AUTH_MODE=token, and the cluster's "
-                        "token in RAY_AUTH_TOKEN or ~/.ray/auth_token)")
+                msg += (
+                    "\n(the cluster uses token authentication: set RAY_AUTH_MODE=token, and the cluster's "
+                    "token in RAY_AUTH_TOKEN or ~/.ray/auth_token)"
+                )
             raise ExecutorError(msg) from None
         self._owned = True
 
@@ -483,14 +513,18 @@ class RayExecutor(Executor):
         if not any(s.resources.requested() for s in workflow.spec.stages if s.resources):
             return []
         nodes = [n.get("Resources") or {} for n in self._ray.nodes() if n.get("Alive")]
-        problems = [p for stage in workflow.spec.stages
-                    if (p := self._unsatisfiable(stage.name, stage.resources, nodes)) is not None]
+        problems = [
+            p
+            for stage in workflow.spec.stages
+            if (p := self._unsatisfiable(stage.name, stage.resources, nodes)) is not None
+        ]
         if problems and started_here:
             self.close()
         return problems
 
-    def _unsatisfiable(self, stage: str, resources: Resources | None,
-                       nodes: list[dict[str, float]]) -> str | None:
+    def _unsatisfiable(
+        self, stage: str, resources: Resources | None, nodes: list[dict[str, float]]
+    ) -> str | None:
         wanted = {k: v for k, v in (resources.requested() if resources else {}).items() if v}
         if not wanted:
             return None
@@ -500,15 +534,27 @@ class RayExecutor(Executor):
         request = ", ".join(_format_amount(k, v) for k, v in wanted.items())
         shown = []
         for node in nodes:
-            parts = [_format_amount(k, v) for k, v in sorted(node.items())
-                     if not k.startswith(("node:", "accelerator_type:")) and k != "object_store_memory"]
+            parts = [
+                _format_amount(k, v)
+                for k, v in sorted(node.items())
+                if not k.startswith(("node:", "accelerator_type:")) and k != "object_store_memory"
+            ]
             shown.append(", ".join(parts) or "nothing")
         have = "; ".join(sorted(set(shown))) or "no nodes"
-        where = f"the Ray cluster at {self.options.address}" if self.options.address else "the local Ray"
-        hint = ("start nodes with `ray start --num-gpus N --resources '{\"NAME\": N}'`" if self.options.address
-                else "set the executor options 'num_cpus', 'num_gpus' or 'resources'")
-        return (f"stage {stage!r}: requests {request}, but no node of {where} has that much "
-                f"(nodes offer: {have}); {hint}")
+        where = (
+            f"the Ray cluster at {self.options.address}"
+            if self.options.address
+            else "the local Ray"
+        )
+        hint = (
+            "start nodes with `ray start --num-gpus N --resources '{\"NAME\": N}'`"
+            if self.options.address
+            else "set the executor options 'num_cpus', 'num_gpus' or 'resources'"
+        )
+        return (
+            f"stage {stage!r}: requests {request}, but no node of {where} has that much "
+            f"(nodes offer: {have}); {hint}"
+        )
 
     def _task_options(self, resources: Resources | None, label: str) -> dict[str, Any]:
         options: dict[str, Any] = {"name": label}
@@ -525,8 +571,13 @@ class RayExecutor(Executor):
             options["runtime_env"] = self._task_env
         return options
 
-    async def submit(self, fn: Callable[..., Any], *args: Any, resources: Resources | None = None,
-                     label: str = "") -> Any:
+    async def submit(
+        self,
+        fn: Callable[..., Any],
+        *args: Any,
+        resources: Resources | None = None,
+        label: str = "",
+    ) -> Any:
         if self._ray is None:
             await asyncio.to_thread(self.start)
         self._used = True
@@ -542,7 +593,10 @@ class RayExecutor(Executor):
                 # instances of classes from the code sent with it: Ray unpickles the
                 # call (which puts that code in place) before them.
                 handles = len(upstream)
-                call, values = UnpackedFirst(call, handles, tuple(values[handles:])), values[:handles]
+                call, values = (
+                    UnpackedFirst(call, handles, tuple(values[handles:])),
+                    values[:handles],
+                )
         value, status = self._remote_for(resources, name).remote(call, *values)
         return RayHandle(status, value, name, upstream)
 
@@ -554,7 +608,9 @@ class RayExecutor(Executor):
         if remote is None:
             if len(self._remotes) >= _MAX_REMOTES:  # a long-lived executor that saw many stages
                 self._remotes.clear()
-            remote = self._remotes[key] = _remote(self._ray).options(**self._task_options(resources, label))
+            remote = self._remotes[key] = _remote(self._ray).options(
+                **self._task_options(resources, label)
+            )
         return remote
 
     async def _get(self, ref: Any) -> Any:
@@ -583,7 +639,9 @@ class RayExecutor(Executor):
             # CallFailure): Ray could not serialize its result, or one it depends on.
             culprit = handle
             while True:
-                upstream = next((up for up in culprit.upstream if self._failed_unserializable(up)), None)
+                upstream = next(
+                    (up for up in culprit.upstream if self._failed_unserializable(up)), None
+                )
                 if upstream is None:
                     break
                 culprit = upstream
@@ -594,8 +652,9 @@ class RayExecutor(Executor):
     def _unserializable(self, exc: BaseException) -> bool:
         """Whether ``exc`` says that Ray could not store a call's result."""
         ray = self._ray or __import__("ray")
-        return (isinstance(exc, ray.exceptions.RayTaskError)
-                and not isinstance(self._cause(exc), (CallFailure, ray.exceptions.RayError)))
+        return isinstance(exc, ray.exceptions.RayTaskError) and not isinstance(
+            self._cause(exc), (CallFailure, ray.exceptions.RayError)
+        )
 
     def _failed_unserializable(self, handle: RayHandle) -> bool:
         """Whether ``handle``'s call has ended, its result unserializable (or one it
@@ -643,7 +702,9 @@ class RayExecutor(Executor):
         except Exception as exc:  # noqa: BLE001 - any Ray error of the fetch is reported with the stage
             await self._drain(handle.status)
             failure = self._failure(handle, exc)
-            if isinstance(self._cause(exc), CallFailure) or isinstance(failure.cause, ResultNotTransferable):
+            if isinstance(self._cause(exc), CallFailure) or isinstance(
+                failure.cause, ResultNotTransferable
+            ):
                 raise failure from None  # the call (or one it depends on) failed
             cause = failure.cause
             msg = f"stage {handle.label!r}: its result could not be fetched from Ray: {type(cause).__name__}: {cause}"
@@ -675,8 +736,11 @@ class RayExecutor(Executor):
         """Objects owned by a detached actor of this Ray cluster."""
         if self._ray is None:
             return None
-        return {"factory": "flowstage.executors.ray.memory:RayMemory", "name": "flowstage_object_store",
-                "namespace": "flowstage"}
+        return {
+            "factory": "flowstage.executors.ray.memory:RayMemory",
+            "name": "flowstage_object_store",
+            "namespace": "flowstage",
+        }
 
     def is_handle(self, value: Any) -> bool:
         return isinstance(value, RayHandle)

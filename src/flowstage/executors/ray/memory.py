@@ -54,7 +54,9 @@ class ObjectHolder:
         self._objects: dict[tuple[str, str], tuple[Any, int, str, int]] = {}
         self._lock = threading.Lock()
         self._version = 0
-        self._copier = concurrent.futures.ThreadPoolExecutor(2, thread_name_prefix="flowstage-adopt")
+        self._copier = concurrent.futures.ThreadPoolExecutor(
+            2, thread_name_prefix="flowstage-adopt"
+        )
 
     def adopt(self, namespace: str, key: str, boxed: list[Any], size: int, kind: str) -> None:
         """Keep the object behind ``boxed[0]``, and a copy of it that this actor owns.
@@ -99,8 +101,11 @@ class ObjectHolder:
     def entries(self, namespace: str | None) -> list[dict[str, Any]]:
         with self._lock:
             items = list(self._objects.items())
-        return [{"namespace": ns, "key": key, "size": size, "type": kind}
-                for (ns, key), (_, size, kind, _v) in items if namespace is None or ns == namespace]
+        return [
+            {"namespace": ns, "key": key, "size": size, "type": kind}
+            for (ns, key), (_, size, kind, _v) in items
+            if namespace is None or ns == namespace
+        ]
 
     def clear(self, namespace: str | None) -> int:
         with self._lock:
@@ -131,8 +136,14 @@ class RayMemory:
                 # num_cpus=0: holding references must never take a slot from stages.
                 actor_class = ray.remote(ObjectHolder)
                 self._actor = actor_class.options(
-                    name=self.name, namespace=self.namespace, lifetime="detached", get_if_exists=True,
-                    num_cpus=0, max_concurrency=32, max_restarts=0).remote()
+                    name=self.name,
+                    namespace=self.namespace,
+                    lifetime="detached",
+                    get_if_exists=True,
+                    num_cpus=0,
+                    max_concurrency=32,
+                    max_restarts=0,
+                ).remote()
             return self._actor
 
     def _call(self, method: str, *args: Any) -> Any:
