@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from flowstage.core import retries
 from flowstage.core.context import RunContext, reset_run_context, set_run_context, stage_target
 from flowstage.core.sources import resolve_in
 from flowstage.core.targets import resolve_target, signature_of
@@ -161,19 +162,16 @@ def _attempt_sync(
     index: int | None,
 ) -> tuple[Any, int]:
     """Call with retries; returns ``(value, attempts)`` or raises ``CallFailure``."""
-    attempts = 0
-    delay = task.retry_delay
-    while True:
-        attempts += 1
+    for attempt, pause in retries.attempts(task.retries, task.retry_delay):
         try:
             if task.timeout is not None:
-                return _with_timeout(fn, args, kwargs, task.timeout), attempts
-            return _finish(fn(*args, **kwargs)), attempts
+                return _with_timeout(fn, args, kwargs, task.timeout), attempt
+            return _finish(fn(*args, **kwargs)), attempt
         except Exception as exc:
-            if attempts > task.retries:
-                raise call_failure(task.stage, exc, index, attempts) from None
-        time.sleep(delay)
-        delay *= 2
+            if pause is None:
+                raise call_failure(task.stage, exc, index, attempt) from None
+        time.sleep(pause)
+    raise AssertionError("unreachable: the last attempt returns or raises")
 
 
 async def _attempt_async(
@@ -183,10 +181,8 @@ async def _attempt_async(
     kwargs: dict[str, Any],
     index: int | None,
 ) -> tuple[Any, int]:
-    attempts = 0
-    delay = task.retry_delay
-    while True:
-        attempts += 1
+    """:func:`_attempt_sync` for an ``async def`` target."""
+    for attempt, pause in retries.attempts(task.retries, task.retry_delay):
         try:
             pending = fn(*args, **kwargs)
             if task.timeout is not None:
@@ -197,12 +193,12 @@ async def _attempt_async(
                     raise CallTimeout(msg) from None
             else:
                 value = await pending
-            return _finish(value), attempts
+            return _finish(value), attempt
         except Exception as exc:
-            if attempts > task.retries:
-                raise call_failure(task.stage, exc, index, attempts) from None
-        await asyncio.sleep(delay)
-        delay *= 2
+            if pause is None:
+                raise call_failure(task.stage, exc, index, attempt) from None
+        await asyncio.sleep(pause)
+    raise AssertionError("unreachable: the last attempt returns or raises")
 
 
 def _target(task: StageTask) -> Callable[..., Any]:

@@ -13,6 +13,7 @@ import asyncio
 import dataclasses
 from typing import TYPE_CHECKING, Any
 
+from flowstage.core import retries
 from flowstage.core.calls import CallFailure, CallTimeout, StageTask, run_call
 from flowstage.core.dag import StageGraph
 from flowstage.core.errors import StageError
@@ -81,11 +82,8 @@ class StageExecution:
         :raises CallFailure: every attempt failed
         """
         stage = self.stage
-        delay = stage.retry_delay
-        attempts = 0
-        while True:
-            attempts += 1
-            self.record.attempts = attempts
+        for attempt, pause in retries.attempts(stage.retries, stage.retry_delay):
+            self.record.attempts = attempt
             handle = await self.executor.submit(
                 run_call, self.call_task, kwargs, *args, resources=stage.resources, label=stage.name
             )
@@ -99,18 +97,18 @@ class StageExecution:
             except asyncio.TimeoutError:
                 self.executor.cancel([handle])
                 msg = f"the call did not finish within its timeout of {stage.timeout:g}s"
-                failure = CallFailure(stage.name, None, attempts, "", CallTimeout(msg))
+                failure = CallFailure(stage.name, None, attempt, "", CallTimeout(msg))
             except CallFailure as exc:
                 if exc.stage != stage.name:
                     raise  # a stage it depends on failed (its value could not arrive): not retried here
                 failure = exc
             finally:
                 self.untrack(handle)
-            if attempts > stage.retries:
-                failure.attempts = attempts
+            if pause is None:
+                failure.attempts = attempt
                 raise failure
-            await asyncio.sleep(delay)
-            delay *= 2
+            await asyncio.sleep(pause)
+        raise AssertionError("unreachable: the last attempt returns or raises")
 
     async def call_output(self, *args: Any, **kwargs: Any) -> Any:
         """:meth:`call`, for a call whose result is the stage's output.
