@@ -828,25 +828,19 @@ def test_external_ray_cluster(tmp_path: Path):
         f"DATA = {base64.b64encode(os.urandom(150_000))!r}\n"
     )
     try:
+        # the code runs in a subprocess: keep it as written
+        # fmt: off
         code = f"""
             import json
             from flowstage import run_workflow, WorkflowError
-            wf = {
-            workflow(
-                "ext_ray",
-                stage("numbers", B + "numbers", resources={"special": 1}),
-                param("doubled", B + "double", "numbers"),
-                stage("env", E + "read_env"),
-                stage("said", E + "shout"),
-            )!r
-        }
+            wf = {workflow("ext_ray", stage("numbers", B + "numbers", resources={"special": 1}),
+                           param("doubled", B + "double", "numbers"), stage("env", E + "read_env"),
+                           stage("said", E + "shout"))!r}
             spec = {{"name": "ray", "address": "127.0.0.1:{port}", "connect_timeout": "60s",
                      "env": {{"FLOWSTAGE_TEST_VALUE": "from-option"}}}}
             out = run_workflow(wf, {{"n_vals": 3, "name": "FLOWSTAGE_TEST_VALUE", "word": "hello-from-ray"}},
                                executor=spec)
-            shipped = run_workflow({
-            str(stage_code_project(tmp_path / "flow", tmp_path / "home", 1))!r
-        },
+            shipped = run_workflow({str(stage_code_project(tmp_path / "flow", tmp_path / "home", 1))!r},
                                    executor={{"name": "ray", "address": "127.0.0.1:{port}"}})
             out["shipped"] = [shipped["local"], shipped["user"]]
             out["xs"] = shipped["xs"]
@@ -857,22 +851,17 @@ def test_external_ray_cluster(tmp_path: Path):
                 deadline = time.monotonic() + 60
                 while sum(n["Alive"] for n in ray.nodes()) < 2 and time.monotonic() < deadline:
                     time.sleep(0.5)
-                out["pinned"] = run_workflow({
-            str(tmp_path / "pinned" / "pinned.yaml")!r
-        }, executor=ex)
-                out["pinned_large"] = run_workflow({
-            str(tmp_path / "pinned_large" / "pinned.yaml")!r
-        }, executor=ex)
+                out["pinned"] = run_workflow({str(tmp_path / "pinned" / "pinned.yaml")!r}, executor=ex)
+                out["pinned_large"] = run_workflow({str(tmp_path / "pinned_large" / "pinned.yaml")!r}, executor=ex)
             try:
-                run_workflow({
-            workflow("too_much", stage("big", B + "one", resources={"special": 3}))!r
-        },
+                run_workflow({workflow("too_much", stage("big", B + "one", resources={"special": 3}))!r},
                              executor={{"name": "ray", "address": "127.0.0.1:{port}"}})
                 out["too_much"] = "ran"
             except WorkflowError as exc:
                 out["too_much"] = str(exc)
             print("RESULT " + json.dumps(out), flush=True)
         """
+        # fmt: on
         done = _run_driver(code, env)
         lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
         assert lines, done.stdout + done.stderr
