@@ -8,9 +8,7 @@ import typer
 
 
 def sample_squares(
-    count: int = typer.Option(
-        5, "--count", "-c", min=0, help="How many numbers to square (0..COUNT-1)."
-    ),
+    count: int = typer.Option(5, "--count", "-c", min=0, help="How many numbers to square (0..COUNT-1)."),
     executor: str = typer.Option("local", "--executor", "-e", help="Executor to run on."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:

@@ -68,22 +68,15 @@ class InlineExecutor(Executor):
         for stage in workflow.spec.stages:
             try:
                 fn = resolve_target(stage.target)  # validation has imported it already
-            except Exception:  # noqa: BLE001  # validation reports targets that do not import
+            except Exception:  # noqa: BLE001, S112  # validation reports targets that do not import
                 continue
             if inspect.iscoroutinefunction(fn):
-                problems.append(
-                    f"stage {stage.name!r}: async targets cannot run on the inline executor "
-                    "(use the local executor)"
-                )
+                problems.append(f"stage {stage.name!r}: async targets cannot run on the inline executor "
+                                "(use the local executor)")
         return problems
 
-    async def submit(
-        self,
-        fn: Callable[..., Any],
-        *args: Any,
-        resources: Resources | None = None,
-        label: str = "",
-    ) -> Done:
+    async def submit(self, fn: Callable[..., Any], *args: Any, resources: Resources | None = None,
+                     label: str = "") -> Done:
         values = [a.get() if isinstance(a, Done) else a for a in args]
         if self.options.log_calls:
             log.info("inline call: %s", label)

@@ -69,9 +69,7 @@ def flowstage_workflow_paths() -> list[str]:
     from importlib.resources import files
 
     folder = files("flowstage_sample") / "workflows"
-    return sorted(
-        str(entry) for entry in folder.iterdir() if entry.name.endswith((".yaml", ".yml"))
-    )
+    return sorted(str(entry) for entry in folder.iterdir() if entry.name.endswith((".yaml", ".yml")))
 
 
 def _record(event: str, run: Run, stage: StageRecord | None = None) -> None:
@@ -79,16 +77,10 @@ def _record(event: str, run: Run, stage: StageRecord | None = None) -> None:
     path = os.environ.get("FLOWSTAGE_SAMPLE_EVENTS")
     if not path:
         return
-    line: dict[str, Any] = {
-        "event": event,
-        "run": run.id,
-        "workflow": run.workflow,
-        "state": run.state,
-    }
+    line: dict[str, Any] = {"event": event, "run": run.id, "workflow": run.workflow, "state": run.state}
     if stage is not None:
-        line.update(
-            stage=stage.name, stage_state=stage.state, duration=stage.duration, error=stage.error
-        )
+        line.update(stage=stage.name, stage_state=stage.state,
+                    duration=stage.duration, error=stage.error)
     if event == "flowstage_run_finished":
         line["error"] = run.error
     with _write_lock, Path(path).open("a", encoding="utf-8") as out:

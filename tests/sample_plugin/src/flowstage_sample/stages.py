@@ -30,12 +30,8 @@ def total(values: list[int]) -> int:
 def where_am_i() -> dict[str, object]:
     """Which process and executor ran this stage."""
     context = get_run_context()
-    return {
-        "pid": os.getpid(),
-        "thread": threading.current_thread().name,
-        "executor": context.executor,
-        "stage": context.stage,
-    }
+    return {"pid": os.getpid(), "thread": threading.current_thread().name,
+            "executor": context.executor, "stage": context.stage}
 
 
 async def async_double(count: int) -> int:
