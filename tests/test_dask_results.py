@@ -12,7 +12,7 @@ import threading
 import pytest
 
 from flowstage.core.calls import CallFailure
-from flowstage.executors.common import ResultNotTransferable
+from flowstage.core.errors import ResultNotTransferable
 from flowstage.executors.dask.results import Kept, opened, register_with_dask
 
 distributed_serialize = pytest.importorskip(

@@ -26,7 +26,7 @@ from flowstage import (
     run_workflow,
 )
 from flowstage.artifacts import get_artifact, list_artifacts, new_artifact
-from flowstage.storage.object_store import InvalidKeyError, ObjectStoreError
+from flowstage.core.errors import InvalidKeyError, ObjectStoreError
 
 STRATEGIES = ["cluster_memory", "artifact", "fallback"]
 SRC = str(Path(__file__).resolve().parents[1] / "src")
@@ -521,7 +521,7 @@ def test_a_killed_writer_never_leaves_a_half_written_object(key: str, app_home: 
 FULL_DISK = textwrap.dedent("""
     import resource, signal, sys
     from flowstage import object_store
-    from flowstage.storage.object_store import ObjectStoreError
+    from flowstage.core.errors import ObjectStoreError
     key = sys.argv[1]
     object_store.put(key, b"old" * 100, strategy="artifact")
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # over the limit, write() fails instead

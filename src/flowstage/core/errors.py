@@ -2,20 +2,44 @@
 
 ::
 
-    FlowstageError                 base of everything below
-    ├── UserError                  bad input; the CLI prints it without a traceback, exit 2
-    │   ├── WorkflowError          a workflow/config file or input failed validation
-    │   ├── UnknownNameError       no executor / stage type / workflow of that name
-    │   ├── PluginError            a plugin failed to load or misbehaved
-    │   └── ExecutorError          an executor could not start or was misconfigured
-    ├── StageError                 a stage failed while the workflow ran (CLI exit 1)
-    ├── RunCancelled               the run was cancelled (Ctrl-C, ``runs cancel``)
-    └── ObjectNotFound (KeyError)  ``object_store.get`` of a missing key
+    FlowstageError                     base of everything below
+    ├── UserError                      bad input; the CLI prints it without a traceback, exit 2
+    │   ├── WorkflowError              a workflow/config file or input failed validation
+    │   ├── UnknownNameError           no executor / stage type / workflow of that name
+    │   ├── PluginError                a plugin failed to load or misbehaved
+    │   ├── ExecutorError              an executor could not start or was misconfigured
+    │   ├── StoreError                 the app dir's store cannot be read or written
+    │   └── ObjectStoreError           an object could not be stored or read
+    │       ├── InvalidKeyError (ValueError)  a key, artifact name or namespace not allowed
+    │       └── MemoryFull             cluster memory has no room for the object
+    ├── StageError                     a stage failed while the workflow ran (CLI exit 1)
+    ├── RunCancelled                   the run was cancelled (Ctrl-C, ``runs cancel``)
+    ├── ObjectNotFound (KeyError)      ``object_store.get`` of a missing key
+    ├── TargetError                    a stage target does not import or is not callable
+    └── ResultNotTransferable          a call's result cannot leave its worker
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+
+__all__ = [
+    "ExecutorError",
+    "FlowstageError",
+    "InvalidKeyError",
+    "MemoryFull",
+    "ObjectNotFound",
+    "ObjectStoreError",
+    "PluginError",
+    "ResultNotTransferable",
+    "RunCancelled",
+    "StageError",
+    "StoreError",
+    "TargetError",
+    "UnknownNameError",
+    "UserError",
+    "WorkflowError",
+]
 
 
 class FlowstageError(Exception):
@@ -54,6 +78,24 @@ class PluginError(UserError):
 
 class ExecutorError(UserError):
     """An executor was misconfigured or could not start."""
+
+
+class StoreError(UserError):
+    """The store file cannot be used: corrupt, not a flowstage store, from a newer
+    flowstage, or held locked by another process for longer than ``store.busy_timeout``."""
+
+
+class ObjectStoreError(UserError):
+    """An object could not be stored or read (bad key, unpicklable value, full or
+    unreachable storage); the message names the key, the namespace and the stage."""
+
+
+class InvalidKeyError(ObjectStoreError, ValueError):
+    """A key, artifact name or namespace that is not allowed (``..``, absolute, empty)."""
+
+
+class MemoryFull(ObjectStoreError):
+    """Cluster memory has no room for the object (``fallback`` then uses an artifact)."""
 
 
 class StageError(FlowstageError):
@@ -102,3 +144,11 @@ class ObjectNotFound(FlowstageError, KeyError):
 
     def __str__(self) -> str:  # KeyError would quote the message
         return str(self.args[0]) if self.args else ""
+
+
+class TargetError(FlowstageError):
+    """A target does not import, or is not callable; the message says why."""
+
+
+class ResultNotTransferable(FlowstageError):
+    """A call's result cannot be serialized, so it could never leave its worker."""

@@ -16,12 +16,10 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from flowstage.core.errors import TargetError
+
 _resolved: dict[str, Callable[..., Any]] = {}
 _import_lock = threading.RLock()
-
-
-class TargetError(Exception):
-    """A target does not import, or is not callable; the message says why."""
 
 
 def add_search_paths(paths: Iterable[str]) -> None:

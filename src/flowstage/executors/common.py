@@ -12,6 +12,7 @@ from typing import Any
 from pydantic import Field, field_validator
 
 from flowstage.core.calls import CallFailure
+from flowstage.core.errors import ResultNotTransferable
 from flowstage.core.executor import ExecutorOptions
 from flowstage.core.units import parse_duration, parse_memory
 
@@ -45,10 +46,6 @@ def parse_capacity(value: Any) -> Any:
     if isinstance(value, dict) and "memory" in value:
         value = {**value, "memory": parse_memory(value["memory"])}
     return value
-
-
-class ResultNotTransferable(Exception):
-    """A call's result cannot be serialized, so it could never leave its worker."""
 
 
 def unpicklable(value: Any) -> Exception | None:

@@ -17,8 +17,9 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import Field, field_validator
 
+from flowstage.core.errors import ResultNotTransferable
 from flowstage.core.executor import Executor, ExecutorOptions
-from flowstage.executors.common import ResultNotTransferable, main_module_hidden, parse_capacity
+from flowstage.executors.common import main_module_hidden, parse_capacity
 from flowstage.storage.object_store import LocalMemory, SharedDirMemory
 
 if TYPE_CHECKING:

@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from flowstage.core.context import _current
-from flowstage.core.errors import ObjectNotFound, UserError
+from flowstage.core.errors import InvalidKeyError, MemoryFull, ObjectNotFound, ObjectStoreError
 
 if TYPE_CHECKING:
     from flowstage.core.context import RunContext
@@ -48,19 +48,6 @@ class _Missing:
 
 #: ``get``'s default: raise ``ObjectNotFound`` instead of returning a default
 MISSING: Any = _Missing()
-
-
-class ObjectStoreError(UserError):
-    """An object could not be stored or read (bad key, unpicklable value, full or
-    unreachable storage); the message names the key, the namespace and the stage."""
-
-
-class InvalidKeyError(ObjectStoreError, ValueError):
-    """A key, artifact name or namespace that is not allowed (``..``, absolute, empty)."""
-
-
-class MemoryFull(ObjectStoreError):
-    """Cluster memory has no room for the object (``fallback`` then uses an artifact)."""
 
 
 # names -----------------------------------------------------------------------
