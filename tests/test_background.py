@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from flowstage.state.store import get_store, process_alive
+from flowstage.state.liveness import process_alive
+from flowstage.state.store import get_store
 
 FLOWSTAGE = str(Path(sys.executable).with_name("flowstage"))
 

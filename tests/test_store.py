@@ -17,10 +17,11 @@ from pathlib import Path
 import pytest
 
 from flowstage import run_workflow
-from flowstage.core.errors import UserError
+from flowstage.core.errors import StoreError, UserError
 from flowstage.core.plugin_manager import default_plugins
+from flowstage.state.database import SCHEMA_VERSION
 from flowstage.state.resources import apply_path
-from flowstage.state.store import SCHEMA_VERSION, StoreError, get_store
+from flowstage.state.store import get_store
 
 
 def workflow(name: str, target: str, annotations: dict | None = None) -> dict:

@@ -404,3 +404,15 @@ def _valid_keys(parent: list[str]) -> list[str]:
 def stage_keys() -> list[str]:
     """Keys a stage accepts (for did-you-mean on typos such as ``depend_on``)."""
     return sorted(Stage.model_fields)
+
+
+def names_a_workflow(source: Any) -> bool:
+    """Whether ``source`` is a bare name (``train``) to look up, rather than a file path
+    or YAML text; built on the same test that :func:`read_documents` uses for paths."""
+    return (
+        isinstance(source, str)
+        and _looks_like_path(source)
+        and "/" not in source
+        and not source.endswith((".yaml", ".yml"))
+        and not os.path.exists(source)
+    )

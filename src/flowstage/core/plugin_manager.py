@@ -166,8 +166,9 @@ class FlowstagePlugins:
                     log.warning("%s", msg)
 
     def notify(self, hook_name: str, **kwargs: Any) -> None:
-        """Call a lifecycle hook on every plugin; an exception is logged, never raised."""
-        for impl in getattr(self.pm.hook, hook_name).get_hookimpls():
+        """Call a lifecycle hook on every plugin, in pluggy's order (``tryfirst`` first,
+        ``trylast`` last); an exception is logged, never raised."""
+        for impl in reversed(getattr(self.pm.hook, hook_name).get_hookimpls()):
             args = {k: v for k, v in kwargs.items() if k in impl.argnames}
             try:
                 impl.function(**args)

@@ -5,14 +5,25 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Literal
+
+#: where a run is: queued, going, or how it ended
+RunState = Literal["pending", "running", "finished", "failed", "cancelled"]
+#: where a stage of a run is
+StageState = Literal["pending", "running", "finished", "failed", "cancelled"]
+#: run states of a run that has not ended
+ACTIVE_STATES: tuple[RunState, ...] = ("pending", "running")
+#: who started a run
+RunSource = Literal["api", "cli", "background", "trigger"]
 
 
 def now() -> datetime:
+    """The current time, in UTC."""
     return datetime.now(timezone.utc)
 
 
 def new_run_id() -> str:
+    """A fresh run id: 12 hex digits."""
     return uuid.uuid4().hex[:12]
 
 
@@ -21,7 +32,7 @@ class StageRecord:
     """One stage of a run: state, times, attempts, map progress and failed items."""
 
     name: str
-    state: str = "pending"  # pending | running | finished | failed | cancelled
+    state: StageState = "pending"
     started_at: datetime | None = None
     finished_at: datetime | None = None
     attempts: int = 0
@@ -41,21 +52,23 @@ class StageRecord:
 
 @dataclass
 class Run:
-    """A workflow run. ``state``: pending | running | finished | failed | cancelled."""
+    """A workflow run and what happened to each of its stages."""
 
     id: str
     workflow: str
-    source: str = "api"
+    source: str = "api"  # a RunSource; plugins may add their own
     executor: str = "local"
     namespace: str = "default"
     input: dict[str, Any] = field(default_factory=dict)
-    state: str = "pending"
+    state: RunState = "pending"
     started_at: datetime | None = None
     finished_at: datetime | None = None
     result: Any = None
     error: str | None = None
     exception: BaseException | None = None
     stages: dict[str, StageRecord] = field(default_factory=dict)
+    #: keep the run in the run history (the recorder plugin reads this)
+    record: bool = True
 
     @property
     def failed_items(self) -> dict[str, list[dict[str, Any]]]:

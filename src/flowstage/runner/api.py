@@ -13,105 +13,19 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from flowstage.core.context import ConfigView, RunContext, RunInfo
-from flowstage.core.errors import (
-    ExecutorError,
-    PluginError,
-    RunCancelled,
-    StageError,
-    UserError,
-    WorkflowError,
-)
+from flowstage.core.errors import PluginError, RunCancelled, StageError, UserError, WorkflowError
 from flowstage.core.executor import Executor
-from flowstage.core.loading import check_input, load_workflow, search_paths_for
-from flowstage.core.models import Workflow
-from flowstage.core.plugin_manager import FlowstagePlugins, default_plugins
+from flowstage.core.loading import search_paths_for
+from flowstage.core.plugin_manager import FlowstagePlugins
 from flowstage.core.runs import Run, StageRecord, new_run_id, now
 from flowstage.core.scheduler import RunDriver
-from flowstage.core.settings import app_dir, deep_merge, load_settings
 from flowstage.core.sources import pack_sources
+from flowstage.runner.prepare import create_executor, prepare_run, run_config
 from flowstage.storage.object_store import run_settings as object_store_settings
 
+__all__ = ["arun_workflow", "create_executor", "run_workflow"]
+
 T = TypeVar("T")
-
-
-def executor_spec(spec: str | Mapping[str, Any] | None) -> dict[str, Any]:
-    """``{name: ..., **options}`` from a name, a mapping, or ``None`` (the settings)."""
-    if spec is None:
-        return load_settings().executor.spec()
-    if isinstance(spec, str):
-        return {"name": spec}
-    if isinstance(spec, Mapping):
-        if "name" not in spec:
-            raise ExecutorError(
-                f"an executor mapping needs a 'name' key, got keys: {', '.join(spec) or 'none'}"
-            )
-        return dict(spec)
-    raise ExecutorError(
-        f"expected an executor name, mapping or Executor, got {type(spec).__name__}"
-    )
-
-
-def create_executor(
-    spec: str | Mapping[str, Any] | Executor | None = None,
-    *,
-    plugins: FlowstagePlugins | None = None,
-) -> Executor:
-    """An executor from a name (``"dask"``) or ``{"name": ..., **options}``.
-
-    The executor is a context manager: started on enter, closed on exit; in between it
-    can serve any number of ``run_workflow`` calls.
-
-    :raises UnknownNameError: no installed executor has that name (lists the installed)
-    :raises ExecutorError: the options are not valid for that executor
-    """
-    if isinstance(spec, Executor):
-        return spec
-    options = executor_spec(spec)
-    name = str(options.pop("name"))
-    registry = (plugins or default_plugins()).registries.executors
-    cls = registry.get(name)
-    return cls(**options)
-
-
-def _run_configs(workflow: Workflow, config: Mapping[str, Any] | None) -> dict[str, Any]:
-    """Config data for a run: matching applied configs in name order, then configs in the
-    workflow's own file, then ``config``."""
-    from flowstage.state.store import matching_config_data
-
-    data = matching_config_data(workflow)
-    if workflow.source:
-        data = deep_merge(data, _file_config_data(workflow))
-    return deep_merge(data, config) if config else data
-
-
-def _file_config_data(workflow: Workflow) -> dict[str, Any]:
-    """Configs written beside the workflow in its file (no selector: they apply to it)."""
-    from flowstage.core.loading import load_resources
-    from flowstage.core.models import ConfigResource
-
-    assert workflow.source is not None
-    configs = [r for r in load_resources(workflow.source) if isinstance(r, ConfigResource)]
-    data: dict[str, Any] = {}
-    for resource in sorted(configs, key=lambda c: c.name):
-        if resource.spec.selector is None or resource.spec.selector.matches(workflow):
-            data = deep_merge(data, resource.spec.data)
-    return data
-
-
-def resolve_workflow(workflow: Any, plugins: FlowstagePlugins) -> Any:
-    """A workflow source; a bare name is looked up among applied and shipped workflows."""
-    if (
-        isinstance(workflow, str)
-        and "\n" not in workflow
-        and not os.path.exists(workflow)
-        and not workflow.endswith((".yaml", ".yml"))
-        and "/" not in workflow
-        and ":" not in workflow
-    ):
-        from flowstage.state.resources import find_workflow
-
-        return find_workflow(workflow, plugins)
-    return workflow
 
 
 class _EngineThreads:
@@ -156,19 +70,14 @@ async def arun_workflow(
     on_run: Any = None,
 ) -> Any:
     """Run a workflow and return its result (see :func:`run_workflow`)."""
-    plugins = default_plugins()
-    registries = plugins.registries
-    home = str(app_dir())
-    workflow = load_workflow(
-        resolve_workflow(workflow, plugins),
-        stage_types=registries.stage_types,
-        search_paths=(home,),
+    prepared = prepare_run(workflow, input)
+    plugins, workflow, run_input, home = (
+        prepared.plugins,
+        prepared.workflow,
+        prepared.input,
+        prepared.home,
     )
-    run_input = dict(input or {})
-    bound = check_input(
-        workflow, run_input, stage_types=registries.stage_types, search_paths=(home,)
-    )
-    config_data = _run_configs(workflow, config)
+    config_data = run_config(workflow, config)
     owned = not isinstance(executor, Executor)
     engine = create_executor(executor, plugins=plugins)
     try:
@@ -190,6 +99,7 @@ async def arun_workflow(
         namespace=namespace,
         input=run_input,
         stages={s.name: StageRecord(s.name) for s in workflow.spec.stages},
+        record=record,
     )
     context = RunContext(
         run_input,
@@ -199,11 +109,6 @@ async def arun_workflow(
         workflow,
         RunInfo(run.id, workflow.name, source, now()),
     )
-    recorder = None
-    if record:
-        from flowstage.state.store import RunRecorder
-
-        recorder = RunRecorder(run)
     if on_run is not None:
         on_run(run)
     try:
@@ -218,8 +123,6 @@ async def arun_workflow(
             context.extras["sources"] = sources
         run.state = "running"
         run.started_at = now()
-        if recorder:
-            recorder.started()
         plugins.notify("flowstage_run_started", run=run)
         driver = RunDriver(
             workflow,
@@ -227,8 +130,8 @@ async def arun_workflow(
             context,
             engine,
             plugins,
-            registries.stage_types,
-            bound,
+            plugins.registries.stage_types,
+            prepared.bound,
             search_paths_for(workflow, (home,)),
         )
         run.result = await driver.execute()
@@ -241,15 +144,15 @@ async def arun_workflow(
             "the run was cancelled",
             RunCancelled("the run was cancelled"),
         )
-        _finish(run, plugins, recorder, engine if owned else None)
+        _finish(run, plugins, engine if owned else None)
         raise exc
     except (UserError, PluginError) as exc:
         run.state, run.error, run.exception = "failed", str(exc), exc
     except Exception as exc:  # a bug: record the run as failed, stop what we started, show it
         run.state, run.error, run.exception = "failed", f"{type(exc).__name__}: {exc}", exc
-        _finish(run, plugins, recorder, engine if owned else None)
+        _finish(run, plugins, engine if owned else None)
         raise
-    _finish(run, plugins, recorder, engine if owned else None)
+    _finish(run, plugins, engine if owned else None)
     if return_run:
         return run
     if run.exception is not None:
@@ -257,7 +160,7 @@ async def arun_workflow(
     return run.result
 
 
-def _finish(run: Run, plugins: FlowstagePlugins, recorder: Any, owned: Executor | None) -> None:
+def _finish(run: Run, plugins: FlowstagePlugins, owned: Executor | None) -> None:
     run.finished_at = now()
     if run.state != "finished":  # stages the run never reached (it failed or was cancelled early)
         for record in run.stages.values():
@@ -266,8 +169,6 @@ def _finish(run: Run, plugins: FlowstagePlugins, recorder: Any, owned: Executor 
     if owned is not None:
         owned.close()
     plugins.notify("flowstage_run_finished", run=run)
-    if recorder:
-        recorder.finished()
 
 
 def run_workflow(

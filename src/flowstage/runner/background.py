@@ -47,25 +47,21 @@ def start_background_run(
     import json
     import subprocess
 
-    from flowstage.core.loading import check_input, load_workflow
-    from flowstage.core.plugin_manager import default_plugins
     from flowstage.core.runs import Run, StageRecord, new_run_id
-    from flowstage.core.settings import app_dir
-    from flowstage.runner.api import create_executor, executor_spec, resolve_workflow
-    from flowstage.state.store import get_store, process_start
+    from flowstage.runner.prepare import create_executor, executor_spec, prepare_run
+    from flowstage.state.liveness import process_start
+    from flowstage.state.store import get_store
 
-    plugins = default_plugins()
-    stage_types = plugins.registries.stage_types
-    home = str(app_dir())
-    definition = load_workflow(
-        resolve_workflow(workflow, plugins), stage_types=stage_types, search_paths=(home,)
+    prepared = prepare_run(workflow, run_input)
+    plugins, definition, run_input, home = (
+        prepared.plugins,
+        prepared.workflow,
+        prepared.input,
+        prepared.home,
     )
-    run_input = dict(run_input or {})
-    check_input(definition, run_input, stage_types=stage_types, search_paths=(home,))
     spec = executor_spec(executor)
-    engine = create_executor(
-        dict(spec), plugins=plugins
-    )  # checks the name and options; not started
+    # checks the name and the options; not started
+    engine = create_executor(dict(spec), plugins=plugins)
     callables = [s.name for s in definition.spec.stages if not isinstance(s.target, str)]
     if callables:
         msg = (
@@ -123,7 +119,9 @@ def main(argv: list[str]) -> int:
     import logging
     import signal
 
-    from flowstage.state.store import ACTIVE_STATES, get_store, process_start
+    from flowstage.core.runs import ACTIVE_STATES
+    from flowstage.state.liveness import process_start
+    from flowstage.state.store import get_store
 
     def interrupt(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt  # `runs cancel` before the run started: end as cancelled
@@ -245,7 +243,9 @@ def cancel_run(run_id: str, timeout: float = CANCEL_TIMEOUT) -> dict[str, Any]:
     """
     import signal
 
-    from flowstage.state.store import ACTIVE_STATES, get_store, process_alive, this_host
+    from flowstage.core.runs import ACTIVE_STATES
+    from flowstage.state.liveness import process_alive, this_host
+    from flowstage.state.store import get_store
 
     store = get_store()
     row = _find(run_id)

@@ -12,8 +12,10 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from flowstage.core.configs import applying, merge_configs
 from flowstage.core.errors import UnknownNameError, UserError, WorkflowError
 from flowstage.core.models import ConfigResource, Workflow
+from flowstage.state.store import get_store
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
@@ -48,7 +50,6 @@ def _from_row(row: dict[str, Any]) -> Any:
 
 def applied_workflow(name: str) -> Workflow | None:
     """The applied workflow called ``name``, if there is one."""
-    from flowstage.state.store import get_store
 
     row = get_store().get_resource("workflow", name)
     return _from_row(row) if row else None
@@ -66,7 +67,6 @@ def find_workflow(name: str, plugins: FlowstagePlugins) -> Any:
     for workflow, _owner in shipped:
         if workflow.name == name:
             return workflow
-    from flowstage.state.store import get_store
 
     known = sorted(
         {w.name for w, _ in shipped} | {r["name"] for r in get_store().list_resources("workflow")}
@@ -154,7 +154,6 @@ def apply_path(
     """
     from flowstage.core.loading import validate_workflow, workflow_label
     from flowstage.core.settings import app_dir
-    from flowstage.state.store import get_store
 
     try:
         found = read_resources(path, recursive)
@@ -200,7 +199,6 @@ def delete_path(
     path: str | os.PathLike[str], recursive: bool = False
 ) -> list[tuple[str, str, bool]]:
     """Delete every resource named in ``path``; ``(kind, name, whether it existed)`` each."""
-    from flowstage.state.store import get_store
 
     keys = [(r.kind, r.name) for r, _doc, _label in read_resources(path, recursive)]  # type: ignore[attr-defined]
     return [
@@ -213,7 +211,6 @@ def delete_resource(kind: str, name: str) -> None:
 
     :raises UnknownNameError: no applied resource of that kind has that name
     """
-    from flowstage.state.store import get_store
 
     store = get_store()
     if not store.delete_resources([(kind, name)])[0]:
@@ -221,7 +218,6 @@ def delete_resource(kind: str, name: str) -> None:
 
 
 def _unknown(kind: str, name: str) -> str:
-    from flowstage.state.store import get_store
 
     known = [r["name"] for r in get_store().list_resources(kind)]
     listed = ", ".join(known) if known else "none"
@@ -242,7 +238,6 @@ def _selector_text(config: ConfigResource) -> str:
 
 def workflow_rows(plugins: FlowstagePlugins, name: str | None = None) -> list[dict[str, Any]]:
     """Applied workflows, then those plugins ship, as rows for ``get workflows``."""
-    from flowstage.state.store import get_store
 
     rows = []
     for row in get_store().list_resources("workflow"):
@@ -281,7 +276,6 @@ def workflow_rows(plugins: FlowstagePlugins, name: str | None = None) -> list[di
 
 def config_rows(name: str | None = None) -> list[dict[str, Any]]:
     """Applied configs as rows for ``get configs``."""
-    from flowstage.state.store import get_store
 
     rows = []
     for row in get_store().list_resources("config"):
@@ -304,7 +298,6 @@ def config_rows(name: str | None = None) -> list[dict[str, Any]]:
 def describe_workflow(name: str, plugins: FlowstagePlugins) -> dict[str, Any]:
     """The workflow as a resource document, with a ``status``: where it comes from, the
     configs that apply to it (in merge order) and the config data they give."""
-    from flowstage.state.store import get_store, matching_config_data, matching_configs
 
     store = get_store()
     row = store.get_resource("workflow", name)
@@ -329,7 +322,7 @@ def describe_workflow(name: str, plugins: FlowstagePlugins) -> dict[str, Any]:
                 _unknown("workflow", name).replace("applied workflows", "known workflows")
             )
     status["configs"] = [c.name for c in matching_configs(workflow)]
-    status["config"] = matching_config_data(workflow)
+    status["config"] = merge_configs(get_store().configs(), workflow)
     runs, total = store.list_runs(limit=1, workflow=name)
     status["runs"] = total
     if runs:
@@ -339,7 +332,6 @@ def describe_workflow(name: str, plugins: FlowstagePlugins) -> dict[str, Any]:
 
 def describe_config(name: str, plugins: FlowstagePlugins) -> dict[str, Any]:
     """The config as a resource document, with the workflows it applies to."""
-    from flowstage.state.store import get_store
 
     row = get_store().get_resource("config", name)
     if row is None:
@@ -356,3 +348,8 @@ def describe_config(name: str, plugins: FlowstagePlugins) -> dict[str, Any]:
         "applies_to": applies,
     }
     return {**row["document"], "status": status}
+
+
+def matching_configs(workflow: Workflow) -> list[ConfigResource]:
+    """The applied configs that apply to ``workflow``, in merge order."""
+    return applying(get_store().configs(), workflow)

@@ -19,7 +19,7 @@ def executor_from_flags(name: str | None, options: list[str]) -> dict[str, Any] 
     """The executor spec ``--executor`` and ``--executor-option KEY=VALUE`` ask for."""
     if name is None and not options:
         return None
-    from flowstage.runner.api import executor_spec
+    from flowstage.runner.prepare import executor_spec
 
     spec = {"name": name} if name else executor_spec(None)
     for option in options:

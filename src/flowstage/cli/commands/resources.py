@@ -56,7 +56,7 @@ def print_rows(rows: list[dict[str, Any]], fmt: str) -> None:
 
 def _when(value: str | None) -> str:
     """A stored UTC time in the local time zone, to the second."""
-    from flowstage.state.store import parse_time
+    from flowstage.state.rows import parse_time
 
     moment = parse_time(value)
     return moment.astimezone().strftime("%Y-%m-%d %H:%M:%S") if moment else ""
@@ -163,7 +163,8 @@ def get(
 
 
 def _list_runs(name: str | None, fmt: str, limit: int, page: int, state: str | None) -> None:
-    from flowstage.state.store import RUN_SUMMARY_KEYS, get_store
+    from flowstage.state.history import RUN_SUMMARY_KEYS
+    from flowstage.state.store import get_store
 
     if limit < 0 or page < 1:
         raise UserError("--limit must be 0 or more and --page 1 or more")
@@ -207,7 +208,7 @@ def _list_runs(name: str | None, fmt: str, limit: int, page: int, state: str | N
 
 
 def _duration(row: dict[str, Any]) -> str:
-    from flowstage.state.store import parse_time
+    from flowstage.state.rows import parse_time
 
     start, end = parse_time(row["started_at"]), parse_time(row["finished_at"])
     return f"{(end - start).total_seconds():.2f}s" if start and end else ""
@@ -251,7 +252,8 @@ def logs(
     import time
 
     from flowstage.runner.background import read_log
-    from flowstage.state.store import ACTIVE_STATES, get_store
+    from flowstage.core.runs import ACTIVE_STATES
+    from flowstage.state.store import get_store
 
     row, path = read_log(run_id)
     position = 0
@@ -285,7 +287,8 @@ def inspect(
     check_format(fmt, ("yaml", "json"))
     resource_kind = _kind(kind, ("workflow", "config", "run"))
     if resource_kind == "run":
-        from flowstage.state.store import describe_run, get_store
+        from flowstage.state.rows import describe_run
+        from flowstage.state.store import get_store
 
         row = get_store().find_run(name)
         if row is None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -13,18 +13,11 @@ if TYPE_CHECKING:  # imported when a command runs: `flowstage --help` stays fast
     from flowstage.core.models import Workflow
 
 
-def _load(path: str) -> Workflow:
-    from flowstage.core.appdir import app_dir
-    from flowstage.core.loading import load_workflow
-    from flowstage.core.plugin_manager import default_plugins
-    from flowstage.runner.api import resolve_workflow
+def _load(path: str, run_input: dict[str, Any] | None = None) -> Workflow:
+    """The workflow ``path`` names, validated; with ``run_input``, the input is checked."""
+    from flowstage.runner.prepare import prepare_run
 
-    plugins = default_plugins()
-    return load_workflow(
-        resolve_workflow(path, plugins),
-        stage_types=plugins.registries.stage_types,
-        search_paths=(str(app_dir()),),
-    )
+    return prepare_run(path, run_input, with_input=run_input is not None).workflow
 
 
 def validate(
@@ -32,13 +25,8 @@ def validate(
     path: str = typer.Argument(..., help="Workflow file (or name) to check."),
 ) -> None:
     """Check a workflow (and, given --KEY VALUE inputs, the input) without running it."""
-    workflow = _load(path)
     run_input = parse_input_args(ctx.args)
-    if ctx.args:
-        from flowstage.core.appdir import app_dir
-        from flowstage.core.loading import check_input
-
-        check_input(workflow, run_input, search_paths=(str(app_dir()),))
+    workflow = _load(path, run_input if ctx.args else None)
     stages = len(workflow.spec.stages)
     checked = " and its input" if ctx.args else ""
     typer.echo(

@@ -1,0 +1,114 @@
+"""Run rows as the CLI and the API show them, and runs as the store writes them."""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+
+from flowstage.core.runs import ACTIVE_STATES
+from flowstage.core.settings import app_dir
+
+if TYPE_CHECKING:
+    from flowstage.core.runs import Run
+
+
+def parse_time(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+
+
+def describe_run(row: dict[str, Any]) -> dict[str, Any]:
+    """A run row as ``inspect run`` shows it: every stage with state, duration, attempts,
+    map items, failed items and error; the run's error with traceback; its result."""
+
+    def seconds(start: str | None, end: str | None) -> float | None:
+        begun, ended = parse_time(start), parse_time(end)
+        return round((ended - begun).total_seconds(), 3) if begun and ended else None
+
+    stages = {}
+    for name, entry in (row.get("stages") or {}).items():
+        stage: dict[str, Any] = {
+            "state": entry.get("state"),
+            "attempts": entry.get("attempts", 0),
+            "started_at": entry.get("started_at"),
+            "finished_at": entry.get("finished_at"),
+            "duration": seconds(entry.get("started_at"), entry.get("finished_at")),
+        }
+        if entry.get("items_total") is not None:
+            stage["items"] = f"{entry.get('items_done', 0)}/{entry['items_total']}"
+        if entry.get("failed_items"):
+            stage["failed_items"] = entry["failed_items"]
+        if entry.get("error"):
+            stage["error"] = entry["error"]
+        stages[name] = stage
+    out: dict[str, Any] = {
+        key: row.get(key) for key in ("id", "workflow", "state", "source", "executor", "namespace")
+    }
+    out.update(
+        {
+            "input": row.get("input") or {},
+            "created_at": row.get("created_at"),
+            "started_at": row.get("started_at"),
+            "finished_at": row.get("finished_at"),
+            "duration": seconds(row.get("started_at"), row.get("finished_at")),
+            "stages": stages,
+        }
+    )
+    if row.get("error"):
+        out["error"] = row["error"]
+    if row.get("traceback"):
+        out["traceback"] = row["traceback"]
+    kind = row.get("result_kind")
+    if kind == "json":
+        out["result"] = json.loads(row["result"])
+    elif kind == "file":
+        out["result_file"] = str(app_dir() / row["result"])
+    elif kind == "missing":
+        out["result"] = f"<{row['result']}>"
+    if row.get("log_path"):
+        out["log"] = row["log_path"]
+    if row.get("state") in ACTIVE_STATES:
+        out["process"] = {
+            "host": row.get("host"),
+            "pid": row.get("pid"),
+            "heartbeat_at": (
+                datetime.fromtimestamp(row["heartbeat_at"], timezone.utc).isoformat()
+                if row.get("heartbeat_at")
+                else None
+            ),
+        }
+    return out
+
+
+def _last_line(log_path: str | None) -> str | None:
+    if not log_path:
+        return None
+    try:
+        with open(log_path, "rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            fh.seek(max(0, fh.tell() - 2048))
+            lines = [ln for ln in fh.read().decode("utf-8", "replace").splitlines() if ln.strip()]
+    except OSError:
+        return None
+    return lines[-1].strip()[:300] if lines else None
+
+
+def stages_json(run: Run) -> str:
+    """The stages of ``run`` (state, times, attempts, map items, failures) as JSON."""
+    out: dict[str, Any] = {}
+    for name, record in list(run.stages.items()):
+        entry: dict[str, Any] = {"state": record.state, "attempts": record.attempts}
+        if record.started_at is not None:
+            entry["started_at"] = record.started_at.isoformat()
+        if record.finished_at is not None:
+            entry["finished_at"] = record.finished_at.isoformat()
+        if record.items_total is not None:
+            entry["items_total"] = record.items_total
+            entry["items_done"] = record.items_done
+        if record.failed_items:
+            entry["failed_items"] = list(record.failed_items)
+        if record.error:
+            entry["error"] = record.error
+        out[name] = entry
+    return json.dumps(out, default=repr)
