@@ -7,7 +7,6 @@ what was expected and what was found.
 
 from __future__ import annotations
 
-import difflib
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -17,6 +16,7 @@ from pydantic import BaseModel, ValidationError
 
 from flowstage.core.dag import StageGraph
 from flowstage.core.errors import WorkflowError
+from flowstage.core.hints import did_you_mean
 from flowstage.core.models import ConfigResource, Metadata, Resources, Stage, Workflow, WorkflowSpec
 from flowstage.core.targets import TargetError, resolve_target, signature_of
 
@@ -24,12 +24,6 @@ if TYPE_CHECKING:
     from flowstage.core.registry import Registry
 
 _KINDS: dict[str, type[BaseModel]] = {"workflow": Workflow, "config": ConfigResource}
-
-
-def did_you_mean(word: str, choices: list[str] | set[str] | tuple[str, ...]) -> str:
-    """`` (did you mean 'x'?)`` for the closest choice, or an empty string."""
-    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
-    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def _looks_like_path(text: str) -> bool:

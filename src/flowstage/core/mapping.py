@@ -12,12 +12,30 @@ import asyncio
 import math
 import sys
 from collections.abc import AsyncIterator, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from flowstage.core.calls import run_batch
 
 if TYPE_CHECKING:
-    from flowstage.core.scheduler import StageExecution
+    from flowstage.core.calls import StageTask
+    from flowstage.core.executor import Executor
+    from flowstage.core.models import Stage
+    from flowstage.core.runs import StageRecord
+
+
+class MapHost(Protocol):
+    """What a map needs of the stage it runs for (the scheduler's ``StageExecution``)."""
+
+    record: StageRecord
+    executor: Executor
+    stage: Stage
+
+    @property
+    def map_task(self) -> StageTask: ...
+
+    def track(self, handle: Any) -> None: ...
+
+    def untrack(self, handle: Any) -> None: ...
 
 #: items at least this large (by ``sys.getsizeof``) are never batched together
 _BIG_ITEM_BYTES = 1 << 20
@@ -105,7 +123,7 @@ class MapStream:
 
 
 async def run_map(
-    execution: StageExecution,
+    execution: MapHost,
     items: Sequence[Any] | MapStream,
     extra_args: tuple[Any, ...],
     extra_kwargs: dict[str, Any],
@@ -130,7 +148,7 @@ async def run_map(
 
 
 async def _run_map(
-    execution: StageExecution,
+    execution: MapHost,
     items: Sequence[Any] | MapStream,
     extra_args: tuple[Any, ...],
     extra_kwargs: dict[str, Any],

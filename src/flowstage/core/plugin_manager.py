@@ -58,7 +58,7 @@ class FlowstagePlugins:
         ]
         try:
             if unknown:
-                from flowstage.core.loading import did_you_mean
+                from flowstage.core.hints import did_you_mean
 
                 name = unknown[0]
                 raise PluginError(f"unknown hook {name!r}{did_you_mean(name, sorted(known))}")

@@ -20,7 +20,7 @@ from pydantic import Field, field_validator
 from flowstage.core.errors import ResultNotTransferable
 from flowstage.core.executor import Executor, ExecutorOptions
 from flowstage.executors.common import main_module_hidden, parse_capacity
-from flowstage.storage.object_store import LocalMemory, SharedDirMemory
+from flowstage.storage.memory import LocalMemory, SharedDirMemory
 
 if TYPE_CHECKING:
     from flowstage.core.models import Resources, Workflow

@@ -21,7 +21,7 @@ from flowstage.core.runs import Run, StageRecord, new_run_id, now
 from flowstage.core.scheduler import RunDriver
 from flowstage.core.sources import pack_sources
 from flowstage.runner.prepare import create_executor, prepare_run, run_config
-from flowstage.storage.object_store import run_settings as object_store_settings
+from flowstage.storage.scope import run_settings as object_store_settings
 
 __all__ = ["arun_workflow", "create_executor", "run_workflow"]
 

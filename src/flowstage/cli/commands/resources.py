@@ -26,7 +26,7 @@ def _plugins() -> Any:
 def _kind(word: str, allowed: tuple[str, ...]) -> str:
     kind = word.lower().removesuffix("s")
     if kind not in allowed:
-        from flowstage.core.loading import did_you_mean
+        from flowstage.core.hints import did_you_mean
 
         raise UserError(
             f"unknown kind {word!r}{did_you_mean(kind, allowed)} (expected one of: {', '.join(allowed)})"
@@ -251,8 +251,8 @@ def logs(
     """Print what a background run's stages printed and logged."""
     import time
 
-    from flowstage.runner.background import read_log
     from flowstage.core.runs import ACTIVE_STATES
+    from flowstage.runner.background import read_log
     from flowstage.state.store import get_store
 
     row, path = read_log(run_id)

@@ -14,7 +14,7 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from flowstage.storage.object_store import Pickled
+    from flowstage.storage.pickling import Pickled
 
 PREFIX = "flowstage/"
 

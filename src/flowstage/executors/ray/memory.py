@@ -21,7 +21,7 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from flowstage.storage.object_store import Pickled
+    from flowstage.storage.pickling import Pickled
 
 ACTOR_NAME = "flowstage_object_store"
 ACTOR_NAMESPACE = "flowstage"
@@ -164,7 +164,7 @@ class RayMemory:
     def get(self, namespace: str, key: str) -> Any:
         import ray
 
-        from flowstage.storage.object_store import unpickle
+        from flowstage.storage.pickling import unpickle
 
         boxed = self._call("lookup", namespace, key)
         if boxed is None:

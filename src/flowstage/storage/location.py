@@ -1,0 +1,380 @@
+"""Where artifacts live: a folder or bucket behind fsspec, written atomically."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import threading
+import time
+import uuid
+from collections.abc import Iterator, Mapping
+from datetime import datetime, timezone
+from typing import Any, BinaryIO, ClassVar
+
+from flowstage.core.errors import ObjectNotFound, ObjectStoreError
+from flowstage.storage.pickling import type_name, unpicklable
+from flowstage.storage.serializers import get_serializer
+
+MANIFEST = ".artifact.json"
+#: filesystems where one upload either lands whole or not at all
+_WHOLE_UPLOADS = {"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "adl", "oss", "memory"}
+#: orphaned value files (a writer that died) are swept once they are this old
+_ORPHAN_AGE = 3600.0
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+class Location:
+    """An fsspec filesystem and the root folder of the artifacts in it."""
+
+    _cache: ClassVar[dict[str, Location]] = {}
+    _lock: ClassVar[threading.Lock] = threading.Lock()
+
+    def __init__(self, url: str, options: Mapping[str, Any]) -> None:
+        from fsspec.core import url_to_fs
+        from fsspec.implementations.local import LocalFileSystem
+
+        try:
+            fs, root = url_to_fs(url, **dict(options))
+        except Exception as exc:  # noqa: BLE001 - any fsspec backend's own error, reported as ours
+            msg = f"artifacts.url {url!r}: cannot open the filesystem: {type(exc).__name__}: {exc}"
+            raise ObjectStoreError(msg) from None
+        self.url = url
+        self.fs = fs
+        self.local = isinstance(fs, LocalFileSystem)
+        self.root = root.rstrip("/") or "/"
+        protocols = {fs.protocol} if isinstance(fs.protocol, str) else set(fs.protocol)
+        self.whole_uploads = bool(protocols & _WHOLE_UPLOADS)
+
+    @classmethod
+    def get(cls, url: str, options: Mapping[str, Any]) -> Location:
+        key = json.dumps([url, options], sort_keys=True, default=str)
+        found = cls._cache.get(key)
+        if found is None:
+            with cls._lock:
+                found = cls._cache.get(key) or cls(url, options)
+                cls._cache[key] = found
+        return found
+
+    def path(self, *parts: str) -> str:
+        return "/".join([self.root.rstrip("/"), *parts])
+
+    def uri(self, path: str) -> str:
+        if self.local:
+            return "file://" + path
+        return str(self.fs.unstrip_protocol(path))
+
+    # file primitives: FileNotFoundError passes through, any other failure is wrapped
+
+    def read_bytes(self, path: str) -> bytes:
+        if self.local:
+            with open(path, "rb") as f:
+                return f.read()
+        return bytes(self.fs.cat_file(path))
+
+    def open_read(self, path: str) -> Any:
+        return open(path, "rb") if self.local else self.fs.open(path, "rb")
+
+    @contextlib.contextmanager
+    def write_atomic(self, path: str) -> Iterator[BinaryIO]:
+        """A binary file that appears under ``path`` whole, when the block ends without error."""
+        if self.local:
+            folder = os.path.dirname(path)
+            os.makedirs(folder, exist_ok=True)
+            temp = os.path.join(folder, f".tmp-{uuid.uuid4().hex}")
+            try:
+                with open(temp, "xb") as f:
+                    yield f
+                os.replace(temp, path)
+            except BaseException:
+                _unlink(temp)
+                raise
+            return
+        buffer = io.BytesIO()
+        yield buffer
+        data = buffer.getvalue()
+        if self.whole_uploads:
+            self.fs.pipe_file(path, data)
+        else:  # a filesystem with real files: write a temporary one, then move it
+            temp = f"{path.rsplit('/', 1)[0]}/.tmp-{uuid.uuid4().hex}"
+            try:
+                self.fs.pipe_file(temp, data)
+                self.fs.mv(temp, path)
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    self.fs.rm_file(temp)
+                raise
+
+    @contextlib.contextmanager
+    def write_new(self, path: str) -> Iterator[BinaryIO]:
+        """A file under a name nobody reads yet (it needs no rename); removed on failure."""
+        if not self.local:
+            with self.write_atomic(path) as f:
+                yield f
+            return
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        try:
+            with open(path, "xb") as f:
+                yield f
+        except BaseException:
+            _unlink(path)
+            raise
+
+    def remove(self, path: str) -> bool:
+        try:
+            if self.local:
+                os.unlink(path)
+            else:
+                self.fs.rm_file(path)
+            return True
+        except FileNotFoundError:
+            return False
+
+    def exists(self, path: str) -> bool:
+        return os.path.exists(path) if self.local else bool(self.fs.exists(path))
+
+    def list_dir(self, path: str) -> list[dict[str, Any]]:
+        """Files directly in ``path``: ``{"name", "size", "mtime"}``."""
+        out = []
+        if self.local:
+            try:
+                entries = list(os.scandir(path))
+            except FileNotFoundError:
+                return []
+            for entry in entries:
+                if entry.is_file():
+                    stat = entry.stat()
+                    out.append({"name": entry.name, "size": stat.st_size, "mtime": stat.st_mtime})
+            return out
+        self.fs.invalidate_cache(path)
+        try:
+            listed = self.fs.ls(path, detail=True)
+        except FileNotFoundError:
+            return []
+        for info in listed:
+            if info.get("type") == "file":
+                modified = info.get("LastModified") or info.get("mtime") or info.get("created")
+                mtime = (
+                    modified.timestamp() if isinstance(modified, datetime) else float(modified or 0)
+                )
+                out.append(
+                    {
+                        "name": info["name"].rstrip("/").rsplit("/", 1)[-1],
+                        "size": info.get("size") or 0,
+                        "mtime": mtime,
+                    }
+                )
+        return out
+
+    def remove_empty_dirs(self, path: str, stop: str) -> None:
+        """Remove ``path`` and its parents up to ``stop`` while they are empty (local disks)."""
+        if not self.local:
+            return
+        while path.startswith(stop + "/"):
+            try:
+                os.rmdir(path)
+            except OSError:
+                return
+            path = os.path.dirname(path)
+
+    def manifests(self, namespace: str | None) -> list[tuple[str, str]]:
+        """``(namespace, name)`` of every artifact under the root (or one namespace)."""
+        base = self.root if namespace is None else self.path(namespace)
+        found: list[str] = []
+        if self.local:
+            for folder, dirs, files in os.walk(base):
+                dirs[:] = [d for d in dirs if not d.startswith(".tmp-")]
+                if MANIFEST in files:
+                    found.append(folder)
+        else:
+            self.fs.invalidate_cache(base)
+            try:
+                paths = self.fs.find(base)
+            except FileNotFoundError:
+                paths = []
+            found = [p.rsplit("/", 1)[0] for p in paths if p.rsplit("/", 1)[-1] == MANIFEST]
+            base = self.fs._strip_protocol(base).rstrip("/")
+        out = []
+        for folder in found:
+            relative = (
+                folder[len(base.rstrip("/")) + 1 :]
+                if folder.startswith(base.rstrip("/") + "/")
+                else ""
+            )
+            if namespace is not None:
+                relative = f"{namespace}/{relative}"
+            ns, _, name = relative.partition("/")
+            if ns and name:
+                out.append((ns, name))
+        return sorted(out)
+
+    # manifests and objects -------------------------------------------------------
+
+    def read_manifest(self, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            data = self.read_bytes(self.path(namespace, name, MANIFEST))
+        except FileNotFoundError:
+            return None
+        try:
+            manifest = json.loads(data)
+        except ValueError as exc:
+            msg = f"{self.uri(self.path(namespace, name, MANIFEST))} is not valid JSON: {exc}"
+            raise ObjectStoreError(msg) from None
+        return manifest if isinstance(manifest, dict) else None
+
+    def write_manifest(self, namespace: str, name: str, manifest: dict[str, Any]) -> None:
+        data = json.dumps(manifest, indent=1, sort_keys=True).encode()
+        with self.write_atomic(self.path(namespace, name, MANIFEST)) as f:
+            f.write(data)
+
+    @contextlib.contextmanager
+    def errors(self, action: str, where: str) -> Iterator[None]:
+        """Turn storage failures (full disk, unreachable endpoint, ...) into one clear error."""
+        try:
+            yield
+        except (ObjectStoreError, ObjectNotFound, FileNotFoundError, FileExistsError, KeyError):
+            raise
+        except Exception as exc:
+            reason = f"{type(exc).__name__}: {exc}"
+            if isinstance(exc, OSError) and exc.errno == 28:
+                reason = f"no space left on the device ({exc})"
+            msg = f"{action} at {self.url} failed in {where}: {reason}; nothing was changed"
+            raise ObjectStoreError(msg) from exc
+
+    def store_object(
+        self, namespace: str, key: str, value: Any, serializer: Any, where: str
+    ) -> int:
+        """Write ``value`` as artifact ``key``'s object; its size in bytes."""
+        chosen = get_serializer(serializer)
+        folder = self.path(namespace, key)
+        file = f".value-{uuid.uuid4().hex}.{chosen.extension}"
+        action = f"writing object {key!r} in namespace {namespace!r}"
+        with self.errors(action, where):
+            old = self.read_manifest(namespace, key)
+            path = f"{folder}/{file}"
+            with self.write_new(path) as f:
+                try:
+                    chosen.dump(value, f)
+                except OSError:
+                    raise
+                except Exception as exc:  # noqa: BLE001 - a serializer may raise anything for a value it cannot write
+                    raise unpicklable(key, where, value, exc, chosen.name) from None
+                size = f.tell()
+            stamp = _now()
+            manifest = old or {
+                "name": key,
+                "namespace": namespace,
+                "created_at": stamp,
+                "metadata": {},
+            }
+            previous = (manifest.get("object") or {}).get("file")
+            manifest["object"] = {
+                "file": file,
+                "serializer": chosen.name,
+                "size": size,
+                "type": type_name(value),
+                "stored_at": stamp,
+            }
+            manifest["updated_at"] = stamp
+            try:
+                self.write_manifest(namespace, key, manifest)
+            except BaseException:
+                self.remove(path)
+                raise
+        with contextlib.suppress(Exception):  # leftovers never change what get returns
+            if previous:
+                self.remove(f"{folder}/{previous}")
+            self._sweep(folder, keep=file)
+        return size
+
+    def _sweep(self, folder: str, keep: str) -> None:
+        """Remove value and temporary files that writers which died left behind."""
+        limit = time.time() - _ORPHAN_AGE
+        for entry in self.list_dir(folder):
+            name = entry["name"]
+            if name != keep and name.startswith((".value-", ".tmp-")) and entry["mtime"] < limit:
+                self.remove(f"{folder}/{name}")
+
+    def load_object(self, namespace: str, key: str, where: str) -> Any:
+        """The object of artifact ``key``. :raises KeyError: there is none"""
+        action = f"reading object {key!r} in namespace {namespace!r}"
+        with self.errors(action, where):
+            missing = ""
+            for _ in range(5):
+                manifest = self.read_manifest(namespace, key)
+                info = (manifest or {}).get("object")
+                if not info:
+                    raise KeyError(key)
+                missing = info["file"]
+                serializer = get_serializer(info.get("serializer"))
+                try:
+                    with self.open_read(self.path(namespace, key, info["file"])) as f:
+                        return serializer.load(f)
+                except FileNotFoundError:  # replaced by another writer meanwhile: look again
+                    continue
+            msg = (
+                f"object {key!r} in namespace {namespace!r}: its value file {missing!r} is missing"
+            )
+            raise ObjectStoreError(msg)
+
+    def delete_object(self, namespace: str, key: str, where: str) -> bool:
+        """Remove artifact ``key``'s object (and the artifact, if nothing else is in it)."""
+        action = f"deleting object {key!r} in namespace {namespace!r}"
+        with self.errors(action, where):
+            manifest = self.read_manifest(namespace, key)
+            if not manifest or not manifest.get("object"):
+                return False
+            info = manifest.pop("object")
+            folder = self.path(namespace, key)
+            others = [e for e in self.list_dir(folder) if not _internal(e["name"])]
+            if others or manifest.get("metadata"):
+                self.write_manifest(namespace, key, manifest)
+                self.remove(f"{folder}/{info['file']}")
+            else:
+                self._remove_artifact(namespace, key)
+            return True
+
+    def _remove_artifact(self, namespace: str, name: str) -> None:
+        """The manifest goes first: from then on the artifact does not exist."""
+        folder = self.path(namespace, name)
+        self.remove(f"{folder}/{MANIFEST}")
+        for entry in self.list_dir(folder):
+            self.remove(f"{folder}/{entry['name']}")
+        self.remove_empty_dirs(folder, self.root)
+
+    def object_entries(self, namespace: str | None, where: str) -> list[dict[str, Any]]:
+        out = []
+        with self.errors("listing objects", where):
+            for ns, name in self.manifests(namespace):
+                info = (self.read_manifest(ns, name) or {}).get("object")
+                if info:
+                    out.append(
+                        {
+                            "namespace": ns,
+                            "key": name,
+                            "size": info.get("size"),
+                            "type": info.get("type"),
+                            "serializer": info.get("serializer"),
+                            "stored_at": info.get("stored_at"),
+                        }
+                    )
+        return out
+
+    def clear_objects(self, namespace: str | None, where: str) -> int:
+        return sum(
+            self.delete_object(e["namespace"], e["key"], where)
+            for e in self.object_entries(namespace, where)
+        )
+
+
+def _internal(name: str) -> bool:
+    return name == MANIFEST or name.startswith((".tmp-", ".value-"))
+
+
+def _unlink(path: str) -> None:
+    with contextlib.suppress(OSError):
+        os.unlink(path)
