@@ -232,6 +232,21 @@ def test_unknown_executor_lists_installed_and_unloaded(app_home: Path, broken_si
     assert "plugin 'exploding' (distribution flowstage-broken) failed to load" in error
 
 
+def test_unknown_stage_type_names_the_plugins_that_did_not_load(
+    app_home: Path, broken_site: Path, tmp_path: Path
+) -> None:
+    workflow = tmp_path / "typed.yaml"
+    workflow.write_text(
+        "kind: workflow\nmetadata: {name: typed}\nspec:\n  stages:\n"
+        "    - {name: one, target: builtins.len, type: exploded}\n"
+    )
+    done = flowstage("validate", str(workflow), extra_path=broken_site)
+    assert done.returncode == 2
+    assert "key 'type': unknown stage type 'exploded'" in done.stderr
+    assert "plugins that did not load: " in done.stderr
+    assert "plugin 'exploding' (distribution flowstage-broken) failed to load" in done.stderr
+
+
 def test_plugin_disabled_in_settings_file(app_home: Path, sample_installed: None) -> None:
     write_settings(
         app_home,

@@ -265,11 +265,8 @@ def stage_problems(
         where = f"{label}: stage {stage.name!r}"
         stage_type = stage_types.get_or_none(stage.type)
         if stage_type is None:
-            installed = ", ".join(sorted(stage_types.names()))
             hint = did_you_mean(stage.type, stage_types.names())
-            problems.append(
-                f"{where}: key 'type': unknown stage type {stage.type!r}{hint} (installed: {installed})"
-            )
+            problems.append(f"{where}: key 'type': {stage_types.unknown(stage.type, hint)}")
         try:
             fn = resolve_target(stage.target, paths)
         except TargetError as exc:

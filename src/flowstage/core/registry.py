@@ -48,7 +48,8 @@ class Registry(Generic[T]):
             )
             self.conflicts[key] = msg
             raise PluginError(msg)
-        self._items[key] = item if isinstance(item, str) else self._prepare(item)
+        # an import string stays one until the item is first asked for
+        self._items[key] = item if isinstance(item, str) else self._prepare(item)  # type: ignore[assignment]
         self._owners[key] = self.owner
         return item
 
@@ -98,12 +99,17 @@ class Registry(Generic[T]):
         if name in self.unavailable:
             msg = f"{self.kind} {name!r} is not available: {self.unavailable[name]}"
             raise PluginError(msg) from None
-        installed = ", ".join(self.names()) or "none"
-        msg = f"unknown {self.kind} {name!r} (installed: {installed})"
+        raise UnknownNameError(self.unknown(name))
+
+    def unknown(self, name: str, hint: str = "") -> str:
+        """``unknown <kind> 'name'<hint> (installed: ...)``, naming the plugins that did
+        not load (one of them may have provided ``name``)."""
+        installed = ", ".join(sorted(self.names())) or "none"
+        msg = f"unknown {self.kind} {name!r}{hint} (installed: {installed})"
         if self.unavailable:
             reasons = "; ".join(str(r) for r in self.unavailable.values())
             msg += f"; plugins that did not load: {reasons}"
-        raise UnknownNameError(msg)
+        return msg
 
     def items(self) -> list[tuple[str, T]]:
         """Every registered item (importing lazy ones; those that fail are left out)."""
