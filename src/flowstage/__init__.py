@@ -5,6 +5,7 @@ Heavy modules are imported on first use, so ``import flowstage`` stays fast.
 
 from __future__ import annotations
 
+from importlib import metadata as _metadata
 from typing import TYPE_CHECKING, Any
 
 from flowstage.core.context import get_run_context
@@ -29,7 +30,10 @@ __all__ = [
     "run_workflow",
 ]
 
-__version__ = "0.1.0"
+try:
+    __version__ = _metadata.version("flowstage")
+except _metadata.PackageNotFoundError:  # a source tree that is not installed
+    __version__ = "0.0.0+unknown"
 
 _LAZY = {
     "run_workflow": "flowstage.runner.api",

@@ -30,10 +30,24 @@ def build_app(plugins: FlowstagePlugins | None = None) -> typer.Typer:
         rich_markup_mode=None,
     )
 
+    def show_version(wanted: bool) -> None:
+        if wanted:
+            from flowstage import __version__
+
+            typer.echo(f"flowstage {__version__}")
+            raise typer.Exit()
+
     @app.callback()
     def root(
         debug: bool = typer.Option(
             False, "--debug", help="Show tracebacks for errors and plugin failures."
+        ),
+        version: bool = typer.Option(
+            False,
+            "--version",
+            callback=show_version,
+            is_eager=True,
+            help="Print flowstage's version and exit.",
         ),
     ) -> None:
         """Run YAML workflows of plain Python functions locally, on Dask or on Ray."""
