@@ -13,7 +13,7 @@ import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from flowstage.core.errors import FlowstageError
 
@@ -64,7 +64,7 @@ class ConfigView(Mapping[str, Any]):
     def __repr__(self) -> str:
         return f"ConfigView({self._data!r})"
 
-    def __reduce__(self):
+    def __reduce__(self) -> tuple[Any, ...]:
         return (ConfigView, (self._data, self._input))
 
     def to_dict(self) -> dict[str, Any]:
@@ -90,7 +90,7 @@ class _Definition:
         if context is None:
             raise AttributeError("definition")  # the dataclass field has no default
         value = context.__dict__["_definition"]
-        return value.workflow() if isinstance(value, _Compacted) else value  # type: ignore[no-any-return]
+        return value.workflow() if isinstance(value, _Compacted) else value
 
     def __set__(self, context: Any, value: Any) -> None:
         context.__dict__["_definition"] = value
@@ -139,8 +139,9 @@ class RunContext:
     config: ConfigView
     namespace: str
     executor: str
+    # a descriptor, not a default: the field stays required (hence both ignores)
     definition: Workflow = _Definition()  # type: ignore[assignment]
-    run: RunInfo
+    run: RunInfo  # type: ignore[misc]
     stage: str | None = None
     item_index: int | None = None
     extras: dict[str, Any] = field(default_factory=dict)
@@ -189,7 +190,7 @@ class RunContext:
             blob = cloudpickle.dumps((sources, rest))
             self.__dict__["_blob"] = blob
             self.__dict__["_sent_targets"] = targets
-        return blob
+        return cast(bytes, blob)
 
     def sent_target(self, stage: str) -> Any:
         """The target of ``stage`` in the workflow this context is pickled with (None
@@ -259,7 +260,8 @@ def _restore_context(
         fields[4] = _Compacted(fields[4])
         if sources is not None:
             extras["sources"] = sources
-        base = RunContext(*fields, extras=extras)  # extras is not the 7th field (stage is)
+        # extras is not the 7th field (stage is); mypy cannot count a starred list
+        base = RunContext(*fields, extras=extras)  # type: ignore[misc]
         base.__dict__["_blob"] = blob
         base = _keep_restored(run_id, base)
     else:

@@ -22,6 +22,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 __all__ = [
     "ExecutorError",
@@ -122,14 +123,16 @@ class StageError(FlowstageError):
         self.attempts = attempts
         self.traceback = traceback
 
-    def __reduce__(self):  # keep the keyword-only attributes across pickling
+    def __reduce__(self) -> tuple[Any, ...]:  # keep the keyword-only attributes across pickling
         return (
             _rebuild_stage_error,
             (str(self), self.stage, self.item_index, self.attempts, self.traceback),
         )
 
 
-def _rebuild_stage_error(message, stage, item_index, attempts, traceback) -> StageError:
+def _rebuild_stage_error(
+    message: str, stage: str, item_index: int | None, attempts: int, traceback: str
+) -> StageError:
     return StageError(
         message, stage=stage, item_index=item_index, attempts=attempts, traceback=traceback
     )

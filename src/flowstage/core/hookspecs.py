@@ -15,7 +15,7 @@ Lifecycle while a workflow runs (all in the driver process)::
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 
@@ -30,7 +30,7 @@ hookspec = pluggy.HookspecMarker(PROJECT)
 
 
 @hookspec
-def flowstage_register_executors(registry: Registry) -> None:
+def flowstage_register_executors(registry: Registry[Any]) -> None:
     """Add executor classes (subclasses of :class:`flowstage.core.executor.Executor`).
 
     Called once when the plugin manager is built.
@@ -44,7 +44,7 @@ def flowstage_register_executors(registry: Registry) -> None:
 
 
 @hookspec
-def flowstage_register_stage_types(registry: Registry) -> None:
+def flowstage_register_stage_types(registry: Registry[Any]) -> None:
     """Add stage types (subclasses of :class:`flowstage.core.stage_types.StageType`).
 
     Called once when the plugin manager is built.
@@ -66,7 +66,7 @@ def flowstage_register_commands(app: typer.Typer) -> None:
 
 
 @hookspec
-def flowstage_workflow_paths() -> list[str]:
+def flowstage_workflow_paths() -> list[str]:  # type: ignore[empty-body]  # a hook spec has no body
     """Workflow files this plugin ships, runnable by their ``metadata.name``.
 
     Called once, when the plugin manager is built; the files are read when a workflow is

@@ -37,6 +37,7 @@ class MapHost(Protocol):
 
     def untrack(self, handle: Any) -> None: ...
 
+
 #: items at least this large (by ``sys.getsizeof``) are never batched together
 _BIG_ITEM_BYTES = 1 << 20
 #: a batch should not carry more than this many bytes of items

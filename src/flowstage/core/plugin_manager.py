@@ -83,7 +83,7 @@ class FlowstagePlugins:
         from flowstage.core.discovery import PluginInfo
 
         info = PluginInfo(
-            name or getattr(plugin, "__name__", repr(plugin)),
+            name or str(getattr(plugin, "__name__", None) or repr(plugin)),
             "(registered in code)",
             ("(registered in code)", ""),
         )

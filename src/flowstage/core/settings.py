@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from flowstage.core.appdir import (  # noqa: F401 - re-exported: settings users import them from here
+from flowstage.core.appdir import (
     ENV_PREFIX,
     app_dir,
     deep_merge,
@@ -23,6 +23,22 @@ from flowstage.core.appdir import (  # noqa: F401 - re-exported: settings users 
     split_names,
 )
 from flowstage.core.errors import UserError
+
+# appdir's names are re-exported: settings users import them from here
+__all__ = [
+    "ENV_PREFIX",
+    "ExecutorSettings",
+    "Settings",
+    "StoreSettings",
+    "app_dir",
+    "deep_merge",
+    "disabled_plugins",
+    "env_overrides",
+    "load_settings",
+    "read_settings_file",
+    "settings_path",
+    "split_names",
+]
 
 
 class ExecutorSettings(BaseModel):

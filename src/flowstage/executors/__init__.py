@@ -8,7 +8,7 @@ every other command starts fast. Third-party plugins can register the same way,
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from flowstage.core.plugin_manager import hookimpl
 
@@ -24,7 +24,7 @@ class ExecutorPlugin:
         self.target = target
 
     @hookimpl
-    def flowstage_register_executors(self, registry: Registry) -> None:
+    def flowstage_register_executors(self, registry: Registry[Any]) -> None:
         registry.add(self.target, name=self.name)
 
     def __repr__(self) -> str:

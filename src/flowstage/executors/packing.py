@@ -63,7 +63,7 @@ class _NeedsEngine(Exception):
     """The call holds engine objects that only the engine's serializer may pickle."""
 
 
-class _CallPickler(cloudpickle.Pickler):
+class _CallPickler(cloudpickle.Pickler):  # type: ignore[misc]  # cloudpickle is untyped
     def __init__(self, file: io.BytesIO, first_index: int, engine_modules: tuple[str, ...]) -> None:
         super().__init__(file, protocol=5)
         self.first_index = first_index

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from flowstage.core.plugin_manager import hookimpl
 from flowstage.core.stage_types import ParameterizedStage, SimpleStage
@@ -12,6 +12,6 @@ if TYPE_CHECKING:
 
 
 @hookimpl
-def flowstage_register_stage_types(registry: Registry) -> None:
+def flowstage_register_stage_types(registry: Registry[Any]) -> None:
     registry.add(SimpleStage)
     registry.add(ParameterizedStage)

@@ -75,7 +75,7 @@ def run_config(workflow: Workflow, override: Mapping[str, Any] | None = None) ->
     return deep_merge(data, override) if override else data
 
 
-def executor_spec(spec: str | Mapping[str, Any] | None) -> dict[str, Any]:
+def executor_spec(spec: object) -> dict[str, Any]:
     """``{name: ..., **options}`` from a name, a mapping, or ``None`` (the settings)."""
     if spec is None:
         return load_settings().executor.spec()
@@ -108,5 +108,5 @@ def create_executor(
     options = executor_spec(spec)
     name = str(options.pop("name"))
     registry = (plugins or default_plugins()).registries.executors
-    cls = registry.get(name)
+    cls: type[Executor] = registry.get(name)
     return cls(**options)

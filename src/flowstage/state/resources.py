@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from flowstage.core.configs import applying, merge_configs
 from flowstage.core.errors import UnknownNameError, UserError, WorkflowError
@@ -179,11 +179,11 @@ def apply_path(
         {
             "kind": r.kind,
             "name": r.name,
-            "document": doc,  # type: ignore[attr-defined]
-            "annotations": r.metadata.annotations,  # type: ignore[attr-defined]
+            "document": doc,
+            "annotations": r.metadata.annotations,
             "source": r.source if isinstance(r, Workflow) else None,
         }
-        for r, doc, _label in found
+        for r, doc, _label in cast("list[tuple[Workflow | ConfigResource, Any, str]]", found)
     ]
     outcomes = get_store().put_resources(items)
     return [(item["kind"], item["name"], outcome) for item, outcome in zip(items, outcomes)]

@@ -50,7 +50,7 @@ def ls(
 def get(
     name: str = typer.Argument(..., help="Artifact name (the object's key)."),
     namespace: str = typer.Option("default", "--namespace", "-n", help=NAMESPACE_HELP),
-    file: str = typer.Option(
+    file: str | None = typer.Option(
         None, "--file", "-f", help="Print this file of the artifact (raw bytes)."
     ),
     fmt: str = typer.Option("raw", "--format", help="json, yaml, table or raw."),

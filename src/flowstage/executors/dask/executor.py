@@ -118,7 +118,7 @@ class _StageOutput:
             _sending.pending[self.name] = rest
             if newline:
                 _send(topic, self.name, lines)
-        return written
+        return int(written)
 
     def __getattr__(self, name: str) -> Any:  # flush, encoding, isatty, fileno, ...
         return getattr(self.stream, name)

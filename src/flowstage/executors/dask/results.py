@@ -18,8 +18,8 @@ from collections.abc import Callable
 from typing import Any
 
 from flowstage.core.calls import CallFailure
+from flowstage.core.errors import ResultNotTransferable
 from flowstage.executors.common import (
-    ResultNotTransferable,
     batch_not_transferable,
     not_transferable,
 )

@@ -26,16 +26,15 @@ import socket
 import time
 import weakref
 from collections.abc import Callable, Iterable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from pydantic import Field, field_validator
 
 from flowstage.core.calls import CallFailure, call_failure, run_batch
-from flowstage.core.errors import ExecutorError, StageError
+from flowstage.core.errors import ExecutorError, ResultNotTransferable, StageError
 from flowstage.core.executor import Executor
 from flowstage.executors.common import (
     ClusterOptions,
-    ResultNotTransferable,
     batch_not_transferable,
     unpicklable,
 )
@@ -140,7 +139,7 @@ class SharedBytes:
     def load(self) -> bytes:
         import ray
 
-        return ray.get(self.ref)
+        return cast(bytes, ray.get(self.ref))
 
 
 _remote_function: Any = None
@@ -584,6 +583,7 @@ class RayExecutor(Executor):
         name = label or getattr(fn, "__name__", "call")  # the task's name, also in Ray's tools
         upstream = tuple(a for a in args if isinstance(a, RayHandle))
         packed = pack_call(fn, args, _ref_of, ("ray",))
+        call: Any
         if packed is None:
             call, values = fn, [a.value if isinstance(a, RayHandle) else a for a in args]
         else:
