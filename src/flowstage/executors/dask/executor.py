@@ -25,38 +25,42 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from pydantic import Field, field_validator
 
-from flowstage.core.calls import CallFailure, run_batch
+from flowstage.core.calls import CallFailure
 from flowstage.core.errors import ExecutorError, StageError
-from flowstage.core.executor import Executor
-from flowstage.core.sources import use_sources
+from flowstage.executors.cluster import ClusterExecutor
 from flowstage.executors.common import (
     ClusterOptions,
     main_module_hidden,
     parse_capacity,
 )
+from flowstage.executors.dask.connect import probe_scheduler
 from flowstage.executors.dask.results import (
-    Kept,
     opened,
-    opened_within,
     register_with_dask,
 )
-from flowstage.executors.packing import SHARE_ABOVE, Shared, pack_call, unpack_call
+from flowstage.executors.dask.worker import (
+    CODE_PLUGIN,
+    INSTALL_SECONDS,
+    code_plugin,
+    executing,
+    run_remote,
+    worker_plugin,
+)
+from flowstage.executors.packing import SHARE_ABOVE, Shared, pack_call
 
 if TYPE_CHECKING:
-    from flowstage.core.models import Resources, Workflow
+    from flowstage.core.models import Resources
     from flowstage.core.sources import SourceBundle
 
 log = logging.getLogger("flowstage.executors.dask.executor")
 
 #: a task still running this long after it was cancelled gets its worker restarted
 _CANCEL_GRACE_SECONDS = 0.5
-#: how long worker capacities read from the scheduler are reused (runs without resources)
-_REFRESH_SECONDS = 5.0
 #: resources a worker has even when it does not declare them (threads, memory limit)
 _IMPLICIT = ("cpus", "memory")
 
@@ -71,200 +75,7 @@ class DaskOptions(ClusterOptions):
     _capacity = field_validator("resources", mode="before")(parse_capacity)
 
 
-# --- what runs on the workers --------------------------------------------------------
-
-
-def run_remote(label: str, output_topic: str | None, call: Any, *values: Any) -> Kept:
-    """Task entry on a worker: ``fn(*args)``, kept as a :class:`Kept` (Dask serializes a
-    result only when another worker or the driver needs it; then a failure to move it is
-    reported, naming the stage, instead of hanging the transfer).
-
-    ``call`` is the function itself (``values`` are its arguments), or a call packed by
-    :func:`~flowstage.executors.packing.pack_call`; ``values`` include upstream results.
-    With an ``output_topic`` (workers that do not write to the driver's terminal), what
-    the call prints is also sent to the driver.
-    """
-    if isinstance(call, bytes):
-        # Unpacking puts the run's code in place first: upstream values that could not
-        # be unpickled on arrival (classes from that code) are unpickled again now.
-        fn, args = unpack_call(call, values)
-        args = tuple(opened(arg) for arg in args)  # raises an upstream value's failure to arrive
-    else:
-        fn, args = call, opened_within(values)
-    with _output_sent(output_topic, label):
-        value = fn(*args)
-    return Kept(value, label, args[1] if fn is run_batch else None)
-
-
-#: the output topic and stage of the call running in this thread, and its unsent text
-_sending = threading.local()
-_wrapping = threading.Lock()
-
-
-class _StageOutput:
-    """Stands in for ``sys.stdout``/``sys.stderr`` in a worker: text goes to the worker's
-    own stream as before, and complete lines a stage prints also go to its driver."""
-
-    def __init__(self, stream: Any, name: str) -> None:
-        self.stream = stream
-        self.name = name
-
-    def write(self, text: str) -> int:
-        written = self.stream.write(text)
-        topic = getattr(_sending, "topic", None)
-        if topic is not None and text:
-            pending = _sending.pending.get(self.name, "") + text
-            lines, newline, rest = pending.rpartition("\n")
-            _sending.pending[self.name] = rest
-            if newline:
-                _send(topic, self.name, lines)
-        return int(written)
-
-    def __getattr__(self, name: str) -> Any:  # flush, encoding, isatty, fileno, ...
-        return getattr(self.stream, name)
-
-
-def _send(topic: str, stream: str, text: str) -> None:
-    from distributed import get_worker
-
-    with contextlib.suppress(Exception):  # never fail a stage over its output
-        get_worker().log_event(topic, {"stream": stream, "stage": _sending.stage, "text": text})
-
-
-@contextlib.contextmanager
-def _output_sent(topic: str | None, label: str) -> Iterator[None]:
-    if topic is None:
-        yield
-        return
-    with _wrapping:
-        for name in ("stdout", "stderr"):
-            if not isinstance(getattr(sys, name), _StageOutput):
-                setattr(sys, name, _StageOutput(getattr(sys, name), name))
-    _sending.topic, _sending.stage, _sending.pending = topic, label, {}
-    try:
-        yield
-    finally:
-        for name, rest in _sending.pending.items():
-            if rest:
-                _send(topic, name, rest)
-        _sending.topic = None
-
-
-def _executing(keys: list[str], dask_worker: Any = None) -> tuple[int, list[str]]:
-    """This worker's pid and which of ``keys`` it is still executing (via ``Client.run``)."""
-    wanted = set(keys)
-    state = getattr(dask_worker, "state", None)
-    running = getattr(state, "executing", ()) if state is not None else ()
-    return os.getpid(), [ts.key for ts in running if ts.key in wanted]
-
-
-def _worker_plugin(env: dict[str, str], name: str) -> Any:
-    """A worker plugin that sets ``env`` (external clusters) and keeps stage failures,
-    which flowstage reports itself, out of the worker's error log."""
-    from distributed.diagnostics.plugin import WorkerPlugin
-
-    class FlowstageWorker(WorkerPlugin):
-        idempotent = False
-
-        def __init__(self) -> None:
-            self.name = name
-            self.env = dict(env)
-            self.saved: dict[str, str | None] = {}
-            self.filter: Any = None
-
-        def setup(self, worker: Any) -> None:
-            for key, value in self.env.items():
-                self.saved.setdefault(key, os.environ.get(key))
-                os.environ[key] = value
-
-            def keep(record: logging.LogRecord) -> bool:
-                args = record.args if isinstance(record.args, tuple) else ()
-                return not (
-                    str(record.msg).startswith("Compute Failed")
-                    and len(args) > 3
-                    and str(args[3]).startswith("CallFailure(")
-                )
-
-            self.filter = keep
-            logging.getLogger("distributed.worker").addFilter(keep)
-
-        def teardown(self, worker: Any) -> None:
-            for key, value in self.saved.items():
-                if value is None:
-                    os.environ.pop(key, None)
-                else:
-                    os.environ[key] = value
-            if self.filter is not None:
-                logging.getLogger("distributed.worker").removeFilter(self.filter)
-
-    return FlowstageWorker()
-
-
-#: the name of the worker plugin that holds the latest stage code sent to a cluster (one
-#: for the cluster: a worker process imports one version of the code at a time)
-CODE_PLUGIN = "flowstage-code"
-#: how long a run waits at most for every worker to take its stage code (a worker whose
-#: event loop is blocked would hold up the run's start; it gets the code with its tasks)
-INSTALL_SECONDS = 30.0
-
-
-def _code_plugin(bundle: SourceBundle) -> Any:
-    """A worker plugin that puts ``bundle``'s code in place on every worker, including
-    workers that join later (see ``Executor.install_code``)."""
-    from distributed.diagnostics.plugin import WorkerPlugin
-
-    class FlowstageCode(WorkerPlugin):
-        idempotent = False
-        name = CODE_PLUGIN
-
-        def __init__(self) -> None:
-            self.bundle = bundle
-
-        async def setup(self, worker: Any) -> None:
-            # Off the worker's event loop: unpacking takes a while, and a task thread may
-            # hold the code lock through a long import.
-            await asyncio.to_thread(use_sources, self.bundle)
-
-    return FlowstageCode()
-
-
 # --- the driver side -----------------------------------------------------------------
-
-
-def _probe_scheduler(address: str, timeout: float) -> None:
-    """Ask the scheduler at ``address`` who it is, giving up after ``timeout`` seconds.
-
-    ``distributed.Client(address, timeout=...)`` waits forever on a listener that never
-    answers the handshake; this check has a hard deadline. It runs in a thread of its
-    own so that it works whether or not the caller is inside an event loop.
-    """
-    from distributed.comm.core import connect
-
-    async def identity() -> Any:
-        comm = await connect(address, timeout=timeout)  # type: ignore[no-untyped-call]
-        try:
-            await comm.write({"op": "identity", "reply": True})
-            return await comm.read()
-        finally:
-            await comm.close()
-
-    outcome: dict[str, Any] = {}
-
-    def probe() -> None:
-        try:
-            outcome["identity"] = asyncio.run(asyncio.wait_for(identity(), timeout))
-        except BaseException as exc:  # noqa: BLE001 - handed to the waiting thread, which decides
-            outcome["error"] = exc
-
-    thread = threading.Thread(target=probe, daemon=True, name="flowstage-dask-probe")
-    thread.start()
-    thread.join(timeout + 5)
-    if "identity" in outcome:
-        return
-    error = outcome.get("error")
-    if isinstance(error, Exception) and not isinstance(error, (TimeoutError, asyncio.TimeoutError)):
-        raise error
-    raise TimeoutError("")
 
 
 def _settle(waiter: asyncio.Future[Any], outcome: Any) -> None:
@@ -272,19 +83,7 @@ def _settle(waiter: asyncio.Future[Any], outcome: Any) -> None:
         waiter.set_result(outcome)
 
 
-def _format_bytes(value: float) -> str:
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if value < 1000 or unit == "TB":
-            return f"{value:.3g}{unit}" if unit != "B" else f"{value:g}B"
-        value /= 1000
-    return f"{value}B"  # pragma: no cover
-
-
-def _show(name: str, value: float) -> str:
-    return f"{name}={_format_bytes(value)}" if name == "memory" else f"{name}={value:g}"
-
-
-class DaskExecutor(Executor):
+class DaskExecutor(ClusterExecutor):
     """Runs calls as tasks on a Dask cluster (a fresh local one, or ``address:``)."""
 
     name = "dask"
@@ -292,29 +91,11 @@ class DaskExecutor(Executor):
     options: DaskOptions
     requires = ("distributed",)
     extra = "dask"
-    batch_seconds = 0.1
-    pipelines = True
-    shares_context = True
+    local_only = ("n_workers", "threads_per_worker", "resources", "dashboard")
+    remote_name = local_name = "Dask cluster"
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
-        local_only = (
-            [
-                k
-                for k in ("n_workers", "threads_per_worker", "resources", "dashboard")
-                if k in self.options.model_fields_set
-            ]
-            if self.options.address
-            else []
-        )
-        if local_only:
-            names = ", ".join(repr(k) for k in local_only)
-            msg = (
-                f"executor 'dask': option{'s' * (len(local_only) > 1)} {names} "
-                f"configure{'s' * (len(local_only) == 1)} a local cluster and cannot be combined with "
-                f"'address' (configure the workers of the cluster at {self.options.address} instead)"
-            )
-            raise ExecutorError(msg)
         self._client: Any = None
         self._cluster: Any = None
         self._plugin_name: str | None = None
@@ -323,16 +104,11 @@ class DaskExecutor(Executor):
         self._workers: dict[str, dict[str, float]] = {}
         self._declared: set[str] = set()
         self._threads = 0
-        self._refreshed = 0.0
 
     # lifecycle -----------------------------------------------------------------------
 
     def _start(self) -> None:
-        try:
-            import distributed
-        except ImportError as exc:
-            msg = f"the dask executor needs the 'distributed' package ({exc}): pip install 'flowstage[dask]'"
-            raise ExecutorError(msg) from None
+        distributed = self.import_engine()
         register_with_dask()
         opts = self.options
         if opts.address:
@@ -346,7 +122,7 @@ class DaskExecutor(Executor):
         else:
             n_workers = opts.n_workers or os.cpu_count() or 1
             with main_module_hidden():
-                self._cluster = distributed.LocalCluster(  # type: ignore[no-untyped-call]
+                self._cluster = distributed.LocalCluster(
                     n_workers=n_workers,
                     threads_per_worker=opts.threads_per_worker,
                     processes=True,
@@ -363,23 +139,21 @@ class DaskExecutor(Executor):
                     silence_logs=logging.WARNING,
                 )
             try:
-                self._client = distributed.Client(  # type: ignore[no-untyped-call]
-                    self._cluster, set_as_default=False
-                )
+                self._client = distributed.Client(self._cluster, set_as_default=False)
             except BaseException:
                 self._cluster.close()
                 self._cluster = None
                 raise
         # On a local cluster the nannies already set ``env`` before the workers start.
         self._plugin_name = f"flowstage-{uuid.uuid4().hex[:8]}"
-        plugin = _worker_plugin(opts.env if opts.address else {}, self._plugin_name)
+        plugin = worker_plugin(opts.env if opts.address else {}, self._plugin_name)
         self._client.register_plugin(plugin, name=self._plugin_name)
-        self._refresh()
+        self.refresh()
 
     def _connect(self, distributed: Any, address: str) -> Any:
         timeout = self.options.connect_timeout
         try:
-            _probe_scheduler(address, timeout)
+            probe_scheduler(address, timeout)
             client = distributed.Client(address, timeout=timeout, set_as_default=False)
         except Exception as exc:  # noqa: BLE001 - any failure to reach the scheduler is reported with the address
             detail = f": {type(exc).__name__}: {exc}" if str(exc) else ""
@@ -428,7 +202,7 @@ class DaskExecutor(Executor):
 
         def register() -> None:
             try:
-                client.register_plugin(_code_plugin(bundle), name=CODE_PLUGIN)
+                client.register_plugin(code_plugin(bundle), name=CODE_PLUGIN)
             except Exception as exc:  # noqa: BLE001 - the run's tasks still bring the code along
                 problems.append(f"{type(exc).__name__}: {exc}")
             finally:
@@ -445,7 +219,7 @@ class DaskExecutor(Executor):
                 problems[0],
             )
 
-    def _refresh(self) -> None:
+    def _read_capacities(self) -> None:
         """Read the workers' capacities from the scheduler."""
         workers = self._client.scheduler_info(n_workers=-1)["workers"]
         capacities: dict[str, dict[str, float]] = {}
@@ -460,7 +234,6 @@ class DaskExecutor(Executor):
             capacities[address] = offered
             threads += int(info.get("nthreads") or 1)
         self._workers, self._declared, self._threads = capacities, declared, threads
-        self._refreshed = time.monotonic()
 
     # work ----------------------------------------------------------------------------
 
@@ -472,53 +245,21 @@ class DaskExecutor(Executor):
             or (self.options.n_workers or os.cpu_count() or 1) * self.options.threads_per_worker,
         )
 
-    def check_resources(self, workflow: Workflow) -> list[str]:
-        started_here = not self.started
-        if started_here:
-            self.start()
-        elif (
-            any(s.resources.requested() for s in workflow.spec.stages if s.resources)
-            or time.monotonic() - self._refreshed > _REFRESH_SECONDS
-        ):
-            self._refresh()
-        problems = [
-            p
-            for stage in workflow.spec.stages
-            if (p := self._unsatisfiable(stage.name, stage.resources)) is not None
-        ]
-        if problems and started_here:
-            self.close()
-        return problems
+    def offers(self) -> list[dict[str, float]]:
+        return list(self._workers.values())
 
-    def _unsatisfiable(self, stage: str, resources: Resources | None) -> str | None:
-        wanted = {k: v for k, v in (resources.requested() if resources else {}).items() if v}
-        if not wanted:
-            return None
-        for offered in self._workers.values():
-            if all(
-                (k not in offered and k in _IMPLICIT) or offered.get(k, 0.0) >= v
-                for k, v in wanted.items()
-            ):
-                return None
-        request = ", ".join(_show(k, v) for k, v in wanted.items())
-        kinds = sorted(
-            {", ".join(_show(k, v) for k, v in sorted(o.items())) for o in self._workers.values()}
+    def fits(self, wanted: dict[str, float], offer: dict[str, float]) -> bool:
+        return all(
+            (k not in offer and k in _IMPLICIT) or offer.get(k, 0.0) >= v for k, v in wanted.items()
         )
-        have = "; ".join(kinds) or "no workers"
-        where = (
-            f"the Dask cluster at {self.options.address}"
-            if self.options.address
-            else "the local Dask cluster"
-        )
-        hint = (
-            "start workers with --resources NAME=N"
-            if self.options.address
-            else "set the executor option 'resources' or 'threads_per_worker'"
-        )
-        return (
-            f"stage {stage!r}: requests {request}, but no worker of {where} has that much "
-            f"(workers offer: {have}); {hint}"
-        )
+
+    def cluster_hint(self) -> str:
+        return "configure the workers of that cluster instead"
+
+    def resource_hint(self) -> str:
+        if self.options.address:
+            return "start workers with --resources NAME=N"
+        return "set the executor option 'resources' or 'threads_per_worker'"
 
     def _task_resources(self, resources: Resources | None) -> dict[str, float] | None:
         if resources is None:
@@ -649,7 +390,7 @@ class DaskExecutor(Executor):
             time.sleep(_CANCEL_GRACE_SECONDS)
             if self._client is not client:
                 return
-            states = client.run(_executing, keys, on_error="ignore")
+            states = client.run(executing, keys, on_error="ignore")
             busy = [
                 (w, state[0])
                 for w, state in states.items()
