@@ -40,13 +40,21 @@ class DaemonThreadPool:
 
     ``concurrent.futures.ThreadPoolExecutor`` joins its threads at exit, so one
     abandoned call (a timeout, Ctrl-C) would hang the process.
+
+    A thread cannot be killed: :meth:`cancel` of a running call *abandons* its thread.
+    That thread leaves the pool (it no longer counts against ``max_workers``) and a
+    fresh one takes its place, so capacity is restored at once; the abandoned thread
+    keeps running until its call returns, then ends.
     """
 
     def __init__(self, max_workers: int) -> None:
         self.max_workers = max_workers
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._threads: list[threading.Thread] = []
+        self._running: dict[concurrent.futures.Future[Any], threading.Thread] = {}
+        self._abandoned: set[threading.Thread] = set()
         self._idle = 0
+        self._started = 0
         self._lock = threading.Lock()
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> concurrent.futures.Future[Any]:
@@ -58,26 +66,53 @@ class DaemonThreadPool:
             if self._idle:
                 self._idle -= 1
             elif len(self._threads) < self.max_workers:
-                thread = threading.Thread(
-                    target=self._work, daemon=True, name=f"flowstage-worker-{len(self._threads)}"
-                )
-                self._threads.append(thread)
-                thread.start()
+                self._start_thread()
         return future
 
+    def cancel(self, future: concurrent.futures.Future[Any]) -> None:
+        """Cancel ``future`` if it has not started, else abandon its thread (see above)."""
+        with self._lock:
+            thread = self._running.pop(future, None)
+            if thread is None:
+                future.cancel()
+                return
+            self._threads.remove(thread)
+            self._abandoned.add(thread)
+            self._start_thread()
+            self._idle += 1  # the replacement waits for work like a thread that finished
+
+    def _start_thread(self) -> None:
+        """Start one more pool thread (with the lock held)."""
+        self._started += 1
+        thread = threading.Thread(
+            target=self._work, daemon=True, name=f"flowstage-worker-{self._started}"
+        )
+        self._threads.append(thread)
+        thread.start()
+
     def _work(self) -> None:
+        me = threading.current_thread()
         while True:
             item = self._queue.get()
             if item is None:
                 return
             future, fn, args = item
-            if future.set_running_or_notify_cancel():
+            with self._lock:
+                running = future.set_running_or_notify_cancel()
+                if running:
+                    self._running[future] = me
+            if running:
                 try:
                     future.set_result(fn(*args))
-                except BaseException as exc:
+                except BaseException as exc:  # noqa: BLE001 - handed to the caller
                     future.set_exception(exc)
+            with self._lock:
+                self._running.pop(future, None)
             del future, fn, args, item
             with self._lock:
+                if me in self._abandoned:  # replaced while it ran: end, take no more work
+                    self._abandoned.discard(me)
+                    return
                 self._idle += 1
 
     def shutdown(self) -> None:
@@ -274,8 +309,14 @@ class LocalExecutor(Executor):
         return value
 
     def cancel(self, handles: Iterable[Any]) -> None:
+        """Cancel calls not started; a running call's thread is abandoned and replaced
+        (threads) or its worker process killed and replaced (processes)."""
+        pool = self._pool
         for handle in handles:
-            handle.cancel()
+            if pool is None or self.options.processes:
+                handle.cancel()
+            else:
+                pool.cancel(handle)
 
     def cluster_memory(self) -> dict[str, Any] | None:
         """Threads share a store in this process; worker processes share files in RAM."""

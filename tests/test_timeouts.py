@@ -1,0 +1,101 @@
+"""What a stage timeout frees on a reused local executor, and that pool workers die with
+their driver. Real threads, processes and signals."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from flowstage import create_executor, run_workflow
+from flowstage.core.executor import Executor
+
+ROOT = Path(__file__).resolve().parents[1]
+T = "teststages.timeouts."
+
+
+def wf(*stages: dict, name: str = "wf") -> dict:
+    return {"metadata": {"name": name}, "spec": {"stages": list(stages)}}
+
+
+#: two independent stages that run past their timeout of 0.3 s
+BUSY_PAIR = wf(
+    *({"name": name, "target": T + "busy", "timeout": "300ms"} for name in ("a", "b")),
+    name="busy",
+)
+
+
+def alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def children(pid: int) -> list[int]:
+    """Processes whose parent is ``pid`` (from /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+def pool_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.startswith("flowstage-worker-")]
+
+
+@pytest.fixture
+def stop_busy() -> Iterator[None]:
+    from teststages.timeouts import STOP
+
+    STOP.clear()
+    yield
+    STOP.set()
+
+
+@pytest.fixture(params=["threads"])
+def reused(request: pytest.FixtureRequest) -> Iterator[Executor]:
+    spec = {"name": "local", "max_workers": 2, "processes": request.param == "processes"}
+    with create_executor(spec) as ex:
+        yield ex
+
+
+@pytest.mark.timeout(60)  # the busy calls last 300 s: a run that waits for them fails
+def test_timed_out_stages_free_their_workers(reused: Executor, stop_busy: None, tmp_path) -> None:
+    """Two busy stages time out on both workers; a later run on the same executor still
+    runs (it hung: the workers were still busy)."""
+    marks = tmp_path / "marks"
+    for _ in range(2):
+        busy_input = {"marker_dir": str(marks), "seconds": 300}
+        run = run_workflow(BUSY_PAIR, busy_input, executor=reused, return_run=True)
+        assert run.state == "failed"
+        assert "timeout of 0.3s" in (run.error or "")
+    assert run_workflow(wf({"name": "t", "target": T + "trivial"}), executor=reused) == "ok"
+    if reused.options.processes:
+        # each timed-out call's process was stopped, and the pool has its two workers
+        time.sleep(0.5)
+        assert not list(marks.iterdir()) or all(
+            not alive(int(mark.name.split("-")[0])) for mark in marks.iterdir()
+        )
+        assert len([pid for pid in children(os.getpid()) if alive(pid)]) <= 2
+    else:
+        # the abandoned threads run on, outside the pool; when their calls end, they end
+        assert len(pool_threads()) <= 2 + 4
+        from teststages.timeouts import STOP
+
+        STOP.set()
+        deadline = time.monotonic() + 10
+        while len(pool_threads()) > 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(pool_threads()) <= 2
