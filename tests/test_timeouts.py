@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from flowstage import create_executor, run_workflow
+from flowstage import StageError, create_executor, run_workflow
 from flowstage.core.executor import Executor
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,8 +37,9 @@ def alive(pid: int) -> bool:
         return False
 
 
-def children(pid: int) -> list[int]:
-    """Processes whose parent is ``pid`` (from /proc)."""
+def children(pid: int, spawned: bool = False) -> list[int]:
+    """Processes whose parent is ``pid`` (from /proc); only multiprocessing's spawned
+    workers if ``spawned`` (not its resource tracker)."""
     found = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
@@ -46,7 +47,9 @@ def children(pid: int) -> list[int]:
                 stat = (entry / "stat").read_text()
             except OSError:
                 continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+            if int(stat.rsplit(")", 1)[1].split()[1]) != pid:
+                continue
+            if not spawned or b"spawn_main" in (entry / "cmdline").read_bytes():
                 found.append(int(entry.name))
     return found
 
@@ -64,7 +67,7 @@ def stop_busy() -> Iterator[None]:
     STOP.set()
 
 
-@pytest.fixture(params=["threads"])
+@pytest.fixture(params=["threads", "processes"])
 def reused(request: pytest.FixtureRequest) -> Iterator[Executor]:
     spec = {"name": "local", "max_workers": 2, "processes": request.param == "processes"}
     with create_executor(spec) as ex:
@@ -88,7 +91,7 @@ def test_timed_out_stages_free_their_workers(reused: Executor, stop_busy: None, 
         assert not list(marks.iterdir()) or all(
             not alive(int(mark.name.split("-")[0])) for mark in marks.iterdir()
         )
-        assert len([pid for pid in children(os.getpid()) if alive(pid)]) <= 2
+        assert len([pid for pid in children(os.getpid(), spawned=True) if alive(pid)]) <= 2
     else:
         # the abandoned threads run on, outside the pool; when their calls end, they end
         assert len(pool_threads()) <= 2 + 4
@@ -99,3 +102,25 @@ def test_timed_out_stages_free_their_workers(reused: Executor, stop_busy: None, 
         while len(pool_threads()) > 2 and time.monotonic() < deadline:
             time.sleep(0.05)
         assert len(pool_threads()) <= 2
+
+
+@pytest.mark.timeout(90)
+def test_timed_out_process_never_overlaps_its_retry(tmp_path) -> None:
+    log = tmp_path / "attempts.log"
+    stage = {
+        "name": "slow",
+        "target": T + "stamped_attempt",
+        "timeout": "300ms",
+        "retries": 2,
+        "retry_delay": "10ms",
+    }
+    with create_executor({"name": "local", "max_workers": 2, "processes": True}) as ex:
+        with pytest.raises(StageError, match="after 3 attempts"):
+            run_workflow(wf(stage), {"log": str(log), "seconds": 20}, executor=ex)
+        lines = log.read_text().splitlines()
+    starts = [line.split() for line in lines if line.startswith("start")]
+    assert len(starts) == 3, lines
+    assert not [line for line in lines if line.startswith("end")], lines
+    overlapping = [line for line in starts if len(line) > 2]
+    assert not overlapping, f"attempts ran while an earlier one was alive: {overlapping}"
+    assert not [int(pid) for _, pid, *_ in starts if alive(int(pid))]

@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING, Any
 from pydantic import Field, field_validator
 
 from flowstage.core.executor import Executor, ExecutorOptions
-from flowstage.executors.common import ResultNotTransferable, main_module_hidden, parse_capacity
+from flowstage.executors.common import parse_capacity
+from flowstage.executors.process_pool import Pickled, ProcessPool
 from flowstage.storage.object_store import LocalMemory, SharedDirMemory
 
 if TYPE_CHECKING:
@@ -120,31 +121,6 @@ class DaemonThreadPool:
             self._queue.put(None)
 
 
-class _Pickled:
-    """A value already pickled by a worker, passed on to the next worker as bytes."""
-
-    __slots__ = ("data",)
-
-    def __init__(self, data: bytes) -> None:
-        self.data = data
-
-
-def _run_pickled(payload: bytes) -> bytes:
-    """Process-pool entry: unpickle the call, run it, pickle its result."""
-    import pickle
-
-    import cloudpickle
-
-    fn, args = cloudpickle.loads(payload)
-    args = [pickle.loads(a.data) if isinstance(a, _Pickled) else a for a in args]
-    result = fn(*args)
-    try:
-        return cloudpickle.dumps(result)
-    except Exception as exc:
-        msg = f"its result ({type(result).__name__}) cannot be sent between processes: {type(exc).__name__}: {exc}"
-        raise ResultNotTransferable(msg) from None
-
-
 class Admission:
     """Admission control against a declared capacity; thread-safe, FIFO."""
 
@@ -223,16 +199,8 @@ class LocalExecutor(Executor):
 
     def _start(self) -> None:
         if self.options.processes:
-            import multiprocessing
-
-            pool = concurrent.futures.ProcessPoolExecutor(
-                max_workers=self.parallelism, mp_context=multiprocessing.get_context("spawn")
-            )
-            # Start every worker now, with the main module hidden: spawned workers would
-            # otherwise re-run the user's script (calls arrive by value, via cloudpickle).
-            with main_module_hidden():
-                warm = [pool.submit(os.getpid) for _ in range(self.parallelism)]
-                concurrent.futures.wait(warm)
+            pool = ProcessPool(self.parallelism)
+            pool.start()
             self._pool = pool
             self._memory = SharedDirMemory.create()
         else:
@@ -242,20 +210,7 @@ class LocalExecutor(Executor):
     def _close(self) -> None:
         pool, self._pool = self._pool, None
         memory, self._memory = self._memory, None
-        if isinstance(pool, concurrent.futures.ProcessPoolExecutor):
-            processes = list((getattr(pool, "_processes", None) or {}).values())
-            manager = getattr(pool, "_executor_manager_thread", None)
-            pool.shutdown(wait=False, cancel_futures=True)
-            for process in processes:  # stop calls that were abandoned (timeouts, failures)
-                if process.is_alive():
-                    process.terminate()
-            for process in processes:
-                process.join(timeout=5)
-            # The pool's manager thread closes its wake-up pipe as it ends; the interpreter's
-            # exit hook writes to that pipe, and a race between the two printed EBADF tracebacks.
-            if manager is not None:
-                manager.join(timeout=5)
-        elif pool is not None:
+        if pool is not None:  # stops calls that were abandoned (timeouts, failures) too
             pool.shutdown()
         if memory is not None:  # after the workers, which may still be writing to it
             memory.close()
@@ -266,8 +221,9 @@ class LocalExecutor(Executor):
             for key, wanted in self._admission.request_of(stage.resources).items():
                 if wanted > self._admission.capacity[key]:
                     problems.append(
-                        f"stage {stage.name!r}: requests {key}={wanted:g} but the local executor's capacity "
-                        f"is {key}={self._admission.capacity[key]:g} (executor option 'resources')"
+                        f"stage {stage.name!r}: requests {key}={wanted:g} but the local "
+                        f"executor's capacity is {key}={self._admission.capacity[key]:g} "
+                        "(executor option 'resources')"
                     )
         return problems
 
@@ -286,10 +242,9 @@ class LocalExecutor(Executor):
             import cloudpickle
 
             values = [
-                _Pickled(a.result()) if isinstance(a, concurrent.futures.Future) else a
-                for a in args
+                Pickled(a.result()) if isinstance(a, concurrent.futures.Future) else a for a in args
             ]
-            future = self._pool.submit(_run_pickled, cloudpickle.dumps((fn, values)))
+            future = self._pool.submit(cloudpickle.dumps((fn, values)))
         else:
             values = [a.result() if isinstance(a, concurrent.futures.Future) else a for a in args]
             future = self._pool.submit(fn, *values)
@@ -313,7 +268,7 @@ class LocalExecutor(Executor):
         (threads) or its worker process killed and replaced (processes)."""
         pool = self._pool
         for handle in handles:
-            if pool is None or self.options.processes:
+            if pool is None:
                 handle.cancel()
             else:
                 pool.cancel(handle)
