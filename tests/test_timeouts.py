@@ -4,12 +4,16 @@ their driver. Real threads, processes and signals."""
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 
 from flowstage import StageError, create_executor, run_workflow
 from flowstage.core.executor import Executor
@@ -124,3 +128,38 @@ def test_timed_out_process_never_overlaps_its_retry(tmp_path) -> None:
     overlapping = [line for line in starts if len(line) > 2]
     assert not overlapping, f"attempts ran while an earlier one was alive: {overlapping}"
     assert not [int(pid) for _, pid, *_ in starts if alive(int(pid))]
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
+def test_pool_workers_die_with_a_killed_run(sig: signal.Signals, tmp_path: Path) -> None:
+    """A foreground ``flowstage run -o processes=true`` killed while a stage runs leaves
+    no worker behind (they were orphaned under pid 1)."""
+    path = tmp_path / "busy.yaml"
+    stage = {"name": "busy", "target": T + "busy"}
+    path.write_text(yaml.safe_dump({"kind": "workflow", **wf(stage, name="busy")}))
+    marks = tmp_path / "marks"
+    command = [sys.executable, "-m", "flowstage", "run", str(path), "-o", "processes=true"]
+    command += ["-o", "max_workers=2", "--marker_dir", str(marks), "--seconds", "300"]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "tests"), str(ROOT / "src")])}
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 60
+        while not (marks.exists() and list(marks.iterdir())) and time.monotonic() < deadline:
+            assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
+            time.sleep(0.1)
+        workers = children(proc.pid, spawned=True)
+        assert len(workers) == 2, "the run's process pool is not up"
+        proc.send_signal(sig)
+        proc.wait(30)
+        deadline = time.monotonic() + 5
+        while [pid for pid in workers if alive(pid)] and time.monotonic() < deadline:
+            time.sleep(0.1)
+        left = [pid for pid in workers if alive(pid)]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    for pid in left:  # do not leave them spinning after a failure
+        os.kill(pid, signal.SIGKILL)
+    assert not left, f"worker processes outlived the killed run: {left}"

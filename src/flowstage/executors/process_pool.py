@@ -5,18 +5,26 @@ killed under it breaks the whole pool. Here each worker process is served by a t
 the driver that sends it one call at a time, so the pool knows which process runs which
 call: :meth:`ProcessPool.cancel` kills that process (its call cannot overlap a retry
 submitted afterwards) and the thread starts a replacement, while the other workers go on.
+
+Workers die with the driver, also when it is killed (SIGKILL leaves no time to clean
+up): on Linux through ``PR_SET_PDEATHSIG``, elsewhere (and as a fallback) a thread in the
+worker exits it once its parent process is gone.
 """
 
 from __future__ import annotations
 
 import atexit
 import concurrent.futures
+import ctypes
 import multiprocessing
 import multiprocessing.util  # its exit hook must be registered before ours (see below)
 import os
 import pickle
 import queue
+import signal
+import sys
 import threading
+import time
 import weakref
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +36,8 @@ if TYPE_CHECKING:
 
 #: ``main_module_hidden`` swaps ``sys.modules["__main__"]``: one spawn at a time
 _SPAWN_LOCK = threading.Lock()
+#: Linux prctl option: the signal a process gets when the thread that started it ends
+_PR_SET_PDEATHSIG = 1
 _POOLS: weakref.WeakSet[ProcessPool] = weakref.WeakSet()
 
 
@@ -76,8 +86,28 @@ def _dump_exception(exc: BaseException) -> bytes:
         return cloudpickle.dumps(RuntimeError(f"{type(exc).__name__}: {exc}"))
 
 
+def _die_with_parent(parent: int) -> None:
+    """End this worker when process ``parent`` ends, however it ends."""
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        except (OSError, AttributeError):
+            pass  # the watchdog below still ends it, within a second
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os._exit(1)
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True, name="flowstage-parent-watch").start()
+
+
 def _serve_calls(conn: Connection, parent: int) -> None:
     """A worker process: run the calls that arrive on ``conn``, one at a time."""
+    _die_with_parent(parent)
     while True:
         try:
             payload = conn.recv_bytes()
@@ -177,7 +207,9 @@ class ProcessPool:
         process = self._context.Process(
             target=_serve_calls, args=(theirs, os.getpid()), name="flowstage-worker"
         )
-        # The main module is hidden, or spawned workers would re-run the user's script
+        # Started from the thread that serves it, which lives as long as the process:
+        # PR_SET_PDEATHSIG fires when the starting *thread* ends. The main module is
+        # hidden, or spawned workers would re-run the user's script
         # (calls arrive by value, via cloudpickle).
         with _SPAWN_LOCK, main_module_hidden():
             process.start()
