@@ -130,6 +130,30 @@ def test_timed_out_process_never_overlaps_its_retry(tmp_path) -> None:
     assert not [int(pid) for _, pid, *_ in starts if alive(int(pid))]
 
 
+@pytest.mark.timeout(60)
+def test_timed_out_map_item_stops_with_its_worker_process(tmp_path) -> None:
+    """A map item past its timeout is abandoned in a thread of its worker process; that
+    worker then retires (the item stops) and the pool still runs later calls."""
+    marks = tmp_path / "marks"
+    items = {"name": "m", "target": T + "busy", "type": "parameterized", "map_on": "seconds"}
+    with create_executor({"name": "local", "max_workers": 2, "processes": True}) as ex:
+        run = run_workflow(
+            wf({**items, "timeout": "300ms"}),
+            {"seconds": [300], "marker_dir": str(marks)},
+            executor=ex,
+            return_run=True,
+        )
+        assert run.state == "failed" and "timeout" in (run.error or "")
+        pids = [int(mark.name.split("-")[0]) for mark in marks.iterdir()]
+        assert pids
+        deadline = time.monotonic() + 10
+        while [pid for pid in pids if alive(pid)] and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not [pid for pid in pids if alive(pid)], "the timed-out item still runs"
+        assert run_workflow(wf({"name": "t", "target": T + "trivial"}), executor=ex) == "ok"
+        assert len([pid for pid in children(os.getpid(), spawned=True) if alive(pid)]) <= 2
+
+
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
 def test_pool_workers_die_with_a_killed_run(sig: signal.Signals, tmp_path: Path) -> None:

@@ -28,6 +28,7 @@ import time
 import weakref
 from typing import TYPE_CHECKING, Any
 
+from flowstage.core.calls import abandoned_calls_running
 from flowstage.executors.common import ResultNotTransferable, main_module_hidden
 
 if TYPE_CHECKING:
@@ -106,7 +107,11 @@ def _die_with_parent(parent: int) -> None:
 
 
 def _serve_calls(conn: Connection, parent: int) -> None:
-    """A worker process: run the calls that arrive on ``conn``, one at a time."""
+    """A worker process: run the calls that arrive on ``conn``, one at a time.
+
+    A map item that timed out leaves its thread running in the worker (threads cannot
+    be killed); the worker then retires after answering, and the pool replaces it.
+    """
     _die_with_parent(parent)
     while True:
         try:
@@ -117,7 +122,10 @@ def _serve_calls(conn: Connection, parent: int) -> None:
             reply = (True, run_pickled(payload))
         except BaseException as exc:  # noqa: BLE001 - handed to the driver
             reply = (False, _dump_exception(exc))
-        conn.send_bytes(pickle.dumps((*reply, False)))
+        retire = abandoned_calls_running()
+        conn.send_bytes(pickle.dumps((*reply, retire)))
+        if retire:
+            os._exit(0)  # not a normal exit: that would wait for the abandoned threads
 
 
 class _Slot:
