@@ -127,13 +127,26 @@ def call_failure(
     return CallFailure(stage, index, attempts, tb, _portable(exc))
 
 
+#: threads of timed-out calls, which run on in this process (see :func:`_with_timeout`)
+_abandoned: set[threading.Thread] = set()
+
+
+def abandoned_calls_running() -> bool:
+    """Whether a timed-out call of this process still runs in its abandoned thread (a
+    worker process may then retire, so that the call stops with it)."""
+    for thread in [t for t in _abandoned if not t.is_alive()]:
+        _abandoned.discard(thread)
+    return bool(_abandoned)
+
+
 def _with_timeout(
     fn: Callable[..., Any], args: Sequence[Any], kwargs: dict[str, Any], timeout: float
 ) -> Any:
     """Call ``fn`` in a daemon thread; give up on it after ``timeout`` seconds.
 
     A thread cannot be killed: a timed-out call is abandoned, and being a daemon it
-    never holds up the process's exit.
+    never holds up the process's exit. It is remembered (:func:`abandoned_calls_running`):
+    a worker of the local process pool then ends after its current batch, stopping it.
     """
     outcome: list[tuple[bool, Any]] = []
 
@@ -147,6 +160,7 @@ def _with_timeout(
     thread.start()
     thread.join(timeout)
     if not outcome:
+        _abandoned.add(thread)
         raise CallTimeout(f"the call did not finish within its timeout of {timeout:g}s")
     ok, value = outcome[0]
     if not ok:

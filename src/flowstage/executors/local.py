@@ -17,9 +17,9 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import Field, field_validator
 
-from flowstage.core.errors import ResultNotTransferable
 from flowstage.core.executor import Executor, ExecutorOptions
-from flowstage.executors.common import main_module_hidden, parse_capacity
+from flowstage.executors.common import parse_capacity
+from flowstage.executors.process_pool import Pickled, ProcessPool
 from flowstage.storage.memory import LocalMemory, SharedDirMemory
 
 if TYPE_CHECKING:
@@ -41,13 +41,21 @@ class DaemonThreadPool:
 
     ``concurrent.futures.ThreadPoolExecutor`` joins its threads at exit, so one
     abandoned call (a timeout, Ctrl-C) would hang the process.
+
+    A thread cannot be killed: :meth:`cancel` of a running call *abandons* its thread.
+    That thread leaves the pool (it no longer counts against ``max_workers``) and a
+    fresh one takes its place, so capacity is restored at once; the abandoned thread
+    keeps running until its call returns, then ends.
     """
 
     def __init__(self, max_workers: int) -> None:
         self.max_workers = max_workers
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._threads: list[threading.Thread] = []
+        self._running: dict[concurrent.futures.Future[Any], threading.Thread] = {}
+        self._abandoned: set[threading.Thread] = set()
         self._idle = 0
+        self._started = 0
         self._lock = threading.Lock()
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> concurrent.futures.Future[Any]:
@@ -59,56 +67,58 @@ class DaemonThreadPool:
             if self._idle:
                 self._idle -= 1
             elif len(self._threads) < self.max_workers:
-                thread = threading.Thread(
-                    target=self._work, daemon=True, name=f"flowstage-worker-{len(self._threads)}"
-                )
-                self._threads.append(thread)
-                thread.start()
+                self._start_thread()
         return future
 
+    def cancel(self, future: concurrent.futures.Future[Any]) -> None:
+        """Cancel ``future`` if it has not started, else abandon its thread (see above)."""
+        with self._lock:
+            thread = self._running.pop(future, None)
+            if thread is None:
+                future.cancel()
+                return
+            self._threads.remove(thread)
+            self._abandoned.add(thread)
+            self._start_thread()
+            self._idle += 1  # the replacement waits for work like a thread that finished
+
+    def _start_thread(self) -> None:
+        """Start one more pool thread (with the lock held)."""
+        self._started += 1
+        thread = threading.Thread(
+            target=self._work, daemon=True, name=f"flowstage-worker-{self._started}"
+        )
+        self._threads.append(thread)
+        thread.start()
+
     def _work(self) -> None:
+        me = threading.current_thread()
         while True:
             item = self._queue.get()
             if item is None:
                 return
             future, fn, args = item
-            if future.set_running_or_notify_cancel():
+            with self._lock:
+                running = future.set_running_or_notify_cancel()
+                if running:
+                    self._running[future] = me
+            if running:
                 try:
                     future.set_result(fn(*args))
-                except BaseException as exc:
+                except BaseException as exc:  # noqa: BLE001 - handed to the caller
                     future.set_exception(exc)
+            with self._lock:
+                self._running.pop(future, None)
             del future, fn, args, item
             with self._lock:
+                if me in self._abandoned:  # replaced while it ran: end, take no more work
+                    self._abandoned.discard(me)
+                    return
                 self._idle += 1
 
     def shutdown(self) -> None:
         for _ in self._threads:
             self._queue.put(None)
-
-
-class _Pickled:
-    """A value already pickled by a worker, passed on to the next worker as bytes."""
-
-    __slots__ = ("data",)
-
-    def __init__(self, data: bytes) -> None:
-        self.data = data
-
-
-def _run_pickled(payload: bytes) -> bytes:
-    """Process-pool entry: unpickle the call, run it, pickle its result."""
-    import pickle
-
-    import cloudpickle
-
-    fn, args = cloudpickle.loads(payload)
-    args = [pickle.loads(a.data) if isinstance(a, _Pickled) else a for a in args]
-    result = fn(*args)
-    try:
-        return cloudpickle.dumps(result)
-    except Exception as exc:
-        msg = f"its result ({type(result).__name__}) cannot be sent between processes: {type(exc).__name__}: {exc}"
-        raise ResultNotTransferable(msg) from None
 
 
 class Admission:
@@ -189,16 +199,8 @@ class LocalExecutor(Executor):
 
     def _start(self) -> None:
         if self.options.processes:
-            import multiprocessing
-
-            pool = concurrent.futures.ProcessPoolExecutor(
-                max_workers=self.parallelism, mp_context=multiprocessing.get_context("spawn")
-            )
-            # Start every worker now, with the main module hidden: spawned workers would
-            # otherwise re-run the user's script (calls arrive by value, via cloudpickle).
-            with main_module_hidden():
-                warm = [pool.submit(os.getpid) for _ in range(self.parallelism)]
-                concurrent.futures.wait(warm)
+            pool = ProcessPool(self.parallelism)
+            pool.start()
             self._pool = pool
             self._memory = SharedDirMemory.create()
         else:
@@ -208,20 +210,7 @@ class LocalExecutor(Executor):
     def _close(self) -> None:
         pool, self._pool = self._pool, None
         memory, self._memory = self._memory, None
-        if isinstance(pool, concurrent.futures.ProcessPoolExecutor):
-            processes = list((getattr(pool, "_processes", None) or {}).values())
-            manager = getattr(pool, "_executor_manager_thread", None)
-            pool.shutdown(wait=False, cancel_futures=True)
-            for process in processes:  # stop calls that were abandoned (timeouts, failures)
-                if process.is_alive():
-                    process.terminate()
-            for process in processes:
-                process.join(timeout=5)
-            # The pool's manager thread closes its wake-up pipe as it ends; the interpreter's
-            # exit hook writes to that pipe, and a race between the two printed EBADF tracebacks.
-            if manager is not None:
-                manager.join(timeout=5)
-        elif pool is not None:
+        if pool is not None:  # stops calls that were abandoned (timeouts, failures) too
             pool.shutdown()
         if memory is not None:  # after the workers, which may still be writing to it
             memory.close()
@@ -232,8 +221,9 @@ class LocalExecutor(Executor):
             for key, wanted in self._admission.request_of(stage.resources).items():
                 if wanted > self._admission.capacity[key]:
                     problems.append(
-                        f"stage {stage.name!r}: requests {key}={wanted:g} but the local executor's capacity "
-                        f"is {key}={self._admission.capacity[key]:g} (executor option 'resources')"
+                        f"stage {stage.name!r}: requests {key}={wanted:g} but the local "
+                        f"executor's capacity is {key}={self._admission.capacity[key]:g} "
+                        "(executor option 'resources')"
                     )
         return problems
 
@@ -252,10 +242,9 @@ class LocalExecutor(Executor):
             import cloudpickle
 
             values = [
-                _Pickled(a.result()) if isinstance(a, concurrent.futures.Future) else a
-                for a in args
+                Pickled(a.result()) if isinstance(a, concurrent.futures.Future) else a for a in args
             ]
-            future = self._pool.submit(_run_pickled, cloudpickle.dumps((fn, values)))
+            future = self._pool.submit(cloudpickle.dumps((fn, values)))
         else:
             values = [a.result() if isinstance(a, concurrent.futures.Future) else a for a in args]
             future = self._pool.submit(fn, *values)
@@ -275,8 +264,14 @@ class LocalExecutor(Executor):
         return value
 
     def cancel(self, handles: Iterable[Any]) -> None:
+        """Cancel calls not started; a running call's thread is abandoned and replaced
+        (threads) or its worker process killed and replaced (processes)."""
+        pool = self._pool
         for handle in handles:
-            handle.cancel()
+            if pool is None:
+                handle.cancel()
+            else:
+                pool.cancel(handle)
 
     def cluster_memory(self) -> dict[str, Any] | None:
         """Threads share a store in this process; worker processes share files in RAM."""
