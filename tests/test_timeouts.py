@@ -41,6 +41,11 @@ def alive(pid: int) -> bool:
         return False
 
 
+def live_workers(before: set[int]) -> list[int]:
+    """This process's live spawned workers, less those in ``before`` (other tests' pools)."""
+    return [p for p in children(os.getpid(), spawned=True) if alive(p) and p not in before]
+
+
 def children(pid: int, spawned: bool = False) -> list[int]:
     """Processes whose parent is ``pid`` (from /proc); only multiprocessing's spawned
     workers if ``spawned`` (not its resource tracker)."""
@@ -58,8 +63,15 @@ def children(pid: int, spawned: bool = False) -> list[int]:
     return found
 
 
-def pool_threads() -> list[threading.Thread]:
-    return [t for t in threading.enumerate() if t.name.startswith("flowstage-worker-")]
+def pool_threads(
+    before: frozenset[threading.Thread] | set[threading.Thread] = frozenset(),
+) -> list[threading.Thread]:
+    """Worker threads of local pools, less those in ``before`` (other tests' pools)."""
+    return [
+        t
+        for t in threading.enumerate()
+        if t.name.startswith("flowstage-worker-") and t not in before
+    ]
 
 
 @pytest.fixture
@@ -83,6 +95,8 @@ def test_timed_out_stages_free_their_workers(reused: Executor, stop_busy: None, 
     """Two busy stages time out on both workers; a later run on the same executor still
     runs (it hung: the workers were still busy)."""
     marks = tmp_path / "marks"
+    others = set(pool_threads())
+    other_workers = set(children(os.getpid(), spawned=True))
     for _ in range(2):
         busy_input = {"marker_dir": str(marks), "seconds": 300}
         run = run_workflow(BUSY_PAIR, busy_input, executor=reused, return_run=True)
@@ -95,17 +109,17 @@ def test_timed_out_stages_free_their_workers(reused: Executor, stop_busy: None, 
         assert not list(marks.iterdir()) or all(
             not alive(int(mark.name.split("-")[0])) for mark in marks.iterdir()
         )
-        assert len([pid for pid in children(os.getpid(), spawned=True) if alive(pid)]) <= 2
+        assert len(live_workers(other_workers)) <= 2
     else:
         # the abandoned threads run on, outside the pool; when their calls end, they end
-        assert len(pool_threads()) <= 2 + 4
+        assert len(pool_threads(others)) <= 2 + 4
         from teststages.timeouts import STOP
 
         STOP.set()
         deadline = time.monotonic() + 10
-        while len(pool_threads()) > 2 and time.monotonic() < deadline:
+        while len(pool_threads(others)) > 2 and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert len(pool_threads()) <= 2
+        assert len(pool_threads(others)) <= 2
 
 
 @pytest.mark.timeout(90)
@@ -114,7 +128,9 @@ def test_timed_out_process_never_overlaps_its_retry(tmp_path) -> None:
     stage = {
         "name": "slow",
         "target": T + "stamped_attempt",
-        "timeout": "300ms",
+        # long enough for a replacement worker process to start on a loaded machine (the
+        # timeout counts from submission, so a spawn eats into it)
+        "timeout": "2s",
         "retries": 2,
         "retry_delay": "10ms",
     }
@@ -135,6 +151,7 @@ def test_timed_out_map_item_stops_with_its_worker_process(tmp_path) -> None:
     """A map item past its timeout is abandoned in a thread of its worker process; that
     worker then retires (the item stops) and the pool still runs later calls."""
     marks = tmp_path / "marks"
+    other_workers = set(children(os.getpid(), spawned=True))
     items = {"name": "m", "target": T + "busy", "type": "parameterized", "map_on": "seconds"}
     with create_executor({"name": "local", "max_workers": 2, "processes": True}) as ex:
         run = run_workflow(
@@ -151,7 +168,7 @@ def test_timed_out_map_item_stops_with_its_worker_process(tmp_path) -> None:
             time.sleep(0.1)
         assert not [pid for pid in pids if alive(pid)], "the timed-out item still runs"
         assert run_workflow(wf({"name": "t", "target": T + "trivial"}), executor=ex) == "ok"
-        assert len([pid for pid in children(os.getpid(), spawned=True) if alive(pid)]) <= 2
+        assert len(live_workers(other_workers)) <= 2
 
 
 @pytest.mark.timeout(120)
