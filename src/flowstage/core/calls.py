@@ -247,6 +247,10 @@ def run_call(task: StageTask, kwargs: dict[str, Any], *args: Any) -> Any:
         reset_run_context(token)
 
 
+#: a batch's ``(values, failures, max_attempts)``: see :func:`run_batch`
+BatchOutcome = tuple[list[Any], list[tuple[int, str, int]], int]
+
+
 def run_batch(
     task: StageTask,
     start: int,
@@ -287,7 +291,7 @@ def _batch_fast(
     items: Sequence[Any],
     extra_args: Sequence[Any],
     extra_kwargs: dict[str, Any],
-):
+) -> BatchOutcome:
     """The hot loop for items without retries or timeouts: as little per item as possible."""
     values: list[Any] = []
     append = values.append
@@ -317,7 +321,7 @@ def _batch_careful(
     items: Sequence[Any],
     extra_args: Sequence[Any],
     extra_kwargs: dict[str, Any],
-):
+) -> BatchOutcome:
     values: list[Any] = []
     failures: list[tuple[int, str, int]] = []
     most = 1
@@ -343,7 +347,7 @@ async def _batch_async(
     items: Sequence[Any],
     extra_args: Sequence[Any],
     extra_kwargs: dict[str, Any],
-):
+) -> BatchOutcome:
     """Async items of one batch run concurrently on one event loop."""
 
     async def one(index: int, item: Any) -> tuple[Any, int]:
@@ -360,6 +364,7 @@ async def _batch_async(
         if isinstance(outcome, CallFailure):
             if not task.allow_partial_failure:
                 raise outcome
+            assert outcome.item_index is not None  # a map item's failure names its item
             failures.append((outcome.item_index, str(outcome), outcome.attempts))
             values.append(None)
             most = max(most, outcome.attempts)

@@ -15,10 +15,10 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ValidationError
 
 from flowstage.core.dag import StageGraph
-from flowstage.core.errors import WorkflowError
+from flowstage.core.errors import TargetError, WorkflowError
 from flowstage.core.hints import did_you_mean
 from flowstage.core.models import ConfigResource, Metadata, Resources, Stage, Workflow, WorkflowSpec
-from flowstage.core.targets import TargetError, resolve_target, signature_of
+from flowstage.core.targets import resolve_target, signature_of
 
 if TYPE_CHECKING:
     from flowstage.core.registry import Registry
@@ -163,7 +163,7 @@ def _parse_resources(source: str | os.PathLike[str]) -> list[BaseModel]:
 
 
 def load_workflow(
-    source: Any, *, stage_types: Registry | None = None, search_paths: tuple[str, ...] = ()
+    source: Any, *, stage_types: Registry[Any] | None = None, search_paths: tuple[str, ...] = ()
 ) -> Workflow:
     """The validated workflow from a path, YAML text, a mapping or a :class:`Workflow`.
 
@@ -210,7 +210,10 @@ def search_paths_for(workflow: Workflow, extra: tuple[str, ...] = ()) -> tuple[s
 
 
 def validate_workflow(
-    workflow: Workflow, *, stage_types: Registry | None = None, search_paths: tuple[str, ...] = ()
+    workflow: Workflow,
+    *,
+    stage_types: Registry[Any] | None = None,
+    search_paths: tuple[str, ...] = (),
 ) -> None:
     """Check a parsed workflow as a whole (see :func:`load_workflow`)."""
     if stage_types is None:
@@ -228,7 +231,7 @@ def validate_workflow(
 def stage_problems(
     stages: list[Stage],
     label: str,
-    stage_types: Registry,
+    stage_types: Registry[Any],
     paths: tuple[str, ...],
     unparsed: frozenset[str] = frozenset(),
 ) -> list[str]:
@@ -281,7 +284,7 @@ def check_input(
     workflow: Workflow,
     run_input: Mapping[str, Any],
     *,
-    stage_types: Registry | None = None,
+    stage_types: Registry[Any] | None = None,
     search_paths: tuple[str, ...] = (),
 ) -> dict[str, dict[str, Any]]:
     """Check the run input against the root stages; return their coerced keyword arguments.

@@ -182,7 +182,8 @@ class ConfigSelector(_Strict):
         if self.type == "name":
             return self.value == workflow.metadata.name
         annotations = workflow.metadata.annotations
-        return all(annotations.get(k) == v for k, v in dict(self.value).items())
+        wanted = self.value if isinstance(self.value, dict) else {}
+        return all(annotations.get(k) == v for k, v in wanted.items())
 
 
 class ConfigSpec(_Strict):

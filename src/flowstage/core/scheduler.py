@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 from typing import TYPE_CHECKING, Any
 
 from flowstage.core import retries
@@ -220,8 +221,11 @@ class RunDriver:
     def _start(self, name: str) -> None:
         deps = [self._outputs[d] for d in self.stages[name].depends_on]
         task = asyncio.ensure_future(self._run_stage(self.stages[name], deps))
-        task.add_done_callback(lambda t, n=name: self._done.put_nowait((n, t)))
+        task.add_done_callback(functools.partial(self._stage_done, name))
         self._running[name] = task
+
+    def _stage_done(self, name: str, task: asyncio.Task[Any]) -> None:
+        self._done.put_nowait((name, task))
 
     def output_ready(self, name: str, output: Any) -> None:
         """``name``'s output (value or handle) is known: start dependents that now can.
@@ -291,7 +295,8 @@ class RunDriver:
             record.state = "finished"
             return output
         except asyncio.CancelledError:
-            if record.state != "failed":  # unless a dependent already reported its failure
+            # a dependent may have reported this stage's failure while it was awaited
+            if record.state != "failed":  # type: ignore[comparison-overlap]
                 record.state = "cancelled"
             raise
         except BaseException as exc:

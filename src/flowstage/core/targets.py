@@ -14,7 +14,7 @@ import typing
 import weakref
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from flowstage.core.errors import TargetError
 
@@ -61,7 +61,7 @@ def import_target(target: str) -> Callable[..., Any]:
         obj = _import(target)
     if not callable(obj):
         raise TargetError(f"{target!r} is a {type(obj).__name__}, not a callable")
-    return obj
+    return cast("Callable[..., Any]", obj)
 
 
 def _import(target: str) -> Any:
@@ -213,7 +213,7 @@ def coerce(value: Any, annotation: Any) -> Any:
         and not isinstance(value, bool)
     ):
         return value
-    adapter = _adapters.get(annotation)
+    adapter: Any = _adapters.get(annotation)
     if adapter is None:
         from pydantic import TypeAdapter
 
@@ -222,7 +222,7 @@ def coerce(value: Any, annotation: Any) -> Any:
         except Exception:
             adapter = False
         _adapters[annotation] = adapter
-    if adapter is False:
+    if adapter is False:  # pydantic cannot handle the annotation
         return value
     from pydantic import ValidationError
 

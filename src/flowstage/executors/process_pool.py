@@ -26,7 +26,7 @@ import sys
 import threading
 import time
 import weakref
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from flowstage.core.calls import abandoned_calls_running
 from flowstage.core.errors import ResultNotTransferable
@@ -68,7 +68,7 @@ def run_pickled(payload: bytes) -> bytes:
     args = [pickle.loads(a.data) if isinstance(a, Pickled) else a for a in args]
     result = fn(*args)
     try:
-        return cloudpickle.dumps(result)
+        return cast(bytes, cloudpickle.dumps(result))
     except Exception as exc:  # noqa: BLE001 - any pickling error means the same to the user
         msg = (
             f"its result ({type(result).__name__}) cannot be sent between processes: "
@@ -85,7 +85,7 @@ def _dump_exception(exc: BaseException) -> bytes:
         pickle.loads(data)
         return data
     except Exception:  # noqa: BLE001 - an exception that cannot travel goes as its text
-        return cloudpickle.dumps(RuntimeError(f"{type(exc).__name__}: {exc}"))
+        return cast(bytes, cloudpickle.dumps(RuntimeError(f"{type(exc).__name__}: {exc}")))
 
 
 def _die_with_parent(parent: int) -> None:
@@ -240,8 +240,10 @@ class ProcessPool:
                         slot.ready.set()
                     with self._lock:
                         slot.process, slot.stopping = process, False
+                        # close() may have run in another thread while this one spawned
+                        # (mypy narrows the attribute from the loop's condition)
                         if self._closed:
-                            return
+                            return  # type: ignore[unreachable]
                 assert conn is not None
                 item = self._queue.get()
                 if item is None:
