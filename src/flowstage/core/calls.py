@@ -114,7 +114,7 @@ def _portable(exc: BaseException) -> BaseException:
     try:
         pickle.loads(cloudpickle.dumps(exc))
         return exc
-    except Exception:
+    except Exception:  # noqa: BLE001 - an exception that cannot be pickled travels as its text
         return RuntimeError(f"{type(exc).__name__}: {exc}")
 
 
@@ -153,7 +153,7 @@ def _with_timeout(
     def call() -> None:
         try:
             outcome.append((True, _finish(fn(*args, **kwargs))))
-        except BaseException as exc:  # handed back to the calling thread
+        except BaseException as exc:  # noqa: BLE001 - handed back to the calling thread
             outcome.append((False, exc))
 
     thread = threading.Thread(target=contextvars.copy_context().run, args=(call,), daemon=True)
@@ -181,7 +181,7 @@ def _attempt_sync(
             if task.timeout is not None:
                 return _with_timeout(fn, args, kwargs, task.timeout), attempt
             return _finish(fn(*args, **kwargs)), attempt
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - whatever the stage raises is its failure
             if pause is None:
                 raise call_failure(task.stage, exc, index, attempt) from None
         time.sleep(pause)
@@ -208,7 +208,7 @@ async def _attempt_async(
             else:
                 value = await pending
             return _finish(value), attempt
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - whatever the stage raises is its failure
             if pause is None:
                 raise call_failure(task.stage, exc, index, attempt) from None
         await asyncio.sleep(pause)
@@ -236,7 +236,7 @@ def run_call(task: StageTask, kwargs: dict[str, Any], *args: Any) -> Any:
     """
     try:
         fn = _target(task)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - a target that cannot be loaded fails the stage
         raise call_failure(task.stage, exc) from None
     token = set_run_context(task.context.for_stage(task.stage))
     try:
@@ -267,7 +267,7 @@ def run_batch(
     began = time.perf_counter()
     try:
         fn = _target(task)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - a target that cannot be loaded fails the stage
         raise call_failure(task.stage, exc, start) from None
     context = task.context.for_stage(task.stage, start)
     token = set_run_context(context)
@@ -303,7 +303,7 @@ def _batch_fast(
             value = fn(item, *extra_args, **extra_kwargs)
             if isinstance(value, _SPECIAL_RESULTS):
                 value = _finish(value)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - whatever an item raises is its failure
             if not task.allow_partial_failure:
                 raise call_failure(task.stage, exc, index) from None
             failures.append((index, f"{type(exc).__name__}: {exc}", 1))

@@ -101,7 +101,7 @@ class Executor(abc.ABC):
         """Problems with stage resources this executor can never satisfy."""
         return []
 
-    def install_code(self, bundle: SourceBundle) -> None:
+    def install_code(self, bundle: SourceBundle) -> None:  # noqa: B027 - optional; no-op
         """Put a run's stage code in place on every worker before its tasks start (when
         ``uploads_code``; may block). Tasks also bring it along, but a worker unpickles
         a task's upstream values (instances of classes from that code) before the task

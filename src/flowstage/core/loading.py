@@ -111,7 +111,7 @@ def _graph_problems_of_raw(data: Mapping[str, Any], label: str) -> list[str]:
         return stage_problems(
             stages, label, default_registries().stage_types, (), frozenset(unparsed)
         )
-    except Exception:  # the schema problems already tell the user what to fix
+    except Exception:  # noqa: BLE001 - the schema problems already tell the user what to fix
         return []
 
 

@@ -259,5 +259,5 @@ async def _run_map(
 def _size_hint(item: Any) -> int:
     try:
         return sys.getsizeof(item)
-    except Exception:
+    except Exception:  # noqa: BLE001 - an object without a size is batched as small
         return 0

@@ -68,7 +68,8 @@ class FlowstagePlugins:
                 else f"{info.name}@{info.distribution}"
             )
             self.pm.register(info.plugin, name=name)
-        except Exception as exc:
+        # a plugin that fails to load is reported, not fatal
+        except Exception as exc:  # noqa: BLE001
             info.status = "failed"
             info.error = f"{type(exc).__name__}: {exc}"
             info.traceback = traceback.format_exc()
@@ -148,7 +149,9 @@ class FlowstagePlugins:
             starts = len(app.registered_commands), len(app.registered_groups)
             self._call_registering(impl, "flowstage_register_commands", app=app)
             owner = self._owner(impl.plugin)
-            for registered, start in zip((app.registered_commands, app.registered_groups), starts):
+            for registered, start in zip(
+                (app.registered_commands, app.registered_groups), starts, strict=True
+            ):
                 for added in list(registered[start:]):
                     name = _command_name(added)
                     if name is None:

@@ -299,7 +299,7 @@ class RunDriver:
             if record.state != "failed":  # type: ignore[comparison-overlap]
                 record.state = "cancelled"
             raise
-        except BaseException as exc:
+        except BaseException as exc:  # noqa: BLE001 - every way a stage ends is recorded on it
             error = as_stage_error(stage.name, exc, record.attempts)
             if error.stage != stage.name and error.stage in self.run.stages:
                 # A dependency submitted ahead (pipelined) failed: the failure is its own.

@@ -163,7 +163,7 @@ def _inspect(fn: Callable[..., Any]) -> Signature:
         return Signature((), (), frozenset(), True, True, {}, False)
     try:
         hints = typing.get_type_hints(fn)
-    except Exception:  # unresolvable forward references: skip coercion, not the stage
+    except Exception:  # noqa: BLE001 - unresolvable forward references: skip coercion only
         hints = {}
     positional, required, keyword = [], [], set()
     var_positional = var_keyword = False
@@ -180,7 +180,8 @@ def _inspect(fn: Callable[..., Any]) -> Signature:
                 keyword.add(param.name)
             if param.default is param.empty:
                 required.append(param.name)
-    call = fn if inspect.isfunction(fn) or inspect.ismethod(fn) else getattr(fn, "__call__", fn)
+    # a callable object's signature is its bound __call__'s (callable() cannot give it)
+    call = fn if inspect.isfunction(fn) or inspect.ismethod(fn) else getattr(fn, "__call__", fn)  # noqa: B004
     is_async = inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(call)
     annotations = {k: v for k, v in hints.items() if k in keyword}
     return Signature(
@@ -219,7 +220,7 @@ def coerce(value: Any, annotation: Any) -> Any:
 
         try:
             adapter = TypeAdapter(annotation)
-        except Exception:
+        except Exception:  # noqa: BLE001 - pydantic cannot handle the annotation: no coercion
             adapter = False
         _adapters[annotation] = adapter
     if adapter is False:  # pydantic cannot handle the annotation

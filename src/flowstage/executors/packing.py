@@ -122,7 +122,7 @@ def pack_call(
     """
     passed = [handle_argument(a) for a in args]
     slots = tuple(i for i, value in enumerate(passed) if value is not None)
-    plain = tuple(None if value is not None else a for a, value in zip(args, passed))
+    plain = tuple(None if value is not None else a for a, value in zip(args, passed, strict=True))
     if _flowstage_global(fn) and _plain_data(plain):
         # The standard pickler is several times faster (a chain's submission is mostly this).
         return pickle.dumps((fn, plain, slots), protocol=5), [passed[i] for i in slots]
@@ -163,7 +163,7 @@ def _filled(
     plain: tuple[Any, ...], slots: tuple[int, ...], values: tuple[Any, ...]
 ) -> tuple[Any, ...]:
     args = list(plain)
-    for position, value in zip(slots, values):
+    for position, value in zip(slots, values, strict=True):
         args[position] = value
     return tuple(args)
 

@@ -292,7 +292,7 @@ class RunHistory(Database):
             tuple(params),
         )
         total = self.query(f"SELECT count(*) FROM runs{clause}", tuple(params))[0][0]
-        return [dict(zip(RUN_SUMMARY_KEYS, row)) for row in rows], total
+        return [dict(zip(RUN_SUMMARY_KEYS, row, strict=True)) for row in rows], total
 
     _RUN_COLUMNS = (
         "id",
@@ -342,7 +342,7 @@ class RunHistory(Database):
                 )
         if not rows:
             return None
-        row = dict(zip(self._RUN_COLUMNS, rows[0]))
+        row = dict(zip(self._RUN_COLUMNS, rows[0], strict=True))
         for key in ("input", "stages", "request"):
             row[key] = json.loads(row[key]) if row[key] else ({} if key != "request" else None)
         return row

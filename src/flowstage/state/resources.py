@@ -186,7 +186,9 @@ def apply_path(
         for r, doc, _label in cast("list[tuple[Workflow | ConfigResource, Any, str]]", found)
     ]
     outcomes = get_store().put_resources(items)
-    return [(item["kind"], item["name"], outcome) for item, outcome in zip(items, outcomes)]
+    return [
+        (item["kind"], item["name"], outcome) for item, outcome in zip(items, outcomes, strict=True)
+    ]
 
 
 def _nothing_applied(problems: list[str], path: str | os.PathLike[str]) -> WorkflowError:
@@ -202,7 +204,8 @@ def delete_path(
 
     keys = [(r.kind, r.name) for r, _doc, _label in read_resources(path, recursive)]  # type: ignore[attr-defined]
     return [
-        (kind, name, found) for (kind, name), found in zip(keys, get_store().delete_resources(keys))
+        (kind, name, found)
+        for (kind, name), found in zip(keys, get_store().delete_resources(keys), strict=True)
     ]
 
 

@@ -47,7 +47,7 @@ def print_rows(rows: list[dict[str, Any]], fmt: str) -> None:
     ]
     widths = [max(len(line[i]) for line in cells) for i in range(len(columns))]
     out = [
-        "   ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip()
+        "   ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
         for line in cells
     ]
     sys.stdout.write("\n".join(out) + "\n")
