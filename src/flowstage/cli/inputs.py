@@ -82,14 +82,13 @@ def _assign(target: dict[str, Any], key: str, value: Any) -> None:
 
 def read_input_file(path: Path) -> dict[str, Any]:
     """A run input from a JSON or YAML file holding a mapping."""
-    import yaml
+    from flowstage.core.yamlfiles import load_yaml
 
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise UserError(f"{path}: no such input file") from None
-    except yaml.YAMLError as exc:
-        raise UserError(f"{path}: not valid JSON or YAML: {exc}") from None
+    data = load_yaml(text, str(path))
     if data is None:
         return {}
     if not isinstance(data, dict):

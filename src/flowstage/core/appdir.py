@@ -30,7 +30,7 @@ def split_names(value: Any) -> list[str]:
 
 
 def env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
-    import yaml
+    from flowstage.core.yamlfiles import load_yaml
 
     out: dict[str, Any] = {}
     for key, raw in environ.items():
@@ -40,8 +40,8 @@ def env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
         if not path:
             continue
         try:
-            value = yaml.safe_load(raw) if raw.strip() else raw
-        except yaml.YAMLError:
+            value = load_yaml(raw, key) if raw.strip() else raw
+        except UserError:  # not YAML: the text itself
             value = raw
         node = out
         for part in path[:-1]:
@@ -82,12 +82,9 @@ def disabled_plugins() -> list[str]:
 
 
 def read_settings_file(path: Path) -> dict[str, Any]:
-    import yaml
+    from flowstage.core.yamlfiles import load_yaml
 
-    try:
-        loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise UserError(f"{path}: not valid YAML: {exc}") from None
+    loaded = load_yaml(path.read_text(encoding="utf-8"), str(path))
     if loaded is not None and not isinstance(loaded, dict):
         raise UserError(f"{path}: expected a mapping of settings, got {type(loaded).__name__}")
     return loaded or {}

@@ -19,6 +19,7 @@ from flowstage.core.dag import StageGraph
 from flowstage.core.errors import WorkflowError
 from flowstage.core.models import ConfigResource, Metadata, Resources, Stage, Workflow, WorkflowSpec
 from flowstage.core.targets import TargetError, resolve_target, signature_of
+from flowstage.core.yamlfiles import load_yaml_documents
 
 if TYPE_CHECKING:
     from flowstage.core.registry import Registry
@@ -43,8 +44,6 @@ def read_documents(source: str | os.PathLike[str]) -> tuple[list[Any], str | Non
 
     :raises WorkflowError: the file is missing or is not valid YAML
     """
-    import yaml
-
     text = os.fspath(source)
     path: str | None = None
     if isinstance(source, os.PathLike) or _looks_like_path(text):
@@ -56,13 +55,7 @@ def read_documents(source: str | os.PathLike[str]) -> tuple[list[Any], str | Non
         except OSError as exc:
             raise WorkflowError(f"{path}: cannot be read: {exc.strerror or exc}") from None
     label = path or "<yaml text>"
-    try:
-        documents = [doc for doc in yaml.safe_load_all(text) if doc is not None]
-    except yaml.YAMLError as exc:
-        where = getattr(exc, "problem_mark", None)
-        at = f" (line {where.line + 1}, column {where.column + 1})" if where is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise WorkflowError(f"{label}: not valid YAML{at}: {problem}") from None
+    documents = [doc for doc in load_yaml_documents(text, label, WorkflowError) if doc is not None]
     if not documents:
         raise WorkflowError(f"{label}: the file holds no resource")
     return documents, path

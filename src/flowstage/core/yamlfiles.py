@@ -1,0 +1,110 @@
+"""Reading YAML: every workflow, config, settings and input file goes through one loader.
+
+The loader is PyYAML's safe loader with limits, so that a small hostile file cannot make
+flowstage build an enormous value: aliases may add at most :data:`MAX_ALIAS_NODES` nodes
+to a document (a "billion laughs" file of 1 KB expands to billions), and an alias may
+not contain itself.
+
+Kept free of pydantic: the CLI reads settings with it before anything else is imported.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+
+from flowstage.core.errors import UserError
+
+#: how many nodes aliases may add to one document, beyond the nodes written in it
+MAX_ALIAS_NODES = 100_000
+
+
+class LimitedSafeLoader(yaml.SafeLoader):
+    """:class:`yaml.SafeLoader` that refuses alias bombs and recursive aliases while
+    composing, before any Python value is built."""
+
+    def compose_document(self) -> yaml.Node | None:
+        node = super().compose_document()
+        if node is not None:
+            _check_expansion(node)
+        return node
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    return []
+
+
+def _check_expansion(root: yaml.Node) -> None:
+    """Refuse a document whose aliases expand it by more than :data:`MAX_ALIAS_NODES`
+    nodes, or that contains itself. Iterative, and linear in the nodes written."""
+    sizes: dict[int, int] = {}
+    visiting: set[int] = set()
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, children_done = stack.pop()
+        key = id(node)
+        if children_done:
+            visiting.discard(key)
+            sizes[key] = min(1 + sum(sizes[id(c)] for c in _children(node)), 1 << 62)
+            continue
+        if key in sizes:
+            continue
+        if key in visiting:
+            msg = "an alias refers to a node that contains it (a recursive value)"
+            raise yaml.composer.ComposerError(None, None, msg, node.start_mark)
+        visiting.add(key)
+        stack.append((node, True))
+        stack.extend((child, False) for child in _children(node) if id(child) not in sizes)
+    written = len(sizes)
+    if sizes[id(root)] - written > MAX_ALIAS_NODES:
+        msg = (
+            f"aliases expand this document by more than {MAX_ALIAS_NODES:,} values "
+            f"(it has {written:,} written); repeat fewer values through '*' aliases"
+        )
+        raise yaml.composer.ComposerError(None, None, msg, root.start_mark)
+
+
+def _describe(exc: yaml.YAMLError) -> str:
+    where = getattr(exc, "problem_mark", None)
+    at = f" (line {where.line + 1}, column {where.column + 1})" if where is not None else ""
+    problem = getattr(exc, "problem", None) or str(exc)
+    return f"{at}: {problem}"
+
+
+def _load(text: str, label: str, error: type[UserError], single: bool) -> Any:
+    loader = LimitedSafeLoader(text)
+    try:
+        if single:
+            return loader.get_single_data()
+        documents = []
+        while loader.check_data():
+            documents.append(loader.get_data())
+        return documents
+    except yaml.YAMLError as exc:
+        msg = f"{label}: not valid YAML{_describe(exc)}"
+        raise error(msg) from None
+    finally:
+        loader.dispose()
+
+
+def load_yaml(text: str, label: str, error: type[UserError] = UserError) -> Any:
+    """The one YAML document in ``text`` (``None`` if empty).
+
+    :param label: the file (or what the text is) named in the error message
+    :raises UserError: (or ``error``) the text is not valid YAML or breaks a limit
+    """
+    return _load(text, label, error, single=True)
+
+
+def load_yaml_documents(text: str, label: str, error: type[UserError] = UserError) -> list[Any]:
+    """Every YAML document in ``text``, empty ones included (as ``None``).
+
+    :raises UserError: (or ``error``) as :func:`load_yaml`
+    """
+    documents: list[Any] = _load(text, label, error, single=False)
+    return documents

@@ -1,0 +1,75 @@
+"""Hostile and broken input through the real CLI: a clear error and exit 2, never a
+traceback, and never unbounded memory or time."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from flowstage.cli.main import run_cli
+
+ROOT = Path(__file__).resolve().parents[1]
+WORKFLOW = str(ROOT / "examples" / "test_workflow.yaml")
+
+
+def flowstage(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    """Run the CLI in this process: ``(exit code, stdout, stderr)``."""
+    code = run_cli(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def alias_bomb(levels: int = 9) -> str:
+    """A "billion laughs" document: 9 values, each level repeating the one before 9 times."""
+    lines = ["l0: &l0 [" + ", ".join(["lol"] * 9) + "]"]
+    for level in range(1, levels + 1):
+        refs = ", ".join([f"*l{level - 1}"] * 9)
+        lines.append(f"l{level}: &l{level} [{refs}]")
+    return "\n".join(lines) + "\n"
+
+
+def test_alias_bomb_input_file_is_refused_fast(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    path = tmp_path / "bomb.yaml"
+    path.write_text(alias_bomb())
+    assert path.stat().st_size < 1024
+    started = time.monotonic()
+    code, _, err = flowstage(capsys, "run", WORKFLOW, "--input-file", str(path), "-q")
+    assert time.monotonic() - started < 5
+    assert code == 2, err
+    assert f"error: {path}: not valid YAML" in err
+    assert "aliases expand this document by more than 100,000 values" in err
+
+
+def test_alias_bomb_in_apply_is_refused_fast(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    path = tmp_path / "bomb.yaml"
+    path.write_text(
+        "kind: config\nmetadata: {name: bomb}\nspec:\n  data:\n"
+        + "".join(f"    {line}\n" for line in alias_bomb().splitlines())
+    )
+    started = time.monotonic()
+    code, _, err = flowstage(capsys, "apply", "-p", str(path))
+    assert time.monotonic() - started < 5
+    assert code == 2, err
+    assert f"{path}: not valid YAML" in err and "aliases expand" in err
+
+
+def test_recursive_alias_is_refused(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    path = tmp_path / "loop.yaml"
+    path.write_text("loop: &l [*l]\n")
+    code, _, err = flowstage(capsys, "run", WORKFLOW, "--input-file", str(path), "-q")
+    assert code == 2, err
+    assert f"{path}: not valid YAML (line 1, column 7): an alias refers to a node" in err
+
+
+def test_a_few_aliases_still_work(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    path = tmp_path / "in.yaml"
+    path.write_text("base: &n 4\nn_vals: *n\n")
+    code, out, err = flowstage(capsys, "run", WORKFLOW, "--input-file", str(path), "-q")
+    assert code == 0, err
+    assert out.strip() == "6"
