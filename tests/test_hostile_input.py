@@ -73,3 +73,61 @@ def test_a_few_aliases_still_work(capsys: pytest.CaptureFixture[str], tmp_path: 
     code, out, err = flowstage(capsys, "run", WORKFLOW, "--input-file", str(path), "-q")
     assert code == 0, err
     assert out.strip() == "6"
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (
+            b"kind: workflow\nmetadata: {name: caf\xe9}\n",
+            "expected a YAML file in UTF-8 text, found byte 0xe9",
+        ),
+        (b"[" * 5000, "not valid YAML (line 1, column 101): nested more than 100 levels deep"),
+        (b"a: " + b"{b: " * 3000, "not valid YAML (line 1, column 397): nested more than 100"),
+    ],
+    ids=["not-utf8", "deep-list", "deep-mapping"],
+)
+def test_unreadable_workflow_exits_2(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, content: bytes, message: str
+) -> None:
+    path = tmp_path / "wf.yaml"
+    path.write_bytes(content)
+    for command in (["validate", str(path)], ["run", str(path), "-q"]):
+        code, _, err = flowstage(capsys, *command)
+        assert code == 2, err
+        assert f"error: {path}: {message}" in err
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda p: p.write_bytes(b"n_vals: \xff\xfe\n"), "expected an input file in UTF-8 text"),
+        (lambda p: p.mkdir(), "expected an input file, found a folder"),
+        (lambda p: None, "no such file"),
+    ],
+    ids=["not-utf8", "folder", "missing"],
+)
+def test_unreadable_input_file_exits_2(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, make: object, message: str
+) -> None:
+    path = tmp_path / "in.yaml"
+    make(path)  # type: ignore[operator]
+    code, _, err = flowstage(capsys, "run", WORKFLOW, "--input-file", str(path), "-q")
+    assert code == 2, err
+    assert f"error: {path}: {message}" in err
+
+
+@pytest.mark.parametrize("kind", ["not-utf8", "folder"])
+def test_unreadable_settings_file_exits_2(
+    capsys: pytest.CaptureFixture[str], app_home: Path, kind: str
+) -> None:
+    path = app_home / "settings.yaml"
+    if kind == "folder":
+        path.mkdir()
+    else:
+        path.write_bytes(b"executor:\n  name: l\xf6cal\n")
+    found = "found a folder" if kind == "folder" else "in UTF-8 text, found byte 0xf6"
+    for command in (["config", "show"], ["run", WORKFLOW, "--n_vals", "1", "-q"]):
+        code, _, err = flowstage(capsys, *command)
+        assert code == 2, err
+        assert f"error: {path}: expected a settings file" in err and found in err

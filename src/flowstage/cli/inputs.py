@@ -82,13 +82,9 @@ def _assign(target: dict[str, Any], key: str, value: Any) -> None:
 
 def read_input_file(path: Path) -> dict[str, Any]:
     """A run input from a JSON or YAML file holding a mapping."""
-    from flowstage.core.yamlfiles import load_yaml
+    from flowstage.core.yamlfiles import load_yaml, read_text_file
 
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise UserError(f"{path}: no such input file") from None
-    data = load_yaml(text, str(path))
+    data = load_yaml(read_text_file(path, "an input file"), str(path))
     if data is None:
         return {}
     if not isinstance(data, dict):

@@ -82,9 +82,9 @@ def disabled_plugins() -> list[str]:
 
 
 def read_settings_file(path: Path) -> dict[str, Any]:
-    from flowstage.core.yamlfiles import load_yaml
+    from flowstage.core.yamlfiles import load_yaml, read_text_file
 
-    loaded = load_yaml(path.read_text(encoding="utf-8"), str(path))
+    loaded = load_yaml(read_text_file(path, "a settings file"), str(path))
     if loaded is not None and not isinstance(loaded, dict):
         raise UserError(f"{path}: expected a mapping of settings, got {type(loaded).__name__}")
     return loaded or {}

@@ -19,7 +19,7 @@ from flowstage.core.dag import StageGraph
 from flowstage.core.errors import WorkflowError
 from flowstage.core.models import ConfigResource, Metadata, Resources, Stage, Workflow, WorkflowSpec
 from flowstage.core.targets import TargetError, resolve_target, signature_of
-from flowstage.core.yamlfiles import load_yaml_documents
+from flowstage.core.yamlfiles import load_yaml_documents, read_text_file
 
 if TYPE_CHECKING:
     from flowstage.core.registry import Registry
@@ -48,12 +48,7 @@ def read_documents(source: str | os.PathLike[str]) -> tuple[list[Any], str | Non
     path: str | None = None
     if isinstance(source, os.PathLike) or _looks_like_path(text):
         path = text
-        try:
-            text = Path(path).read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise WorkflowError(f"{path}: no such file") from None
-        except OSError as exc:
-            raise WorkflowError(f"{path}: cannot be read: {exc.strerror or exc}") from None
+        text = read_text_file(Path(path), "a YAML file", WorkflowError)
     label = path or "<yaml text>"
     documents = [doc for doc in load_yaml_documents(text, label, WorkflowError) if doc is not None]
     if not documents:

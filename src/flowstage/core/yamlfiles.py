@@ -2,27 +2,47 @@
 
 The loader is PyYAML's safe loader with limits, so that a small hostile file cannot make
 flowstage build an enormous value: aliases may add at most :data:`MAX_ALIAS_NODES` nodes
-to a document (a "billion laughs" file of 1 KB expands to billions), and an alias may
-not contain itself.
+to a document (a "billion laughs" file of 1 KB expands to billions), an alias may not
+contain itself, and sequences and mappings may nest at most :data:`MAX_DEPTH` levels.
 
 Kept free of pydantic: the CLI reads settings with it before anything else is imported.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from flowstage.core.errors import UserError
 
+if TYPE_CHECKING:
+    from pathlib import Path
+
 #: how many nodes aliases may add to one document, beyond the nodes written in it
 MAX_ALIAS_NODES = 100_000
+#: how deeply sequences and mappings may nest
+MAX_DEPTH = 100
 
 
 class LimitedSafeLoader(yaml.SafeLoader):
-    """:class:`yaml.SafeLoader` that refuses alias bombs and recursive aliases while
-    composing, before any Python value is built."""
+    """:class:`yaml.SafeLoader` that refuses alias bombs, recursive aliases and deep
+    nesting while composing, before any Python value is built."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        self._depth += 1
+        try:
+            if self._depth > MAX_DEPTH:
+                mark = self.peek_event().start_mark
+                msg = f"nested more than {MAX_DEPTH} levels deep"
+                raise yaml.composer.ComposerError(None, None, msg, mark)
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
 
     def compose_document(self) -> yaml.Node | None:
         node = super().compose_document()
@@ -88,6 +108,9 @@ def _load(text: str, label: str, error: type[UserError], single: bool) -> Any:
     except yaml.YAMLError as exc:
         msg = f"{label}: not valid YAML{_describe(exc)}"
         raise error(msg) from None
+    except RecursionError:  # complex keys can still nest through the constructor
+        msg = f"{label}: not valid YAML: nested too deeply"
+        raise error(msg) from None
     finally:
         loader.dispose()
 
@@ -108,3 +131,25 @@ def load_yaml_documents(text: str, label: str, error: type[UserError] = UserErro
     """
     documents: list[Any] = _load(text, label, error, single=False)
     return documents
+
+
+def read_text_file(path: Path, what: str, error: type[UserError] = UserError) -> str:
+    """The UTF-8 text of the file at ``path``.
+
+    :param what: what the file should be, for messages (``"an input file"``)
+    :raises UserError: (or ``error``) the file is missing, a folder, unreadable or not UTF-8
+    """
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        msg = f"{path}: no such file"
+    except IsADirectoryError:
+        msg = f"{path}: expected {what}, found a folder"
+    except UnicodeDecodeError as exc:
+        msg = (
+            f"{path}: expected {what} in UTF-8 text, found byte "
+            f"0x{exc.object[exc.start]:02x} at offset {exc.start} (a binary file?)"
+        )
+    except OSError as exc:
+        msg = f"{path}: cannot be read: {exc.strerror or exc}"
+    raise error(msg)
