@@ -131,3 +131,30 @@ def test_unreadable_settings_file_exits_2(
         code, _, err = flowstage(capsys, *command)
         assert code == 2, err
         assert f"error: {path}: expected a settings file" in err and found in err
+
+
+def test_duplicate_keys_are_refused(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    workflow = tmp_path / "wf.yaml"
+    workflow.write_text(
+        "kind: workflow\nmetadata: {name: dup}\nspec:\n  stages:\n"
+        "    - name: a\n      target: teststages.basic.one\n      target: teststages.basic.double\n"
+    )
+    for command in (["validate", str(workflow)], ["apply", "-p", str(workflow)]):
+        code, _, err = flowstage(capsys, *command)
+        assert code == 2, err
+        assert (
+            f"error: {workflow}: not valid YAML (line 7, column 7): duplicate key 'target'" in err
+        )
+    inputs = tmp_path / "in.json"
+    inputs.write_text('{"n_vals": 1,\n "n_vals": 2}')
+    code, _, err = flowstage(capsys, "run", WORKFLOW, "--input-file", str(inputs), "-q")
+    assert code == 2, err
+    assert f"error: {inputs}: not valid YAML (line 2, column 2): duplicate key 'n_vals'" in err
+
+
+def test_merge_keys_may_be_overridden(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    path = tmp_path / "in.yaml"
+    path.write_text("base: &b {n_vals: 2}\n<<: *b\nn_vals: 4\n")
+    code, out, err = flowstage(capsys, "run", WORKFLOW, "--input-file", str(path), "-q")
+    assert code == 0, err
+    assert out.strip() == "6"

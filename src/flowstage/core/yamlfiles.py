@@ -4,6 +4,7 @@ The loader is PyYAML's safe loader with limits, so that a small hostile file can
 flowstage build an enormous value: aliases may add at most :data:`MAX_ALIAS_NODES` nodes
 to a document (a "billion laughs" file of 1 KB expands to billions), an alias may not
 contain itself, and sequences and mappings may nest at most :data:`MAX_DEPTH` levels.
+A key written twice in one mapping is an error, not "the last one wins".
 
 Kept free of pydantic: the CLI reads settings with it before anything else is imported.
 """
@@ -27,7 +28,7 @@ MAX_DEPTH = 100
 
 class LimitedSafeLoader(yaml.SafeLoader):
     """:class:`yaml.SafeLoader` that refuses alias bombs, recursive aliases and deep
-    nesting while composing, before any Python value is built."""
+    nesting while composing, before any Python value is built, and duplicate keys."""
 
     def __init__(self, stream: str) -> None:
         super().__init__(stream)
@@ -49,6 +50,25 @@ class LimitedSafeLoader(yaml.SafeLoader):
         if node is not None:
             _check_expansion(node)
         return node
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        # A key written twice is a mistake PyYAML hides (the last one wins); keys that
+        # '<<' merges in may be overridden, as YAML intends.
+        if isinstance(node, yaml.MappingNode):
+            seen: set[Any] = set()
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    duplicate = key in seen
+                    seen.add(key)
+                except TypeError:  # unhashable: SafeConstructor reports it
+                    continue
+                if duplicate:
+                    msg = f"duplicate key {key!r} (each key may appear once in a mapping)"
+                    raise yaml.constructor.ConstructorError(None, None, msg, key_node.start_mark)
+        return super().construct_mapping(node, deep=deep)
 
 
 def _children(node: yaml.Node) -> list[yaml.Node]:
