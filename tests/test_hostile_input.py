@@ -158,3 +158,31 @@ def test_merge_keys_may_be_overridden(capsys: pytest.CaptureFixture[str], tmp_pa
     code, out, err = flowstage(capsys, "run", WORKFLOW, "--input-file", str(path), "-q")
     assert code == 0, err
     assert out.strip() == "6"
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (
+            ["--a.b", "1", "--a", "2"],
+            "input flag --a: 'a' already holds keys given by --a.KEY flags",
+        ),
+        (
+            ["--l[]", "x", "--l", "y"],
+            "input flag --l: 'l' already holds a list given by --l[] flags; "
+            "give every item as --l[] VALUE",
+        ),
+        (
+            ["--p.l[]", "x", "--p.l=y"],
+            "input flag --p.l: 'p.l' already holds a list given by --p.l[] flags",
+        ),
+    ],
+    ids=["mapping", "list", "nested-list"],
+)
+def test_a_flag_that_would_drop_others_is_refused(
+    capsys: pytest.CaptureFixture[str], flags: list[str], message: str
+) -> None:
+    for command in ("run", "validate"):
+        code, _, err = flowstage(capsys, command, WORKFLOW, "--n_vals", "1", *flags)
+        assert code == 2, err
+        assert f"error: {message}" in err

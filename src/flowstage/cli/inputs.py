@@ -71,13 +71,27 @@ def _assign(target: dict[str, Any], key: str, value: Any) -> None:
             raise UserError(f"input key {key!r}: {part!r} is already set to a value, not a mapping")
         node = child
     last = parts[-1]
+    name = ".".join(parts)
     if is_list:
         existing = node.setdefault(last, [])
         if not isinstance(existing, list):
             raise UserError(f"input key {key!r}: {last!r} is already set to a value, not a list")
         existing.append(value)
-    else:
-        node[last] = value
+        return
+    # A plain --NAME after --NAME.KEY or --NAME[] flags would silently drop what they gave.
+    if isinstance(node.get(last), dict):
+        msg = (
+            f"input flag --{key}: {name!r} already holds keys given by --{name}.KEY flags; "
+            f"give either --{name} or --{name}.KEY"
+        )
+        raise UserError(msg)
+    if isinstance(node.get(last), list):
+        msg = (
+            f"input flag --{key}: {name!r} already holds a list given by --{name}[] flags; "
+            f"give every item as --{name}[] VALUE"
+        )
+        raise UserError(msg)
+    node[last] = value
 
 
 def read_input_file(path: Path) -> dict[str, Any]:
