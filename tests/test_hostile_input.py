@@ -3,6 +3,7 @@ traceback, and never unbounded memory or time."""
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -186,3 +187,25 @@ def test_a_flag_that_would_drop_others_is_refused(
         code, _, err = flowstage(capsys, command, WORKFLOW, "--n_vals", "1", *flags)
         assert code == 2, err
         assert f"error: {message}" in err
+
+
+def workflow_of(tmp_path: Path, target: str) -> str:
+    path = tmp_path / "wf.yaml"
+    path.write_text(
+        f"kind: workflow\nmetadata: {{name: w}}\nspec:\n  stages:\n"
+        f"    - {{name: s, target: teststages.inputs.{target}}}\n"
+    )
+    return str(path)
+
+
+@pytest.mark.parametrize("text", ["nan", "inf", "-inf"])
+def test_non_finite_numbers_print_as_valid_json(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, text: str
+) -> None:
+    workflow = workflow_of(tmp_path, "unannotated")
+    code, out, err = flowstage(capsys, "run", workflow, f"--n={text}", "--format", "json", "-q")
+    assert code == 0, err
+    assert json.loads(out) is None
+    code, out, err = flowstage(capsys, "run", workflow, f"--n={text}", "--format", "yaml", "-q")
+    assert code == 0, err
+    assert out.split()[0] in (".nan", ".inf", "-.inf")
