@@ -209,3 +209,34 @@ def test_non_finite_numbers_print_as_valid_json(
     code, out, err = flowstage(capsys, "run", workflow, f"--n={text}", "--format", "yaml", "-q")
     assert code == 0, err
     assert out.split()[0] in (".nan", ".inf", "-.inf")
+
+
+@pytest.mark.parametrize("text", ["123", "007", "yes", "null", "1e5", "nan", "0.50"])
+def test_a_str_parameter_gets_the_text_as_typed(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, text: str
+) -> None:
+    workflow = workflow_of(tmp_path, "texts")
+    args = ["--code", text, "--count", "007", "--ratio", "0.50", "--flag", "yes"]
+    code, out, err = flowstage(capsys, "run", workflow, *args, "--format", "json", "-q")
+    assert code == 0, err
+    assert json.loads(out) == {"code": text, "count": 7, "ratio": 0.5, "flag": True}
+    code, _, err = flowstage(capsys, "validate", workflow, "--code", text)
+    assert code == 0, err
+
+
+def test_cli_values_keep_their_text_only_where_wanted(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    def result(target: str, *args: str) -> object:
+        code, out, err = flowstage(
+            capsys, "run", workflow_of(tmp_path, target), *args, "--format", "json", "-q"
+        )
+        assert code == 0, err
+        return json.loads(out)
+
+    assert result("unannotated", "--n", "007") == 7
+    assert result("unannotated", "--n", "yes") is True
+    assert result("optional_text", "--code", "null") is None
+    assert result("optional_text", "--code", "007") == "007"
+    assert result("listed", "--codes[]", "007", "--codes[]", "x") == ["007", "x"]
+    assert result("echo", "--n", "007", "--other", "yes") == {"n": 7, "other": True}

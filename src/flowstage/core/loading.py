@@ -304,6 +304,32 @@ def check_input(
     return bound
 
 
+def input_annotations(
+    workflow: Workflow, *, search_paths: tuple[str, ...] = ()
+) -> dict[str, list[Any]]:
+    """The annotations of the root stages' parameters that the run input feeds, by input
+    key (a ``map_on`` key: a list of the first parameter's annotation).
+
+    Lets a caller holding input as text (the CLI) give each key the value its
+    parameters want; a stage whose target does not import is left out.
+    """
+    paths = search_paths_for(workflow, search_paths)
+    found: dict[str, list[Any]] = {}
+    for stage in workflow.spec.stages:
+        if stage.depends_on:
+            continue
+        try:
+            signature = signature_of(resolve_target(stage.target, paths))
+        except TargetError:
+            continue
+        for key, annotation in signature.annotations.items():
+            found.setdefault(key, []).append(annotation)
+        first = signature.positional[:1]
+        if stage.map_on and first and first[0] in signature.annotations:
+            found.setdefault(stage.map_on, []).append(list[signature.annotations[first[0]]])
+    return found
+
+
 # -- turning pydantic errors into sentences ------------------------------------------
 
 _FIELDS_BY_KEY: dict[str, type[BaseModel]] = {

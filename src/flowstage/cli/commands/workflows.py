@@ -6,25 +6,10 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from flowstage.cli.commands.common import check_format
-from flowstage.cli.inputs import parse_input_args
+from flowstage.cli.commands.common import check_format, input_from_args, load_workflow_arg
 
 if TYPE_CHECKING:  # imported when a command runs: `flowstage --help` stays fast
     from flowstage.core.models import Workflow
-
-
-def _load(path: str) -> Workflow:
-    from flowstage.core.appdir import app_dir
-    from flowstage.core.loading import load_workflow
-    from flowstage.core.plugin_manager import default_plugins
-    from flowstage.runner.api import resolve_workflow
-
-    plugins = default_plugins()
-    return load_workflow(
-        resolve_workflow(path, plugins),
-        stage_types=plugins.registries.stage_types,
-        search_paths=(str(app_dir()),),
-    )
 
 
 def validate(
@@ -32,8 +17,8 @@ def validate(
     path: str = typer.Argument(..., help="Workflow file (or name) to check."),
 ) -> None:
     """Check a workflow (and, given --KEY VALUE inputs, the input) without running it."""
-    workflow = _load(path)
-    run_input = parse_input_args(ctx.args)
+    workflow = load_workflow_arg(path)
+    run_input = input_from_args(ctx.args, workflow)
     if ctx.args:
         from flowstage.core.appdir import app_dir
         from flowstage.core.loading import check_input
@@ -52,7 +37,7 @@ def graph(
 ) -> None:
     """Print the stage graph as text, Mermaid or Graphviz dot."""
     check_format(fmt, ("text", "mermaid", "dot"))
-    typer.echo(render_graph(_load(path), fmt))
+    typer.echo(render_graph(load_workflow_arg(path), fmt))
 
 
 def render_graph(workflow: Workflow, fmt: str) -> str:
