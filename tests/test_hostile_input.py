@@ -4,6 +4,9 @@ traceback, and never unbounded memory or time."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -240,3 +243,20 @@ def test_cli_values_keep_their_text_only_where_wanted(
     assert result("optional_text", "--code", "007") == "007"
     assert result("listed", "--codes[]", "007", "--codes[]", "x") == ["007", "x"]
     assert result("echo", "--n", "007", "--other", "yes") == {"n": 7, "other": True}
+
+
+def test_flowstage_home_that_is_a_file_exits_2(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    home.write_text("not a folder")
+    env = {**os.environ, "FLOWSTAGE_HOME": str(home)}
+    for command in (["run", WORKFLOW, "--n_vals", "2", "-q"], ["plugins"]):
+        done = subprocess.run(
+            [sys.executable, "-m", "flowstage", *command],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=120,
+        )
+        assert done.returncode == 2, done.stderr
+        assert "Traceback" not in done.stderr
+        assert f"error: FLOWSTAGE_HOME={home}: expected the app directory" in done.stderr

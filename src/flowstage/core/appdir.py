@@ -17,9 +17,20 @@ ENV_PREFIX = "FLOWSTAGE__"
 
 
 def app_dir() -> Path:
-    """The app directory: ``$FLOWSTAGE_HOME``, else ``~/.flowstage``."""
+    """The app directory: ``$FLOWSTAGE_HOME``, else ``~/.flowstage``.
+
+    :raises UserError: something other than a folder is in its place
+    """
     home = os.environ.get("FLOWSTAGE_HOME")
-    return Path(home).expanduser() if home else Path.home() / ".flowstage"
+    path = Path(home).expanduser() if home else Path.home() / ".flowstage"
+    if os.path.lexists(path) and not path.is_dir():
+        named = f"FLOWSTAGE_HOME={home}" if home else str(path)
+        msg = (
+            f"{named}: expected the app directory (a folder, created if missing), "
+            "found a file; point FLOWSTAGE_HOME at a folder or move the file away"
+        )
+        raise UserError(msg)
+    return path
 
 
 def split_names(value: Any) -> list[str]:
