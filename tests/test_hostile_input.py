@@ -260,3 +260,17 @@ def test_flowstage_home_that_is_a_file_exits_2(tmp_path: Path) -> None:
         assert done.returncode == 2, done.stderr
         assert "Traceback" not in done.stderr
         assert f"error: FLOWSTAGE_HOME={home}: expected the app directory" in done.stderr
+
+
+def test_an_overlong_plugin_name_exits_2(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    code, _, err = flowstage(capsys, "plugins", "new", "a" * 300, "--dir", str(tmp_path))
+    assert code == 2, err
+    assert (
+        "error: plugin name 'aaaaaaaaaaaaaaaaaaaa'...: expected at most 64 characters, got 300"
+        in err
+    )
+    assert list(tmp_path.iterdir()) == []
+    code, _, err = flowstage(capsys, "plugins", "new", "a" * 64, "--dir", str(tmp_path))
+    assert code == 0, err
