@@ -77,13 +77,32 @@ def test_too_many_bytes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
 
 
 @pytest.mark.skipif(not hasattr(os, "getuid"), reason="POSIX owners and modes")
-def test_code_folder_is_private_and_refused_if_others_may_write(tmp_path: Path):
+def test_code_folder_is_private_and_not_used_if_others_may_write(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+):
     root = sources._code_root(tmp_path)
     assert root.name == f"flowstage-code-{os.getuid()}"
     assert root.stat().st_mode & 0o777 == 0o700
     root.chmod(0o777)
-    with pytest.raises(PermissionError, match="others may write"):
-        sources._code_root(tmp_path)
+    fallback = sources._code_root(tmp_path)
+    assert fallback.name.startswith(f"flowstage-code-{os.getuid()}-")
+    assert fallback.stat().st_mode & 0o777 == 0o700
+    assert "others may write to it; using" in caplog.text
+    assert sources._code_root(tmp_path) == fallback  # found again, not one per call
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0, reason="needs chown")
+def test_code_folder_taken_by_another_user_gives_a_private_one(tmp_path: Path):
+    taken = tmp_path / f"flowstage-code-{os.getuid()}"
+    taken.mkdir(mode=0o755)
+    os.chown(taken, 12345, 12345)  # another user made it first; we cannot remove it
+    (tmp_path / f"{taken.name}-planted").mkdir(mode=0o700)
+    os.chown(tmp_path / f"{taken.name}-planted", 12345, 12345)
+    root = sources._code_root(tmp_path)
+    assert root.parent == tmp_path and root.name.startswith(f"{taken.name}-")
+    assert root.name != f"{taken.name}-planted"
+    info = root.stat()
+    assert info.st_uid == os.getuid() and info.st_mode & 0o777 == 0o700
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from datetime import datetime
 from typing import Any
 
@@ -22,8 +23,20 @@ def _plain(value: Any) -> Any:
     return repr(value)
 
 
+def _finite(value: Any) -> Any:
+    """``value`` (already plain) with NaN and infinities as ``None``: JSON has no such
+    numbers, and ``json.dumps`` would print ``NaN``, which JSON parsers refuse."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
+
+
 def to_json(value: Any) -> str:
-    return json.dumps(_plain(value), indent=2)
+    return json.dumps(_finite(_plain(value)), indent=2, allow_nan=False)
 
 
 def to_yaml(value: Any) -> str:

@@ -17,9 +17,20 @@ ENV_PREFIX = "FLOWSTAGE__"
 
 
 def app_dir() -> Path:
-    """The app directory: ``$FLOWSTAGE_HOME``, else ``~/.flowstage``."""
+    """The app directory: ``$FLOWSTAGE_HOME``, else ``~/.flowstage``.
+
+    :raises UserError: something other than a folder is in its place
+    """
     home = os.environ.get("FLOWSTAGE_HOME")
-    return Path(home).expanduser() if home else Path.home() / ".flowstage"
+    path = Path(home).expanduser() if home else Path.home() / ".flowstage"
+    if os.path.lexists(path) and not path.is_dir():
+        named = f"FLOWSTAGE_HOME={home}" if home else str(path)
+        msg = (
+            f"{named}: expected the app directory (a folder, created if missing), "
+            "found a file; point FLOWSTAGE_HOME at a folder or move the file away"
+        )
+        raise UserError(msg)
+    return path
 
 
 def split_names(value: Any) -> list[str]:
@@ -30,7 +41,7 @@ def split_names(value: Any) -> list[str]:
 
 
 def env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
-    import yaml
+    from flowstage.core.yamlfiles import load_yaml
 
     out: dict[str, Any] = {}
     for key, raw in environ.items():
@@ -40,8 +51,8 @@ def env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
         if not path:
             continue
         try:
-            value = yaml.safe_load(raw) if raw.strip() else raw
-        except yaml.YAMLError:
+            value = load_yaml(raw, key) if raw.strip() else raw
+        except UserError:  # not YAML: the text itself
             value = raw
         node = out
         for part in path[:-1]:
@@ -82,12 +93,9 @@ def disabled_plugins() -> list[str]:
 
 
 def read_settings_file(path: Path) -> dict[str, Any]:
-    import yaml
+    from flowstage.core.yamlfiles import load_yaml, read_text_file
 
-    try:
-        loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise UserError(f"{path}: not valid YAML: {exc}") from None
+    loaded = load_yaml(read_text_file(path, "a settings file"), str(path))
     if loaded is not None and not isinstance(loaded, dict):
         raise UserError(f"{path}: expected a mapping of settings, got {type(loaded).__name__}")
     return loaded or {}

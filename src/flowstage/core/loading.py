@@ -8,6 +8,7 @@ what was expected and what was found.
 from __future__ import annotations
 
 import os
+import types
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,6 +20,7 @@ from flowstage.core.errors import TargetError, WorkflowError
 from flowstage.core.hints import did_you_mean
 from flowstage.core.models import ConfigResource, Metadata, Resources, Stage, Workflow, WorkflowSpec
 from flowstage.core.targets import resolve_target, signature_of
+from flowstage.core.yamlfiles import load_yaml_documents, read_text_file
 
 if TYPE_CHECKING:
     from flowstage.core.registry import Registry
@@ -37,26 +39,13 @@ def read_documents(source: str | os.PathLike[str]) -> tuple[list[Any], str | Non
 
     :raises WorkflowError: the file is missing or is not valid YAML
     """
-    import yaml
-
     text = os.fspath(source)
     path: str | None = None
     if isinstance(source, os.PathLike) or _looks_like_path(text):
         path = text
-        try:
-            text = Path(path).read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise WorkflowError(f"{path}: no such file") from None
-        except OSError as exc:
-            raise WorkflowError(f"{path}: cannot be read: {exc.strerror or exc}") from None
+        text = read_text_file(Path(path), "a YAML file", WorkflowError)
     label = path or "<yaml text>"
-    try:
-        documents = [doc for doc in yaml.safe_load_all(text) if doc is not None]
-    except yaml.YAMLError as exc:
-        where = getattr(exc, "problem_mark", None)
-        at = f" (line {where.line + 1}, column {where.column + 1})" if where is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise WorkflowError(f"{label}: not valid YAML{at}: {problem}") from None
+    documents = [doc for doc in load_yaml_documents(text, label, WorkflowError) if doc is not None]
     if not documents:
         raise WorkflowError(f"{label}: the file holds no resource")
     return documents, path
@@ -308,6 +297,33 @@ def check_input(
     if problems:
         raise WorkflowError(problems, source=label)
     return bound
+
+
+def input_annotations(
+    workflow: Workflow, *, search_paths: tuple[str, ...] = ()
+) -> dict[str, list[Any]]:
+    """The annotations of the root stages' parameters that the run input feeds, by input
+    key (a ``map_on`` key: a list of the first parameter's annotation).
+
+    Lets a caller holding input as text (the CLI) give each key the value its
+    parameters want; a stage whose target does not import is left out.
+    """
+    paths = search_paths_for(workflow, search_paths)
+    found: dict[str, list[Any]] = {}
+    for stage in workflow.spec.stages:
+        if stage.depends_on:
+            continue
+        try:
+            signature = signature_of(resolve_target(stage.target, paths))
+        except TargetError:
+            continue
+        for key, annotation in signature.annotations.items():
+            found.setdefault(key, []).append(annotation)
+        first = signature.positional[:1]
+        if stage.map_on and first and first[0] in signature.annotations:
+            item = signature.annotations[first[0]]
+            found.setdefault(stage.map_on, []).append(types.GenericAlias(list, (item,)))
+    return found
 
 
 # -- turning pydantic errors into sentences ------------------------------------------

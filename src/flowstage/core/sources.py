@@ -16,8 +16,11 @@ from __future__ import annotations
 import contextlib
 import importlib
 import io
+import logging
 import os
+import stat
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -26,6 +29,8 @@ from pathlib import Path
 from typing import Any
 
 from flowstage.core.errors import UserError
+
+logger = logging.getLogger(__name__)
 
 #: at most this many bytes of Python files are uploaded per run
 MAX_BYTES = 20 * 1024 * 1024
@@ -193,7 +198,6 @@ def resolve_in(bundle: SourceBundle, target: str) -> Callable[..., Any]:
 def _unpack(bundle: SourceBundle) -> str:
     """The folder ``bundle`` is unpacked to (once per host: other workers may race us)."""
     import shutil
-    import tempfile
     import zipfile
 
     root = _code_root(Path(tempfile.gettempdir()))
@@ -234,21 +238,38 @@ def _remove_unused(root: Path, keep: Path) -> None:
 
 
 def _code_root(temp: Path) -> Path:
-    """This user's folder for sent code in ``temp``: created private, and refused if
-    someone else could have put code in it."""
+    """This user's folder for sent code in ``temp``: ``flowstage-code-<uid>``, created
+    private; if another user holds that name or others may write to it (code could
+    have been put in it), a private ``flowstage-code-<uid>-<random>`` folder instead."""
     if not hasattr(os, "getuid"):  # Windows: the temporary folder is per user already
         root = temp / "flowstage-code"
         root.mkdir(exist_ok=True)
         return root
     root = temp / f"flowstage-code-{os.getuid()}"
-    root.mkdir(mode=0o700, exist_ok=True)
-    info = root.lstat()
-    if info.st_uid != os.getuid() or info.st_mode & 0o022 or root.is_symlink():
-        raise PermissionError(
-            f"{root} belongs to another user or others may write to it: "
-            "remove it, flowstage will create it again"
-        )
-    return root
+    with contextlib.suppress(OSError):  # taken by another user: judged below
+        root.mkdir(mode=0o700, exist_ok=True)
+    if _is_private(root):
+        return root
+    # Such a folder cannot be removed by us (nor trusted), so it must not stop us.
+    for other in sorted(temp.glob(f"{root.name}-*")):
+        if _is_private(other):
+            return other
+    fallback = Path(tempfile.mkdtemp(prefix=f"{root.name}-", dir=temp))
+    logger.warning(
+        "%s belongs to another user or others may write to it; using %s for sent code",
+        root,
+        fallback,
+    )
+    return fallback
+
+
+def _is_private(folder: Path) -> bool:
+    """Whether ``folder`` is a real folder of ours that no one else may write to."""
+    try:
+        info = folder.lstat()
+    except OSError:
+        return False
+    return stat.S_ISDIR(info.st_mode) and info.st_uid == os.getuid() and not info.st_mode & 0o022
 
 
 def _forget_modules(bundle: SourceBundle, folder: str) -> None:

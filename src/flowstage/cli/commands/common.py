@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from flowstage.cli.inputs import _assign, parse_scalar
+from flowstage.cli.inputs import _assign, parse_input_args, parse_scalar
 from flowstage.cli.output import FORMATS
 from flowstage.core.errors import UserError
+
+if TYPE_CHECKING:  # imported when a command runs: `flowstage --help` stays fast
+    from flowstage.core.models import Workflow
 
 
 def check_format(fmt: str, allowed: tuple[str, ...] = FORMATS) -> str:
@@ -30,3 +33,22 @@ def executor_from_flags(name: str | None, options: list[str]) -> dict[str, Any] 
             )
         _assign(spec, key.replace("-", "_"), parse_scalar(text))
     return spec
+
+
+def load_workflow_arg(path: str) -> Workflow:
+    """The validated workflow a command's WORKFLOW argument names (a file or a name)."""
+    from flowstage.runner.prepare import prepare_run
+
+    return prepare_run(path, with_input=False).workflow
+
+
+def input_from_args(args: list[str], workflow: Workflow) -> dict[str, Any]:
+    """The run input ``--KEY VALUE`` arguments give ``workflow``: each value as its root
+    stages' parameters want it (``--code 007`` stays ``"007"`` for ``code: str``)."""
+    if not args:
+        return {}
+    from flowstage.core.appdir import app_dir
+    from flowstage.core.loading import input_annotations
+
+    annotations = input_annotations(workflow, search_paths=(str(app_dir()),))
+    return parse_input_args(args, annotations)

@@ -330,12 +330,11 @@ def settings_sources() -> list[dict[str, Any]]:
     """``{key, value, source}`` for every setting, dotted keys, sorted."""
     import os
 
-    import yaml
-
     from flowstage.core.settings import (
         ENV_PREFIX,
         env_overrides,
         load_settings,
+        read_settings_file,
         settings_path,
     )
 
@@ -343,7 +342,7 @@ def settings_sources() -> list[dict[str, Any]]:
     path = settings_path()
     from_file: dict[str, Any] = {}
     if path.exists():
-        from_file = _flatten(yaml.safe_load(path.read_text(encoding="utf-8")) or {})
+        from_file = _flatten(read_settings_file(path))
     from_env = _flatten(env_overrides(os.environ))
     rows = []
     for key, value in sorted(effective.items()):

@@ -8,8 +8,13 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from flowstage.cli.commands.common import check_format, executor_from_flags
-from flowstage.cli.inputs import parse_input_args, read_input_file
+from flowstage.cli.commands.common import (
+    check_format,
+    executor_from_flags,
+    input_from_args,
+    load_workflow_arg,
+)
+from flowstage.cli.inputs import read_input_file
 from flowstage.cli.output import print_value
 
 if TYPE_CHECKING:
@@ -42,7 +47,8 @@ def run(
     """Run WORKFLOW; inputs are given as --KEY VALUE (--a.b 1 nests, --l[] x appends)."""
     check_format(fmt)
     run_input = read_input_file(input_file) if input_file else {}
-    run_input.update(parse_input_args(ctx.args))
+    if ctx.args:
+        run_input.update(input_from_args(ctx.args, load_workflow_arg(workflow)))
     spec = executor_from_flags(executor, executor_option)
     if no_wait:
         from flowstage.runner.background import start_background_run

@@ -117,11 +117,20 @@ def flowstage_home(tmp_path, monkeypatch):
 '''
 
 
+#: plugin names are at most this long (distribution, package and file names derive from them)
+MAX_NAME = 64
+
+
 def new(
     name: str = typer.Argument(..., help="Plugin name (letters, digits, underscores)."),
     directory: Path = typer.Option(Path("."), "--dir", help="Where to create flowstage-NAME/."),
 ) -> None:
     """Scaffold a plugin package: stages, a shipped workflow and a test."""
+    if len(name) > MAX_NAME:  # it names folders and files, which have a length limit
+        msg = (
+            f"plugin name {name[:20]!r}...: expected at most {MAX_NAME} characters, got {len(name)}"
+        )
+        raise UserError(msg)
     if not re.fullmatch(r"[a-zA-Z][a-zA-Z0-9_]*", name):
         raise UserError(
             f"plugin name {name!r}: expected letters, digits and underscores, starting with a letter"

@@ -2,22 +2,14 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import typer
 
-from flowstage.cli.commands.common import check_format
-from flowstage.cli.inputs import parse_input_args
+from flowstage.cli.commands.common import check_format, input_from_args, load_workflow_arg
 
 if TYPE_CHECKING:  # imported when a command runs: `flowstage --help` stays fast
     from flowstage.core.models import Workflow
-
-
-def _load(path: str, run_input: dict[str, Any] | None = None) -> Workflow:
-    """The workflow ``path`` names, validated; with ``run_input``, the input is checked."""
-    from flowstage.runner.prepare import prepare_run
-
-    return prepare_run(path, run_input, with_input=run_input is not None).workflow
 
 
 def validate(
@@ -25,8 +17,13 @@ def validate(
     path: str = typer.Argument(..., help="Workflow file (or name) to check."),
 ) -> None:
     """Check a workflow (and, given --KEY VALUE inputs, the input) without running it."""
-    run_input = parse_input_args(ctx.args)
-    workflow = _load(path, run_input if ctx.args else None)
+    workflow = load_workflow_arg(path)
+    run_input = input_from_args(ctx.args, workflow)
+    if ctx.args:
+        from flowstage.core.appdir import app_dir
+        from flowstage.core.loading import check_input
+
+        check_input(workflow, run_input, search_paths=(str(app_dir()),))
     stages = len(workflow.spec.stages)
     checked = " and its input" if ctx.args else ""
     typer.echo(
@@ -40,7 +37,7 @@ def graph(
 ) -> None:
     """Print the stage graph as text, Mermaid or Graphviz dot."""
     check_format(fmt, ("text", "mermaid", "dot"))
-    typer.echo(render_graph(_load(path), fmt))
+    typer.echo(render_graph(load_workflow_arg(path), fmt))
 
 
 def render_graph(workflow: Workflow, fmt: str) -> str:
