@@ -163,7 +163,8 @@ def _filled(
     plain: tuple[Any, ...], slots: tuple[int, ...], values: tuple[Any, ...]
 ) -> tuple[Any, ...]:
     args = list(plain)
-    for position, value in zip(slots, values, strict=True):
+    # values may carry more than the slots: engine arguments attached to the call itself
+    for position, value in zip(slots, values, strict=False):
         args[position] = value
     return tuple(args)
 
