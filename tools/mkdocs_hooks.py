@@ -16,13 +16,16 @@ Only the pages under ``reference/`` are touched; the guides are plain Markdown.
 from __future__ import annotations
 
 import re
+from typing import Any
 
 _ROLE = re.compile(r":(?:py:)?(?:class|func|meth|mod|attr|data|exc|obj|const):(?=<code>)")
 _LONE_MARKER = re.compile(r"<p>::</p>\s*")
 _TRAILING_MARKER = re.compile(r"(?<=\S)::</p>")
 
 
-def on_page_content(html, page, config, files):  # noqa: ARG001 (MkDocs hook signature)
+def on_page_content(html: str, page: Any, config: Any, files: Any) -> str:
+    """Strip Sphinx roles and literal-block markers from a reference page's HTML (MkDocs
+    passes ``config`` and ``files`` too: the hook signature is fixed)."""
     if not page.file.src_uri.startswith("reference/"):
         return html
     html = _ROLE.sub("", html)
