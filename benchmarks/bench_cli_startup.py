@@ -7,7 +7,8 @@ environment that also sees this interpreter's packages, so this environment is l
 untouched. Both variants run in such a child environment, so they pay the same
 interpreter start-up.
 
-    python benchmarks/bench_cli_startup.py [--runs 15] [--plugins 10] [--importtime] [--breakdown] [--check]
+    python benchmarks/bench_cli_startup.py [--runs 15] [--plugins 10] [--importtime]
+        [--breakdown] [--check]
 
 ``--importtime`` prints the slowest imports of ``--help`` with the extra plugins
 (``python -X importtime``); ``--breakdown`` times the import steps of ``--help`` one by one;
@@ -75,7 +76,10 @@ def build_wheel(folder: Path, index: int) -> Path:
             f"Metadata-Version: 2.1\nName: flowstage-bench-{index}\nVersion: {version}\n"
             "Summary: trivial flowstage plugin for benchmarks\n"
         ),
-        f"{dist_info}/WHEEL": "Wheel-Version: 1.0\nGenerator: bench_cli_startup\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+        f"{dist_info}/WHEEL": (
+            "Wheel-Version: 1.0\nGenerator: bench_cli_startup\nRoot-Is-Purelib: true\n"
+            "Tag: py3-none-any\n"
+        ),
         f"{dist_info}/entry_points.txt": f"[flowstage.plugins]\nbench{index} = {name}\n",
     }
     record = []
@@ -196,8 +200,8 @@ BREAKDOWN = [
     (
         "built-in plugin modules (executors, stage types)",
         (
-            "import flowstage.executors.local, flowstage.executors.dask.executor, flowstage.executors.ray.executor, "
-            "flowstage.plugins.stage_types"
+            "import flowstage.executors.local, flowstage.executors.dask.executor, "
+            "flowstage.executors.ray.executor, flowstage.plugins.stage_types"
         ),
     ),
 ]
@@ -312,7 +316,8 @@ def main() -> int:
         )
         ok = statistics.median(more) < TARGET_SECONDS
         print(
-            f"target: median with the extra plugins < {TARGET_SECONDS} s: {'met' if ok else 'MISSED'}"
+            f"target: median with the extra plugins < {TARGET_SECONDS} s: "
+            f"{'met' if ok else 'MISSED'}"
             + ("" if ok or load < 1 else " (on a busy machine: compare the CPU column)")
         )
         if str(extra).startswith("/tmp"):

@@ -105,7 +105,7 @@ def timed_pair(
             began = time.perf_counter()
             fn()
             bucket.append(time.perf_counter() - began)
-    ratio = statistics.median(o / r for r, o in zip(*times))
+    ratio = statistics.median(o / r for r, o in zip(*times, strict=True))
     return statistics.median(times[0]), statistics.median(times[1]), ratio
 
 
@@ -186,11 +186,15 @@ def bench_engine(
     try:
         if name == "dask":
             raw_client: Any = executor._client  # the same cluster, driven directly
-            make_raw = lambda kind, arg: dask_runner(raw_client, kind, arg)
+
+            def make_raw(kind: str, arg: Any) -> Callable[[], Any]:
+                return dask_runner(raw_client, kind, arg)
         else:
             import ray
 
-            make_raw = lambda kind, arg: ray_runner(ray, kind, arg)
+            def make_raw(kind: str, arg: Any) -> Callable[[], Any]:
+                return ray_runner(ray, kind, arg)
+
         for label, kind, arg, expected in workloads():
             raw, ours, ratio = timed_pair(
                 make_raw(kind, arg), flowstage_runner(executor, kind, arg), repeat, expected
@@ -260,8 +264,8 @@ def main() -> None:
     hooked = stage_hook_plugins()
     if hooked:
         print(
-            f"\nnote: installed plugins with per-stage hooks ({', '.join(hooked)}) ran in the driver for "
-            "every stage: uninstall them to measure flowstage alone"
+            f"\nnote: installed plugins with per-stage hooks ({', '.join(hooked)}) ran in the "
+            "driver for every stage: uninstall them to measure flowstage alone"
         )
     print(
         "\nengine start-up (create_executor + start): "

@@ -43,7 +43,8 @@ def best_of(fn: Callable[[], object], repeat: int = 3) -> float:
 
 def row(name: str, ours: float, raw: float, raw_name: str, note: str = "") -> None:
     print(
-        f"{name:<38} {ours * 1000:>9.1f} ms  {raw_name:<24} {raw * 1000:>9.1f} ms  {ours / raw:>6.2f}x  {note}"
+        f"{name:<38} {ours * 1000:>9.1f} ms  {raw_name:<24} {raw * 1000:>9.1f} ms  "
+        f"{ours / raw:>6.2f}x  {note}"
     )
 
 
@@ -141,9 +142,9 @@ def main() -> None:
         for n in sizes:
             items = list(range(n))
             wf = map_workflow()
-            ours = best_of(lambda: run(wf, {"xs": items}))
-            loop = best_of(lambda: [benchstages.trivial(x) for x in items])
-            tpe = best_of(lambda: list(pool.map(benchstages.trivial, items)))
+            ours = best_of(lambda wf=wf, items=items: run(wf, {"xs": items}))
+            loop = best_of(lambda items=items: [benchstages.trivial(x) for x in items])
+            tpe = best_of(lambda items=items: list(pool.map(benchstages.trivial, items)))
             budget = 1.5 * loop + 0.2
             row(
                 f"b) map {n:>7,} trivial items (threads)",
@@ -198,9 +199,17 @@ def main() -> None:
             items = list(range(n))
             wf = map_workflow()
             run_workflow(wf, {"xs": items[:10]}, executor=procs, record=False)
-            ours = best_of(lambda: run_workflow(wf, {"xs": items}, executor=procs, record=False))
+            ours = best_of(
+                lambda wf=wf, items=items: run_workflow(
+                    wf, {"xs": items}, executor=procs, record=False
+                )
+            )
             chunk = max(1, n // (4 * cores))
-            raw = best_of(lambda: list(ppool.map(benchstages.trivial, items, chunksize=chunk)))
+            raw = best_of(
+                lambda items=items, chunk=chunk: list(
+                    ppool.map(benchstages.trivial, items, chunksize=chunk)
+                )
+            )
             row(
                 f"b) map {n:>7,} trivial items (processes)",
                 ours,

@@ -107,8 +107,8 @@ def fill_history(total: int) -> None:
         )
     with store.write() as conn:
         conn.executemany(
-            "INSERT INTO runs (id, workflow, state, source, executor, namespace, input, created_at, "
-            "started_at, finished_at, stages, result_kind, result) "
+            "INSERT INTO runs (id, workflow, state, source, executor, namespace, input, "
+            "created_at, started_at, finished_at, stages, result_kind, result) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             rows,
         )
@@ -168,8 +168,10 @@ def main() -> None:
         recording = bench_recording(args.runs, args.rounds)
         for label, numbers in recording.items():
             print(
-                f"{args.runs} one-stage runs, {label}: record=False {numbers['record=False s']:.3f}s, "
-                f"record=True {numbers['record=True s']:.3f}s, ratio {numbers['ratio']:.3f} (limit 1.3)"
+                f"{args.runs} one-stage runs, {label}: "
+                f"record=False {numbers['record=False s']:.3f}s, "
+                f"record=True {numbers['record=True s']:.3f}s, "
+                f"ratio {numbers['ratio']:.3f} (limit 1.3)"
             )
     with tempfile.TemporaryDirectory() as home:
         os.environ["FLOWSTAGE_HOME"] = home

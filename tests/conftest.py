@@ -61,7 +61,10 @@ def interruptible(command: list[str]) -> list[str]:
     """``command`` taking Ctrl-C (SIGINT) as it would from a terminal, also when the tests
     themselves run in the background, where the shell makes children ignore SIGINT. (The
     command keeps the process id: it is exec'd after SIGINT is back to its default.)"""
-    shim = "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); os.execv(sys.argv[1], sys.argv[1:])"
+    shim = (
+        "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
+        "os.execv(sys.argv[1], sys.argv[1:])"
+    )
     return [sys.executable, "-c", shim, *command]
 
 
@@ -93,6 +96,6 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     for executor in _started.values():
         try:
             executor.close()  # type: ignore[attr-defined]
-        except Exception:
+        except Exception:  # noqa: BLE001 - best effort at exit; the other engines must still close
             pass
     _started.clear()

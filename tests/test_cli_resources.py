@@ -141,12 +141,14 @@ def test_a_typo_in_a_config_and_duplicate_names_are_reported(tmp_path: Path) -> 
     path = tmp_path / "typo.yaml"
     path.write_text(
         "kind: config\nmetadata: {name: a}\nspec: {selecter: {type: name, value: x}}\n---\n"
-        "kind: config\nmetadata: {name: b}\nspec: {data: {}}\n---\nkind: config\nmetadata: {name: b}\n"
+        "kind: config\nmetadata: {name: b}\nspec: {data: {}}\n---\n"
+        "kind: config\nmetadata: {name: b}\n"
     )
     result = invoke("apply", "-p", str(path), ok=False)
     assert "selecter" in str(result.exception)
     path.write_text(
-        "kind: config\nmetadata: {name: b}\nspec: {data: {}}\n---\nkind: config\nmetadata: {name: b}\n"
+        "kind: config\nmetadata: {name: b}\nspec: {data: {}}\n---\n"
+        "kind: config\nmetadata: {name: b}\n"
     )
     result = invoke("apply", "-p", str(path), ok=False)
     assert "config 'b' is also defined in" in str(result.exception)

@@ -99,7 +99,8 @@ def wait_until_gone(marker: str, seconds: float = 20) -> list[int]:
 
 
 def json_in(text: str) -> Any:
-    """The JSON document printed at the start of a line of ``text`` (worker output may surround it)."""
+    """The JSON document printed at the start of a line of ``text`` (worker output may surround
+    it)."""
     start = text.index("\n{") + 1 if not text.startswith("{") else 0
     return json.JSONDecoder().raw_decode(text, start)[0]
 

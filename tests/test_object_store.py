@@ -543,7 +543,7 @@ def test_a_failed_write_changes_nothing(key: str, app_home: Path) -> None:
     assert sorted(p.name.split("-")[0] for p in folder.iterdir()) == [".artifact.json", ".value"]
 
 
-# CLI -----------------------------------------------------------------------------------------------
+# CLI ----------------------------------------------------------------------------------------------
 
 
 def test_objects_cli_ls_get_rm(key: str, capsys: pytest.CaptureFixture[str]) -> None:

@@ -213,8 +213,9 @@ def test_selected_executor_that_failed_to_load_stops_with_the_reason(
     )
     assert done.returncode == 2
     assert (
-        "error: executor 'exploding' is not available: plugin 'exploding' (distribution flowstage-broken) "
-        "failed to load: ModuleNotFoundError: No module named 'flowstage_engine_that_is_not_installed'"
+        "error: executor 'exploding' is not available: plugin 'exploding' "
+        "(distribution flowstage-broken) failed to load: "
+        "ModuleNotFoundError: No module named 'flowstage_engine_that_is_not_installed'"
     ) in done.stderr
     assert done.stdout == ""
 
@@ -461,12 +462,12 @@ def test_hook_flowstage_register_stage_types(app_home: Path, plugins, tmp_path: 
         load_workflow(str(path))
     problems = caught.value.problems
     assert (
-        f"{path}: stage 'no_size': key 'options.batch_size': a batched stage needs 'options: {{batch_size: N}}'"
-        in problems
+        f"{path}: stage 'no_size': key 'options.batch_size': "
+        "a batched stage needs 'options: {batch_size: N}'" in problems
     )
     assert any(
-        "stage 'typo': key 'options.batchsize': unknown option of a batched stage (did you mean 'batch_size'?)"
-        in p
+        "stage 'typo': key 'options.batchsize': unknown option of a batched stage "
+        "(did you mean 'batch_size'?)" in p
         for p in problems
     )
     assert any(
@@ -633,7 +634,8 @@ def test_raising_lifecycle_hook_is_logged_and_the_run_goes_on(
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "14"
     assert (
-        "flowstage-sample (entry point 'sample') raised in hook flowstage_run_started (the run goes on): "
+        "flowstage-sample (entry point 'sample') raised in hook flowstage_run_started "
+        "(the run goes on): "
         "RuntimeError: flowstage-sample was asked to fail in flowstage_run_started"
     ) in done.stderr
     assert done.stderr.count("raised in hook flowstage_stage_started (the run goes on)") == 3

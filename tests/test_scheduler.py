@@ -525,15 +525,13 @@ def test_inspected_functions_are_not_kept_alive() -> None:
     captured = Captured()
     alive = weakref.ref(captured)
 
-    def make() -> Any:
-        held = captured
-
+    def make(held: Any) -> Any:
         def target(x: int) -> int:
             return x + (held is not None)
 
         return target
 
-    target = make()
+    target = make(captured)
     assert signature_of(target).positional == ("x",)
     del target, captured
     gc.collect()
@@ -565,7 +563,7 @@ def test_a_worker_keeps_restored_contexts_within_a_byte_budget(
     copies = [restore(context) for context in (small, large, third)]
     assert [restore(context) for context in (small, large, third)] == copies
     assert all(
-        restore(c) is copy for c, copy in zip((small, large, third), copies)
+        restore(c) is copy for c, copy in zip((small, large, third), copies, strict=True)
     )  # 0.8 MB: all kept
     assert restore(large) is copies[1]  # used again: now the most recent
     restore(fourth)  # 1.2 MB: the least recently used are forgotten until it fits

@@ -204,17 +204,28 @@ CONCURRENT_SCRIPT = textwrap.dedent("""
 
     worker, folder = int(sys.argv[1]), Path(sys.argv[2])
     config = folder / f"config{worker}.yaml"
-    wf = {"metadata": {"name": "concurrent"}, "spec": {"stages": [{"name": "only", "target": "teststages.basic.one"}]}}
+    wf = {
+        "metadata": {"name": "concurrent"},
+        "spec": {"stages": [{"name": "only", "target": "teststages.basic.one"}]},
+    }
 
     async def main():
         with create_executor({"name": "local", "max_workers": 4}) as executor:
-            runs = await asyncio.gather(*(arun_workflow(wf, executor=executor, return_run=True) for _ in range(50)))
+            runs = await asyncio.gather(
+                *(arun_workflow(wf, executor=executor, return_run=True) for _ in range(50))
+            )
         return runs
 
-    config.write_text(f"kind: config\\nmetadata: {{name: config{worker}}}\\nspec: {{data: {{worker: {worker}}}}}\\n")
+    config.write_text(
+        f"kind: config\\nmetadata: {{name: config{worker}}}\\n"
+        f"spec: {{data: {{worker: {worker}}}}}\\n"
+    )
     apply_path(config, default_plugins())
     runs = asyncio.run(main())
-    config.write_text(f"kind: config\\nmetadata: {{name: config{worker}}}\\nspec: {{data: {{worker: {worker}, again: true}}}}\\n")
+    config.write_text(
+        f"kind: config\\nmetadata: {{name: config{worker}}}\\n"
+        f"spec: {{data: {{worker: {worker}, again: true}}}}\\n"
+    )
     apply_path(config, default_plugins())
     print(json.dumps([[r.id, r.state] for r in runs]))
 """)
@@ -233,7 +244,7 @@ def test_eight_processes_of_fifty_concurrent_runs_lose_no_record(tmp_path: Path)
         for i in range(8)
     ]
     outputs = [p.communicate(timeout=120) for p in procs]
-    for proc, (out, err) in zip(procs, outputs):
+    for proc, (_out, err) in zip(procs, outputs, strict=True):
         assert proc.returncode == 0, err
         assert "locked" not in err.lower() and "busy" not in err.lower(), err
     started = {
@@ -251,7 +262,10 @@ def test_eight_processes_of_fifty_concurrent_runs_lose_no_record(tmp_path: Path)
 
 LONG_RUN_SCRIPT = textwrap.dedent("""
     from flowstage import run_workflow
-    wf = {"metadata": {"name": "doomed"}, "spec": {"stages": [{"name": "nap", "target": "teststages.state.sleepy"}]}}
+    wf = {
+        "metadata": {"name": "doomed"},
+        "spec": {"stages": [{"name": "nap", "target": "teststages.state.sleepy"}]},
+    }
     run_workflow(wf, {"seconds": 60})
 """)
 
@@ -340,8 +354,10 @@ def test_a_run_on_another_host_without_heartbeat_is_presumed_dead() -> None:
     with store.write() as conn:
         for run_id, beat in (("faraway_old", stale), ("faraway_new", fresh)):
             conn.execute(
-                "INSERT INTO runs (id, workflow, state, source, created_at, host, pid, heartbeat_at) "
-                "VALUES (?, 'remote', 'running', 'cli', '2026-01-01T00:00:00+00:00', 'elsewhere', 4242, ?)",
+                "INSERT INTO runs "
+                "(id, workflow, state, source, created_at, host, pid, heartbeat_at) "
+                "VALUES (?, 'remote', 'running', 'cli', '2026-01-01T00:00:00+00:00', "
+                "'elsewhere', 4242, ?)",
                 (run_id, beat),
             )
     states = {r["id"]: r["state"] for r in runs_of("remote")}

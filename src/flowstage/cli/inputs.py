@@ -89,7 +89,8 @@ def parse_input_args(
         arg = args[i]
         if not arg.startswith("--") or len(arg) == 2:
             raise UserError(
-                f"unexpected argument {arg!r}: run inputs are given as --KEY VALUE (e.g. --n_vals 5)"
+                f"unexpected argument {arg!r}: run inputs are given as --KEY VALUE "
+                "(e.g. --n_vals 5)"
             )
         key = arg[2:]
         if "=" in key:

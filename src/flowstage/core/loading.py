@@ -247,7 +247,8 @@ def stage_problems(
                 )
             elif dep == stage.name:
                 problems.append(
-                    f"{label}: stage {stage.name!r}: key 'depends_on': a stage cannot depend on itself"
+                    f"{label}: stage {stage.name!r}: key 'depends_on': "
+                    "a stage cannot depend on itself"
                 )
     if not problems and not any(dep in unparsed for s in stages for dep in s.depends_on):
         cycle = StageGraph({s.name: s.depends_on for s in stages}).find_cycle()

@@ -94,7 +94,10 @@ class Stage(_Strict):
                 continue
             value = options.pop(key)
             if key in data and data[key] != value:
-                msg = f"{key!r} is given both at the top of the stage ({data[key]!r}) and under options ({value!r})"
+                msg = (
+                    f"{key!r} is given both at the top of the stage ({data[key]!r}) "
+                    f"and under options ({value!r})"
+                )
                 raise ValueError(msg)
             data[key] = value
         data["options"] = options

@@ -135,7 +135,10 @@ class FlowstagePlugins:
         except PluginError:
             raise
         except Exception as exc:
-            msg = f"{self._owner(impl.plugin)} raised in hook {hook_name}: {type(exc).__name__}: {exc}"
+            msg = (
+                f"{self._owner(impl.plugin)} raised in hook {hook_name}: "
+                f"{type(exc).__name__}: {exc}"
+            )
             raise PluginError(msg) from exc
 
     # hooks ---------------------------------------------------------------------------

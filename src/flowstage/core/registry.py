@@ -43,8 +43,8 @@ class Registry(Generic[T]):
             raise PluginError(f"{self.owner}: a {self.kind} needs a name to be registered")
         if key in self._items:
             msg = (
-                f"{self.kind} {key!r} is registered twice: by {self._owners[key]} and by {self.owner}; "
-                f"uninstall or disable one of them"
+                f"{self.kind} {key!r} is registered twice: by {self._owners[key]} "
+                f"and by {self.owner}; uninstall or disable one of them"
             )
             self.conflicts[key] = msg
             raise PluginError(msg)

@@ -2,8 +2,8 @@
 
 There is no level-by-level barrier. On engines that chain handles, a simple stage's
 dependents are submitted along with it and the engine starts them when it is done, so a
-chain of stages makes no round trip through the driver. Every stage runs (several terminal stages give
-``{name: output}``). The first failure cancels what has not started and raises a
+chain of stages makes no round trip through the driver. Every stage runs (several terminal
+stages give ``{name: output}``). The first failure cancels what has not started and raises a
 :class:`~flowstage.core.errors.StageError`.
 """
 
@@ -101,7 +101,8 @@ class StageExecution:
                 failure = CallFailure(stage.name, None, attempt, "", CallTimeout(msg))
             except CallFailure as exc:
                 if exc.stage != stage.name:
-                    raise  # a stage it depends on failed (its value could not arrive): not retried here
+                    # a stage it depends on failed (its value could not arrive): not retried here
+                    raise
                 failure = exc
             finally:
                 self.untrack(handle)

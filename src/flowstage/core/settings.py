@@ -138,6 +138,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         for error in exc.errors():
             key = ".".join(str(p) for p in error["loc"])
             problems.append(
-                f"{path} (or {ENV_PREFIX}{key.upper().replace('.', '__')}): key {key!r}: {error['msg']}"
+                f"{path} (or {ENV_PREFIX}{key.upper().replace('.', '__')}): "
+                f"key {key!r}: {error['msg']}"
             )
         raise UserError("\n".join(problems)) from None

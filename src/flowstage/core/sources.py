@@ -114,8 +114,9 @@ def _python_files(root: Path) -> list[tuple[str, Path]]:
 def _too_much(origins: list[str], what: str) -> str:
     where = " and ".join(repr(o) for o in origins)
     return (
-        f"cannot upload the stage code in {where} to the cluster: {what}; keep the workflow in a folder "
-        f"of its own, or set the executor option 'upload_code: false' if the workers already have the code"
+        f"cannot upload the stage code in {where} to the cluster: {what}; "
+        "keep the workflow in a folder of its own, or set the executor option "
+        "'upload_code: false' if the workers already have the code"
     )
 
 

@@ -66,7 +66,8 @@ class ParameterizedStage(StageType):
     def check(self, stage: Stage, signature: Signature) -> list[str]:
         if stage.map_on is None and not stage.depends_on:
             return [
-                "a parameterized stage without dependencies needs 'map_on' naming an input list to map over"
+                "a parameterized stage without dependencies needs 'map_on' naming an input list "
+                "to map over"
             ]
         wanted = len(stage.depends_on) + (1 if stage.map_on else 0)
         if not signature.accepts_positional(wanted):
@@ -91,7 +92,8 @@ class ParameterizedStage(StageType):
         if stage.map_on not in run_input:
             keys = ", ".join(sorted(run_input)) or "none"
             problems.append(
-                f"key 'map_on': the input has no key {stage.map_on!r} to map over (input keys: {keys})"
+                f"key 'map_on': the input has no key {stage.map_on!r} to map over "
+                f"(input keys: {keys})"
             )
         if stage.depends_on:
             return problems, {}

@@ -41,7 +41,8 @@ class ClusterExecutor(Executor):
     local_only: tuple[str, ...] = ()
     #: one machine of the engine, as messages name it
     machine = "worker"
-    #: the engine's cluster in messages: ``the <remote_name> at ADDRESS``, ``the local <local_name>``
+    #: the engine's cluster in messages: ``the <remote_name> at ADDRESS``,
+    #: ``the local <local_name>``
     remote_name = local_name = "cluster"
     #: how long capacities read from the cluster are reused (runs without resources)
     refresh_seconds = 5.0

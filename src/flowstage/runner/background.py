@@ -65,7 +65,8 @@ def start_background_run(
     callables = [s.name for s in definition.spec.stages if not isinstance(s.target, str)]
     if callables:
         msg = (
-            f"workflow {definition.name!r}: stage(s) {', '.join(callables)} have Python callables as targets; "
+            f"workflow {definition.name!r}: stage(s) {', '.join(callables)} "
+            "have Python callables as targets; "
             "a background run needs import strings such as 'package.module.function'"
         )
         raise UserError(msg)
@@ -289,8 +290,8 @@ def cancel_run(run_id: str, timeout: float = CANCEL_TIMEOUT) -> dict[str, Any]:
         return _find(run_id)
     if not local:
         msg = (
-            f"asked run {run_id} to stop; its process (pid {pid} on {row['host']}) has not stopped yet: "
-            "it will at its next heartbeat"
+            f"asked run {run_id} to stop; its process (pid {pid} on {row['host']}) "
+            "has not stopped yet: it will at its next heartbeat"
         )
         raise UserError(msg)
     store.end_run(run_id, "cancelled", "the run was cancelled")
@@ -306,7 +307,8 @@ def read_log(run_id: str) -> tuple[dict[str, Any], Path]:
     row = _find(run_id)
     if not row.get("log_path"):
         msg = (
-            f"run {row['id']} ran in the foreground ({row['source']}): its output went to the terminal or "
+            f"run {row['id']} ran in the foreground ({row['source']}): "
+            "its output went to the terminal or "
             "program that ran it; only --no-wait runs keep a log"
         )
         raise UserError(msg)

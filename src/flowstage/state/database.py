@@ -147,7 +147,8 @@ class Database:
             version = conn.execute("PRAGMA user_version").fetchone()[0]
             if version > SCHEMA_VERSION:
                 msg = (
-                    f"{self.path}: the store has schema version {version}, newer than this flowstage "
+                    f"{self.path}: the store has schema version {version}, "
+                    "newer than this flowstage "
                     f"understands ({SCHEMA_VERSION}); upgrade flowstage, or set FLOWSTAGE_HOME to "
                     "another folder"
                 )
@@ -156,12 +157,14 @@ class Database:
                 tables = [
                     r[0]
                     for r in conn.execute(
-                        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+                        "SELECT name FROM sqlite_master "
+                        "WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
                     )
                 ]
                 if tables:
                     msg = (
-                        f"{self.path}: not a flowstage store (it holds tables {', '.join(sorted(tables))} "
+                        f"{self.path}: not a flowstage store "
+                        f"(it holds tables {', '.join(sorted(tables))} "
                         "but no flowstage schema version); move it away to start a new store"
                     )
                     raise StoreError(msg)
@@ -183,7 +186,8 @@ class Database:
             )
             return StoreError(msg)
         msg = (
-            f"{self.path}: cannot be used as the flowstage store: {exc} (the file is corrupt or not "
+            f"{self.path}: cannot be used as the flowstage store: {exc} "
+            "(the file is corrupt or not "
             "a flowstage database; move it away to start a new store, or restore a backup)"
         )
         return StoreError(msg)

@@ -38,11 +38,12 @@ class RunHistory(Database):
     # runs ---------------------------------------------------------------------------
 
     _START_SQL = (
-        "INSERT INTO runs (id, workflow, state, source, executor, namespace, input, created_at, started_at, "
-        "stages, host, pid, pid_start, heartbeat_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+        "INSERT INTO runs (id, workflow, state, source, executor, namespace, input, created_at, "
+        "started_at, stages, host, pid, pid_start, heartbeat_at) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
         "ON CONFLICT (id) DO UPDATE SET state = excluded.state, executor = excluded.executor, "
-        "started_at = excluded.started_at, stages = excluded.stages, host = excluded.host, pid = excluded.pid, "
-        "pid_start = excluded.pid_start, heartbeat_at = excluded.heartbeat_at"
+        "started_at = excluded.started_at, stages = excluded.stages, host = excluded.host, "
+        "pid = excluded.pid, pid_start = excluded.pid_start, heartbeat_at = excluded.heartbeat_at"
     )
     _FINISH_SQL = (
         "UPDATE runs SET state = ?, finished_at = ?, stages = ?, error = ?, traceback = ?, "
@@ -73,14 +74,15 @@ class RunHistory(Database):
         )
 
     _FINAL_SQL = (
-        "INSERT INTO runs (id, workflow, state, source, executor, namespace, input, created_at, started_at, "
-        "finished_at, stages, error, traceback, result_kind, result, host, pid, pid_start, heartbeat_at) "
+        "INSERT INTO runs (id, workflow, state, source, executor, namespace, input, created_at, "
+        "started_at, finished_at, stages, error, traceback, result_kind, result, host, pid, "
+        "pid_start, heartbeat_at) "
         "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
         "ON CONFLICT (id) DO UPDATE SET state = excluded.state, executor = excluded.executor, "
-        "started_at = excluded.started_at, finished_at = excluded.finished_at, stages = excluded.stages, "
-        "error = excluded.error, traceback = excluded.traceback, result_kind = excluded.result_kind, "
-        "result = excluded.result, host = excluded.host, pid = excluded.pid, pid_start = excluded.pid_start, "
-        "heartbeat_at = excluded.heartbeat_at"
+        "started_at = excluded.started_at, finished_at = excluded.finished_at, "
+        "stages = excluded.stages, error = excluded.error, traceback = excluded.traceback, "
+        "result_kind = excluded.result_kind, result = excluded.result, host = excluded.host, "
+        "pid = excluded.pid, pid_start = excluded.pid_start, heartbeat_at = excluded.heartbeat_at"
     )
 
     def finish_run(self, run: Run, *, pid: int | None = None, pid_start: str | None = None) -> None:
@@ -173,7 +175,8 @@ class RunHistory(Database):
     def heartbeat(self, run: Run) -> None:
         """Mark ``run`` alive and save its progress."""
         self.write_one(
-            f"UPDATE runs SET heartbeat_at = ?, stages = ?, state = ? WHERE id = ? AND state IN {_ACTIVE_SQL}",
+            "UPDATE runs SET heartbeat_at = ?, stages = ?, state = ? "
+            f"WHERE id = ? AND state IN {_ACTIVE_SQL}",
             (time.time(), stages_json(run), run.state, run.id),
         )
 
@@ -251,7 +254,10 @@ class RunHistory(Database):
                 return None
             if process_alive(pid, pid_start):
                 return None
-            reason = f"{who} (pid {pid}) ended without finishing the run (killed, crashed, or the machine restarted)"
+            reason = (
+                f"{who} (pid {pid}) ended without finishing the run "
+                "(killed, crashed, or the machine restarted)"
+            )
         else:
             stale = max(30.0, 10 * self.settings.heartbeat_interval)
             if heartbeat_at is None or time.time() - heartbeat_at <= stale:

@@ -50,7 +50,8 @@ class Store(RunHistory):
                 ).fetchone()
                 if row is None:
                     conn.execute(
-                        "INSERT INTO resources (kind, name, document, annotations, source, version, "
+                        "INSERT INTO resources "
+                        "(kind, name, document, annotations, source, version, "
                         "created_at, updated_at) VALUES (?, ?, ?, ?, ?, 1, ?, ?)",
                         (
                             item["kind"],

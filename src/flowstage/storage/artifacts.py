@@ -189,7 +189,8 @@ class Artifact:
 
     @property
     def object_info(self) -> dict[str, Any] | None:
-        """What ``object_store.put`` stored here (``serializer``, ``size``, ``type``), if anything."""
+        """What ``object_store.put`` stored here (``serializer``, ``size``, ``type``), if
+        anything."""
         return self._manifest().get("object")
 
     def get_meta(self, key: str, default: Any = None) -> Any:
@@ -248,7 +249,10 @@ class Artifact:
         file = ArtifactFile(self, name)
         if not file.exists:
             have = ", ".join(f.name for f in self.list_files()) or "none"
-            msg = f"artifact {self.name!r} in namespace {self.namespace!r} has no file {name!r} (files: {have})"
+            msg = (
+                f"artifact {self.name!r} in namespace {self.namespace!r} has no file {name!r} "
+                f"(files: {have})"
+            )
             raise FileNotFoundError(msg)
         return file
 

@@ -127,7 +127,8 @@ class ObjectStore:
         if default is not MISSING:
             return default
         msg = (
-            f"no object {key!r} in namespace {scope.namespace!r} (object_store.get in {scope.where}; "
+            f"no object {key!r} in namespace {scope.namespace!r} "
+            f"(object_store.get in {scope.where}; "
             f"looked in {' and '.join(looked)})"
         )
         raise ObjectNotFound(msg)

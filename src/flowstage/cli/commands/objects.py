@@ -55,7 +55,8 @@ def get(
     ),
     fmt: str = typer.Option("raw", "--format", help="json, yaml, table or raw."),
 ) -> None:
-    """Print a stored object, one file of an artifact (--file), or an artifact's metadata and files."""
+    """Print a stored object, one file of an artifact (--file), or an artifact's metadata and
+    files."""
     from flowstage.core.errors import ObjectNotFound
     from flowstage.storage.artifacts import get_artifact
     from flowstage.storage.object_store import object_store
@@ -102,7 +103,8 @@ def rm(
     if missing:
         listed = ", ".join(repr(n) for n in missing)
         raise UserError(
-            f"no artifact {listed} in namespace {namespace!r} (see `flowstage objects ls -n {namespace}`)"
+            f"no artifact {listed} in namespace {namespace!r} "
+            f"(see `flowstage objects ls -n {namespace}`)"
         )
 
 

@@ -29,7 +29,8 @@ def _kind(word: str, allowed: tuple[str, ...]) -> str:
         from flowstage.core.hints import did_you_mean
 
         raise UserError(
-            f"unknown kind {word!r}{did_you_mean(kind, allowed)} (expected one of: {', '.join(allowed)})"
+            f"unknown kind {word!r}{did_you_mean(kind, allowed)} "
+            f"(expected one of: {', '.join(allowed)})"
         )
     return kind
 
@@ -73,7 +74,8 @@ def apply(
         False, "--recursive", "-R", help="Also read the folder's sub-folders."
     ),
 ) -> None:
-    """Create or update the workflows and configs in PATH: all of them, or none if one is invalid."""
+    """Create or update the workflows and configs in PATH: all of them, or none if one is
+    invalid."""
     from flowstage.state.resources import apply_path
 
     for kind, name, outcome in apply_path(path, _plugins(), recursive):
@@ -90,7 +92,8 @@ def delete(
         False, "--recursive", "-R", help="With -p: also read sub-folders."
     ),
 ) -> None:
-    """Delete an applied workflow or config (`delete workflow NAME`), or those in a file (`delete -p PATH`).
+    """Delete an applied workflow or config (`delete workflow NAME`), or those in a file
+    (`delete -p PATH`).
 
     The history of a deleted workflow's runs is kept."""
     from flowstage.state import resources as catalog
@@ -310,7 +313,8 @@ def inspect(
 
 
 def config_show(fmt: str = typer.Option("table", "--format", help="table, json or yaml.")) -> None:
-    """The effective settings, and where each value comes from (default, settings file, environment)."""
+    """The effective settings, and where each value comes from (default, settings file,
+    environment)."""
     check_format(fmt, LIST_FORMATS)
     rows = settings_sources()
     if fmt == "table":

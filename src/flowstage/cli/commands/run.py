@@ -86,7 +86,8 @@ def report(run: Run, fmt: str) -> None:
     """Print the result (stdout), dropped items and errors (stderr); exit 1 on failure."""
     for stage, items in run.failed_items.items():
         print(
-            f"warning: stage {stage!r}: {len(items)} item(s) failed and were left out of its output:",
+            f"warning: stage {stage!r}: {len(items)} item(s) failed and were left out of its "
+            "output:",
             file=sys.stderr,
         )
         for item in items:

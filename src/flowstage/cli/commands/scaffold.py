@@ -92,14 +92,17 @@ def test_squares_workflow_runs():
 
 
 def test_squares_workflow_runs_from_the_cli():
-    done = subprocess.run([sys.executable, "-m", "flowstage", "run", "{name}_squares", "--count", "4", "--quiet"],
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "flowstage", "run", "{name}_squares", "--count", "4", "--quiet"],
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "14"
 """
 
-_CONFTEST = '''"""Each test gets an app directory of its own, so that your settings (a default executor,
-disabled plugins) and run history stay out of the tests."""
+_CONFTEST = '''"""Each test gets an app directory of its own, so that your settings (a default
+executor, disabled plugins) and run history stay out of the tests."""
 
 import os
 
@@ -133,7 +136,8 @@ def new(
         raise UserError(msg)
     if not re.fullmatch(r"[a-zA-Z][a-zA-Z0-9_]*", name):
         raise UserError(
-            f"plugin name {name!r}: expected letters, digits and underscores, starting with a letter"
+            f"plugin name {name!r}: expected letters, digits and underscores, "
+            "starting with a letter"
         )
     package = f"flowstage_{name.lower()}"
     root = directory / f"flowstage-{name.lower().replace('_', '-')}"

@@ -166,7 +166,10 @@ class DaskExecutor(ClusterExecutor):
             client.wait_for_workers(1, timeout=timeout)
         except Exception:  # noqa: BLE001 - no worker in time, whatever the reason
             client.close()
-            msg = f"executor 'dask': the Dask scheduler at {address!r} has no workers (waited {timeout:g}s)"
+            msg = (
+                f"executor 'dask': the Dask scheduler at {address!r} has no workers "
+                f"(waited {timeout:g}s)"
+            )
             raise ExecutorError(msg) from None
         return client
 
@@ -364,7 +367,10 @@ class DaskExecutor(ClusterExecutor):
             raise
         except Exception as exc:
             label = _label_of(handle)
-            msg = f"stage {label!r}: its result could not be fetched from Dask: {type(exc).__name__}: {exc}"
+            msg = (
+                f"stage {label!r}: its result could not be fetched from Dask: "
+                f"{type(exc).__name__}: {exc}"
+            )
             raise StageError(msg, stage=label, traceback=_traceback_of(exc)) from exc
 
     def cancel(self, handles: Iterable[Any]) -> None:
@@ -443,7 +449,10 @@ class DaskExecutor(ClusterExecutor):
         dashboard = ""
         if self._client is not None and self.options.dashboard:
             dashboard = f", dashboard {self._client.dashboard_link}"
-        return f"dask (local cluster, {workers} workers x {self.options.threads_per_worker} threads{dashboard})"
+        return (
+            f"dask (local cluster, {workers} workers x "
+            f"{self.options.threads_per_worker} threads{dashboard})"
+        )
 
 
 def _print_output(event: tuple[float, dict[str, str]]) -> None:

@@ -126,7 +126,8 @@ class RayExecutor(ClusterExecutor):
             except OSError as exc:
                 msg = (
                     f"executor 'ray': cannot connect to the Ray cluster at {opts.address!r} within "
-                    f"{opts.connect_timeout:g}s (option 'connect_timeout'): {type(exc).__name__}: {exc}"
+                    f"{opts.connect_timeout:g}s (option 'connect_timeout'): "
+                    f"{type(exc).__name__}: {exc}"
                 )
                 raise ExecutorError(msg) from None
         if ray.is_initialized():
@@ -145,8 +146,9 @@ class RayExecutor(ClusterExecutor):
             wanted = opts.address.removeprefix("ray://")
             if current.rpartition(":")[2] != wanted.rpartition(":")[2]:
                 msg = (
-                    f"executor 'ray': this process is already connected to the Ray cluster at {current!r}, "
-                    f"so it cannot connect to {opts.address!r} (Ray allows one cluster per process)"
+                    "executor 'ray': this process is already connected to the Ray cluster "
+                    f"at {current!r}, so it cannot connect to {opts.address!r} "
+                    "(Ray allows one cluster per process)"
                 )
                 raise ExecutorError(msg)
         log.info("using the Ray this process is already connected to")
@@ -190,8 +192,8 @@ class RayExecutor(ClusterExecutor):
             msg = f"executor 'ray': could not {where}: {type(exc).__name__}: {exc}"
             if address != "local" and "auth" in f"{exc!r} {exc.__cause__!r}".lower():
                 msg += (
-                    "\n(the cluster uses token authentication: set RAY_AUTH_MODE=token, and the cluster's "
-                    "token in RAY_AUTH_TOKEN or ~/.ray/auth_token)"
+                    "\n(the cluster uses token authentication: set RAY_AUTH_MODE=token, "
+                    "and the cluster's token in RAY_AUTH_TOKEN or ~/.ray/auth_token)"
                 )
             raise ExecutorError(msg) from None
         self._owned = True
@@ -330,7 +332,10 @@ class RayExecutor(ClusterExecutor):
                 if upstream is None:
                     break
                 culprit = upstream
-            msg = f"its result cannot be serialized to leave the worker: {type(cause).__name__}: {cause}"
+            msg = (
+                "its result cannot be serialized to leave the worker: "
+                f"{type(cause).__name__}: {cause}"
+            )
             return CallFailure(culprit.label, None, 1, "", ResultNotTransferable(msg))
         return CallFailure(handle.label, None, 1, str(exc), cause)
 
@@ -392,7 +397,10 @@ class RayExecutor(ClusterExecutor):
             ):
                 raise failure from None  # the call (or one it depends on) failed
             cause = failure.cause
-            msg = f"stage {handle.label!r}: its result could not be fetched from Ray: {type(cause).__name__}: {cause}"
+            msg = (
+                f"stage {handle.label!r}: its result could not be fetched from Ray: "
+                f"{type(cause).__name__}: {cause}"
+            )
             raise StageError(msg, stage=handle.label, traceback=failure.traceback) from cause
         finally:
             await self._upstream_done()
