@@ -68,7 +68,7 @@ class InlineExecutor(Executor):
         for stage in workflow.spec.stages:
             try:
                 fn = resolve_target(stage.target)  # validation has imported it already
-            except Exception:  # noqa: BLE001, S112  # validation reports targets that do not import
+            except Exception:  # noqa: BLE001 - validation reports targets that do not import
                 continue
             if inspect.iscoroutinefunction(fn):
                 problems.append(f"stage {stage.name!r}: async targets cannot run on the inline executor "

@@ -80,7 +80,7 @@ class BatchedStage(ParameterizedStage):
         dropped = {failure["index"] for failure in execution.record.failed_items}
         kept = [(number, batch) for number, batch in enumerate(batches) if number not in dropped]
         flat: list[Any] = []
-        for (number, batch), result in zip(kept, results):
+        for (number, batch), result in zip(kept, results, strict=True):
             if isinstance(result, Mapping) or not isinstance(result, (list, tuple)) or len(result) != len(batch):
                 shown = type(result).__name__
                 if isinstance(result, (list, tuple)):
