@@ -19,6 +19,7 @@ from typing import Any
 
 from flowstage.core import retries
 from flowstage.core.context import RunContext, reset_run_context, set_run_context, stage_target
+from flowstage.core.errors import CallTimeout
 from flowstage.core.sources import resolve_in
 from flowstage.core.targets import resolve_target, signature_of
 
@@ -87,10 +88,6 @@ class CallFailure(Exception):
 
     def __str__(self) -> str:
         return f"{type(self.cause).__name__}: {self.cause}"
-
-
-class CallTimeout(TimeoutError):
-    """A call ran longer than its stage's ``timeout``."""
 
 
 _SPECIAL_RESULTS = (types.GeneratorType, types.CoroutineType)

@@ -16,7 +16,10 @@
     ├── RunCancelled                   the run was cancelled (Ctrl-C, ``runs cancel``)
     ├── ObjectNotFound (KeyError)      ``object_store.get`` of a missing key
     ├── TargetError                    a stage target does not import or is not callable
-    └── ResultNotTransferable          a call's result cannot leave its worker
+    ├── ResultNotTransferable          a call's result cannot leave its worker
+    ├── CallTimeout (TimeoutError)     a call ran longer than its stage's ``timeout``
+    ├── CallStopped (RuntimeError)     a running call was cancelled: its worker process killed
+    └── WorkerLost (RuntimeError)      the worker process running a call died
 """
 
 from __future__ import annotations
@@ -32,6 +35,8 @@ __all__ = [
     "ObjectNotFound",
     "ObjectStoreError",
     "PluginError",
+    "CallStopped",
+    "CallTimeout",
     "ResultNotTransferable",
     "RunCancelled",
     "StageError",
@@ -39,6 +44,7 @@ __all__ = [
     "TargetError",
     "UnknownNameError",
     "UserError",
+    "WorkerLost",
     "WorkflowError",
 ]
 
@@ -155,3 +161,15 @@ class TargetError(FlowstageError):
 
 class ResultNotTransferable(FlowstageError):
     """A call's result cannot be serialized, so it could never leave its worker."""
+
+
+class CallTimeout(FlowstageError, TimeoutError):
+    """A call ran longer than its stage's ``timeout``."""
+
+
+class CallStopped(FlowstageError, RuntimeError):
+    """The call was cancelled while it ran: its worker process was killed."""
+
+
+class WorkerLost(FlowstageError, RuntimeError):
+    """The worker process running a call died before the call returned."""

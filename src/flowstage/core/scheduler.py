@@ -15,9 +15,9 @@ import functools
 from typing import TYPE_CHECKING, Any
 
 from flowstage.core import retries
-from flowstage.core.calls import CallFailure, CallTimeout, StageTask, run_call
+from flowstage.core.calls import CallFailure, StageTask, run_call
 from flowstage.core.dag import StageGraph
-from flowstage.core.errors import StageError
+from flowstage.core.errors import CallTimeout, StageError
 from flowstage.core.mapping import MapStream, run_map
 from flowstage.core.runs import now
 

@@ -29,7 +29,7 @@ import weakref
 from typing import TYPE_CHECKING, Any, cast
 
 from flowstage.core.calls import abandoned_calls_running
-from flowstage.core.errors import ResultNotTransferable
+from flowstage.core.errors import CallStopped, ResultNotTransferable, WorkerLost
 from flowstage.executors.common import main_module_hidden
 
 if TYPE_CHECKING:
@@ -41,14 +41,6 @@ _SPAWN_LOCK = threading.Lock()
 #: Linux prctl option: the signal a process gets when the thread that started it ends
 _PR_SET_PDEATHSIG = 1
 _POOLS: weakref.WeakSet[ProcessPool] = weakref.WeakSet()
-
-
-class WorkerLost(RuntimeError):
-    """The worker process running a call died before the call returned."""
-
-
-class CallStopped(RuntimeError):
-    """The call was cancelled while it ran: its worker process was killed."""
 
 
 class Pickled:
