@@ -106,9 +106,9 @@ def test_timed_out_stages_free_their_workers(reused: Executor, stop_busy: None, 
     if reused.options.processes:
         # each timed-out call's process was stopped, and the pool has its two workers
         time.sleep(0.5)
-        assert not list(marks.iterdir()) or all(
-            not alive(int(mark.name.split("-")[0])) for mark in marks.iterdir()
-        )
+        # on a loaded machine a worker may not have started its call before the timeout
+        started = list(marks.iterdir()) if marks.exists() else []
+        assert all(not alive(int(mark.name.split("-")[0])) for mark in started)
         assert len(live_workers(other_workers)) <= 2
     else:
         # the abandoned threads run on, outside the pool; when their calls end, they end
