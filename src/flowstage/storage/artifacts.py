@@ -71,18 +71,22 @@ class ArtifactFile:
 
     @property
     def path(self) -> str:
+        """The file's path inside the artifact store (a local path or a bucket key)."""
         return f"{self.artifact.path}/{self.name}"
 
     @property
     def uri(self) -> str:
+        """The file's URL (``file://...``, ``s3://...``)."""
         return self.artifact.location.uri(self.path)
 
     @property
     def exists(self) -> bool:
+        """Whether the file has been written."""
         return self.artifact.location.exists(self.path)
 
     @property
     def size(self) -> int:
+        """The file's size in bytes."""
         location = self.artifact.location
         return os.path.getsize(self.path) if location.local else int(location.fs.size(self.path))
 
@@ -153,10 +157,12 @@ class Artifact:
 
     @property
     def path(self) -> str:
+        """The artifact's folder inside the artifact store."""
         return self.location.path(self.namespace, self.name)
 
     @property
     def uri(self) -> str:
+        """The artifact folder's URL (``file://...``, ``s3://...``)."""
         return self.location.uri(self.path)
 
     @contextlib.contextmanager
@@ -194,9 +200,11 @@ class Artifact:
         return self._manifest().get("object")
 
     def get_meta(self, key: str, default: Any = None) -> Any:
+        """The metadata value under ``key``, or ``default``."""
         return self.metadata.get(key, default)
 
     def set_meta(self, key: str, value: Any) -> None:
+        """Set one metadata value (JSON); the manifest is rewritten atomically."""
         self.update_meta({key: value})
 
     def update_meta(self, values: Mapping[str, Any] | None = None, **more: Any) -> None:
@@ -213,6 +221,10 @@ class Artifact:
         self._save(manifest)
 
     def del_meta(self, key: str) -> None:
+        """Remove the metadata value under ``key``.
+
+        :raises KeyError: there is none
+        """
         manifest = self._manifest()
         del manifest.setdefault("metadata", {})[key]
         self._save(manifest)
@@ -257,9 +269,11 @@ class Artifact:
         return file
 
     def has_file(self, name: str) -> bool:
+        """Whether the artifact holds a file called ``name``."""
         return ArtifactFile(self, name).exists
 
     def list_files(self) -> list[ArtifactFile]:
+        """The artifact's files, by name."""
         with self._errors("listing its files"):
             entries = self.location.list_dir(self.path)
         return [
@@ -269,6 +283,7 @@ class Artifact:
         ]
 
     def read(self, name: str, mode: str = "rb") -> Any:
+        """The whole content of file ``name``: bytes (``rb``) or text (``r``)."""
         return self.get_file(name).read(mode)
 
     def write(self, name: str, data: str | bytes) -> ArtifactFile:
@@ -279,6 +294,7 @@ class Artifact:
         return file
 
     def remove_file(self, name: str) -> bool:
+        """Delete file ``name``; whether it existed."""
         return ArtifactFile(self, name).remove()
 
     def remove(self) -> None:
@@ -288,6 +304,7 @@ class Artifact:
 
     @property
     def exists(self) -> bool:
+        """Whether the artifact exists (its manifest has been written)."""
         return self.location.exists(f"{self.path}/{MANIFEST}")
 
     def __contains__(self, name: object) -> bool:

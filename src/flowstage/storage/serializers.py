@@ -18,9 +18,11 @@ class Serializer:
     extension: ClassVar[str] = "bin"
 
     def dump(self, value: Any, file: BinaryIO) -> None:
+        """Write ``value`` to the open binary ``file``."""
         raise NotImplementedError
 
     def load(self, file: BinaryIO) -> Any:
+        """Read a value back from the open binary ``file``."""
         raise NotImplementedError
 
 
