@@ -290,4 +290,5 @@ class Service:
             record = self.get_run(row["id"])
             if record is not None:
                 records.append(record)
+        records.sort(key=lambda r: r["started_at"] or "", reverse=True)  # newest start first
         return records[:limit] if limit > 0 else records
