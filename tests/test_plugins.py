@@ -30,6 +30,7 @@ import pytest
 from installs import BROKEN, HERE, pip_install
 
 SAMPLE_HOOKS = [
+    "flowstage_event_published",
     "flowstage_register_commands",
     "flowstage_register_executors",
     "flowstage_register_stage_types",
