@@ -30,6 +30,7 @@ import pytest
 from installs import BROKEN, HERE, pip_install
 
 SAMPLE_HOOKS = [
+    "flowstage_event_published",
     "flowstage_register_commands",
     "flowstage_register_executors",
     "flowstage_register_stage_types",
@@ -766,6 +767,37 @@ def test_plugins_new_scaffolds_a_package_that_passes_its_own_test(
     )
     row = {r["name"]: r for r in json.loads(listed.stdout)}["weather"]
     assert (row["distribution"], row["status"]) == ("flowstage-weather", "loaded")
+
+
+def test_hook_flowstage_event_published(events: Path, tmp_path: Path) -> None:
+    import asyncio
+
+    from flowstage.core.events import WORKFLOW_FINISHED, WORKFLOW_STARTED, Event
+    from flowstage.core.settings import ServiceSettings
+    from flowstage.service import Service
+
+    received: list[Event] = []
+
+    async def serve_two_events() -> None:
+        service = Service(ServiceSettings(), executor={"name": "local", "max_workers": 2})
+        await service.start()
+        service.subscribe(received.append)
+        entry = service.submit("sample_squares", {"count": 3})
+        await entry.done.wait()
+        service.publish(Event("com.example.custom", {"workflow": "x"}, source="test"))
+        await service.drain(1.0)
+        await service.close()
+
+    asyncio.run(serve_two_events())
+    published = [e for e in _events(events) if e["event"] == "flowstage_event_published"]
+    assert [(e["type"], e["workflow"], e["state"]) for e in published] == [
+        (WORKFLOW_STARTED, "sample_squares", "running"),
+        (WORKFLOW_FINISHED, "sample_squares", "finished"),
+        ("com.example.custom", "x", None),
+    ]
+    # in-process subscribers get the same events, with the whole run record
+    assert [e.type for e in received] == [e["type"] for e in published]
+    assert received[1].data["result"] == 5 and received[1].data["source"] == "api"
 
 
 # -- meta-tests -----------------------------------------------------------------------

@@ -9,9 +9,10 @@
     │   ├── PluginError                a plugin failed to load or misbehaved
     │   ├── ExecutorError              an executor could not start or was misconfigured
     │   ├── StoreError                 the app dir's store cannot be read or written
-    │   └── ObjectStoreError           an object could not be stored or read
-    │       ├── InvalidKeyError (ValueError)  a key, artifact name or namespace not allowed
-    │       └── MemoryFull             cluster memory has no room for the object
+    │   ├── ObjectStoreError           an object could not be stored or read
+    │   │   ├── InvalidKeyError (ValueError)  a key, artifact name or namespace not allowed
+    │   │   └── MemoryFull             cluster memory has no room for the object
+    │   └── ServiceError               a service refused a request (shutting down, HTTP error)
     ├── StageError                     a stage failed while the workflow ran (CLI exit 1)
     ├── RunCancelled                   the run was cancelled (Ctrl-C, ``runs cancel``)
     ├── ObjectNotFound (KeyError)      ``object_store.get`` of a missing key
@@ -39,6 +40,7 @@ __all__ = [
     "CallTimeout",
     "ResultNotTransferable",
     "RunCancelled",
+    "ServiceError",
     "StageError",
     "StoreError",
     "TargetError",
@@ -103,6 +105,10 @@ class InvalidKeyError(ObjectStoreError, ValueError):
 
 class MemoryFull(ObjectStoreError):
     """Cluster memory has no room for the object (``fallback`` then uses an artifact)."""
+
+
+class ServiceError(UserError):
+    """A service refused a request: it is shutting down, or answered with an error."""
 
 
 class StageError(FlowstageError):

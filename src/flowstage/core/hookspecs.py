@@ -11,6 +11,9 @@ Lifecycle while a workflow runs (all in the driver process)::
         flowstage_stage_started(run, stage)      # as each stage starts
         flowstage_stage_finished(run, stage)     # as it finishes or fails
     flowstage_run_finished(run)
+
+A service (``flowstage serve``) also publishes events, such as a run that started or
+finished, through ``flowstage_event_published(event)``.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import pluggy
 if TYPE_CHECKING:
     import typer
 
+    from flowstage.core.events import Event
     from flowstage.core.registry import Registry
     from flowstage.core.runs import Run, StageRecord
 
@@ -116,4 +120,20 @@ def flowstage_stage_finished(run: Run, stage: StageRecord) -> None:
     :param run: the run record
     :param stage: the stage's record (``state``, ``started_at``, ``finished_at``,
         ``attempts``, ``failed_items``, ``error``)
+    """
+
+
+@hookspec
+def flowstage_event_published(event: Event) -> None:
+    """An event was published in a service (``flowstage serve``).
+
+    Called in the service process, in its event loop thread, for every event: the
+    service's own (``com.event.workflow.workflow_started`` and
+    ``com.event.workflow.workflow_finished``, whose ``data`` is the run record as the API
+    returns it) and those that plugins publish with ``Service.publish``. Keep it quick:
+    hand slow work to a thread or a task. An exception here is logged and the service
+    goes on.
+
+    :param event: the event: ``type`` (dotted name), ``source``, ``data`` (JSON-ready
+        mapping), ``id`` and ``time``
     """

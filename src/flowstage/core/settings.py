@@ -28,6 +28,7 @@ from flowstage.core.errors import UserError
 __all__ = [
     "ENV_PREFIX",
     "ExecutorSettings",
+    "ServiceSettings",
     "Settings",
     "StoreSettings",
     "app_dir",
@@ -111,6 +112,40 @@ class StoreSettings(BaseModel):
         return parse_memory(value)
 
 
+class ServiceSettings(BaseModel):
+    """``service:``: ``flowstage serve`` and the CLI commands that talk to a service."""
+
+    model_config = ConfigDict(extra="forbid", defer_build=True)
+    #: the address ``flowstage serve`` binds (another than loopback needs ``api_token``)
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    #: when set, every request needs ``Authorization: Bearer <api_token>``
+    api_token: str | None = None
+    #: runs executing at once; more wait in the queue as ``pending``
+    max_concurrent_runs: int = Field(default=8, ge=1)
+    #: on SIGTERM/SIGINT, how long running runs may go on before they are cancelled
+    drain_timeout: float = 30.0
+    #: the largest request body accepted
+    max_body_size: int = 10 * 1024 * 1024
+    #: the service that ``run``, ``get``, ``apply``, ``delete`` and ``runs`` talk to
+    #: (``--server``); unset: they work on the local app directory
+    url: str | None = None
+
+    @field_validator("drain_timeout", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> float:
+        from flowstage.core.units import parse_duration
+
+        return parse_duration(value)
+
+    @field_validator("max_body_size", mode="before")
+    @classmethod
+    def _size(cls, value: Any) -> int:
+        from flowstage.core.units import parse_memory
+
+        return parse_memory(value)
+
+
 class Settings(BaseModel):
     """The effective settings of this process."""
 
@@ -120,6 +155,7 @@ class Settings(BaseModel):
     artifacts: ArtifactSettings = Field(default_factory=ArtifactSettings)
     object_store: ObjectStoreSettings = Field(default_factory=ObjectStoreSettings)
     store: StoreSettings = Field(default_factory=StoreSettings)
+    service: ServiceSettings = Field(default_factory=ServiceSettings)
     debug: bool = False
 
 

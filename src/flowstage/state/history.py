@@ -198,6 +198,24 @@ class RunHistory(Database):
             )
         return True
 
+    def delete_run(self, run_id: str) -> bool:
+        """Forget an ended run (its row and result file); whether there was one.
+
+        :raises UserError: the run is still pending or running
+        """
+        with self.write() as conn:
+            row = conn.execute(
+                "SELECT state, result_kind, result FROM runs WHERE id = ?", (run_id,)
+            ).fetchone()
+            if row is None:
+                return False
+            if row[0] in ACTIVE_STATES:
+                raise UserError(f"run {run_id} is {row[0]}: cancel it before deleting it")
+            conn.execute("DELETE FROM runs WHERE id = ?", (run_id,))
+        if row[1] == "file":
+            (self.path.parent / str(row[2])).unlink(missing_ok=True)
+        return True
+
     def request_cancel(self, run_id: str) -> None:
         with self.write() as conn:
             conn.execute("UPDATE runs SET cancel_requested = 1 WHERE id = ?", (run_id,))

@@ -152,13 +152,46 @@ def apply_path(
 
     :raises WorkflowError: a resource is invalid (nothing was applied; names each one)
     """
-    from flowstage.core.loading import validate_workflow, workflow_label
-    from flowstage.core.settings import app_dir
-
     try:
         found = read_resources(path, recursive)
     except WorkflowError as exc:
         raise _nothing_applied(exc.problems, path) from None
+    return _apply(found, plugins, str(path))
+
+
+def apply_documents(
+    documents: list[dict[str, Any]], plugins: FlowstagePlugins, origin: str = "request"
+) -> list[tuple[str, str, str]]:
+    """Apply resource documents (parsed JSON or YAML), as :func:`apply_path` applies a
+    file's: all of them or, if one is invalid, none.
+
+    :param origin: how messages name where the documents came from
+    :raises WorkflowError: a resource is invalid (names each one)
+    """
+    from flowstage.core.loading import parse_resource
+
+    found: list[tuple[BaseModel, dict[str, Any], str]] = []
+    problems: list[str] = []
+    for index, document in enumerate(documents):
+        label = origin if len(documents) == 1 else f"{origin} (document {index + 1})"
+        try:
+            resource = parse_resource(document, label)
+        except WorkflowError as exc:
+            problems.extend(exc.problems)
+            continue
+        kind = resource.kind  # type: ignore[attr-defined]  # a Workflow or a ConfigResource
+        found.append((resource, {**document, "kind": kind}, label))
+    if problems:
+        raise _nothing_applied(problems, origin)
+    return _apply(found, plugins, origin)
+
+
+def _apply(
+    found: list[tuple[BaseModel, dict[str, Any], str]], plugins: FlowstagePlugins, origin: str
+) -> list[tuple[str, str, str]]:
+    from flowstage.core.loading import validate_workflow, workflow_label
+    from flowstage.core.settings import app_dir
+
     problems = _check_unique(found)
     for resource, _document, label in found:
         if isinstance(resource, Workflow):
@@ -174,7 +207,7 @@ def apply_path(
                 where = f"{label}: workflow {resource.name!r}: "
                 problems.extend(where + p.removeprefix(prefix) for p in exc.problems)
     if problems:
-        raise _nothing_applied(problems, path)
+        raise _nothing_applied(problems, origin)
     items = [
         {
             "kind": r.kind,

@@ -73,13 +73,35 @@ def apply(
     recursive: bool = typer.Option(
         False, "--recursive", "-R", help="Also read the folder's sub-folders."
     ),
+    server: str | None = typer.Option(
+        None, "--server", help="Act on the service at this URL (default: service.url)."
+    ),
 ) -> None:
     """Create or update the workflows and configs in PATH: all of them, or none if one is
     invalid."""
+    from flowstage.cli.remote import server_url
     from flowstage.state.resources import apply_path
+
+    url = server_url(server)
+    if url is not None:
+        _apply_remote(url, path, recursive)
+        return
 
     for kind, name, outcome in apply_path(path, _plugins(), recursive):
         typer.echo(f"{kind}/{name} {outcome}")
+
+
+def _apply_remote(url: str, path: Path, recursive: bool) -> None:
+    from flowstage.cli.remote import RemoteService
+    from flowstage.core.loading import read_documents
+    from flowstage.state.resources import resource_files
+
+    service = RemoteService(url)
+    for file in resource_files(path, recursive):
+        documents, _path = read_documents(file)
+        for document in documents:
+            kind, name = service.apply(document)
+            typer.echo(f"{kind}/{name} applied")
 
 
 def delete(
@@ -90,6 +112,9 @@ def delete(
     ),
     recursive: bool = typer.Option(
         False, "--recursive", "-R", help="With -p: also read sub-folders."
+    ),
+    server: str | None = typer.Option(
+        None, "--server", help="Act on the service at this URL (default: service.url)."
     ),
 ) -> None:
     """Delete an applied workflow or config (`delete workflow NAME`), or those in a file
@@ -107,7 +132,13 @@ def delete(
     if kind is None or name is None:
         raise UserError("expected KIND NAME (e.g. `delete workflow build_features`) or -p PATH")
     resource_kind = _kind(kind, ("workflow", "config"))
-    catalog.delete_resource(resource_kind, name)
+    from flowstage.cli.remote import RemoteService, server_url
+
+    url = server_url(server)
+    if url is not None:
+        RemoteService(url).delete(resource_kind, name)
+    else:
+        catalog.delete_resource(resource_kind, name)
     typer.echo(f"{resource_kind}/{name} deleted")
 
 
@@ -123,10 +154,19 @@ def get(
     limit: int = typer.Option(50, "--limit", "-l", help="Runs: how many per page (0: all)."),
     page: int = typer.Option(1, "--page", help="Runs: which page, newest first."),
     state: str | None = typer.Option(None, "--state", help="Runs: only those in this state."),
+    server: str | None = typer.Option(
+        None, "--server", help="Act on the service at this URL (default: service.url)."
+    ),
 ) -> None:
     """List applied workflows (and those plugins ship), configs, or the run history."""
     check_format(fmt, LIST_FORMATS)
     resource_kind = _kind(kind, ("workflow", "config", "run"))
+    from flowstage.cli.remote import server_url
+
+    url = server_url(server)
+    if url is not None:
+        _get_remote(url, resource_kind, name, fmt, limit)
+        return
     if resource_kind == "run":
         _list_runs(name, fmt, limit, page, state)
         return
@@ -162,6 +202,31 @@ def get(
     if fmt == "table" and not rows:
         typer.echo(f"no {resource_kind}s (`flowstage apply -p FILE` adds them)", err=True)
         return
+    print_rows(rows, fmt)
+
+
+def _get_remote(url: str, kind: str, name: str | None, fmt: str, limit: int) -> None:
+    from flowstage.cli.remote import RemoteService
+
+    service = RemoteService(url)
+    if kind == "run":
+        rows = [
+            {
+                k: r.get(k)
+                for k in ("id", "workflow", "state", "source", "started_at", "finished_at")
+            }
+            for r in service.runs(name, limit)
+        ]
+    else:
+        rows = [
+            {
+                "name": r["metadata"]["name"],
+                "uid": r["metadata"]["uid"],
+                "updated_at": r["metadata"].get("updated_at"),
+            }
+            for r in service.list(kind)
+            if name is None or r["metadata"]["name"] == name
+        ]
     print_rows(rows, fmt)
 
 
@@ -226,11 +291,20 @@ def runs_list(
     fmt: str = typer.Option("table", "--format", help="table, json or yaml."),
     limit: int = typer.Option(50, "--limit", "-l", help="How many per page (0: all)."),
     page: int = typer.Option(1, "--page", help="Which page, newest first."),
+    server: str | None = typer.Option(
+        None, "--server", help="Act on the service at this URL (default: service.url)."
+    ),
 ) -> None:
     """The run history (same as `get runs`); `runs cancel ID` and `runs logs ID` act on one run."""
     if ctx.invoked_subcommand is not None:
         return
     check_format(fmt, LIST_FORMATS)
+    from flowstage.cli.remote import server_url
+
+    url = server_url(server)
+    if url is not None:
+        _get_remote(url, "run", workflow, fmt, limit)
+        return
     _list_runs(workflow, fmt, limit, page, state)
 
 
@@ -239,8 +313,18 @@ def cancel(
     timeout: float = typer.Option(
         10.0, "--timeout", help="Seconds to wait before killing the run's process."
     ),
+    server: str | None = typer.Option(
+        None, "--server", help="Act on the service at this URL (default: service.url)."
+    ),
 ) -> None:
     """Stop a pending or running run; it ends as cancelled."""
+    from flowstage.cli.remote import RemoteService, server_url
+
+    url = server_url(server)
+    if url is not None:
+        record = RemoteService(url).cancel(run_id)
+        typer.echo(f"run {record['id']} {record['state']}")
+        return
     from flowstage.runner.background import cancel_run
 
     row = cancel_run(run_id, timeout)

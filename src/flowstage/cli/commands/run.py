@@ -43,10 +43,23 @@ def run(
         False, "--no-wait", help="Start the run in the background and print its id."
     ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress display."),
+    server: str | None = typer.Option(
+        None, "--server", help="Run on the service at this URL (default: service.url)."
+    ),
 ) -> None:
     """Run WORKFLOW; inputs are given as --KEY VALUE (--a.b 1 nests, --l[] x appends)."""
     check_format(fmt)
     run_input = read_input_file(input_file) if input_file else {}
+    from flowstage.cli.remote import server_url
+
+    url = server_url(server)
+    if url is not None:
+        if ctx.args:
+            from flowstage.cli.inputs import parse_input_args
+
+            run_input.update(parse_input_args(ctx.args))
+        _run_remote(url, workflow, run_input, fmt, no_wait)
+        return
     if ctx.args:
         run_input.update(input_from_args(ctx.args, load_workflow_arg(workflow)))
     spec = executor_from_flags(executor, executor_option)
@@ -80,6 +93,23 @@ def run(
         if display:
             display.stop()
     report(run, fmt)
+
+
+def _run_remote(
+    url: str, workflow: str, run_input: dict[str, Any], fmt: str, no_wait: bool
+) -> None:
+    """Run on a service: the run id with --no-wait, else the result (exit 1 on failure)."""
+    from flowstage.cli.remote import RemoteService
+
+    record = RemoteService(url).run(workflow, run_input, wait=not no_wait)
+    if no_wait:
+        print(record["id"], flush=True)
+        return
+    if record["state"] == "finished":
+        print_value(record["result"], fmt)
+        return
+    print(f"error: run {record['id']} {record['state']}: {record['error']}", file=sys.stderr)
+    raise typer.Exit(1)
 
 
 def report(run: Run, fmt: str) -> None:

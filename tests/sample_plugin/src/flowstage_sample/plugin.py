@@ -3,7 +3,8 @@
 Every hook imports what it registers when it is called, so this module stays cheap to
 import. Environment variables drive the behaviours the tests exercise:
 
-- ``FLOWSTAGE_SAMPLE_EVENTS=PATH``: lifecycle events are appended to PATH as JSON lines.
+- ``FLOWSTAGE_SAMPLE_EVENTS=PATH``: lifecycle events (and a service's events) are
+  appended to PATH as JSON lines.
 - ``FLOWSTAGE_SAMPLE_RAISE_IN=hook[,hook]``: those hooks raise ``RuntimeError``.
 - ``FLOWSTAGE_SAMPLE_DUPLICATE_LOCAL=1``: also register an executor named ``local``
   (which conflicts with flowstage's own).
@@ -23,6 +24,7 @@ from flowstage import hookimpl
 if TYPE_CHECKING:
     import typer
 
+    from flowstage.core.events import Event
     from flowstage.core.registry import Registry
     from flowstage.core.runs import Run, StageRecord
 
@@ -105,3 +107,14 @@ def flowstage_stage_finished(run: Run, stage: StageRecord) -> None:
 @hookimpl
 def flowstage_run_finished(run: Run) -> None:
     _record("flowstage_run_finished", run)
+
+
+@hookimpl
+def flowstage_event_published(event: Event) -> None:
+    _maybe_fail("flowstage_event_published")
+    path = os.environ.get("FLOWSTAGE_SAMPLE_EVENTS")
+    if path:
+        line = {"event": "flowstage_event_published", "type": event.type,
+                "workflow": event.data.get("workflow"), "state": event.data.get("state")}
+        with _write_lock, Path(path).open("a", encoding="utf-8") as out:
+            out.write(json.dumps(line) + "\n")

@@ -1,0 +1,366 @@
+"""The HTTP API: Flowdapt's routes and payloads (so that ``flowctl`` and
+``flowdapt-sdk`` work unchanged), flowstage's own run routes, ``/metrics``, and the
+OpenAPI docs FastAPI serves at ``/docs`` and ``/openapi.json``.
+
+Every answer is ``application/json`` (Flowdapt's SDK decodes nothing else); an error is
+``{"status_code": N, "detail": "..."}``, the shape the SDK raises from, and never a
+traceback. Request bodies are JSON, at most ``service.max_body_size`` bytes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import logging
+import os
+import platform
+import shutil
+import socket
+import sys
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
+from starlette.exceptions import HTTPException
+
+from flowstage import __version__
+from flowstage.core.errors import UnknownNameError, UserError, WorkflowError
+from flowstage.service.documents import check_trigger_rule, normalize
+from flowstage.service.records import resource_document, resource_uid
+from flowstage.service.service import ServiceClosed
+from flowstage.state import resources as catalog
+from flowstage.state.store import get_store
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+    from flowstage.service.service import Service
+
+log = logging.getLogger("flowstage.service")
+
+API_VERSION = "v1"
+#: the resource kinds of Flowdapt's routes: route prefix -> stored kind
+KINDS = {"workflows": "workflow", "configs": "config", "triggers": "trigger_rule"}
+
+
+class APIError(Exception):
+    """An answer with an error status and a message."""
+
+    def __init__(self, status: int, detail: str) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+
+
+def _json(data: Any, status: int = 200) -> Response:
+    body = json.dumps(data, default=str) if data is not None else "null"
+    return Response(body, status_code=status, media_type="application/json")
+
+
+def _error(status: int, detail: Any) -> Response:
+    return _json({"status_code": status, "detail": detail}, status)
+
+
+async def read_json(request: Request, limit: int) -> Any:
+    """The JSON body of ``request`` (None when empty), read up to ``limit`` bytes."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise APIError(413, f"the request body is {declared} bytes, over the limit of {limit}")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise APIError(413, f"the request body is over the limit of {limit} bytes")
+        chunks.append(chunk)
+    body = b"".join(chunks)
+    if not body.strip():
+        return None
+    kind = request.headers.get("content-type", "application/json").split(";")[0].strip()
+    if kind != "application/json" and not kind.endswith("+json"):
+        raise APIError(415, f"expected a JSON body (application/json), got {kind!r}")
+    try:
+        return json.loads(body)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise APIError(400, f"the request body is not valid JSON: {exc}") from None
+
+
+def create_app(service: Service) -> FastAPI:
+    """The application serving ``service`` (started and drained by its lifespan)."""
+    settings = service.settings
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        await service.start()
+        try:
+            yield
+        finally:
+            await service.drain(0.0)
+            await service.close()
+
+    app = FastAPI(
+        title="flowstage",
+        description="flowstage's service: a Flowdapt-compatible API over a warm executor.",
+        version=__version__,
+        lifespan=lifespan,
+    )
+    app.state.service = service
+
+    @app.middleware("http")
+    async def authenticate(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        token = settings.api_token
+        if token:
+            given = request.headers.get("authorization", "")
+            scheme, _, value = given.partition(" ")
+            if scheme.lower() != "bearer" or not hmac.compare_digest(
+                value.strip().encode(), token.encode()
+            ):
+                response = _error(401, "missing or wrong API token (Authorization: Bearer ...)")
+                response.headers["WWW-Authenticate"] = "Bearer"
+                return response
+        return await call_next(request)
+
+    @app.exception_handler(APIError)
+    async def api_error(_request: Request, exc: APIError) -> Response:
+        return _error(exc.status, exc.detail)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(_request: Request, exc: HTTPException) -> Response:
+        return _error(exc.status_code, exc.detail)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_request: Request, exc: RequestValidationError) -> Response:
+        problems = [
+            f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg')}" for e in exc.errors()
+        ]
+        return _error(422, "; ".join(problems))
+
+    @app.exception_handler(UserError)
+    async def user_error(_request: Request, exc: UserError) -> Response:
+        if isinstance(exc, UnknownNameError):
+            return _error(404, str(exc))
+        if isinstance(exc, ServiceClosed):
+            return _error(503, str(exc))
+        return _error(400 if not isinstance(exc, WorkflowError) else 422, str(exc))
+
+    @app.exception_handler(Exception)
+    async def bug(_request: Request, exc: Exception) -> Response:
+        log.error("internal error: %s: %s", type(exc).__name__, exc, exc_info=exc)
+        return _error(500, f"internal error ({type(exc).__name__}); the service log has details")
+
+    # -- system -----------------------------------------------------------------------
+
+    @app.get("/", summary="Ping")
+    async def ping() -> Response:
+        return _json({"app": "flowstage", "version": __version__, "api_version": API_VERSION})
+
+    @app.get("/status", summary="Status of the service")
+    def status() -> Response:
+        return _json(_status(service))
+
+    @app.get("/metrics", summary="Prometheus metrics")
+    async def metrics() -> Response:
+        return Response(service.metrics.render(), media_type="text/plain; version=0.0.4")
+
+    # -- resources --------------------------------------------------------------------
+
+    def find(kind: str, identifier: str) -> dict[str, Any]:
+        store = get_store()
+        row = store.get_resource(kind, identifier)
+        if row is None:
+            for candidate in store.list_resources(kind):
+                if resource_uid(kind, candidate["name"]) == identifier:
+                    return candidate
+            raise APIError(404, f"no {kind} named {identifier!r}")
+        return row
+
+    def put(kind: str, document: Any, name: str | None = None) -> dict[str, Any]:
+        document = normalize(document, kind)
+        if name is not None:
+            metadata = document.setdefault("metadata", {})
+            if isinstance(metadata, dict) and metadata.get("name", name) != name:
+                msg = f"the body names {kind} {metadata.get('name')!r}, the path {name!r}"
+                raise APIError(400, msg)
+        if kind == "trigger_rule":
+            rule_name = check_trigger_rule(document)
+            get_store().put_resources([{"kind": kind, "name": rule_name, "document": document}])
+        else:
+            catalog.apply_documents([document], service.plugins, origin=f"{kind} request body")
+        return resource_document(find(kind, document["metadata"]["name"]))
+
+    for prefix, kind in KINDS.items():
+        _resource_routes(app, prefix, kind, find, put, settings.max_body_size)
+
+    # -- runs ---------------------------------------------------------------------------
+
+    @app.post("/workflows/{identifier}/run", summary="Run a workflow")
+    async def run_workflow(
+        request: Request, identifier: str, wait: bool = True, namespace: str | None = None
+    ) -> Response:
+        body = await read_json(request, settings.max_body_size)
+        if body is not None and not isinstance(body, dict):
+            raise APIError(422, f"the run input must be a JSON object, got {type(body).__name__}")
+        name = await asyncio.to_thread(_workflow_name, identifier)
+        entry = service.submit(name, body or {}, namespace=namespace or "default", source="api")
+        if wait:
+            await entry.done.wait()
+        return _json(entry.record())
+
+    @app.get("/workflows/{identifier}/run", summary="List the runs of a workflow")
+    def list_workflow_runs(identifier: str, limit: int = 10) -> Response:
+        return _json(service.list_runs(_workflow_name(identifier, strict=False), limit))
+
+    @app.get("/workflows/run/{identifier}", summary="Get a run")
+    def get_workflow_run(identifier: str) -> Response:
+        record = service.get_run(identifier)
+        if record is None:
+            raise APIError(404, f"no run {identifier!r}")
+        return _json(record)
+
+    @app.delete("/workflows/run/{identifier}", summary="Delete an ended run")
+    def delete_workflow_run(identifier: str) -> Response:
+        record = service.get_run(identifier)
+        if record is None:
+            raise APIError(404, f"no run {identifier!r}")
+        if record["state"] in ("pending", "running"):
+            raise APIError(409, f"run {record['id']} is {record['state']}: cancel it first")
+        get_store().delete_run(record["id"])
+        return _json(record)
+
+    @app.get("/runs", summary="The run history (flowstage)")
+    def list_runs(workflow: str | None = None, limit: int = 50) -> Response:
+        return _json(service.list_runs(workflow, limit))
+
+    @app.post("/runs/{identifier}/cancel", summary="Cancel a run (flowstage)")
+    async def cancel_run(identifier: str) -> Response:
+        record = await service.cancel(identifier)
+        if record is None:
+            found = await asyncio.to_thread(service.get_run, identifier)
+            if found is None:
+                raise APIError(404, f"no run {identifier!r}")
+            raise APIError(409, f"run {found['id']} is {found['state']}: not running here")
+        return _json(record)
+
+    def _workflow_name(identifier: str, strict: bool = True) -> str:
+        store = get_store()
+        if store.get_resource("workflow", identifier) is not None:
+            return identifier
+        for row in store.list_resources("workflow"):
+            if resource_uid("workflow", row["name"]) == identifier:
+                return str(row["name"])
+        if strict:
+            catalog.find_workflow(identifier, service.plugins)  # shipped, or UnknownNameError
+        return identifier
+
+    return app
+
+
+def _resource_routes(
+    app: FastAPI,
+    prefix: str,
+    kind: str,
+    find: Callable[[str, str], dict[str, Any]],
+    put: Callable[..., dict[str, Any]],
+    limit: int,
+) -> None:
+    """List, create, get, update and delete routes of one resource kind."""
+
+    @app.get(f"/{prefix}/", summary=f"List {prefix}", name=f"list_{prefix}")
+    def list_all() -> Response:
+        return _json([resource_document(r) for r in get_store().list_resources(kind)])
+
+    @app.post(f"/{prefix}/", summary=f"Create (or update) a {kind}", name=f"create_{kind}")
+    async def create(request: Request) -> Response:
+        document = await read_json(request, limit)
+        return _json(await asyncio.to_thread(put, kind, document), 201 if kind == "config" else 200)
+
+    @app.get(f"/{prefix}/{{identifier}}", summary=f"Get a {kind}", name=f"get_{kind}")
+    def get_one(identifier: str) -> Response:
+        return _json(resource_document(find(kind, identifier)))
+
+    @app.put(f"/{prefix}/{{identifier}}", summary=f"Update a {kind}", name=f"update_{kind}")
+    async def update(request: Request, identifier: str) -> Response:
+        document = await read_json(request, limit)
+        name = (await asyncio.to_thread(_existing_name, find, kind, identifier)) or identifier
+        return _json(await asyncio.to_thread(put, kind, document, name))
+
+    @app.delete(f"/{prefix}/{{identifier}}", summary=f"Delete a {kind}", name=f"delete_{kind}")
+    def delete(identifier: str) -> Response:
+        row = find(kind, identifier)
+        get_store().delete_resources([(kind, row["name"])])
+        return _json(resource_document(row))
+
+
+def _existing_name(
+    find: Callable[[str, str], dict[str, Any]], kind: str, identifier: str
+) -> str | None:
+    try:
+        return str(find(kind, identifier)["name"])
+    except APIError:
+        return None
+
+
+def _status(service: Service) -> dict[str, Any]:
+    """Flowdapt's system status, from what the standard library can tell."""
+    store = get_store()
+    usage = shutil.disk_usage(store.path.parent if store.path.parent.exists() else "/")
+    try:
+        fds = len(os.listdir("/proc/self/fd"))
+    except OSError:
+        fds = 0
+    cpu = time.process_time()
+    executor = service.executor
+    return {
+        "version": __version__,
+        "name": "flowstage",
+        "system": {
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()),
+            "cpu_pct": round(cpu / max(time.monotonic() - _STARTED, 1e-9) * 100, 2),
+            "memory": _rss(),
+            "disk_pct": round(usage.used / usage.total * 100, 2) if usage.total else 0.0,
+            "network_io_sent": 0,
+            "network_io_recv": 0,
+            "threads": threading.active_count(),
+            "fds": fds,
+            "pid": os.getpid(),
+        },
+        "os": {
+            "name": platform.system(),
+            "version": platform.version(),
+            "release": platform.release(),
+            "machine": platform.machine(),
+        },
+        "python": sys.version.split()[0],
+        "hostname": socket.gethostname(),
+        "services": {
+            "executor": {
+                "status": "OK" if executor is not None and executor.started else "STOPPED",
+                "name": executor.name if executor is not None else None,
+            },
+            "queue": {
+                "status": "DRAINING" if service.draining else "OK",
+                "pending": service.queue_depth,
+                "running": len(service.active) - service.queue_depth,
+                "max_concurrent_runs": service.settings.max_concurrent_runs,
+            },
+        },
+        "database": str(store.path),
+    }
+
+
+_STARTED = time.monotonic()
+
+
+def _rss() -> int:
+    try:
+        with open("/proc/self/statm", encoding="ascii") as fh:
+            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
