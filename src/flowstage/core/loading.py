@@ -17,13 +17,25 @@ from pydantic import BaseModel, ValidationError
 from flowstage.core.dag import StageGraph
 from flowstage.core.errors import TargetError, WorkflowError
 from flowstage.core.hints import did_you_mean
-from flowstage.core.models import ConfigResource, Metadata, Resources, Stage, Workflow, WorkflowSpec
+from flowstage.core.models import (
+    ConfigResource,
+    Metadata,
+    Resources,
+    Stage,
+    TriggerRule,
+    Workflow,
+    WorkflowSpec,
+)
 from flowstage.core.targets import resolve_target, signature_of
 
 if TYPE_CHECKING:
     from flowstage.core.registry import Registry
 
-_KINDS: dict[str, type[BaseModel]] = {"workflow": Workflow, "config": ConfigResource}
+_KINDS: dict[str, type[BaseModel]] = {
+    "workflow": Workflow,
+    "config": ConfigResource,
+    "trigger_rule": TriggerRule,
+}
 
 
 def _looks_like_path(text: str) -> bool:
@@ -63,7 +75,7 @@ def read_documents(source: str | os.PathLike[str]) -> tuple[list[Any], str | Non
 
 
 def parse_resource(data: Any, label: str, default_kind: str | None = None) -> BaseModel:
-    """A :class:`Workflow` or :class:`ConfigResource` from one mapping.
+    """A :class:`Workflow`, :class:`ConfigResource` or :class:`TriggerRule` from one mapping.
 
     :raises WorkflowError: listing every schema problem found
     """

@@ -234,3 +234,55 @@ class ConfigResource(_Strict):
     @property
     def name(self) -> str:
         return self.metadata.name
+
+
+class TriggerAction(_Strict):
+    """``spec.action``: what a trigger rule does when it fires (Flowdapt's
+    ``run_workflow`` with ``parameters: {workflow: NAME, input: {...}}``)."""
+
+    target: str = Field(min_length=1)
+    parameters: dict[str, Any] = Field(default_factory=dict)
+
+
+class TriggerRuleSpec(_Strict):
+    """``spec`` of a trigger rule: a cron schedule or a condition on events."""
+
+    type: Literal["schedule", "condition"]
+    rule: list[str] | dict[str, Any]
+    action: TriggerAction
+
+    @field_validator("rule", mode="before")
+    @classmethod
+    def _one_schedule(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _rule_shape(self) -> TriggerRuleSpec:
+        if self.type == "schedule":
+            if not isinstance(self.rule, list) or not self.rule:
+                msg = "a schedule rule needs a list of cron expressions such as ['*/5 * * * *']"
+                raise ValueError(msg)
+            for expression in self.rule:
+                if len(expression.split()) not in (5, 6):
+                    msg = f"{expression!r} is not a cron expression (5 fields: m h dom mon dow)"
+                    raise ValueError(msg)
+        elif not isinstance(self.rule, dict):
+            msg = "a condition rule needs a mapping such as {eq: [{var: type}, EVENT]}"
+            raise ValueError(msg)
+        return self
+
+
+class TriggerRule(_Strict):
+    """A ``kind: trigger_rule`` resource (Flowdapt's schedules and event triggers).
+
+    Parsed, validated and stored; running them belongs to the service.
+    """
+
+    kind: Literal["trigger_rule"] = "trigger_rule"
+    version: ApiVersion = None
+    metadata: Metadata
+    spec: TriggerRuleSpec
+
+    @property
+    def name(self) -> str:
+        return self.metadata.name

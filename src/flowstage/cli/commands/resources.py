@@ -25,6 +25,8 @@ def _plugins() -> Any:
 
 def _kind(word: str, allowed: tuple[str, ...]) -> str:
     kind = word.lower().removesuffix("s")
+    if kind in ("trigger_rule", "schedule") and "trigger" in allowed:
+        kind = "trigger"  # Flowdapt's names for what `get triggers` lists
     if kind not in allowed:
         from flowstage.core.hints import did_you_mean
 
@@ -32,6 +34,11 @@ def _kind(word: str, allowed: tuple[str, ...]) -> str:
             f"unknown kind {word!r}{did_you_mean(kind, allowed)} (expected one of: {', '.join(allowed)})"
         )
     return kind
+
+
+def _stored_kind(kind: str) -> str:
+    """The ``kind:`` a resource has in its file (and in the store)."""
+    return "trigger_rule" if kind == "trigger" else kind
 
 
 def print_rows(rows: list[dict[str, Any]], fmt: str) -> None:
@@ -66,14 +73,21 @@ def _when(value: str | None) -> str:
 
 
 def apply(
-    path: Path = typer.Option(
-        ..., "--path", "-p", help="A YAML file (several documents allowed) or a folder of them."
+    path: list[Path] = typer.Option(
+        ...,
+        "--path",
+        "-p",
+        help="A YAML file (several documents allowed) or a folder of them; repeatable.",
     ),
     recursive: bool = typer.Option(
-        False, "--recursive", "-R", help="Also read the folder's sub-folders."
+        True,
+        "--recursive/--no-recursive",
+        "-R",
+        help="Also read a folder's sub-folders (as flowctl does).",
     ),
 ) -> None:
-    """Create or update the workflows and configs in PATH: all of them, or none if one is invalid."""
+    """Create or update the workflows, configs and trigger rules in every PATH: all of
+    them, or none if one is invalid."""
     from flowstage.state.resources import apply_path
 
     for kind, name, outcome in apply_path(path, _plugins(), recursive):
@@ -81,7 +95,7 @@ def apply(
 
 
 def delete(
-    kind: str | None = typer.Argument(None, help="workflow or config."),
+    kind: str | None = typer.Argument(None, help="workflow, config or trigger."),
     name: str | None = typer.Argument(None, help="Name of the resource."),
     path: Path | None = typer.Option(
         None, "--path", "-p", help="Delete every resource defined in this file or folder."
@@ -103,7 +117,7 @@ def delete(
         return
     if kind is None or name is None:
         raise UserError("expected KIND NAME (e.g. `delete workflow build_features`) or -p PATH")
-    resource_kind = _kind(kind, ("workflow", "config"))
+    resource_kind = _stored_kind(_kind(kind, ("workflow", "config", "trigger")))
     catalog.delete_resource(resource_kind, name)
     typer.echo(f"{resource_kind}/{name} deleted")
 
@@ -112,7 +126,7 @@ def delete(
 
 
 def get(
-    kind: str = typer.Argument(..., help="workflows, configs or runs."),
+    kind: str = typer.Argument(..., help="workflows, configs, triggers or runs."),
     name: str | None = typer.Argument(
         None, help="One resource; for runs, a run id or a workflow name."
     ),
@@ -121,15 +135,30 @@ def get(
     page: int = typer.Option(1, "--page", help="Runs: which page, newest first."),
     state: str | None = typer.Option(None, "--state", help="Runs: only those in this state."),
 ) -> None:
-    """List applied workflows (and those plugins ship), configs, or the run history."""
+    """List applied workflows (and those plugins ship), configs, trigger rules, or the run
+    history."""
     check_format(fmt, LIST_FORMATS)
-    resource_kind = _kind(kind, ("workflow", "config", "run"))
+    resource_kind = _kind(kind, ("workflow", "config", "trigger", "run"))
     if resource_kind == "run":
         _list_runs(name, fmt, limit, page, state)
         return
     from flowstage.state import resources as catalog
 
-    if resource_kind == "workflow":
+    if resource_kind == "trigger":
+        rows = catalog.trigger_rows(name)
+        if fmt == "table":
+            rows = [
+                {
+                    "name": r["name"],
+                    "type": r["type"],
+                    "rule": r["rule"],
+                    "action": r["action"],
+                    "parameters": r["parameters"],
+                    "updated": _when(r["updated_at"]),
+                }
+                for r in rows
+            ]
+    elif resource_kind == "workflow":
         rows = catalog.workflow_rows(_plugins(), name)
         if fmt == "table":
             rows = [
