@@ -117,3 +117,135 @@ def test_item6_selector_kind_other_than_workflow_is_rejected() -> None:
             )
         )
     assert Workflow  # the models module is the one definition
+
+
+# -- item 7: trigger rules; item 9: apply several paths, folders, flowctl's run flags ------
+
+SCHEDULE = """
+kind: trigger_rule
+metadata: {name: retrain}
+spec:
+  type: schedule
+  rule: ["*/5 * * * *"]
+  action:
+    target: run_workflow
+    parameters: {workflow: exported}
+"""
+
+CONDITION = """
+kind: trigger_rule
+metadata: {name: auto_predict}
+spec:
+  type: condition
+  rule:
+    and:
+      - eq: [{var: type}, com.event.workflow.workflow_finished]
+      - eq: [{var: data.workflow}, exported]
+  action:
+    target: run_workflow
+    parameters: {workflow: exported}
+"""
+
+
+def invoke(*args: str, ok: bool = True) -> Any:
+    from typer.testing import CliRunner
+
+    from flowstage.cli.app import build_app
+
+    result = CliRunner().invoke(build_app(), list(args))
+    if ok:
+        assert result.exit_code == 0, f"{result.output}\n{result.exception!r}"
+    return result
+
+
+def plugin_folder(tmp_path: Path) -> Path:
+    """A plugin laid out as Flowdapt's are: workflows/, configs/, triggers/, schedules/."""
+    root = tmp_path / "plugin"
+    write(root, EXPORTED, "workflows/exported.yaml")
+    write(root, "kind: config\nmetadata: {name: main}\nspec: {data: {n: 1}}\n", "configs/main.yaml")
+    write(root, CONDITION, "triggers/auto_predict.yaml")
+    write(root, SCHEDULE, "schedules/retrain.yml")
+    return root
+
+
+def test_item7_trigger_rules_parse_and_bad_ones_are_rejected() -> None:
+    from flowstage.core.models import TriggerRule
+
+    [schedule] = load_resources(SCHEDULE)
+    assert isinstance(schedule, TriggerRule) and schedule.spec.rule == ["*/5 * * * *"]
+    [condition] = load_resources(CONDITION)
+    assert isinstance(condition, TriggerRule) and condition.spec.type == "condition"
+    with pytest.raises(WorkflowError, match="not a cron expression"):
+        load_resources(SCHEDULE.replace("*/5 * * * *", "every five minutes"))
+    with pytest.raises(WorkflowError, match="unknown key 'actoin'"):
+        load_resources(SCHEDULE.replace("action:", "actoin:"))
+
+
+def test_item7_and_9_a_plugin_folder_applies_recursively_with_its_triggers(
+    tmp_path: Path,
+) -> None:
+    root = plugin_folder(tmp_path)
+    lines = invoke("apply", "-p", str(root)).stdout.splitlines()
+    assert sorted(lines) == [
+        "config/main created",
+        "trigger_rule/auto_predict created",
+        "trigger_rule/retrain created",
+        "workflow/exported created",
+    ]
+    import json
+
+    rows = json.loads(invoke("get", "triggers", "--format", "json").stdout)
+    assert {r["name"]: r["type"] for r in rows} == {
+        "auto_predict": "condition",
+        "retrain": "schedule",
+    }
+    assert "retrain" in invoke("get", "triggers").stdout
+    assert invoke("delete", "trigger", "retrain").stdout.strip() == "trigger_rule/retrain deleted"
+    rows = json.loads(invoke("get", "triggers", "--format", "json").stdout)
+    assert [r["name"] for r in rows] == ["auto_predict"]
+    from flowstage.core.errors import UnknownNameError
+
+    assert isinstance(invoke("delete", "trigger", "retrain", ok=False).exception, UnknownNameError)
+
+
+def test_item9_apply_applies_every_path_given(tmp_path: Path) -> None:
+    first = write(tmp_path, EXPORTED, "a/one.yaml")
+    second = write(tmp_path, SCHEDULE, "b/two.yaml")
+    lines = invoke("apply", "-p", str(first), "-p", str(second)).stdout.splitlines()
+    assert lines == ["workflow/exported created", "trigger_rule/retrain created"]
+    broken = write(tmp_path, SCHEDULE.replace("schedule", "scheduel"), "c/bad.yaml")
+    third = write(tmp_path, CONDITION, "d/three.yaml")
+    result = invoke("apply", "-p", str(third), "-p", str(broken), ok=False)
+    assert isinstance(result.exception, WorkflowError)
+    assert "nothing was applied" in str(result.exception)
+    rows = invoke("get", "triggers", "--format", "json").stdout
+    assert "auto_predict" not in rows
+
+
+def test_item9_flowctl_run_flags_are_flags_not_inputs(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """
+        kind: workflow
+        metadata: {name: echo}
+        spec:
+          stages:
+            - name: summary
+              target: teststages.basic.context_summary
+        """,
+    )
+    result = invoke(
+        "run",
+        str(path),
+        "--wait",
+        "--result-only",
+        "--show-progress",
+        "--disable-progress",
+        "--format",
+        "json",
+        "--n",
+        "3",
+    )
+    import json
+
+    assert json.loads(result.stdout)["input"] == {"n": 3}
