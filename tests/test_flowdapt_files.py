@@ -249,3 +249,33 @@ def test_item9_flowctl_run_flags_are_flags_not_inputs(tmp_path: Path) -> None:
     import json
 
     assert json.loads(result.stdout)["input"] == {"n": 3}
+
+
+def test_item10_a_schema_error_does_not_make_importable_targets_unimportable(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "my_stages_item10.py").write_text("def one():\n    return 1\n")
+    path = write(
+        tmp_path,
+        """
+        kind: workflow
+        metadata: {name: partly}
+        spec:
+          stages:
+            - name: first
+              target: my_stages_item10.one
+              depend_on: []
+            - name: second
+              target: my_stages_item10.one
+            - name: third
+              target: my_stages_item10.missing
+        """,
+    )
+    with pytest.raises(WorkflowError) as info:
+        load_workflow(path)
+    applied = invoke("apply", "-p", str(path), ok=False).exception
+    assert isinstance(applied, WorkflowError)
+    for problems in (info.value.problems, applied.problems):
+        assert any("unknown key 'depend_on'" in p for p in problems), problems
+        assert not any("No module named" in p for p in problems), problems
+        assert any("stage 'third'" in p and "missing" in p for p in problems), problems

@@ -118,7 +118,9 @@ def read_resources(
         for index, document in enumerate(documents):
             label = str(file) if len(documents) == 1 else f"{file} (document {index + 1})"
             try:
-                resource = parse_resource(document, label)
+                resource = parse_resource(
+                    document, label, search_paths=(str(file.resolve().parent),)
+                )
             except WorkflowError as exc:
                 problems.extend(exc.problems)
                 continue
