@@ -15,6 +15,7 @@
     ├── StageError                     a stage failed while the workflow ran (CLI exit 1)
     ├── RunCancelled                   the run was cancelled (Ctrl-C, ``runs cancel``)
     ├── ObjectNotFound (KeyError)      ``object_store.get`` of a missing key
+    │   └── ArtifactNotFound (FileNotFoundError)  no artifact of that name
     ├── TargetError                    a stage target does not import or is not callable
     └── ResultNotTransferable          a call's result cannot leave its worker
 """
@@ -29,6 +30,7 @@ __all__ = [
     "FlowstageError",
     "InvalidKeyError",
     "MemoryFull",
+    "ArtifactNotFound",
     "ObjectNotFound",
     "ObjectStoreError",
     "PluginError",
@@ -155,3 +157,15 @@ class TargetError(FlowstageError):
 
 class ResultNotTransferable(FlowstageError):
     """A call's result cannot be serialized, so it could never leave its worker."""
+
+
+class ArtifactNotFound(ObjectNotFound, FileNotFoundError):
+    """No artifact of that name: a :class:`KeyError` like every missing object, and a
+    :class:`FileNotFoundError`, which code written for Flowdapt catches ("first run:
+    download the data")."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
