@@ -24,3 +24,20 @@ def test_item3_a_missing_artifact_is_a_file_not_found_error_and_a_key_error() ->
     made.remove()
     with pytest.raises(FileNotFoundError, match="does not exist"):
         made.get_meta("anything")
+
+
+def test_item5_the_run_config_is_a_dict_too_and_the_run_has_uid_and_name() -> None:
+    import json
+
+    from flowstage import run_workflow
+
+    wf = {
+        "metadata": {"name": "cfg"},
+        "spec": {"stages": [{"name": "s", "target": "teststages.flowdapt_config.dump"}]},
+    }
+    result = run_workflow(wf, {"n": 1}, config={"study": "x", "nested": {"a": 1}})
+    assert json.loads(result["json"]) == {"study": "x", "nested": {"a": 1}}
+    assert result["merged"] == {"study": "y", "nested": {"a": 1}, "more": 2}
+    assert result["attribute"] == {"a": 1} and result["input"] == {"n": 1}
+    assert result["read_only"] == "TypeError"
+    assert result["uid"] == result["id"] and result["name"].startswith("cfg-")
