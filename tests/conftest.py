@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -31,6 +32,27 @@ def app_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.Monke
         if key.startswith("FLOWSTAGE__"):
             monkeypatch.delenv(key)
     return home
+
+
+@pytest.fixture(scope="session", autouse=True)
+def flowdapt_compat(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path | None]:
+    """The ``flowdapt`` compatibility hook in this process and, through a sitecustomize on
+    PYTHONPATH, in every worker process started after (so before any engine starts: its
+    workers would not have it); None where the real flowdapt is installed."""
+    from flowstage.compat import hook
+
+    if hook.real_flowdapt() is not None:
+        yield None
+        return
+    site = tmp_path_factory.mktemp("compat_site")
+    (site / "sitecustomize.py").write_text(hook.PTH_LINE)
+    previous = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(site), previous]))
+    sys.path.append(str(site))  # Ray's workers get the driver's sys.path as PYTHONPATH
+    hook.install()
+    yield site
+    hook.uninstall()
+    sys.path.remove(str(site))
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -99,8 +99,9 @@ def test_apply_a_folder_of_files(tmp_path: Path) -> None:
         (folder / f"{index}.yaml").write_text(document)
     (folder / "nested" / "deeper.yml").write_text(documents[3])
     (folder / "notes.txt").write_text("not a resource")
-    assert len(invoke("apply", "-p", str(folder)).stdout.splitlines()) == 3
-    assert "config/for_features created" in invoke("apply", "-p", str(folder), "--recursive").stdout
+    assert len(invoke("apply", "-p", str(folder), "--no-recursive").stdout.splitlines()) == 3
+    # sub-folders are read by default, as flowctl does
+    assert "config/for_features created" in invoke("apply", "-p", str(folder)).stdout
 
 
 def test_a_bad_resource_in_a_multi_document_file_applies_none_and_is_named(tmp_path: Path) -> None:

@@ -143,9 +143,16 @@ def test_big_map_keeps_item_order(executor):
     assert run_workflow(wf, {"n_vals": 5000}, executor=executor) == [2 * i for i in range(5000)]
 
 
-def test_map_over_dict_items(executor):
-    wf = workflow("dictmap", param("pairs", E + "type_name", map_on="mapping"))
-    assert run_workflow(wf, {"mapping": {"a": 1, "b": 2}}, executor=executor) == ["tuple", "tuple"]
+def test_map_over_a_dict_goes_over_its_keys(executor):
+    # issue 15, item 8: as `for key in d` in Python and in Flowdapt, not (key, value) pairs
+    wf = workflow("dictmap", param("keys", E + "type_name", map_on="mapping"))
+    assert run_workflow(wf, {"mapping": {"a": 1, "b": 2}}, executor=executor) == ["str", "str"]
+    wf = workflow(
+        "dictdep",
+        stage("summary", B + "context_summary"),
+        param("keys", E + "type_name", "summary"),
+    )
+    assert run_workflow(wf, {}, executor=executor) == ["str"] * 10
 
 
 def test_several_terminal_stages_return_a_dict(executor):

@@ -40,13 +40,14 @@ def test_chain_of_parameterized_stages(local) -> None:
     assert result == ["hello OSLO!", "hello LIMA!", "hello RIGA!"]
 
 
-def test_dict_maps_over_items_and_tuple_over_values(local) -> None:
+def test_dict_maps_over_keys_and_tuple_over_values(local) -> None:
+    # a dict maps as Python (and Flowdapt) iterate it: over its keys (issue 15, item 8)
     result = run_workflow(
         wf(
             {"name": "d", "target": "teststages.mapping.as_dict"},
             {
-                "name": "kv",
-                "target": "teststages.mapping.key_value",
+                "name": "keys",
+                "target": "teststages.mapping.identity",
                 "type": "parameterized",
                 "depends_on": ["d"],
             },
@@ -60,7 +61,7 @@ def test_dict_maps_over_items_and_tuple_over_values(local) -> None:
         ),
         executor=local,
     )
-    assert result == {"kv": ["a=1", "b=2"], "same": [3, 4]}
+    assert result == {"keys": ["a", "b"], "same": [3, 4]}
 
 
 def test_other_dependencies_are_passed_to_every_call(local) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextvars
 import copy
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, cast
@@ -21,23 +21,31 @@ if TYPE_CHECKING:
     from flowstage.core.models import Workflow
 
 
-class ConfigView(Mapping[str, Any]):
+class ConfigView(dict[str, Any]):
     """Read-only run config with item and attribute access.
 
     ``config["study_identifier"]`` and ``config.data_config["n"]`` both work;
-    ``config.input`` is the run input unless the config data defines ``input``.
+    ``config.input`` is the run input unless the config data defines ``input``. It is a
+    ``dict`` too, as Flowdapt's config is: ``json.dumps(config)``, ``config | other`` and
+    ``dict(config)`` work (they see the config data, not the run input).
     """
 
-    __slots__ = ("_data", "_input")
+    __slots__ = ("_input",)
 
     def __init__(self, data: Mapping[str, Any], run_input: Mapping[str, Any]) -> None:
-        object.__setattr__(self, "_data", dict(data))
+        super().__init__(data)
         object.__setattr__(self, "_input", run_input)
 
     def __getitem__(self, key: str) -> Any:
-        if key == "input" and "input" not in self._data:
+        if key == "input" and not super().__contains__("input"):
             return self._input
-        return self._data[key]
+        return super().__getitem__(key)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        try:
+            return self[key]
+        except KeyError:
+            return default
 
     def __getattr__(self, key: str) -> Any:
         if key.startswith("__"):
@@ -45,30 +53,38 @@ class ConfigView(Mapping[str, Any]):
         try:
             return self[key]
         except KeyError:
-            known = ", ".join(sorted(self._data)) or "none"
+            known = ", ".join(sorted(self)) or "none"
             msg = f"the run config has no key {key!r} (keys: {known})"
             raise AttributeError(msg) from None
 
     def __setattr__(self, key: str, value: Any) -> None:
         raise AttributeError("the run config is read-only")
 
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._data)
+    def _read_only(self, *_args: Any, **_kwargs: Any) -> Any:
+        msg = "the run config is read-only: copy it first (dict(config) or config | {...})"
+        raise TypeError(msg)
 
-    def __len__(self) -> int:
-        return len(self._data)
+    __setitem__ = __delitem__ = _read_only
+    update = pop = popitem = clear = setdefault = _read_only
+    __ior__ = _read_only
 
     def __contains__(self, key: object) -> bool:
-        return key in self._data or key == "input"
+        return super().__contains__(key) or key == "input"
 
     def __repr__(self) -> str:
-        return f"ConfigView({self._data!r})"
+        return f"ConfigView({dict(self)!r})"
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (ConfigView, (self._data, self._input))
+        return (ConfigView, (dict(self), self._input))
+
+    def __copy__(self) -> ConfigView:
+        return self
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> ConfigView:
+        return ConfigView(copy.deepcopy(dict(self), memo), self._input)
 
     def to_dict(self) -> dict[str, Any]:
-        return copy.deepcopy(self._data)
+        return copy.deepcopy(dict(self))
 
 
 @dataclass(frozen=True)
@@ -79,6 +95,16 @@ class RunInfo:
     workflow: str
     source: str
     started_at: datetime
+
+    @property
+    def uid(self) -> str:
+        """The run id (Flowdapt's name for it)."""
+        return self.id
+
+    @property
+    def name(self) -> str:
+        """A readable unique name of the run: the workflow's name and the id's start."""
+        return f"{self.workflow}-{self.id[:8]}"
 
 
 class _Definition:

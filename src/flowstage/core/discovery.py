@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 ENTRY_POINT_GROUP = "flowstage.plugins"
+#: Flowdapt plugins' group: listed, never imported here (their modules import ``flowdapt``)
+FLOWDAPT_GROUP = "flowdapt.plugins"
 
 
 @dataclass
@@ -22,7 +24,7 @@ class PluginInfo:
     name: str
     value: str
     _distribution: tuple[str, str] | None = None
-    status: str = "loaded"  # loaded | failed | disabled
+    status: str = "loaded"  # loaded | failed | disabled | flowdapt
     error: str | None = None
     traceback: str | None = None
     hooks: list[str] = field(default_factory=list)
@@ -136,3 +138,23 @@ def discover(disabled: Iterable[str] = ()) -> list[PluginInfo]:
     for ext in manager.extensions:
         info_for(ext.entry_point).plugin = ext.plugin
     return sorted(infos.values(), key=lambda i: (not i.value.startswith("flowstage."), i.name))
+
+
+def flowdapt_plugins() -> list[PluginInfo]:
+    """The Flowdapt plugins installed (group ``flowdapt.plugins``), not imported: their
+    folder, to apply with ``flowstage apply -p``, is in ``error``'s place as a hint."""
+    import importlib.util
+
+    infos = []
+    for ep in importlib.metadata.entry_points(group=FLOWDAPT_GROUP):
+        dist = ep.dist
+        found = (dist.name, dist.version) if dist is not None else ("unknown", "?")
+        info = PluginInfo(ep.name, ep.value, found, status="flowdapt")
+        try:
+            spec = importlib.util.find_spec(ep.module.partition(".")[0])
+        except (ImportError, ValueError):
+            spec = None
+        folders = list(spec.submodule_search_locations or []) if spec is not None else []
+        info.error = f"a Flowdapt plugin: flowstage apply -p {folders[0]}" if folders else None
+        infos.append(info)
+    return sorted(infos, key=lambda i: i.name)

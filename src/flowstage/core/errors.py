@@ -16,6 +16,7 @@
     ├── StageError                     a stage failed while the workflow ran (CLI exit 1)
     ├── RunCancelled                   the run was cancelled (Ctrl-C, ``runs cancel``)
     ├── ObjectNotFound (KeyError)      ``object_store.get`` of a missing key
+    │   └── ArtifactNotFound (FileNotFoundError)  no artifact of that name
     ├── TargetError                    a stage target does not import or is not callable
     ├── ResultNotTransferable          a call's result cannot leave its worker
     ├── CallTimeout (TimeoutError)     a call ran longer than its stage's ``timeout``
@@ -33,6 +34,7 @@ __all__ = [
     "FlowstageError",
     "InvalidKeyError",
     "MemoryFull",
+    "ArtifactNotFound",
     "ObjectNotFound",
     "ObjectStoreError",
     "PluginError",
@@ -179,3 +181,15 @@ class CallStopped(FlowstageError, RuntimeError):
 
 class WorkerLost(FlowstageError, RuntimeError):
     """The worker process running a call died before the call returned."""
+
+
+class ArtifactNotFound(ObjectNotFound, FileNotFoundError):
+    """No artifact of that name: a :class:`KeyError` like every missing object, and a
+    :class:`FileNotFoundError`, which code written for Flowdapt catches ("first run:
+    download the data")."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""

@@ -18,14 +18,26 @@ from pydantic import BaseModel, ValidationError
 from flowstage.core.dag import StageGraph
 from flowstage.core.errors import TargetError, WorkflowError
 from flowstage.core.hints import did_you_mean
-from flowstage.core.models import ConfigResource, Metadata, Resources, Stage, Workflow, WorkflowSpec
+from flowstage.core.models import (
+    ConfigResource,
+    Metadata,
+    Resources,
+    Stage,
+    TriggerRule,
+    Workflow,
+    WorkflowSpec,
+)
 from flowstage.core.targets import resolve_target, signature_of
 from flowstage.core.yamlfiles import load_yaml_documents, read_text_file
 
 if TYPE_CHECKING:
     from flowstage.core.registry import Registry
 
-_KINDS: dict[str, type[BaseModel]] = {"workflow": Workflow, "config": ConfigResource}
+_KINDS: dict[str, type[BaseModel]] = {
+    "workflow": Workflow,
+    "config": ConfigResource,
+    "trigger_rule": TriggerRule,
+}
 
 
 def _looks_like_path(text: str) -> bool:
@@ -51,8 +63,13 @@ def read_documents(source: str | os.PathLike[str]) -> tuple[list[Any], str | Non
     return documents, path
 
 
-def parse_resource(data: Any, label: str, default_kind: str | None = None) -> BaseModel:
-    """A :class:`Workflow` or :class:`ConfigResource` from one mapping.
+def parse_resource(
+    data: Any, label: str, default_kind: str | None = None, search_paths: tuple[str, ...] = ()
+) -> BaseModel:
+    """A :class:`Workflow`, :class:`ConfigResource` or :class:`TriggerRule` from one mapping.
+
+    ``search_paths`` are where targets import from when the graph and targets are
+    checked along with schema problems (the file's folder, for a file).
 
     :raises WorkflowError: listing every schema problem found
     """
@@ -75,11 +92,13 @@ def parse_resource(data: Any, label: str, default_kind: str | None = None) -> Ba
     except ValidationError as exc:
         problems = _describe_validation(exc, data, label)
     if model is Workflow:
-        problems.extend(_graph_problems_of_raw(data, label))
+        problems.extend(_graph_problems_of_raw(data, label, search_paths))
     raise WorkflowError(problems, source=label)
 
 
-def _graph_problems_of_raw(data: Mapping[str, Any], label: str) -> list[str]:
+def _graph_problems_of_raw(
+    data: Mapping[str, Any], label: str, search_paths: tuple[str, ...]
+) -> list[str]:
     """Graph and target problems of the stages that parse, when others do not:
     every problem is reported at once, not only the schema ones."""
     spec = data.get("spec")
@@ -98,7 +117,7 @@ def _graph_problems_of_raw(data: Mapping[str, Any], label: str) -> list[str]:
         from flowstage.core.plugin_manager import default_registries
 
         return stage_problems(
-            stages, label, default_registries().stage_types, (), frozenset(unparsed)
+            stages, label, default_registries().stage_types, search_paths, frozenset(unparsed)
         )
     except Exception:  # noqa: BLE001 - the schema problems already tell the user what to fix
         return []
@@ -133,12 +152,14 @@ def load_resources(source: str | os.PathLike[str]) -> list[BaseModel]:
 def _parse_resources(source: str | os.PathLike[str]) -> list[BaseModel]:
     documents, path = read_documents(source)
     label = path or "<yaml text>"
+    # targets import from the file's folder, as they do once the file validates
+    folder = (str(Path(path).resolve().parent),) if path is not None else ()
     problems: list[str] = []
     resources: list[BaseModel] = []
     for index, document in enumerate(documents):
         where = label if len(documents) == 1 else f"{label} (document {index + 1})"
         try:
-            resource = parse_resource(document, where)
+            resource = parse_resource(document, where, search_paths=folder)
         except WorkflowError as exc:
             problems.extend(exc.problems)
             continue

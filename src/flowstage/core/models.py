@@ -20,6 +20,10 @@ NAME_PATTERN = r"^[a-zA-Z0-9_.-]+$"
 OPTION_KEYS = ("map_on", "allow_partial_failure")
 
 
+#: The top-level ``version`` Flowdapt writes on its resources (the only one it has).
+ApiVersion = Literal["v1alpha1"] | None
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True, defer_build=True)
 
@@ -32,6 +36,15 @@ class Metadata(_Strict):
     labels: dict[str, Any] = Field(default_factory=dict)
     description: str | None = None
     uid: str | None = None
+    # set by a Flowdapt server on every resource it exports; kept as they come
+    created_at: str | None = None
+    updated_at: str | None = None
+
+    @field_validator("created_at", "updated_at", mode="before")
+    @classmethod
+    def _timestamp(cls, value: Any) -> Any:
+        # YAML reads an unquoted ISO time as a datetime
+        return value.isoformat() if hasattr(value, "isoformat") else value
 
 
 class Resources(BaseModel):
@@ -84,7 +97,18 @@ class Stage(_Strict):
     @model_validator(mode="before")
     @classmethod
     def _lift_options(cls, data: Any) -> Any:
-        """``options: {map_on: x}`` means ``map_on: x`` (Flowdapt reads them there)."""
+        """``options: {map_on: x}`` means ``map_on: x`` (Flowdapt reads them there), and
+        Flowdapt's ``required_resources`` means ``resources``."""
+        if isinstance(data, dict) and "required_resources" in data:
+            data = dict(data)
+            required = data.pop("required_resources")
+            if "resources" in data and data["resources"] != required:
+                msg = (
+                    "'required_resources' (Flowdapt's name) and 'resources' are both given; "
+                    "keep one"
+                )
+                raise ValueError(msg)
+            data["resources"] = required
         if not isinstance(data, dict) or not isinstance(data.get("options"), dict):
             return data
         data = dict(data)
@@ -139,6 +163,7 @@ class Workflow(_Strict):
     """A ``kind: workflow`` resource."""
 
     kind: Literal["workflow"] = "workflow"
+    version: ApiVersion = None
     metadata: Metadata
     spec: WorkflowSpec
     _source: str | None = PrivateAttr(default=None)
@@ -168,8 +193,15 @@ class Workflow(_Strict):
 class ConfigSelector(_Strict):
     """Which workflows a config applies to: by annotations or by workflow name."""
 
-    type: Literal["annotation", "name"]
+    type: Literal["annotation", "name"] = "name"
     value: dict[str, Any] | str
+    # Flowdapt writes the selected kind (only workflows are selected); accepted, unused
+    kind: Literal["workflow"] | None = None
+
+    @field_validator("kind", mode="before")
+    @classmethod
+    def _kind(cls, value: Any) -> Any:
+        return value.lower() if isinstance(value, str) else value
 
     @model_validator(mode="after")
     def _value_shape(self) -> ConfigSelector:
@@ -198,8 +230,61 @@ class ConfigResource(_Strict):
     """A ``kind: config`` resource: data merged into the run config of matching workflows."""
 
     kind: Literal["config"] = "config"
+    version: ApiVersion = None
     metadata: Metadata
     spec: ConfigSpec = Field(default_factory=ConfigSpec)
+
+    @property
+    def name(self) -> str:
+        return self.metadata.name
+
+
+class TriggerAction(_Strict):
+    """``spec.action``: what a trigger rule does when it fires (Flowdapt's
+    ``run_workflow`` with ``parameters: {workflow: NAME, input: {...}}``)."""
+
+    target: str = Field(min_length=1)
+    parameters: dict[str, Any] = Field(default_factory=dict)
+
+
+class TriggerRuleSpec(_Strict):
+    """``spec`` of a trigger rule: a cron schedule or a condition on events."""
+
+    type: Literal["schedule", "condition"]
+    rule: list[str] | dict[str, Any]
+    action: TriggerAction
+
+    @field_validator("rule", mode="before")
+    @classmethod
+    def _one_schedule(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _rule_shape(self) -> TriggerRuleSpec:
+        if self.type == "schedule":
+            if not isinstance(self.rule, list) or not self.rule:
+                msg = "a schedule rule needs a list of cron expressions such as ['*/5 * * * *']"
+                raise ValueError(msg)
+            for expression in self.rule:
+                if len(expression.split()) not in (5, 6):
+                    msg = f"{expression!r} is not a cron expression (5 fields: m h dom mon dow)"
+                    raise ValueError(msg)
+        elif not isinstance(self.rule, dict):
+            msg = "a condition rule needs a mapping such as {eq: [{var: type}, EVENT]}"
+            raise ValueError(msg)
+        return self
+
+
+class TriggerRule(_Strict):
+    """A ``kind: trigger_rule`` resource (Flowdapt's schedules and event triggers).
+
+    Parsed, validated and stored; running them belongs to the service.
+    """
+
+    kind: Literal["trigger_rule"] = "trigger_rule"
+    version: ApiVersion = None
+    metadata: Metadata
+    spec: TriggerRuleSpec
 
     @property
     def name(self) -> str:

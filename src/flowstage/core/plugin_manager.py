@@ -35,9 +35,11 @@ class FlowstagePlugins:
         self._commands_added = False
         if discover:
             from flowstage.core.discovery import discover as find
+            from flowstage.core.discovery import flowdapt_plugins
 
             for info in find(disabled):
                 self._register(info)
+            self.infos.extend(flowdapt_plugins())
         self._fill_registries()
 
     # loading -------------------------------------------------------------------------
@@ -113,7 +115,7 @@ class FlowstagePlugins:
                 self.registries.workflow_paths.append((str(path), self._owner(impl.plugin)))
         # A name the user selects from a plugin that did not load stops with the reason.
         for info in self.infos:
-            if info.status != "loaded":
+            if info.status in ("failed", "disabled"):
                 for registry in (self.registries.executors, self.registries.stage_types):
                     registry.unavailable.setdefault(info.name, _Unavailable(info))
 

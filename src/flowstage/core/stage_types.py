@@ -122,14 +122,13 @@ class ParameterizedStage(StageType):
 
 
 def as_items(value: Any, stage: str, source: str) -> Sequence[Any]:
-    """The items a map goes over: a sequence, a dict's items, or any iterable made a list.
+    """The items a map goes over: a sequence, or any iterable made a list; a dict gives its
+    keys, as iterating it in Python (and in Flowdapt) does.
 
     :raises StageError: ``value`` is not iterable (naming both ends of the map)
     """
     if isinstance(value, (list, tuple, range)):
         return value
-    if isinstance(value, Mapping):
-        return list(value.items())
     if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
         msg = (
             f"stage {stage!r} maps over {source}, which is a {type(value).__name__}, "

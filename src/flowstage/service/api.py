@@ -31,7 +31,7 @@ from starlette.exceptions import HTTPException
 
 from flowstage import __version__
 from flowstage.core.errors import UnknownNameError, UserError, WorkflowError
-from flowstage.service.documents import check_trigger_rule, normalize
+from flowstage.service.documents import normalize
 from flowstage.service.records import resource_document, resource_uid
 from flowstage.service.service import ServiceClosed
 from flowstage.state import resources as catalog
@@ -188,11 +188,7 @@ def create_app(service: Service) -> FastAPI:
             if isinstance(metadata, dict) and metadata.get("name", name) != name:
                 msg = f"the body names {kind} {metadata.get('name')!r}, the path {name!r}"
                 raise APIError(400, msg)
-        if kind == "trigger_rule":
-            rule_name = check_trigger_rule(document)
-            get_store().put_resources([{"kind": kind, "name": rule_name, "document": document}])
-        else:
-            catalog.apply_documents([document], service.plugins, origin=f"{kind} request body")
+        catalog.apply_documents([document], service.plugins, origin=f"{kind} request body")
         return resource_document(find(kind, document["metadata"]["name"]))
 
     for prefix, kind in KINDS.items():

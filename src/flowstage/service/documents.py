@@ -1,14 +1,11 @@
 """Resource documents from a request body: what Flowdapt's clients send, made into what
-flowstage's models accept, and trigger rules checked until the core models them."""
+flowstage's models accept."""
 
 from __future__ import annotations
 
-from typing import Any, Literal
-
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from typing import Any
 
 from flowstage.core.errors import WorkflowError
-from flowstage.core.models import NAME_PATTERN
 
 #: keys the server sets on ``metadata``; a client may send them back
 _SERVER_METADATA = ("uid", "created_at", "updated_at")
@@ -49,46 +46,3 @@ def normalize(document: Any, kind: str) -> dict[str, Any]:
             ]
         out["spec"] = spec
     return out
-
-
-# TODO(merge with the trigger_rule branch): validate with core.models' trigger rule model
-# and store through state.resources once it lands; until then the document is checked
-# here and stored as sent.
-class _TriggerMetadata(BaseModel):
-    model_config = ConfigDict(extra="allow")
-    name: str = Field(pattern=NAME_PATTERN)
-
-
-class _TriggerAction(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    target: str = Field(min_length=1)
-    parameters: dict[str, Any] | None = None
-
-
-class _TriggerSpec(BaseModel):
-    model_config = ConfigDict(extra="allow")
-    type: Literal["schedule", "condition"] = "condition"
-    rule: dict[str, Any] | list[str]
-    action: _TriggerAction
-
-
-class _TriggerRule(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    kind: Literal["trigger_rule"] = "trigger_rule"
-    metadata: _TriggerMetadata
-    spec: _TriggerSpec
-
-
-def check_trigger_rule(document: dict[str, Any]) -> str:
-    """The name of a valid trigger rule document.
-
-    :raises WorkflowError: listing every problem
-    """
-    try:
-        rule = _TriggerRule.model_validate(document)
-    except ValidationError as exc:
-        problems = [
-            f"trigger_rule: {'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
-        ]
-        raise WorkflowError(problems) from None
-    return rule.metadata.name

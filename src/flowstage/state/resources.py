@@ -9,12 +9,13 @@ of them are written in one transaction.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from flowstage.core.configs import applying, merge_configs
 from flowstage.core.errors import UnknownNameError, UserError, WorkflowError
-from flowstage.core.models import ConfigResource, Workflow
+from flowstage.core.models import ConfigResource, TriggerRule, Workflow
 from flowstage.state.store import get_store
 
 if TYPE_CHECKING:
@@ -117,14 +118,16 @@ def read_resources(
         for index, document in enumerate(documents):
             label = str(file) if len(documents) == 1 else f"{file} (document {index + 1})"
             try:
-                resource = parse_resource(document, label)
+                resource = parse_resource(
+                    document, label, search_paths=(str(file.resolve().parent),)
+                )
             except WorkflowError as exc:
                 problems.extend(exc.problems)
                 continue
             if isinstance(resource, Workflow):
                 # absolute: the file's folder is where its relative targets import from
                 resource._source = str(file.resolve())
-            kind = resource.kind  # type: ignore[attr-defined]  # a Workflow or a ConfigResource
+            kind = resource.kind  # type: ignore[attr-defined]  # a Workflow, config or trigger rule
             found.append((resource, {**document, "kind": kind}, label))
     if problems:
         raise WorkflowError(problems, source=str(path))
@@ -146,17 +149,29 @@ def _check_unique(found: list[tuple[BaseModel, dict[str, Any], str]]) -> list[st
 
 
 def apply_path(
-    path: str | os.PathLike[str], plugins: FlowstagePlugins, recursive: bool = False
+    path: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+    plugins: FlowstagePlugins,
+    recursive: bool = False,
 ) -> list[tuple[str, str, str]]:
-    """Apply every resource in ``path``; ``(kind, name, created|updated|unchanged)`` each.
+    """Apply every resource in ``path`` (or in each of several paths, together);
+    ``(kind, name, created|updated|unchanged)`` each.
 
     :raises WorkflowError: a resource is invalid (nothing was applied; names each one)
     """
-    try:
-        found = read_resources(path, recursive)
-    except WorkflowError as exc:
-        raise _nothing_applied(exc.problems, path) from None
-    return _apply(found, plugins, str(path))
+    paths = [path] if isinstance(path, (str, os.PathLike)) else list(path)
+    origin = ", ".join(os.fspath(p) for p in paths)
+    found: list[tuple[BaseModel, dict[str, Any], str]] = []
+    read_problems: list[str] = []
+    for each in paths:
+        try:
+            found.extend(read_resources(each, recursive))
+        except WorkflowError as exc:
+            read_problems.extend(exc.problems)
+        except UserError as exc:
+            read_problems.append(str(exc))
+    if read_problems:
+        raise _nothing_applied(read_problems, origin)
+    return _apply(found, plugins, origin)
 
 
 def apply_documents(
@@ -179,7 +194,7 @@ def apply_documents(
         except WorkflowError as exc:
             problems.extend(exc.problems)
             continue
-        kind = resource.kind  # type: ignore[attr-defined]  # a Workflow or a ConfigResource
+        kind = resource.kind  # type: ignore[attr-defined]  # a Workflow, config or trigger rule
         found.append((resource, {**document, "kind": kind}, label))
     if problems:
         raise _nothing_applied(problems, origin)
@@ -216,7 +231,9 @@ def _apply(
             "annotations": r.metadata.annotations,
             "source": r.source if isinstance(r, Workflow) else None,
         }
-        for r, doc, _label in cast("list[tuple[Workflow | ConfigResource, Any, str]]", found)
+        for r, doc, _label in cast(
+            "list[tuple[Workflow | ConfigResource | TriggerRule, Any, str]]", found
+        )
     ]
     outcomes = get_store().put_resources(items)
     return [
@@ -328,6 +345,29 @@ def config_rows(name: str | None = None) -> list[dict[str, Any]]:
             )
     if name is not None and not rows:
         raise UnknownNameError(_unknown("config", name))
+    return rows
+
+
+def trigger_rows(name: str | None = None) -> list[dict[str, Any]]:
+    """Applied trigger rules as rows for ``get triggers`` (stored; the service runs them)."""
+
+    rows = []
+    for row in get_store().list_resources("trigger_rule"):
+        if name is None or row["name"] == name:
+            rule = TriggerRule.model_validate(row["document"])
+            rows.append(
+                {
+                    "name": row["name"],
+                    "type": rule.spec.type,
+                    "rule": rule.spec.rule,
+                    "action": rule.spec.action.target,
+                    "parameters": rule.spec.action.parameters,
+                    "version": row["version"],
+                    "updated_at": row["updated_at"],
+                }
+            )
+    if name is not None and not rows:
+        raise UnknownNameError(_unknown("trigger_rule", name))
     return rows
 
 

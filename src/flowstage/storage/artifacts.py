@@ -31,7 +31,7 @@ import sys
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from flowstage.core.errors import ObjectNotFound, ObjectStoreError
+from flowstage.core.errors import ArtifactNotFound, ObjectStoreError
 from flowstage.storage.keys import validate_key, validate_namespace
 from flowstage.storage.location import MANIFEST, Location, _internal, _now
 from flowstage.storage.scope import _Scope
@@ -176,7 +176,7 @@ class Artifact:
         with self._errors("reading its metadata"):
             manifest = self.location.read_manifest(self.namespace, self.name)
         if manifest is None:
-            raise ObjectNotFound(
+            raise ArtifactNotFound(
                 f"artifact {self.name!r} in namespace {self.namespace!r} does not exist (any more)"
             )
         return manifest
@@ -379,13 +379,14 @@ def new_artifact(
 
 
 def get_artifact(name: str, namespace: str | None = None) -> Artifact:
-    """:raises ObjectNotFound: no artifact ``name`` in the namespace"""
+    """:raises ArtifactNotFound: no artifact ``name`` in the namespace (a ``KeyError``
+    and a ``FileNotFoundError``)"""
     ns, location = _scope(namespace)
     artifact = Artifact(name, ns, location)
     with artifact._errors("opening it"):
         exists = artifact.exists
     if not exists:
-        raise ObjectNotFound(
+        raise ArtifactNotFound(
             f"no artifact {name!r} in namespace {ns!r} (at {location.uri(location.path(ns))})"
         )
     return artifact

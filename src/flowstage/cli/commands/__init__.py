@@ -20,3 +20,4 @@ def flowstage_register_commands(app: typer.Typer) -> None:
     __import__("flowstage.cli.commands.resources").cli.commands.resources.register(app)
     __import__("flowstage.cli.commands.objects").cli.commands.objects.register(app)
     __import__("flowstage.cli.commands.serve").cli.commands.serve.register(app)
+    __import__("flowstage.cli.commands.compat").cli.commands.compat.register(app)

@@ -25,6 +25,8 @@ def _plugins() -> Any:
 
 def _kind(word: str, allowed: tuple[str, ...]) -> str:
     kind = word.lower().removesuffix("s")
+    if kind in ("trigger_rule", "schedule") and "trigger" in allowed:
+        kind = "trigger"  # Flowdapt's names for what `get triggers` lists
     if kind not in allowed:
         from flowstage.core.hints import did_you_mean
 
@@ -33,6 +35,11 @@ def _kind(word: str, allowed: tuple[str, ...]) -> str:
             f"(expected one of: {', '.join(allowed)})"
         )
     return kind
+
+
+def _stored_kind(kind: str) -> str:
+    """The ``kind:`` a resource has in its file (and in the store)."""
+    return "trigger_rule" if kind == "trigger" else kind
 
 
 def print_rows(rows: list[dict[str, Any]], fmt: str) -> None:
@@ -67,18 +74,24 @@ def _when(value: str | None) -> str:
 
 
 def apply(
-    path: Path = typer.Option(
-        ..., "--path", "-p", help="A YAML file (several documents allowed) or a folder of them."
+    path: list[Path] = typer.Option(
+        ...,
+        "--path",
+        "-p",
+        help="A YAML file (several documents allowed) or a folder of them; repeatable.",
     ),
     recursive: bool = typer.Option(
-        False, "--recursive", "-R", help="Also read the folder's sub-folders."
+        True,
+        "--recursive/--no-recursive",
+        "-R",
+        help="Also read a folder's sub-folders (as flowctl does).",
     ),
     server: str | None = typer.Option(
         None, "--server", help="Act on the service at this URL (default: service.url)."
     ),
 ) -> None:
-    """Create or update the workflows and configs in PATH: all of them, or none if one is
-    invalid."""
+    """Create or update the workflows, configs and trigger rules in every PATH: all of
+    them, or none if one is invalid."""
     from flowstage.cli.remote import server_url
     from flowstage.state.resources import apply_path
 
@@ -91,13 +104,13 @@ def apply(
         typer.echo(f"{kind}/{name} {outcome}")
 
 
-def _apply_remote(url: str, path: Path, recursive: bool) -> None:
+def _apply_remote(url: str, paths: list[Path], recursive: bool) -> None:
     from flowstage.cli.remote import RemoteService
     from flowstage.core.loading import read_documents
     from flowstage.state.resources import resource_files
 
     service = RemoteService(url)
-    for file in resource_files(path, recursive):
+    for file in (f for path in paths for f in resource_files(path, recursive)):
         documents, _path = read_documents(file)
         for document in documents:
             kind, name = service.apply(document)
@@ -105,7 +118,7 @@ def _apply_remote(url: str, path: Path, recursive: bool) -> None:
 
 
 def delete(
-    kind: str | None = typer.Argument(None, help="workflow or config."),
+    kind: str | None = typer.Argument(None, help="workflow, config or trigger."),
     name: str | None = typer.Argument(None, help="Name of the resource."),
     path: Path | None = typer.Option(
         None, "--path", "-p", help="Delete every resource defined in this file or folder."
@@ -131,7 +144,7 @@ def delete(
         return
     if kind is None or name is None:
         raise UserError("expected KIND NAME (e.g. `delete workflow build_features`) or -p PATH")
-    resource_kind = _kind(kind, ("workflow", "config"))
+    resource_kind = _stored_kind(_kind(kind, ("workflow", "config", "trigger")))
     from flowstage.cli.remote import RemoteService, server_url
 
     url = server_url(server)
@@ -146,7 +159,7 @@ def delete(
 
 
 def get(
-    kind: str = typer.Argument(..., help="workflows, configs or runs."),
+    kind: str = typer.Argument(..., help="workflows, configs, triggers or runs."),
     name: str | None = typer.Argument(
         None, help="One resource; for runs, a run id or a workflow name."
     ),
@@ -158,9 +171,10 @@ def get(
         None, "--server", help="Act on the service at this URL (default: service.url)."
     ),
 ) -> None:
-    """List applied workflows (and those plugins ship), configs, or the run history."""
+    """List applied workflows (and those plugins ship), configs, trigger rules, or the run
+    history."""
     check_format(fmt, LIST_FORMATS)
-    resource_kind = _kind(kind, ("workflow", "config", "run"))
+    resource_kind = _kind(kind, ("workflow", "config", "trigger", "run"))
     from flowstage.cli.remote import server_url
 
     url = server_url(server)
@@ -172,7 +186,21 @@ def get(
         return
     from flowstage.state import resources as catalog
 
-    if resource_kind == "workflow":
+    if resource_kind == "trigger":
+        rows = catalog.trigger_rows(name)
+        if fmt == "table":
+            rows = [
+                {
+                    "name": r["name"],
+                    "type": r["type"],
+                    "rule": r["rule"],
+                    "action": r["action"],
+                    "parameters": r["parameters"],
+                    "updated": _when(r["updated_at"]),
+                }
+                for r in rows
+            ]
+    elif resource_kind == "workflow":
         rows = catalog.workflow_rows(_plugins(), name)
         if fmt == "table":
             rows = [

@@ -46,9 +46,27 @@ def run(
     server: str | None = typer.Option(
         None, "--server", help="Run on the service at this URL (default: service.url)."
     ),
+    # flowctl's flags: accepted so that its commands run unchanged (never run inputs)
+    wait: bool = typer.Option(
+        False, "--wait", help="flowctl's flag: wait for the result (the default)."
+    ),
+    result_only: bool = typer.Option(
+        False, "--result-only", help="flowctl's flag: print only the result (the default)."
+    ),
+    show_progress: bool = typer.Option(
+        False, "--show-progress", help="flowctl's flag: show progress (the default)."
+    ),
+    disable_progress: bool = typer.Option(
+        False, "--disable-progress", help="flowctl's flag: same as --quiet."
+    ),
 ) -> None:
     """Run WORKFLOW; inputs are given as --KEY VALUE (--a.b 1 nests, --l[] x appends)."""
     check_format(fmt)
+    if wait and no_wait:
+        from flowstage.core.errors import UserError
+
+        raise UserError("--wait and --no-wait contradict each other: give one")
+    quiet = quiet or disable_progress
     run_input = read_input_file(input_file) if input_file else {}
     from flowstage.cli.remote import server_url
 

@@ -1,0 +1,58 @@
+"""``flowstage compat flowdapt install|uninstall|status``: the opt-in ``flowdapt``
+import name (see :mod:`flowstage.compat.hook`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from flowstage.core.errors import UserError
+
+SITE_DIR = typer.Option(
+    None, "--site-packages", help="Another site-packages folder (default: this environment's)."
+)
+
+
+def install(site_dir: Path | None = SITE_DIR) -> None:
+    """Make `import flowdapt` give flowstage's compatibility layer in this environment
+    (every process of it, workers too); refused when the real Flowdapt is installed."""
+    from flowstage.compat import hook
+
+    try:
+        path = hook.write_pth(site_dir)
+    except RuntimeError as exc:
+        raise UserError(str(exc)) from None
+    typer.echo(f"installed {path}: `import flowdapt` now gives {hook.TARGET}")
+
+
+def uninstall(site_dir: Path | None = SITE_DIR) -> None:
+    """Remove the `flowdapt` import name from this environment."""
+    from flowstage.compat import hook
+
+    path = hook.pth_path(site_dir)
+    if hook.remove_pth(site_dir):
+        typer.echo(f"removed {path}")
+    else:
+        typer.echo(f"not installed ({path} does not exist)")
+
+
+def status(site_dir: Path | None = SITE_DIR) -> None:
+    """Whether the `flowdapt` import name is installed, and what it gives."""
+    from flowstage.compat import hook
+
+    for key, value in hook.status(site_dir).items():
+        typer.echo(f"{key}: {value}")
+
+
+def register(app: typer.Typer) -> None:
+    compat_app = typer.Typer(help="Compatibility layers for other frameworks' code.")
+    flowdapt_app = typer.Typer(
+        help="`import flowdapt` for unchanged Flowdapt plugins: install, uninstall, status.",
+        no_args_is_help=True,
+    )
+    flowdapt_app.command()(install)
+    flowdapt_app.command()(uninstall)
+    flowdapt_app.command()(status)
+    compat_app.add_typer(flowdapt_app, name="flowdapt")
+    app.add_typer(compat_app, name="compat")

@@ -1,0 +1,1 @@
+"""``flowdapt.compute.artifacts.dataset``: dataset hooks (pandas, imported when used)."""

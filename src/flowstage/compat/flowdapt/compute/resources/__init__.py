@@ -1,0 +1,1 @@
+"""Part of the ``flowdapt`` compatibility package (see :mod:`flowstage.compat.flowdapt`)."""

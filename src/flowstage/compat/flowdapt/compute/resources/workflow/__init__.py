@@ -1,0 +1,1 @@
+"""``flowdapt.compute.resources.workflow``: the run context of a stage."""

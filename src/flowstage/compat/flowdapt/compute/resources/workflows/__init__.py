@@ -1,0 +1,1 @@
+"""``flowdapt.compute.resources.workflows``: the spelling of the Stages docs."""

@@ -1,0 +1,1 @@
+"""A Flowdapt-style plugin: stages that import only flowdapt.* (and the stdlib)."""
