@@ -6,6 +6,7 @@ import contextlib
 import io
 import json
 import os
+import re
 import threading
 import time
 import uuid
@@ -18,6 +19,8 @@ from flowstage.storage.pickling import type_name, unpicklable
 from flowstage.storage.serializers import get_serializer
 
 MANIFEST = ".artifact.json"
+#: what ``store_object`` names a value file; a manifest naming anything else is refused
+_VALUE_FILE = re.compile(r"\.value-[0-9a-f]{32}\.[A-Za-z0-9_]{1,16}")
 #: filesystems where one upload either lands whole or not at all
 _WHOLE_UPLOADS = {"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "adl", "oss", "memory"}
 #: orphaned value files (a writer that died) are swept once they are this old
@@ -224,7 +227,10 @@ class Location:
         except ValueError as exc:
             msg = f"{self.uri(self.path(namespace, name, MANIFEST))} is not valid JSON: {exc}"
             raise ObjectStoreError(msg) from None
-        return manifest if isinstance(manifest, dict) else None
+        if not isinstance(manifest, dict):
+            return None
+        _check_manifest(manifest, f"artifact {name!r} in namespace {namespace!r}")
+        return manifest
 
     def write_manifest(self, namespace: str, name: str, manifest: dict[str, Any]) -> None:
         data = json.dumps(manifest, indent=1, sort_keys=True).encode()
@@ -369,6 +375,34 @@ class Location:
             self.delete_object(e["namespace"], e["key"], where)
             for e in self.object_entries(namespace, where)
         )
+
+
+def _check_manifest(manifest: dict[str, Any], artifact: str) -> None:
+    """Refuse a manifest whose file names could point outside the artifact's folder.
+
+    ``object.file`` is the one field that names a file; flowstage writes it as
+    ``.value-<hex>.<extension>``, and anything else (``../../x``, ``/etc/passwd``, a name
+    with ``/``) means someone else wrote the manifest: reading or removing that file
+    would reach outside the store.
+    """
+    info = manifest.get("object")
+    if info is None:
+        return
+    problem = ""
+    if not isinstance(info, dict):
+        field, found = "object", info
+        problem = "expected a mapping"
+    else:
+        field, found = "object.file", info.get("file")
+        if not isinstance(found, str) or not _VALUE_FILE.fullmatch(found):
+            problem = "expected a value file name such as '.value-<32 hex digits>.pkl'"
+    if problem:
+        msg = (
+            f"{artifact}: {MANIFEST} field {field!r} is {found!r}: {problem} in the "
+            f"artifact's own folder; the manifest was not written by flowstage, so nothing "
+            f"was read or removed (remove the artifact to start again)"
+        )
+        raise ObjectStoreError(msg)
 
 
 def _internal(name: str) -> bool:
