@@ -5,13 +5,22 @@ and processes at once."""
 from __future__ import annotations
 
 import json
+import logging
+import os
+import stat
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 
-from flowstage import object_store
+from flowstage import object_store, run_workflow
 from flowstage.artifacts import get_artifact, new_artifact, remove_artifact
 from flowstage.core.errors import ObjectStoreError
+from flowstage.state.store import get_store
 
 # manifests ---------------------------------------------------------------------------
 
@@ -57,3 +66,87 @@ def test_a_manifest_whose_object_is_not_a_mapping_is_refused() -> None:
     manifest_path.write_text(json.dumps(manifest))
     with pytest.raises(ObjectStoreError, match="field 'object' is '../../victim'"):
         object_store.get("odd", strategy="artifact")
+
+
+# permissions -------------------------------------------------------------------------
+
+WORKFLOW = """\
+kind: workflow
+metadata: {name: pair}
+spec:
+  stages:
+    - name: only
+      target: teststages.state.pair
+"""
+
+
+@pytest.fixture
+def no_umask() -> Iterator[None]:
+    """The widest umask: every mode below is flowstage's own doing."""
+    old = os.umask(0)
+    try:
+        yield
+    finally:
+        os.umask(old)
+
+
+def modes(home: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(home.parent)): oct(stat.S_IMODE(p.stat().st_mode))
+        for p in [home, *home.rglob("*")]
+    }
+
+
+def test_the_app_dir_and_everything_flowstage_writes_in_it_are_private(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, no_umask: None
+) -> None:
+    home = tmp_path / "a" / "home"  # with a parent that does not exist either
+    monkeypatch.setenv("FLOWSTAGE_HOME", str(home))
+    (tmp_path / "wf.yaml").write_text(WORKFLOW)
+    applied = cli("apply", "-p", str(tmp_path / "wf.yaml"))
+    assert applied.returncode == 0, applied.stderr
+    run = run_workflow("pair", return_run=True)
+    assert get_store().find_run(run.id)["result_kind"] == "file"  # a results/ pickle
+    object_store.put("secret", {"token": "x"}, strategy="artifact")
+    new_artifact("model").write("weights.bin", b"\x00")
+    background = cli("run", "pair", "--no-wait")
+    assert background.returncode == 0, background.stderr
+    run_id = background.stdout.strip()
+    deadline = time.monotonic() + 60
+    while get_store().find_run(run_id)["state"] not in ("finished", "failed"):
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    found = modes(home)
+    for name in ("logs", "results", "artifacts/default/secret", "flowstage.db-wal"):
+        assert any(n.startswith(f"home/{name}") for n in found), (name, found)
+    wide = {
+        name: mode
+        for name, mode in found.items()
+        if mode != ("0o700" if (home.parent / name).is_dir() else "0o600")
+    }
+    assert not wide, wide
+    assert oct(stat.S_IMODE((tmp_path / "a").stat().st_mode)) == "0o700"
+
+
+def test_an_app_dir_open_to_other_users_is_tightened_with_a_warning(
+    app_home: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    app_home.chmod(0o755)
+    (app_home / "flowstage.db").touch(mode=0o644)
+    (app_home / "flowstage.db").chmod(0o644)
+    with caplog.at_level(logging.WARNING, logger="flowstage.appdir"):
+        run_workflow(yaml.safe_load(WORKFLOW))
+    assert stat.S_IMODE(app_home.stat().st_mode) == 0o700
+    assert stat.S_IMODE((app_home / "flowstage.db").stat().st_mode) == 0o600
+    assert "was readable by other users (mode drwxr-xr-x)" in caplog.text
+    assert "now 0700" in caplog.text
+
+
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "flowstage", *args],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )

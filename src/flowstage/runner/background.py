@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from flowstage.core.appdir import create_private, private_dir
 from flowstage.core.errors import UnknownNameError, UserError
 
 #: how long ``runs cancel`` waits for the run to stop before killing its process
@@ -92,11 +93,11 @@ def start_background_run(
         stages={s.name: StageRecord(s.name) for s in definition.spec.stages},
     )
     log = log_path(run.id)
-    log.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(log.parent)
     store = get_store()
     store.create_pending_run(run, request=request, log_path=str(log))
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "FLOWSTAGE_HOME": home}
-    with open(log, "ab") as out:
+    with os.fdopen(create_private(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND), "ab") as out:
         process = subprocess.Popen(
             [sys.executable, "-m", "flowstage.runner.background", run.id],
             stdin=subprocess.DEVNULL,

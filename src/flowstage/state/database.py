@@ -9,6 +9,7 @@ the way a read transaction upgraded to a write does. The schema version lives in
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
@@ -17,6 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from flowstage.core.appdir import PRIVATE_FILE, create_private, private_dir
 from flowstage.core.errors import StoreError
 from flowstage.core.settings import StoreSettings
 
@@ -101,7 +103,8 @@ class Database:
     def _open(self) -> sqlite3.Connection:
         import sqlite3
 
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(self.path.parent)
+        self._make_private()
         deadline = time.monotonic() + self.settings.busy_timeout
         while True:
             conn = None
@@ -129,6 +132,15 @@ class Database:
                 if conn is not None:
                     conn.close()
                 raise
+
+    def _make_private(self) -> None:
+        """The database file 0600 before SQLite opens it: SQLite gives its ``-wal`` and
+        ``-shm`` files the database file's mode."""
+        with contextlib.suppress(OSError):  # SQLite itself reports why it cannot open it
+            os.close(create_private(self.path, os.O_RDWR | os.O_CREAT))
+        for suffix in ("-wal", "-shm"):  # left by an older flowstage with wider modes
+            with contextlib.suppress(OSError):
+                os.chmod(f"{self.path}{suffix}", PRIVATE_FILE)
 
     def _prepare(self, conn: sqlite3.Connection) -> None:
         mode = conn.execute("PRAGMA journal_mode").fetchone()[0]

@@ -8,6 +8,7 @@ import time
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
+from flowstage.core.appdir import create_private, private_dir
 from flowstage.core.errors import UserError
 from flowstage.core.runs import ACTIVE_STATES
 from flowstage.state.database import Database
@@ -22,6 +23,8 @@ _ACTIVE_SQL = "('pending', 'running')"
 _START_GRACE = 60.0
 #: the keys of a run in ``get runs`` listings
 RUN_SUMMARY_KEYS = ("id", "workflow", "state", "source", "started_at", "finished_at")
+#: a result's temporary file: a leftover of a process with the same pid is overwritten
+_NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -148,9 +151,10 @@ class RunHistory(Database):
             )
         relative = f"results/{run.id}.pkl"
         target = self.path.parent / relative
-        target.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(target.parent)
         temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-        temporary.write_bytes(data)
+        with os.fdopen(create_private(temporary, _NEW_FILE), "wb") as fh:
+            fh.write(data)
         os.replace(temporary, target)
         return "file", relative
 

@@ -12,8 +12,10 @@ import time
 import uuid
 from collections.abc import Iterator, Mapping
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any, BinaryIO, ClassVar
 
+from flowstage.core.appdir import create_private, private_dir
 from flowstage.core.errors import ObjectNotFound, ObjectStoreError
 from flowstage.storage.pickling import type_name, unpicklable
 from flowstage.storage.serializers import get_serializer
@@ -87,10 +89,10 @@ class Location:
         """A binary file that appears under ``path`` whole, when the block ends without error."""
         if self.local:
             folder = os.path.dirname(path)
-            os.makedirs(folder, exist_ok=True)
+            private_dir(Path(folder))
             temp = os.path.join(folder, f".tmp-{uuid.uuid4().hex}")
             try:
-                with open(temp, "xb") as f:
+                with os.fdopen(create_private(temp), "wb") as f:
                     yield f
                 os.replace(temp, path)
             except BaseException:
@@ -119,9 +121,9 @@ class Location:
             with self.write_atomic(path) as f:
                 yield f
             return
-        os.makedirs(os.path.dirname(path), exist_ok=True)
+        private_dir(Path(os.path.dirname(path)))
         try:
-            with open(path, "xb") as f:
+            with os.fdopen(create_private(path), "wb") as f:
                 yield f
         except BaseException:
             _unlink(path)
