@@ -150,3 +150,61 @@ def cli(*args: str) -> subprocess.CompletedProcess[str]:
         text=True,
         timeout=120,
     )
+
+
+# one artifact, many writers ----------------------------------------------------------
+
+HAMMER = """
+import sys, threading
+from flowstage import object_store
+from flowstage.artifacts import get_artifact
+
+worker, rounds = sys.argv[1], int(sys.argv[2])
+errors = []
+
+def puts():
+    for i in range(rounds):
+        object_store.put("shared", {"worker": worker, "round": i}, strategy="artifact")
+
+def metas():
+    for i in range(rounds):
+        get_artifact("shared")[f"{worker}-{i % 5}"] = i
+
+def gets():
+    for _ in range(rounds):
+        try:
+            object_store.get("shared", strategy="artifact")
+        except Exception as exc:
+            errors.append(repr(exc))
+
+threads = [threading.Thread(target=f) for f in (puts, puts, metas, metas, gets)]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+print(len(errors), errors[:1])
+"""
+
+
+def test_concurrent_puts_and_metadata_from_threads_and_processes_lose_nothing(
+    tmp_path: Path,
+) -> None:
+    object_store.put("shared", {"worker": "first", "round": 0}, strategy="artifact")
+    script = tmp_path / "hammer.py"
+    script.write_text(HAMMER)
+    workers = [
+        subprocess.Popen(
+            [sys.executable, str(script), f"w{n}", "60"], stdout=subprocess.PIPE, text=True
+        )
+        for n in range(3)
+    ]
+    outputs = [w.communicate(timeout=120)[0] for w in workers]
+    assert all(w.returncode == 0 for w in workers)
+    assert all(out.startswith("0 ") for out in outputs), outputs  # every get found its value
+    value = object_store.get("shared", strategy="artifact")
+    assert value["worker"] in ("w0", "w1", "w2")
+    artifact = get_artifact("shared")
+    keys = {f"w{n}-{i}" for n in range(3) for i in range(5)}
+    assert set(artifact.metadata) == keys  # no metadata write was lost either
+    value_files = [p.name for p in Path(artifact.path).iterdir() if p.name.startswith(".value-")]
+    assert value_files == [artifact.object_info["file"]]  # and no value file left behind

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import hashlib
 import io
 import json
 import os
@@ -25,6 +27,8 @@ MANIFEST = ".artifact.json"
 _VALUE_FILE = re.compile(r"\.value-[0-9a-f]{32}\.[A-Za-z0-9_]{1,16}")
 #: filesystems where one upload either lands whole or not at all
 _WHOLE_UPLOADS = {"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "adl", "oss", "memory"}
+#: artifacts share this many lock files per location (a bounded number of empty files)
+_LOCK_STRIPES = 256
 #: orphaned value files (a writer that died) are swept once they are this old
 _ORPHAN_AGE = 3600.0
 
@@ -219,6 +223,27 @@ class Location:
 
     # manifests and objects -------------------------------------------------------
 
+    @contextlib.contextmanager
+    def locked(self, namespace: str, name: str) -> Iterator[None]:
+        """Hold artifact ``name``'s lock, so that one writer at a time reads, changes and
+        writes its manifest (threads and processes alike: ``flock`` on a file of its own).
+
+        Local disks only: fsspec offers object stores no conditional write, so there the
+        last writer of a manifest wins. Never nest: two artifacts may share a lock file.
+        """
+        if not self.local:
+            yield
+            return
+        stripe = hashlib.sha256(f"{namespace}/{name}".encode()).digest()[0] % _LOCK_STRIPES
+        folder = self.path(".locks")  # a namespace never starts with '.'
+        private_dir(Path(folder))
+        fd = create_private(f"{folder}/{stripe:02x}.lock", os.O_RDWR | os.O_CREAT)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # which releases the lock
+
     def read_manifest(self, namespace: str, name: str) -> dict[str, Any] | None:
         try:
             data = self.read_bytes(self.path(namespace, name, MANIFEST))
@@ -261,7 +286,7 @@ class Location:
         folder = self.path(namespace, key)
         file = f".value-{uuid.uuid4().hex}.{chosen.extension}"
         action = f"writing object {key!r} in namespace {namespace!r}"
-        with self.errors(action, where):
+        with self.errors(action, where), self.locked(namespace, key):
             old = self.read_manifest(namespace, key)
             path = f"{folder}/{file}"
             with self.write_new(path) as f:
@@ -332,7 +357,7 @@ class Location:
     def delete_object(self, namespace: str, key: str, where: str) -> bool:
         """Remove artifact ``key``'s object (and the artifact, if nothing else is in it)."""
         action = f"deleting object {key!r} in namespace {namespace!r}"
-        with self.errors(action, where):
+        with self.errors(action, where), self.locked(namespace, key):
             manifest = self.read_manifest(namespace, key)
             if not manifest or not manifest.get("object"):
                 return False
@@ -343,10 +368,14 @@ class Location:
                 self.write_manifest(namespace, key, manifest)
                 self.remove(f"{folder}/{info['file']}")
             else:
-                self._remove_artifact(namespace, key)
+                self._remove_files(namespace, key)
             return True
 
     def _remove_artifact(self, namespace: str, name: str) -> None:
+        with self.locked(namespace, name):
+            self._remove_files(namespace, name)
+
+    def _remove_files(self, namespace: str, name: str) -> None:
         """The manifest goes first: from then on the artifact does not exist."""
         folder = self.path(namespace, name)
         self.remove(f"{folder}/{MANIFEST}")
