@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -35,6 +36,15 @@ def _utcnow() -> str:
     return datetime.now(timezone.utc).isoformat()
 
 
+def _input_json(value: Any) -> str:
+    """The run input as JSON (``repr`` for what JSON cannot hold), or a JSON string saying
+    why it was not kept: an input that refers to itself must not cost the run its row."""
+    try:
+        return json.dumps(value, default=repr)
+    except (ValueError, TypeError, RecursionError) as exc:
+        return json.dumps(f"<input not kept: {type(exc).__name__}: {exc}>")
+
+
 class RunHistory(Database):
     """The store's run rows."""
 
@@ -64,7 +74,7 @@ class RunHistory(Database):
                 run.source,
                 run.executor,
                 run.namespace,
-                json.dumps(run.input, default=repr),
+                _input_json(run.input),
                 started or _utcnow(),
                 started,
                 stages_json(run),
@@ -101,7 +111,7 @@ class RunHistory(Database):
                 run.source,
                 run.executor,
                 run.namespace,
-                json.dumps(run.input, default=repr),
+                _input_json(run.input),
                 started or _utcnow(),
                 started,
                 _iso(run.finished_at),
@@ -151,11 +161,17 @@ class RunHistory(Database):
             )
         relative = f"results/{run.id}.pkl"
         target = self.path.parent / relative
-        private_dir(target.parent)
         temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-        with os.fdopen(create_private(temporary, _NEW_FILE), "wb") as fh:
-            fh.write(data)
-        os.replace(temporary, target)
+        try:
+            private_dir(target.parent)
+            with os.fdopen(create_private(temporary, _NEW_FILE), "wb") as fh:
+                fh.write(data)
+            os.replace(temporary, target)
+        except OSError as exc:  # a full disk: the row is still worth writing, without it
+            with contextlib.suppress(OSError):
+                temporary.unlink()
+            reason = exc.strerror or str(exc)
+            return "missing", f"not kept: writing {target} failed: {reason}"
         return "file", relative
 
     def create_pending_run(self, run: Run, *, request: dict[str, Any], log_path: str) -> None:
