@@ -11,6 +11,7 @@ import stat
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -208,3 +209,48 @@ def test_concurrent_puts_and_metadata_from_threads_and_processes_lose_nothing(
     assert set(artifact.metadata) == keys  # no metadata write was lost either
     value_files = [p.name for p in Path(artifact.path).iterdir() if p.name.startswith(".value-")]
     assert value_files == [artifact.object_info["file"]]  # and no value file left behind
+
+
+# stale cluster memory ----------------------------------------------------------------
+
+
+def started_at(pid: int) -> str:
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+
+
+def test_stale_memory_cleanup_spares_other_pid_namespaces_and_live_owners() -> None:
+    from flowstage.storage.memory import SharedDirMemory
+
+    first = SharedDirMemory.create()
+    folder = Path(first.path).parent
+    first.close()
+    namespace = "".join(c for c in os.readlink("/proc/self/ns/pid") if c.isdigit())
+    start = started_at(os.getpid())
+    gone = subprocess.Popen(["true"])
+    gone.wait()  # a pid nobody has now
+    sleeper = subprocess.Popen(["sleep", "60"])
+    try:
+        sleeper_start = Path(f"/proc/{sleeper.pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+        other_namespace = str(int(namespace) + 1)
+        entries = {
+            "dead, same namespace": (f"{gone.pid}-{start}-{namespace}", False),
+            "dead, another namespace": (f"{gone.pid}-{start}-{other_namespace}", True),
+            "live, another namespace": (f"{sleeper.pid}-1-{other_namespace}", True),
+            "pid reused, same namespace": (f"{sleeper.pid}-1-{namespace}", False),
+            "live owner, same namespace": (f"{sleeper.pid}-{sleeper_start}-{namespace}", True),
+            "older flowstage, pid only": (f"{gone.pid}", True),
+        }
+        paths = {}
+        for what, (tag, _) in entries.items():
+            paths[what] = folder / f"flowstage-mem-{tag}-test{uuid.uuid4().hex[:8]}"
+            paths[what].mkdir()
+        second = SharedDirMemory.create()  # sweeps the stale ones
+        second.close()
+        kept = {what: paths[what].exists() for what in entries}
+        assert kept == {what: keep for what, (_, keep) in entries.items()}
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+        for path in paths.values():
+            if path.exists():
+                path.rmdir()
