@@ -162,12 +162,20 @@ def get(
     print_rows(rows, fmt)
 
 
+#: the largest integer SQLite holds (a LIMIT or OFFSET beyond it is a float to SQLite)
+_SQL_INT_MAX = 2**63 - 1
+
+
 def _list_runs(name: str | None, fmt: str, limit: int, page: int, state: str | None) -> None:
     from flowstage.state.history import RUN_SUMMARY_KEYS
     from flowstage.state.store import get_store
 
     if limit < 0 or page < 1:
         raise UserError("--limit must be 0 or more and --page 1 or more")
+    if limit > _SQL_INT_MAX or (page - 1) * limit > _SQL_INT_MAX:
+        pages = _SQL_INT_MAX // max(limit, 1) + 1
+        msg = f"--page {page} --limit {limit}: out of range (at most --page {pages})"
+        raise UserError(msg)
     store = get_store()
     workflow = name
     if name is not None:
