@@ -55,3 +55,8 @@ def lock() -> object:
 
 def fails() -> None:
     raise ValueError("state stage fails on purpose")
+
+
+def count_items(loop: list) -> int:
+    """Takes an input that may refer to itself (a YAML alias of its own list)."""
+    return len(loop)

@@ -73,7 +73,9 @@ class RemoteService:
         return kind, str(applied["metadata"]["name"])
 
     def delete(self, kind: str, name: str) -> None:
-        self.request("DELETE", f"/{ROUTES[kind]}/{urllib.parse.quote(name, safe='')}")
+        quoted = urllib.parse.quote(name, safe="")
+        path = f"/workflows/run/{quoted}" if kind == "run" else f"/{ROUTES[kind]}/{quoted}"
+        self.request("DELETE", path)
 
     def list(self, kind: str) -> Any:
         return self.request("GET", f"/{ROUTES[kind]}/")

@@ -96,6 +96,9 @@ class StoreSettings(BaseModel):
     max_result_size: int = 256 * 1024 * 1024
     #: how often a running process marks its runs alive and saves their progress
     heartbeat_interval: float = 2.0
+    #: ended runs older than this are deleted with their files by ``flowstage runs prune``
+    #: (without options) and by the service; None keeps every run
+    run_retention: float | None = None
 
     @field_validator("busy_timeout", "heartbeat_interval", mode="before")
     @classmethod
@@ -103,6 +106,13 @@ class StoreSettings(BaseModel):
         from flowstage.core.units import parse_duration
 
         return parse_duration(value)
+
+    @field_validator("run_retention", mode="before")
+    @classmethod
+    def _retention(cls, value: Any) -> float | None:
+        from flowstage.core.units import parse_duration
+
+        return None if value is None else parse_duration(value)
 
     @field_validator("max_inline_result", "max_result_size", mode="before")
     @classmethod

@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from flowstage.core.appdir import create_private, private_dir
 from flowstage.core.errors import UnknownNameError, UserError
 
 #: how long ``runs cancel`` waits for the run to stop before killing its process
@@ -93,11 +94,11 @@ def start_background_run(
         stages={s.name: StageRecord(s.name) for s in definition.spec.stages},
     )
     log = log_path(run.id)
-    log.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(log.parent)
     store = get_store()
     store.create_pending_run(run, request=request, log_path=str(log))
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "FLOWSTAGE_HOME": home}
-    with open(log, "ab") as out:
+    with os.fdopen(create_private(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND), "ab") as out:
         process = subprocess.Popen(
             [sys.executable, "-m", "flowstage.runner.background", run.id],
             stdin=subprocess.DEVNULL,
@@ -245,7 +246,7 @@ def cancel_run(run_id: str, timeout: float = CANCEL_TIMEOUT) -> dict[str, Any]:
     import signal
 
     from flowstage.core.runs import ACTIVE_STATES
-    from flowstage.state.liveness import process_alive, this_host
+    from flowstage.state.liveness import process_alive, process_is, this_host
     from flowstage.state.store import get_store
 
     store = get_store()
@@ -263,7 +264,11 @@ def cancel_run(run_id: str, timeout: float = CANCEL_TIMEOUT) -> dict[str, Any]:
     pid, local = row["pid"], row["host"] in (None, this_host())
     started = row["pid_start"]
     alive = bool(pid) and local and process_alive(pid, started)
-    if alive:
+    # a pid is only signalled when its start time proves it is still the run's process
+    unsure = alive and not process_is(pid, started)
+    if unsure:
+        alive = False
+    elif alive:
         os.kill(pid, signal.SIGTERM if row["source"] == "background" else signal.SIGINT)
     elif local and pid:
         store.end_run(run_id, "cancelled", "the run was cancelled")
@@ -290,8 +295,17 @@ def cancel_run(run_id: str, timeout: float = CANCEL_TIMEOUT) -> dict[str, Any]:
         return _find(run_id)
     if not local:
         msg = (
-            f"asked run {run_id} to stop; its process (pid {pid} on {row['host']}) "
-            "has not stopped yet: it will at its next heartbeat"
+            f"asked run {run_id} to stop; its process (pid {pid} on {row['host']}) has not "
+            "stopped yet: it will at its next heartbeat"
+        )
+        raise UserError(msg)
+    if unsure:
+        msg = (
+            f"asked run {run_id} to stop, but did not signal pid {pid}: the run's row "
+            f"records no process start time{'' if not started else ' that can be checked'}, "
+            f"so pid {pid} may now belong to another program; a --no-wait run that is still "
+            "going stops by itself within a heartbeat, any other: check the process and "
+            "stop it yourself"
         )
         raise UserError(msg)
     store.end_run(run_id, "cancelled", "the run was cancelled")

@@ -9,7 +9,9 @@ the way a read transaction upgraded to a write does. The schema version lives in
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import threading
 import time
 from collections.abc import Iterator
@@ -17,6 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from flowstage.core.appdir import PRIVATE_FILE, create_private, private_dir
 from flowstage.core.errors import StoreError
 from flowstage.core.settings import StoreSettings
 
@@ -73,6 +76,15 @@ MIGRATIONS: list[tuple[str, ...]] = [
 ]
 
 
+# SQLite's primary result codes (https://www.sqlite.org/rescode.html)
+_SQLITE_PERM, _SQLITE_READONLY, _SQLITE_IOERR, _SQLITE_CORRUPT = 3, 8, 10, 11
+_SQLITE_FULL, _SQLITE_CANTOPEN, _SQLITE_MISMATCH, _SQLITE_RANGE, _SQLITE_NOTADB = 13, 14, 20, 25, 26
+
+
+#: less free space than this after an I/O error: the disk is full (a few SQLite pages)
+_FULL_BELOW = 64 * 1024
+
+
 def _is_busy(exc: BaseException) -> bool:
     text = str(exc).lower()
     return "locked" in text or "busy" in text
@@ -101,7 +113,8 @@ class Database:
     def _open(self) -> sqlite3.Connection:
         import sqlite3
 
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(self.path.parent)
+        self._make_private()
         deadline = time.monotonic() + self.settings.busy_timeout
         while True:
             conn = None
@@ -129,6 +142,15 @@ class Database:
                 if conn is not None:
                     conn.close()
                 raise
+
+    def _make_private(self) -> None:
+        """The database file 0600 before SQLite opens it: SQLite gives its ``-wal`` and
+        ``-shm`` files the database file's mode."""
+        with contextlib.suppress(OSError):  # SQLite itself reports why it cannot open it
+            os.close(create_private(self.path, os.O_RDWR | os.O_CREAT))
+        for suffix in ("-wal", "-shm"):  # left by an older flowstage with wider modes
+            with contextlib.suppress(OSError):
+                os.chmod(f"{self.path}{suffix}", PRIVATE_FILE)
 
     def _prepare(self, conn: sqlite3.Connection) -> None:
         mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
@@ -179,18 +201,47 @@ class Database:
             raise
 
     def _error(self, exc: BaseException) -> StoreError:
+        """What went wrong, in words that fit: only a damaged file is called corrupt (the
+        advice to move it away must never reach a store that is merely read-only or full)."""
         if _is_busy(exc):
             msg = (
                 f"{self.path}: another process kept the store busy for more than "
                 f"{self.settings.busy_timeout:g}s; try again, or raise store.busy_timeout"
             )
             return StoreError(msg)
-        msg = (
-            f"{self.path}: cannot be used as the flowstage store: {exc} "
-            "(the file is corrupt or not "
-            "a flowstage database; move it away to start a new store, or restore a backup)"
-        )
+        code = (getattr(exc, "sqlite_errorcode", None) or 0) & 0xFF
+        text = str(exc).lower()
+        if code == _SQLITE_FULL or "disk is full" in text or self._disk_full(code):
+            msg = (
+                f"{self.path}: the disk holding the store is full ({exc}); nothing was "
+                "written: free some space (`flowstage runs prune` removes old runs) and try again"
+            )
+        elif code in (_SQLITE_READONLY, _SQLITE_CANTOPEN, _SQLITE_PERM) or "readonly" in text:
+            msg = (
+                f"{self.path}: cannot open or write the store ({exc}): permission denied or a "
+                f"read-only filesystem; check that you can write {self.path} and its folder "
+                "(the store itself is not damaged)"
+            )
+        elif code in (_SQLITE_MISMATCH, _SQLITE_RANGE) or isinstance(exc, OverflowError):
+            msg = f"{self.path}: a value is out of the range the store can hold ({exc})"
+        elif code in (_SQLITE_CORRUPT, _SQLITE_NOTADB) or "malformed" in text:
+            msg = (
+                f"{self.path}: the file is corrupt or not a flowstage database ({exc}); move "
+                "it away to start a new store, or restore a backup"
+            )
+        else:
+            msg = f"{self.path}: the store failed: {type(exc).__name__}: {exc}"
         return StoreError(msg)
+
+    def _disk_full(self, code: int) -> bool:
+        """Whether an I/O error is a full disk: SQLite reports a write to the ``-wal`` or
+        ``-shm`` file that found no space as a plain ``disk I/O error``."""
+        if code != _SQLITE_IOERR:
+            return False
+        try:
+            return shutil.disk_usage(self.path.parent).free < _FULL_BELOW
+        except OSError:
+            return False
 
     @contextmanager
     def write(self) -> Iterator[sqlite3.Connection]:

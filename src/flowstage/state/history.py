@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
+from flowstage.core.appdir import create_private, private_dir
 from flowstage.core.errors import UserError
 from flowstage.core.runs import ACTIVE_STATES
 from flowstage.state.database import Database
@@ -22,6 +24,8 @@ _ACTIVE_SQL = "('pending', 'running')"
 _START_GRACE = 60.0
 #: the keys of a run in ``get runs`` listings
 RUN_SUMMARY_KEYS = ("id", "workflow", "state", "source", "started_at", "finished_at")
+#: a result's temporary file: a leftover of a process with the same pid is overwritten
+_NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -30,6 +34,15 @@ def _iso(value: datetime | None) -> str | None:
 
 def _utcnow() -> str:
     return datetime.now(timezone.utc).isoformat()
+
+
+def _input_json(value: Any) -> str:
+    """The run input as JSON (``repr`` for what JSON cannot hold), or a JSON string saying
+    why it was not kept: an input that refers to itself must not cost the run its row."""
+    try:
+        return json.dumps(value, default=repr)
+    except (ValueError, TypeError, RecursionError) as exc:
+        return json.dumps(f"<input not kept: {type(exc).__name__}: {exc}>")
 
 
 class RunHistory(Database):
@@ -62,7 +75,7 @@ class RunHistory(Database):
                 run.source,
                 run.executor,
                 run.namespace,
-                json.dumps(run.input, default=repr),
+                _input_json(run.input),
                 started or _utcnow(),
                 started,
                 stages_json(run),
@@ -100,7 +113,7 @@ class RunHistory(Database):
                 run.source,
                 run.executor,
                 run.namespace,
-                json.dumps(run.input, default=repr),
+                _input_json(run.input),
                 started or _utcnow(),
                 started,
                 _iso(run.finished_at),
@@ -150,10 +163,17 @@ class RunHistory(Database):
             )
         relative = f"results/{run.id}.pkl"
         target = self.path.parent / relative
-        target.parent.mkdir(parents=True, exist_ok=True)
         temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-        temporary.write_bytes(data)
-        os.replace(temporary, target)
+        try:
+            private_dir(target.parent)
+            with os.fdopen(create_private(temporary, _NEW_FILE), "wb") as fh:
+                fh.write(data)
+            os.replace(temporary, target)
+        except OSError as exc:  # a full disk: the row is still worth writing, without it
+            with contextlib.suppress(OSError):
+                temporary.unlink()
+            reason = exc.strerror or str(exc)
+            return "missing", f"not kept: writing {target} failed: {reason}"
         return "file", relative
 
     def create_pending_run(self, run: Run, *, request: dict[str, Any], log_path: str) -> None:

@@ -60,3 +60,14 @@ def process_alive(pid: int, started: str | None) -> bool:
     if state in ("Z", "X"):  # exited, waiting for its parent to collect it
         return False
     return not started or start == started
+
+
+def process_is(pid: int, started: str | None) -> bool:
+    """Whether ``pid`` on this host is, for certain, the live process that started at
+    ``started``: the one test to pass before signalling it. An unknown start time (an
+    old row, no ``/proc``) is never certain, since the pid may belong to another program.
+    """
+    if not started:
+        return False
+    info = _proc_stat(pid)
+    return info is not None and info[0] not in ("Z", "X") and info[1] == started

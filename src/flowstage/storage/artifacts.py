@@ -19,6 +19,11 @@ Every write is atomic: a file is written under a temporary name and renamed (loc
 disks), or uploaded in one request that only completes whole (object stores such as S3),
 so a crash never leaves a half-written file under its real name. An object's value is
 written to a new file first, and only then does ``.artifact.json`` point at it.
+
+Changes to an artifact's manifest (``put``, metadata, deleting the object) hold a lock
+per artifact on local disks, across threads and processes (``flock`` on a file under
+``<url>/.locks/``), so none is lost. Object stores offer no lock through fsspec: there
+concurrent writers of one artifact's metadata and object must take turns themselves.
 """
 
 from __future__ import annotations
@@ -172,6 +177,13 @@ class Artifact:
         ):
             yield
 
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        """No other writer changes the manifest meanwhile (a put would otherwise lose its
+        value file to a metadata write that read the manifest before it)."""
+        with self._errors("locking it"), self.location.locked(self.namespace, self.name):
+            yield
+
     def _manifest(self) -> dict[str, Any]:
         with self._errors("reading its metadata"):
             manifest = self.location.read_manifest(self.namespace, self.name)
@@ -216,18 +228,20 @@ class Artifact:
             raise ObjectStoreError(
                 f"artifact {self.name!r}: metadata values must be JSON data: {exc}"
             ) from None
-        manifest = self._manifest()
-        manifest.setdefault("metadata", {}).update(changes)
-        self._save(manifest)
+        with self._locked():
+            manifest = self._manifest()
+            manifest.setdefault("metadata", {}).update(changes)
+            self._save(manifest)
 
     def del_meta(self, key: str) -> None:
         """Remove the metadata value under ``key``.
 
         :raises KeyError: there is none
         """
-        manifest = self._manifest()
-        del manifest.setdefault("metadata", {})[key]
-        self._save(manifest)
+        with self._locked():
+            manifest = self._manifest()
+            del manifest.setdefault("metadata", {})[key]
+            self._save(manifest)
 
     def __getitem__(self, key: str) -> Any:
         return self.metadata[key]
@@ -363,18 +377,26 @@ def new_artifact(
             f"artifact {name!r}: metadata values must be JSON data: {exc}"
         ) from None
     stamp = _now()
-    with artifact._errors("creating it"):
-        location.write_manifest(
-            ns,
-            name,
-            {
-                "name": name,
-                "namespace": ns,
-                "created_at": stamp,
-                "updated_at": stamp,
-                "metadata": data,
-            },
-        )
+    with artifact._errors("creating it"), location.locked(ns, name):
+        if location.read_manifest(ns, name) is not None:  # another writer was quicker
+            if not exist_ok:
+                raise FileExistsError(f"artifact {name!r} already exists in namespace {ns!r}")
+            raced = True
+        else:
+            raced = False
+            location.write_manifest(
+                ns,
+                name,
+                {
+                    "name": name,
+                    "namespace": ns,
+                    "created_at": stamp,
+                    "updated_at": stamp,
+                    "metadata": data,
+                },
+            )
+    if raced and metadata:
+        artifact.update_meta(metadata)
     return artifact
 
 

@@ -3,23 +3,32 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import hashlib
 import io
 import json
 import os
+import re
 import threading
 import time
 import uuid
 from collections.abc import Iterator, Mapping
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any, BinaryIO, ClassVar
 
+from flowstage.core.appdir import create_private, private_dir
 from flowstage.core.errors import ObjectNotFound, ObjectStoreError
 from flowstage.storage.pickling import type_name, unpicklable
 from flowstage.storage.serializers import get_serializer
 
 MANIFEST = ".artifact.json"
+#: what ``store_object`` names a value file; a manifest naming anything else is refused
+_VALUE_FILE = re.compile(r"\.value-[0-9a-f]{32}\.[A-Za-z0-9_]{1,16}")
 #: filesystems where one upload either lands whole or not at all
 _WHOLE_UPLOADS = {"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "adl", "oss", "memory"}
+#: artifacts share this many lock files per location (a bounded number of empty files)
+_LOCK_STRIPES = 256
 #: orphaned value files (a writer that died) are swept once they are this old
 _ORPHAN_AGE = 3600.0
 
@@ -84,10 +93,10 @@ class Location:
         """A binary file that appears under ``path`` whole, when the block ends without error."""
         if self.local:
             folder = os.path.dirname(path)
-            os.makedirs(folder, exist_ok=True)
+            private_dir(Path(folder))
             temp = os.path.join(folder, f".tmp-{uuid.uuid4().hex}")
             try:
-                with open(temp, "xb") as f:
+                with os.fdopen(create_private(temp), "wb") as f:
                     yield f
                 os.replace(temp, path)
             except BaseException:
@@ -116,9 +125,9 @@ class Location:
             with self.write_atomic(path) as f:
                 yield f
             return
-        os.makedirs(os.path.dirname(path), exist_ok=True)
+        private_dir(Path(os.path.dirname(path)))
         try:
-            with open(path, "xb") as f:
+            with os.fdopen(create_private(path), "wb") as f:
                 yield f
         except BaseException:
             _unlink(path)
@@ -214,6 +223,27 @@ class Location:
 
     # manifests and objects -------------------------------------------------------
 
+    @contextlib.contextmanager
+    def locked(self, namespace: str, name: str) -> Iterator[None]:
+        """Hold artifact ``name``'s lock, so that one writer at a time reads, changes and
+        writes its manifest (threads and processes alike: ``flock`` on a file of its own).
+
+        Local disks only: fsspec offers object stores no conditional write, so there the
+        last writer of a manifest wins. Never nest: two artifacts may share a lock file.
+        """
+        if not self.local:
+            yield
+            return
+        stripe = hashlib.sha256(f"{namespace}/{name}".encode()).digest()[0] % _LOCK_STRIPES
+        folder = self.path(".locks")  # a namespace never starts with '.'
+        private_dir(Path(folder))
+        fd = create_private(f"{folder}/{stripe:02x}.lock", os.O_RDWR | os.O_CREAT)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # which releases the lock
+
     def read_manifest(self, namespace: str, name: str) -> dict[str, Any] | None:
         try:
             data = self.read_bytes(self.path(namespace, name, MANIFEST))
@@ -224,7 +254,10 @@ class Location:
         except ValueError as exc:
             msg = f"{self.uri(self.path(namespace, name, MANIFEST))} is not valid JSON: {exc}"
             raise ObjectStoreError(msg) from None
-        return manifest if isinstance(manifest, dict) else None
+        if not isinstance(manifest, dict):
+            return None
+        _check_manifest(manifest, f"artifact {name!r} in namespace {namespace!r}")
+        return manifest
 
     def write_manifest(self, namespace: str, name: str, manifest: dict[str, Any]) -> None:
         data = json.dumps(manifest, indent=1, sort_keys=True).encode()
@@ -253,7 +286,7 @@ class Location:
         folder = self.path(namespace, key)
         file = f".value-{uuid.uuid4().hex}.{chosen.extension}"
         action = f"writing object {key!r} in namespace {namespace!r}"
-        with self.errors(action, where):
+        with self.errors(action, where), self.locked(namespace, key):
             old = self.read_manifest(namespace, key)
             path = f"{folder}/{file}"
             with self.write_new(path) as f:
@@ -324,7 +357,7 @@ class Location:
     def delete_object(self, namespace: str, key: str, where: str) -> bool:
         """Remove artifact ``key``'s object (and the artifact, if nothing else is in it)."""
         action = f"deleting object {key!r} in namespace {namespace!r}"
-        with self.errors(action, where):
+        with self.errors(action, where), self.locked(namespace, key):
             manifest = self.read_manifest(namespace, key)
             if not manifest or not manifest.get("object"):
                 return False
@@ -335,10 +368,14 @@ class Location:
                 self.write_manifest(namespace, key, manifest)
                 self.remove(f"{folder}/{info['file']}")
             else:
-                self._remove_artifact(namespace, key)
+                self._remove_files(namespace, key)
             return True
 
     def _remove_artifact(self, namespace: str, name: str) -> None:
+        with self.locked(namespace, name):
+            self._remove_files(namespace, name)
+
+    def _remove_files(self, namespace: str, name: str) -> None:
         """The manifest goes first: from then on the artifact does not exist."""
         folder = self.path(namespace, name)
         self.remove(f"{folder}/{MANIFEST}")
@@ -369,6 +406,34 @@ class Location:
             self.delete_object(e["namespace"], e["key"], where)
             for e in self.object_entries(namespace, where)
         )
+
+
+def _check_manifest(manifest: dict[str, Any], artifact: str) -> None:
+    """Refuse a manifest whose file names could point outside the artifact's folder.
+
+    ``object.file`` is the one field that names a file; flowstage writes it as
+    ``.value-<hex>.<extension>``, and anything else (``../../x``, ``/etc/passwd``, a name
+    with ``/``) means someone else wrote the manifest: reading or removing that file
+    would reach outside the store.
+    """
+    info = manifest.get("object")
+    if info is None:
+        return
+    problem = ""
+    if not isinstance(info, dict):
+        field, found = "object", info
+        problem = "expected a mapping"
+    else:
+        field, found = "object.file", info.get("file")
+        if not isinstance(found, str) or not _VALUE_FILE.fullmatch(found):
+            problem = "expected a value file name such as '.value-<32 hex digits>.pkl'"
+    if problem:
+        msg = (
+            f"{artifact}: {MANIFEST} field {field!r} is {found!r}: {problem} in the "
+            f"artifact's own folder; the manifest was not written by flowstage, so nothing "
+            f"was read or removed (remove the artifact to start again)"
+        )
+        raise ObjectStoreError(msg)
 
 
 def _internal(name: str) -> bool:

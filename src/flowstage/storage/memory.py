@@ -115,7 +115,7 @@ class SharedDirMemory:
 
         base = _shm_base()
         _remove_stale(base)
-        path = tempfile.mkdtemp(prefix=f"flowstage-mem-{os.getpid()}-", dir=base)
+        path = tempfile.mkdtemp(prefix=f"flowstage-mem-{_owner_tag(os.getpid())}-", dir=base)
         memory = cls(path)
         # RAM is not given back by itself: remove the files at exit even if nobody closes us
         # (only here, in the executor's process; workers build instances from the descriptor).
@@ -273,7 +273,14 @@ def _shm_base() -> str | None:
 
 
 def _remove_stale(base: str | None) -> None:
-    """Remove the memory directories of local executors whose process has died."""
+    """Remove the memory directories of local executors whose process has died.
+
+    A directory is named ``flowstage-mem-<pid>-<start time>-<pid namespace>-<random>``.
+    Containers sharing ``/dev/shm`` see each other's directories but not each other's
+    processes, and pids are reused: only a directory of this pid namespace whose pid is
+    gone, or now belongs to a process that started at another time, is removed. Names
+    without a namespace (older flowstage versions) are left alone.
+    """
     import shutil
     import tempfile
 
@@ -282,23 +289,55 @@ def _remove_stale(base: str | None) -> None:
         names = [n for n in os.listdir(folder) if n.startswith("flowstage-mem-")]
     except OSError:
         return
+    namespace = _pid_namespace()
     for name in names:
-        try:
-            pid = int(name.split("-")[2])
-        except (IndexError, ValueError):
+        parts = name.split("-")
+        if len(parts) != 6 or parts[4] != namespace or not parts[2].isdigit():
             continue
-        if pid != os.getpid() and not _alive(pid):
+        pid, started = int(parts[2]), parts[3]
+        if pid == os.getpid():
+            continue
+        # no /proc: no start times ("0"), and the pid alone has to do
+        gone = not _pid_exists(pid) if started == "0" else _process_start(pid) != started
+        if gone:
             shutil.rmtree(os.path.join(folder, name), ignore_errors=True)
 
 
-def _alive(pid: int) -> bool:
+def _pid_exists(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except OSError:
-        return True
+        return True  # it exists, under another user
     return True
+
+
+def _owner_tag(pid: int) -> str:
+    """``<pid>-<start time>-<pid namespace>``: who owns a memory directory."""
+    return f"{pid}-{_process_start(pid) or 0}-{_pid_namespace()}"
+
+
+def _pid_namespace() -> str:
+    """The inode of this process's pid namespace (``0`` where there is no ``/proc``)."""
+    try:
+        link = os.readlink("/proc/self/ns/pid")  # "pid:[4026531836]"
+    except OSError:
+        return "0"
+    return "".join(c for c in link if c.isdigit()) or "0"
+
+
+def _process_start(pid: int) -> str | None:
+    """When ``pid`` started (clock ticks since boot), None when it is gone or a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            text = fh.read().decode("ascii", "replace")
+    except OSError:
+        return None
+    fields = text[text.rfind(")") + 2 :].split()  # the name may hold ') ': split after it
+    if len(fields) <= 19 or fields[0] in ("Z", "X"):
+        return None
+    return fields[19]
 
 
 def _write_all(fd: int, data: Any) -> None:

@@ -118,8 +118,8 @@ def _apply_remote(url: str, paths: list[Path], recursive: bool) -> None:
 
 
 def delete(
-    kind: str | None = typer.Argument(None, help="workflow, config or trigger."),
-    name: str | None = typer.Argument(None, help="Name of the resource."),
+    kind: str | None = typer.Argument(None, help="workflow, config, trigger or run."),
+    name: str | None = typer.Argument(None, help="Name of the resource (a run: its id)."),
     path: Path | None = typer.Option(
         None, "--path", "-p", help="Delete every resource defined in this file or folder."
     ),
@@ -144,12 +144,18 @@ def delete(
         return
     if kind is None or name is None:
         raise UserError("expected KIND NAME (e.g. `delete workflow build_features`) or -p PATH")
-    resource_kind = _stored_kind(_kind(kind, ("workflow", "config", "trigger")))
+    resource_kind = _stored_kind(_kind(kind, ("workflow", "config", "trigger", "run")))
     from flowstage.cli.remote import RemoteService, server_url
 
     url = server_url(server)
     if url is not None:
         RemoteService(url).delete(resource_kind, name)
+    elif resource_kind == "run":
+        from flowstage.state.retention import delete_run
+        from flowstage.state.store import get_store
+
+        typer.echo(f"run/{delete_run(get_store(), name)} deleted")
+        return
     else:
         catalog.delete_resource(resource_kind, name)
     typer.echo(f"{resource_kind}/{name} deleted")
@@ -258,12 +264,20 @@ def _get_remote(url: str, kind: str, name: str | None, fmt: str, limit: int) -> 
     print_rows(rows, fmt)
 
 
+#: the largest integer SQLite holds (a LIMIT or OFFSET beyond it is a float to SQLite)
+_SQL_INT_MAX = 2**63 - 1
+
+
 def _list_runs(name: str | None, fmt: str, limit: int, page: int, state: str | None) -> None:
     from flowstage.state.history import RUN_SUMMARY_KEYS
     from flowstage.state.store import get_store
 
     if limit < 0 or page < 1:
         raise UserError("--limit must be 0 or more and --page 1 or more")
+    if limit > _SQL_INT_MAX or (page - 1) * limit > _SQL_INT_MAX:
+        pages = _SQL_INT_MAX // max(limit, 1) + 1
+        msg = f"--page {page} --limit {limit}: out of range (at most --page {pages})"
+        raise UserError(msg)
     store = get_store()
     workflow = name
     if name is not None:
@@ -357,6 +371,33 @@ def cancel(
 
     row = cancel_run(run_id, timeout)
     typer.echo(f"run {row['id']} {row['state']}")
+
+
+def prune(
+    older_than: str | None = typer.Option(
+        None, "--older-than", help="Delete ended runs older than this (30d, 12h)."
+    ),
+    keep: int | None = typer.Option(None, "--keep", help="Always keep the newest N runs."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Only list what would go."),
+) -> None:
+    """Delete ended runs with their result and log files (default: store.run_retention)."""
+    from flowstage.core.units import parse_duration
+    from flowstage.state.retention import prune_runs
+    from flowstage.state.store import get_store
+
+    store = get_store()
+    age = store.settings.run_retention if older_than is None and keep is None else None
+    if older_than is not None:
+        try:
+            age = parse_duration(older_than)
+        except ValueError as exc:
+            raise UserError(f"--older-than: {exc}") from None
+    if age is None and keep is None:
+        raise UserError("give --older-than DURATION and/or --keep N, or set store.run_retention")
+    ids = prune_runs(store, older_than=age, keep=keep, dry_run=dry_run)
+    for run_id in ids:
+        typer.echo(f"run/{run_id} {'would be deleted' if dry_run else 'deleted'}")
+    typer.echo(f"{len(ids)} run(s) {'to prune' if dry_run else 'pruned'}")
 
 
 def logs(
@@ -487,10 +528,11 @@ def register(app: typer.Typer) -> None:
     app.command()(get)
     app.command()(inspect)
     app.command()(delete)
-    runs_app = typer.Typer(help="The run history; `runs cancel ID`, `runs logs ID`.")
+    runs_app = typer.Typer(help="The run history; `runs cancel ID`, `runs logs ID`, `runs prune`.")
     runs_app.callback(invoke_without_command=True)(runs_list)
     runs_app.command()(cancel)
     runs_app.command()(logs)
+    runs_app.command()(prune)
     app.add_typer(runs_app, name="runs")
     config_app = typer.Typer(
         help="Settings: `config show` prints the effective ones and their sources.",
