@@ -13,6 +13,7 @@
     │   │   ├── InvalidKeyError (ValueError)  a key, artifact name or namespace not allowed
     │   │   └── MemoryFull             cluster memory has no room for the object
     │   └── ServiceError               a service refused a request (shutting down, HTTP error)
+    │       └── ServiceClosed          the service is draining or stopped: no new runs
     ├── StageError                     a stage failed while the workflow ran (CLI exit 1)
     ├── RunCancelled                   the run was cancelled (Ctrl-C, ``runs cancel``)
     ├── ObjectNotFound (KeyError)      ``object_store.get`` of a missing key
@@ -42,6 +43,7 @@ __all__ = [
     "CallTimeout",
     "ResultNotTransferable",
     "RunCancelled",
+    "ServiceClosed",
     "ServiceError",
     "StageError",
     "StoreError",
@@ -111,6 +113,10 @@ class MemoryFull(ObjectStoreError):
 
 class ServiceError(UserError):
     """A service refused a request: it is shutting down, or answered with an error."""
+
+
+class ServiceClosed(ServiceError):
+    """The service is draining or stopped: it takes no new runs."""
 
 
 class StageError(FlowstageError):

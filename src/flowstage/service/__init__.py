@@ -9,8 +9,9 @@ FastAPI and uvicorn are imported only by ``api`` and ``server``, so the rest of 
 
 from __future__ import annotations
 
+from flowstage.core.errors import ServiceClosed
 from flowstage.core.events import WORKFLOW_FINISHED, WORKFLOW_STARTED, Event
 from flowstage.service.bus import EventBus
-from flowstage.service.service import Service, ServiceClosed
+from flowstage.service.service import Service
 
 __all__ = ["WORKFLOW_FINISHED", "WORKFLOW_STARTED", "Event", "EventBus", "Service", "ServiceClosed"]

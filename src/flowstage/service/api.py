@@ -30,10 +30,9 @@ from fastapi.responses import Response
 from starlette.exceptions import HTTPException
 
 from flowstage import __version__
-from flowstage.core.errors import UnknownNameError, UserError, WorkflowError
+from flowstage.core.errors import ServiceClosed, UnknownNameError, UserError, WorkflowError
 from flowstage.service.documents import normalize
 from flowstage.service.records import resource_document, resource_uid
-from flowstage.service.service import ServiceClosed
 from flowstage.state import resources as catalog
 from flowstage.state.store import get_store
 

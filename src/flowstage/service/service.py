@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from flowstage.core.errors import ServiceError, UserError
+from flowstage.core.errors import ServiceClosed, UserError
 from flowstage.core.events import WORKFLOW_FINISHED, WORKFLOW_STARTED, Event
 from flowstage.core.plugin_manager import FlowstagePlugins, default_plugins
 from flowstage.core.runs import Run, new_run_id, now
@@ -33,10 +33,6 @@ log = logging.getLogger("flowstage.service")
 
 #: the message of a request the draining service refuses
 CLOSED = "the service is shutting down and takes no new runs"
-
-
-class ServiceClosed(ServiceError):
-    """The service is draining or stopped: it takes no new runs."""
 
 
 @dataclass
