@@ -5,17 +5,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    pass
-
-log = logging.getLogger("flowstage.executors.dask.executor")
-
-#: a task still running this long after it was cancelled gets its worker restarted
-_CANCEL_GRACE_SECONDS = 0.5
-#: resources a worker has even when it does not declare them (threads, memory limit)
-_IMPLICIT = ("cpus", "memory")
+log = logging.getLogger("flowstage.executors.dask.connect")
 
 
 def probe_scheduler(address: str, timeout: float) -> None:

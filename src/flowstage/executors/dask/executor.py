@@ -45,7 +45,6 @@ from flowstage.executors.dask.results import (
 )
 from flowstage.executors.dask.worker import (
     CODE_PLUGIN,
-    INSTALL_SECONDS,
     code_plugin,
     executing,
     run_remote,
@@ -58,6 +57,10 @@ if TYPE_CHECKING:
     from flowstage.core.sources import SourceBundle
 
 log = logging.getLogger("flowstage.executors.dask.executor")
+
+#: how long a run waits at most for every worker to take its stage code (a worker whose
+#: event loop is blocked would hold up the run's start; it gets the code with its tasks)
+INSTALL_SECONDS = 30.0
 
 #: a task still running this long after it was cancelled gets its worker restarted
 _CANCEL_GRACE_SECONDS = 0.5

@@ -26,11 +26,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("flowstage.executors.dask.worker")
 
-#: a task still running this long after it was cancelled gets its worker restarted
-_CANCEL_GRACE_SECONDS = 0.5
-#: resources a worker has even when it does not declare them (threads, memory limit)
-_IMPLICIT = ("cpus", "memory")
-
 
 def run_remote(label: str, output_topic: str | None, call: Any, *values: Any) -> Kept:
     """Task entry on a worker: ``fn(*args)``, kept as a :class:`Kept` (Dask serializes a
@@ -161,9 +156,6 @@ def worker_plugin(env: dict[str, str], name: str) -> Any:
 #: the name of the worker plugin that holds the latest stage code sent to a cluster (one
 #: for the cluster: a worker process imports one version of the code at a time)
 CODE_PLUGIN = "flowstage-code"
-#: how long a run waits at most for every worker to take its stage code (a worker whose
-#: event loop is blocked would hold up the run's start; it gets the code with its tasks)
-INSTALL_SECONDS = 30.0
 
 
 def code_plugin(bundle: SourceBundle) -> Any:

@@ -52,9 +52,6 @@ log = logging.getLogger("flowstage.executors.ray.executor")
 
 #: how long a Ray of our own keeps running after its last use, for worker output to arrive
 _LOG_GRACE_SECONDS = 0.5
-#: how soon, and how seldom at most, calls nobody waits for are checked for their end
-#: (see Watcher)
-WATCH_SECONDS, WATCH_MAX_SECONDS = 0.05, 1.0
 #: how many stage names' task options are kept (see RayExecutor._remote_for)
 _MAX_REMOTES = 4096
 #: stage resource name -> Ray task option

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, cast
 
 from flowstage.core.calls import CallFailure, call_failure, run_batch
 from flowstage.executors.common import (
@@ -15,22 +15,7 @@ from flowstage.executors.packing import (
     unpack_call,
 )
 
-if TYPE_CHECKING:
-    pass
-
 log = logging.getLogger("flowstage.executors.ray.worker")
-
-#: how long a Ray of our own keeps running after its last use, for worker output to arrive
-_LOG_GRACE_SECONDS = 0.5
-#: how soon, and how seldom at most, calls nobody waits for are checked for their end
-#: (see _Watcher)
-WATCH_SECONDS, WATCH_MAX_SECONDS = 0.05, 1.0
-#: how many stage names' task options are kept (see RayExecutor._remote_for)
-_MAX_REMOTES = 4096
-#: stage resource name -> Ray task option
-_TASK_OPTIONS = {"cpus": "num_cpus", "gpus": "num_gpus", "memory": "memory"}
-#: stage resource name -> Ray node resource name
-_NODE_RESOURCES = {"cpus": "CPU", "gpus": "GPU", "memory": "memory"}
 
 
 def run_remote(call: Any, *values: Any) -> tuple[Any, None]:
