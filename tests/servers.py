@@ -73,11 +73,14 @@ class Server:
         *,
         token: str | None = None,
         raw: bytes | None = None,
+        headers: dict[str, str] | None = None,
     ) -> tuple[int, Any]:
-        """``(status, decoded JSON body)``; errors are answers too, not exceptions."""
+        """``(status, decoded JSON body)``; errors are answers too, not exceptions.
+        ``headers`` replace the default ones (a JSON content type)."""
         data = raw if raw is not None else None if body is None else json.dumps(body).encode()
         request = urllib.request.Request(self.url + path, data=data, method=method)
-        request.add_header("Content-Type", "application/json")
+        for name, value in ({"Content-Type": "application/json"} | (headers or {})).items():
+            request.add_header(name, value)
         token = token if token is not None else self.token
         if token:
             request.add_header("Authorization", f"Bearer {token}")

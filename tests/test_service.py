@@ -4,6 +4,7 @@ resources, errors, authentication, the drain on SIGTERM and recovery after kill 
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -111,6 +112,45 @@ def test_errors_are_4xx_with_a_message(server: Server) -> None:
     status, body = server.request("POST", "/workflows/", {"kind": "workflow", "metadata": {}})
     assert status == 422 and "metadata" in body["detail"]
     assert too_big(server) == 413  # answered from the headers, before the body is sent
+
+
+def test_requests_a_web_page_could_forge_are_refused(server: Server) -> None:
+    # a page whose domain now points at 127.0.0.1 (DNS rebinding) sends its own Host
+    status, body = server.request("GET", "/workflows/", headers={"Host": "evil.example:80"})
+    assert status == 421 and "evil.example" in body["detail"]
+    # a cross-site form or fetch can POST text without a CORS preflight, not JSON
+    for kind in ("text/plain", "application/x-www-form-urlencoded"):
+        status, body = server.request(
+            "POST", "/workflows/svc_echo/run", raw=b"", headers={"Content-Type": kind}
+        )
+        assert status == 415 and "JSON" in body["detail"], kind
+    status, _ = server.request("GET", "/workflows/", headers={"Host": f"localhost:{server.port}"})
+    assert status == 200
+
+
+def test_unbounded_or_hostile_requests_get_a_4xx(server: Server) -> None:
+    for limit in (0, -1, 10**6):
+        status, body = server.request("GET", f"/runs?limit={limit}")
+        assert status == 422 and "limit must be between" in body["detail"], limit
+    deep = b"[" * 100_000 + b"]" * 100_000
+    status, body = server.request("POST", "/workflows/svc_echo/run", raw=deep)
+    assert status == 400 and "nested too deeply" in body["detail"]
+
+
+def test_serve_without_the_service_extra_says_what_to_install(tmp_path: Path) -> None:
+    (tmp_path / "fastapi.py").write_text("raise ImportError('fastapi is not installed')\n")
+    env = service_env(tmp_path / "home")
+    env["PYTHONPATH"] = os.pathsep.join([str(tmp_path), env["PYTHONPATH"]])
+    done = subprocess.run(
+        [sys.executable, "-m", "flowstage", "serve", "--port", str(free_port())],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        check=False,
+    )
+    assert done.returncode == 2, done.stderr
+    assert "pip install 'flowstage[service]'" in done.stderr and "Traceback" not in done.stderr
 
 
 def too_big(server: Server) -> int:

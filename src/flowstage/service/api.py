@@ -30,7 +30,13 @@ from fastapi.responses import Response
 from starlette.exceptions import HTTPException
 
 from flowstage import __version__
-from flowstage.core.errors import ServiceClosed, UnknownNameError, UserError, WorkflowError
+from flowstage.core.errors import (
+    ServiceClosed,
+    ServiceError,
+    UnknownNameError,
+    UserError,
+    WorkflowError,
+)
 from flowstage.service.documents import normalize
 from flowstage.service.records import resource_document, resource_uid
 from flowstage.state import resources as catalog
@@ -80,13 +86,39 @@ async def read_json(request: Request, limit: int) -> Any:
     body = b"".join(chunks)
     if not body.strip():
         return None
-    kind = request.headers.get("content-type", "application/json").split(";")[0].strip()
-    if kind != "application/json" and not kind.endswith("+json"):
+    kind = request.headers.get("content-type", "application/json")
+    if not _is_json(kind):
         raise APIError(415, f"expected a JSON body (application/json), got {kind!r}")
     try:
         return json.loads(body)
     except (UnicodeDecodeError, ValueError) as exc:
         raise APIError(400, f"the request body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise APIError(400, "the request body is nested too deeply") from None
+
+
+#: names a loopback service also answers for (the Host header a local client sends)
+_LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1")
+#: the most runs one listing returns
+MAX_LISTED_RUNS = 1000
+
+
+def _is_json(content_type: str) -> bool:
+    kind = content_type.split(";")[0].strip().lower()
+    return kind == "application/json" or kind.endswith("+json")
+
+
+def _host_name(header: str) -> str:
+    """The host part of a Host header (``[::1]:8080`` -> ``::1``)."""
+    if header.startswith("["):
+        return header[1 : header.find("]")] if "]" in header else header
+    return header.rpartition(":")[0] if header.count(":") == 1 else header
+
+
+def _run_limit(limit: int) -> int:
+    if not 1 <= limit <= MAX_LISTED_RUNS:
+        raise APIError(422, f"limit must be between 1 and {MAX_LISTED_RUNS}, got {limit}")
+    return limit
 
 
 def create_app(service: Service) -> FastAPI:
@@ -110,11 +142,23 @@ def create_app(service: Service) -> FastAPI:
     )
     app.state.service = service
 
+    allowed_hosts = {settings.host.strip("[]"), *_LOOPBACK_NAMES}
+
     @app.middleware("http")
     async def authenticate(
         request: Request, call_next: Callable[[Request], Awaitable[Response]]
     ) -> Response:
         token = settings.api_token
+        if not token:
+            # Without a token, only a client that names this host may call: a web page
+            # whose domain was re-pointed to 127.0.0.1 (DNS rebinding) sends its own name.
+            host = _host_name(request.headers.get("host", ""))
+            if host not in allowed_hosts:
+                return _error(421, f"this service answers for {settings.host}, not {host!r}")
+        if request.method == "POST" and not _is_json(request.headers.get("content-type", "")):
+            # A cross-site form or fetch can POST text or form data without asking first
+            # (no CORS preflight); a JSON content type cannot be sent that way.
+            return _error(415, "expected a JSON request (Content-Type: application/json)")
         if token:
             given = request.headers.get("authorization", "")
             scheme, _, value = given.partition(" ")
@@ -147,6 +191,8 @@ def create_app(service: Service) -> FastAPI:
             return _error(404, str(exc))
         if isinstance(exc, ServiceClosed):
             return _error(503, str(exc))
+        if isinstance(exc, ServiceError):
+            return _error(409, str(exc))
         return _error(400 if not isinstance(exc, WorkflowError) else 422, str(exc))
 
     @app.exception_handler(Exception)
@@ -210,7 +256,8 @@ def create_app(service: Service) -> FastAPI:
 
     @app.get("/workflows/{identifier}/run", summary="List the runs of a workflow")
     def list_workflow_runs(identifier: str, limit: int = 10) -> Response:
-        return _json(service.list_runs(_workflow_name(identifier, strict=False), limit))
+        name = _workflow_name(identifier, strict=False)
+        return _json(service.list_runs(name, _run_limit(limit)))
 
     @app.get("/workflows/run/{identifier}", summary="Get a run")
     def get_workflow_run(identifier: str) -> Response:
@@ -231,7 +278,7 @@ def create_app(service: Service) -> FastAPI:
 
     @app.get("/runs", summary="The run history (flowstage)")
     def list_runs(workflow: str | None = None, limit: int = 50) -> Response:
-        return _json(service.list_runs(workflow, limit))
+        return _json(service.list_runs(workflow, _run_limit(limit)))
 
     @app.post("/runs/{identifier}/cancel", summary="Cancel a run (flowstage)")
     async def cancel_run(identifier: str) -> Response:

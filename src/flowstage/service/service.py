@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from flowstage.core.errors import ServiceClosed, UserError
+from flowstage.core.errors import ServiceClosed, ServiceError, UserError
 from flowstage.core.events import WORKFLOW_FINISHED, WORKFLOW_STARTED, Event
 from flowstage.core.plugin_manager import FlowstagePlugins, default_plugins
 from flowstage.core.runs import Run, new_run_id, now
@@ -178,7 +178,11 @@ class Service:
         if entry is None or entry.task is None:
             return None
         entry.task.cancel()
-        await asyncio.wait_for(entry.done.wait(), timeout)
+        try:
+            await asyncio.wait_for(entry.done.wait(), timeout)
+        except asyncio.TimeoutError:
+            msg = f"run {entry.run.id} was asked to stop but has not stopped within {timeout:g}s"
+            raise ServiceError(msg) from None
         return entry.record()
 
     async def _execute(self, entry: ServiceRun) -> None:

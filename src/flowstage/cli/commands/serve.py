@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import typer
 
+from flowstage.core.errors import UserError
+
 
 def serve(
     host: str | None = typer.Option(
@@ -24,7 +26,11 @@ def serve(
     if overrides:
         settings = settings.model_copy(update=overrides)
     # FastAPI and uvicorn load here, not when the CLI starts (`flowstage --help` stays fast)
-    from flowstage.service.server import serve as run_server
+    try:
+        from flowstage.service.server import serve as run_server
+    except ImportError as exc:
+        msg = f"flowstage serve needs the service extra ({exc}): pip install 'flowstage[service]'"
+        raise UserError(msg) from None
 
     run_server(settings, executor=executor)
 
