@@ -212,9 +212,10 @@ class RunDriver:
         self._waiting = {name: len(set(deps)) for name, deps in self.graph.dependencies.items()}
         self._done: asyncio.Queue[tuple[str, asyncio.Task[Any]]] = asyncio.Queue()
         self._running: dict[str, asyncio.Task[Any]] = {}
-        for name in self.graph.roots:
-            self._start(name)
-        remaining = len(self.stages)
+        remaining = len(self.stages) - self._reuse_ready()
+        for name in self.graph.roots if not self.reuse else self.graph.topological_order():
+            if name not in self._outputs and self._waiting[name] == 0:
+                self._start(name)
         try:
             while remaining:
                 name, task = await self._done.get()
@@ -230,6 +231,26 @@ class RunDriver:
         if self.keep_outputs:
             await self._keep()
         return fetched[terminals[0]] if len(terminals) == 1 else fetched
+
+    def _reuse_ready(self) -> int:
+        """Mark the reused stages whose dependencies are all reused finished at once, with
+        no task each (a retry of a long chain costs about its new stages); how many."""
+        count = 0
+        for name in self.graph.topological_order() if self.reuse else ():
+            deps = self.stages[name].depends_on
+            if name not in self.reuse or not all(d in self._outputs for d in deps):
+                continue
+            record = self.run.stages[name]
+            record.started_at = record.finished_at = now()
+            record.state, record.note = "finished", f"reused from run {self.reused_from}"
+            if self._notify_stages:
+                self.plugins.notify("flowstage_stage_started", run=self.run, stage=record)
+                self.plugins.notify("flowstage_stage_finished", run=self.run, stage=record)
+            self._outputs[name] = self.reuse[name]
+            for user in self.graph.dependents[name]:
+                self._waiting[user] -= 1
+            count += 1
+        return count
 
     async def _keep(self) -> None:
         """The finished stages' outputs, fetched onto ``run.outputs`` for a retry; an
