@@ -14,7 +14,7 @@ from flowstage.core.plugin_manager import hookimpl
 
 if TYPE_CHECKING:
     from flowstage.core.loading import load_workflow
-    from flowstage.runner.api import arun_workflow, create_executor, run_workflow
+    from flowstage.runner.api import arun_workflow, create_executor, retry_run, run_workflow
     from flowstage.storage.object_store import object_store
 
 __all__ = [
@@ -27,6 +27,7 @@ __all__ = [
     "hookimpl",
     "load_workflow",
     "object_store",
+    "retry_run",
     "run_workflow",
 ]
 
@@ -37,6 +38,7 @@ except _metadata.PackageNotFoundError:  # a source tree that is not installed
 
 _LAZY = {
     "run_workflow": "flowstage.runner.api",
+    "retry_run": "flowstage.runner.api",
     "arun_workflow": "flowstage.runner.api",
     "create_executor": "flowstage.runner.api",
     "load_workflow": "flowstage.core.loading",

@@ -29,6 +29,10 @@ class MapHost(Protocol):
     record: StageRecord
     executor: Executor
     stage: Stage
+    #: item outputs known before the map runs (a retry's finished items), by index
+    known_items: dict[int, Any] | None
+    #: the outputs of the items that finished, by index, set when the map fails
+    finished_items: dict[int, Any]
 
     @property
     def map_task(self) -> StageTask: ...
@@ -174,8 +178,15 @@ async def _run_map(
             return []
         queued.append((0, items))
         waiting = len(items)
-    sizer: BatchSizer | None = None
     out: list[Any] = []
+    #: the batches that came back, to tell a failed map's finished items
+    returned: list[tuple[int, list[Any]]] = []
+    known = execution.known_items
+    if known and not isinstance(items, MapStream):
+        queued, waiting, out = _skip_known(items, known, stream)
+        record.items_done = len(items) - waiting
+        returned.extend((index, [out[index]]) for index in known if index < len(items))
+    sizer: BatchSizer | None = None
     failed: list[tuple[int, str, int]] = []
     pending: dict[asyncio.Future[Any], tuple[int, Any]] = {}
     arrival: asyncio.Future[tuple[int, list[Any]]] | None = None
@@ -236,8 +247,19 @@ async def _run_map(
                 record.items_done += len(values)
                 record.attempts = max(record.attempts, attempts)
                 failed.extend(failures)
+                returned.append((start, values))
                 if stream is not None and not failures:
                     stream.add(start, values)
+    except BaseException:
+        for future, (start, _) in pending.items():  # batches that came back meanwhile
+            if future.done() and not future.cancelled() and future.exception() is None:
+                values, failures, _, _ = future.result()
+                if not failures:
+                    returned.append((start, values))
+        execution.finished_items = {
+            start + k: value for start, values in returned for k, value in enumerate(values)
+        }
+        raise
     finally:
         record.items_growing = False
         if arrival is not None:
@@ -254,6 +276,33 @@ async def _run_map(
     ]
     dropped = {index for index, _, _ in failed}
     return [value for index, value in enumerate(out) if index not in dropped]
+
+
+def _skip_known(
+    items: Sequence[Any], known: dict[int, Any], stream: MapStream | None
+) -> tuple[list[tuple[int, Sequence[Any]]], int, list[Any]]:
+    """``(queued runs, items waiting, outputs)`` of a map whose ``known`` items are
+    not called again: the runs between them are queued, their outputs placed (and
+    streamed) at once."""
+    out: list[Any] = [None] * len(items)
+    queued: list[tuple[int, Sequence[Any]]] = []
+    waiting = 0
+    index = 0
+    while index < len(items):
+        end = index
+        if index in known:
+            while end < len(items) and end in known:
+                out[end] = known[end]
+                end += 1
+            if stream is not None:
+                stream.add(index, out[index:end])
+        else:
+            while end < len(items) and end not in known:
+                end += 1
+            queued.append((index, items[index:end]))
+            waiting += end - index
+        index = end
+    return queued, waiting, out
 
 
 def _size_hint(item: Any) -> int:

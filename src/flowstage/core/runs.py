@@ -42,6 +42,10 @@ class StageRecord:
     items_growing: bool = False
     failed_items: list[dict[str, Any]] = field(default_factory=list)
     error: str | None = None
+    #: the stages whose outputs this one took (a retry compares them with the original's)
+    depends_on: list[str] = field(default_factory=list)
+    #: how the stage got its output when it was not called: ``reused from run ID``
+    note: str | None = None
 
     @property
     def duration(self) -> float | None:
@@ -69,6 +73,17 @@ class Run:
     stages: dict[str, StageRecord] = field(default_factory=dict)
     #: keep the run in the run history (the recorder plugin reads this)
     record: bool = True
+    #: the run this one retries
+    retry_of: str | None = None
+    #: how to find the workflow again for a retry: its file, or its applied name
+    workflow_ref: str | None = None
+    #: the ``config=`` given to the run, merged over the applied configs again by a retry
+    config: dict[str, Any] | None = None
+    #: finished stages' outputs, kept when the run failed or was cancelled (or when
+    #: ``store.keep_outputs`` keeps them for every run); None: not kept
+    outputs: dict[str, Any] | None = None
+    #: the finished items of maps that failed, by stage and item index
+    item_outputs: dict[str, dict[int, Any]] = field(default_factory=dict)
 
     @property
     def failed_items(self) -> dict[str, list[dict[str, Any]]]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import functools
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from flowstage.core import retries
@@ -43,6 +44,10 @@ class StageExecution:
         self.input = driver.context.input
         self.record: StageRecord = driver.run.stages[stage.name]
         self.executor: Executor = driver.executor
+        #: item outputs a retry reuses instead of calling the target on those items
+        self.known_items: dict[int, Any] | None = driver.reuse_items.get(stage.name)
+        #: the outputs of the items that finished, set when the map fails
+        self.finished_items: dict[int, Any] = {}
         #: a single call: retries and timeout are applied here in the driver
         self.call_task = StageTask(
             stage.name,
@@ -165,7 +170,18 @@ class RunDriver:
         stage_types: Registry[Any],
         bound_inputs: dict[str, dict[str, Any]],
         search_paths: tuple[str, ...],
+        *,
+        reuse: Mapping[str, Any] | None = None,
+        reuse_items: Mapping[str, dict[int, Any]] | None = None,
+        reused_from: str | None = None,
+        keep_outputs: bool = False,
     ) -> None:
+        """:param reuse: outputs of stages that are not called (a retry's finished stages)
+        :param reuse_items: item outputs of maps whose other items are the only ones called
+        :param reused_from: the run the reused outputs come from (noted on their stages)
+        :param keep_outputs: keep finished stages' outputs on ``run.outputs`` also when
+            the run succeeds (a failed or cancelled run always keeps them)
+        """
         self.workflow = workflow
         self.run = run
         self.context = context
@@ -174,6 +190,10 @@ class RunDriver:
         self.stage_types = stage_types
         self.bound_inputs = bound_inputs
         self.search_paths = search_paths
+        self.reuse = dict(reuse or {})
+        self.reuse_items = dict(reuse_items or {})
+        self.reused_from = reused_from
+        self.keep_outputs = keep_outputs
         self.stages = {s.name: s for s in workflow.spec.stages}
         self.graph = StageGraph({s.name: s.depends_on for s in workflow.spec.stages})
         self.in_flight: set[Any] = set()
@@ -192,9 +212,10 @@ class RunDriver:
         self._waiting = {name: len(set(deps)) for name, deps in self.graph.dependencies.items()}
         self._done: asyncio.Queue[tuple[str, asyncio.Task[Any]]] = asyncio.Queue()
         self._running: dict[str, asyncio.Task[Any]] = {}
-        for name in self.graph.roots:
-            self._start(name)
-        remaining = len(self.stages)
+        remaining = len(self.stages) - self._reuse_ready()
+        for name in self.graph.roots if not self.reuse else self.graph.topological_order():
+            if name not in self._outputs and self._waiting[name] == 0:
+                self._start(name)
         try:
             while remaining:
                 name, task = await self._done.get()
@@ -203,10 +224,46 @@ class RunDriver:
                 self.output_ready(name, task.result())  # raises the stage's StageError
         except BaseException:
             await self._cancel(self._running)
+            await self._keep()
             raise
         terminals = self.graph.terminals
         fetched = {name: await self._fetch_output(name) for name in terminals}
+        if self.keep_outputs:
+            await self._keep()
         return fetched[terminals[0]] if len(terminals) == 1 else fetched
+
+    def _reuse_ready(self) -> int:
+        """Mark the reused stages whose dependencies are all reused finished at once, with
+        no task each (a retry of a long chain costs about its new stages); how many."""
+        count = 0
+        for name in self.graph.topological_order() if self.reuse else ():
+            deps = self.stages[name].depends_on
+            if name not in self.reuse or not all(d in self._outputs for d in deps):
+                continue
+            record = self.run.stages[name]
+            record.started_at = record.finished_at = now()
+            record.state, record.note = "finished", f"reused from run {self.reused_from}"
+            if self._notify_stages:
+                self.plugins.notify("flowstage_stage_started", run=self.run, stage=record)
+                self.plugins.notify("flowstage_stage_finished", run=self.run, stage=record)
+            self._outputs[name] = self.reuse[name]
+            for user in self.graph.dependents[name]:
+                self._waiting[user] -= 1
+            count += 1
+        return count
+
+    async def _keep(self) -> None:
+        """The finished stages' outputs, fetched onto ``run.outputs`` for a retry; an
+        output the engine cannot give any more is left out (the retry runs its stage)."""
+        kept: dict[str, Any] = {}
+        for name, record in self.run.stages.items():
+            if record.state != "finished" or name not in self._outputs:
+                continue
+            try:
+                kept[name] = await self.fetch(self._outputs[name])
+            except (Exception, asyncio.CancelledError):  # noqa: BLE001 - kept at best effort
+                continue
+        self.run.outputs = kept
 
     async def _fetch_output(self, name: str) -> Any:
         """A terminal stage's output in the driver; the stage fails if it cannot get here
@@ -278,15 +335,26 @@ class RunDriver:
             if record.state in ("pending", "running"):
                 record.state = "cancelled"
 
+    def _keep_items(self, execution: StageExecution | None) -> None:
+        """A map that did not finish keeps its finished items' outputs for a retry."""
+        if execution is not None and execution.finished_items:
+            self.run.item_outputs[execution.stage.name] = execution.finished_items
+
     async def _run_stage(self, stage: Stage, dependencies: list[Any]) -> Any:
         record = self.run.stages[stage.name]
         record.state = "running"
         record.started_at = now()
         if self._notify_stages:
             self.plugins.notify("flowstage_stage_started", run=self.run, stage=record)
+        execution: StageExecution | None = None
         try:
+            if stage.name in self.reuse:
+                record.state = "finished"
+                record.note = f"reused from run {self.reused_from}"
+                return self.reuse[stage.name]
             stage_type = self.stage_types.get(stage.type)
-            streamed = stage_type.consumes_stream(stage)
+            # a map reusing some items places them by index: it needs its whole input
+            streamed = stage_type.consumes_stream(stage) and stage.name not in self.reuse_items
             dependencies = [
                 await dep.result() if isinstance(dep, MapStream) and (i or not streamed) else dep
                 for i, dep in enumerate(dependencies)
@@ -296,11 +364,13 @@ class RunDriver:
             record.state = "finished"
             return output
         except asyncio.CancelledError:
+            self._keep_items(execution)
             # a dependent may have reported this stage's failure while it was awaited
             if record.state != "failed":  # type: ignore[comparison-overlap]
                 record.state = "cancelled"
             raise
         except BaseException as exc:  # noqa: BLE001 - every way a stage ends is recorded on it
+            self._keep_items(execution)
             error = as_stage_error(stage.name, exc, record.attempts)
             if error.stage != stage.name and error.stage in self.run.stages:
                 # A dependency submitted ahead (pipelined) failed: the failure is its own.

@@ -99,6 +99,9 @@ class StoreSettings(BaseModel):
     #: ended runs older than this are deleted with their files by ``flowstage runs prune``
     #: (without options) and by the service; None keeps every run
     run_retention: float | None = None
+    #: keep finished stages' outputs of runs that succeed too (for ``runs retry``); runs
+    #: that fail or are cancelled always keep them
+    keep_outputs: bool = False
 
     @field_validator("busy_timeout", "heartbeat_interval", mode="before")
     @classmethod

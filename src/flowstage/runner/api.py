@@ -7,7 +7,7 @@ import contextvars
 import functools
 import os
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
@@ -15,15 +15,18 @@ from typing import Any, TypeVar
 from flowstage.core.context import ConfigView, RunContext, RunInfo
 from flowstage.core.errors import PluginError, RunCancelled, StageError, UserError, WorkflowError
 from flowstage.core.executor import Executor
-from flowstage.core.loading import search_paths_for
+from flowstage.core.loading import names_a_workflow, search_paths_for
+from flowstage.core.models import Workflow
 from flowstage.core.plugin_manager import FlowstagePlugins
 from flowstage.core.runs import Run, StageRecord, new_run_id, now
 from flowstage.core.scheduler import RunDriver
 from flowstage.core.sources import pack_sources
 from flowstage.runner.prepare import create_executor, prepare_run, run_config
+from flowstage.runner.retry import plan_retry
+from flowstage.state.store import get_store
 from flowstage.storage.scope import run_settings as object_store_settings
 
-__all__ = ["arun_workflow", "create_executor", "run_workflow"]
+__all__ = ["arun_workflow", "create_executor", "retry_run", "run_workflow"]
 
 T = TypeVar("T")
 
@@ -68,8 +71,20 @@ async def arun_workflow(
     source: str = "api",
     run_id: str | None = None,
     on_run: Any = None,
+    retry_of: str | None = None,
 ) -> Any:
     """Run a workflow and return its result (see :func:`run_workflow`)."""
+    plan = None
+    if retry_of is not None:
+        plan = plan_retry(retry_of)
+        workflow = plan.workflow if workflow is None else workflow
+        if workflow is None:
+            msg = f"run {plan.run_id}: its workflow was given inline: pass it to retry the run"
+            raise UserError(msg)
+        input = plan.input if input is None else input
+        config = plan.kept.config if config is None else config
+        executor = plan.executor if executor is None else executor
+        namespace = plan.namespace if namespace == "default" else namespace
     prepared = prepare_run(workflow, input)
     plugins, workflow, run_input, home = (
         prepared.plugins,
@@ -77,6 +92,8 @@ async def arun_workflow(
         prepared.input,
         prepared.home,
     )
+    if plan is not None:
+        plan.choose(workflow)
     config_data = run_config(workflow, config)
     owned = not isinstance(executor, Executor)
     engine = create_executor(executor, plugins=plugins)
@@ -91,6 +108,7 @@ async def arun_workflow(
         if owned:
             engine.close()
         raise
+    stages = workflow.spec.stages
     run = Run(
         id=run_id or new_run_id(),
         workflow=workflow.name,
@@ -98,8 +116,11 @@ async def arun_workflow(
         executor=engine.name,
         namespace=namespace,
         input=run_input,
-        stages={s.name: StageRecord(s.name) for s in workflow.spec.stages},
+        stages={s.name: StageRecord(s.name, depends_on=list(s.depends_on)) for s in stages},
         record=record,
+        retry_of=plan.run_id if plan is not None else None,
+        workflow_ref=_workflow_ref(workflow, prepared.given),
+        config=dict(config) if config else None,
     )
     context = RunContext(
         run_input,
@@ -109,6 +130,11 @@ async def arun_workflow(
         workflow,
         RunInfo(run.id, workflow.name, source, now()),
     )
+    if plan is not None:
+        for name in plan.reuse:
+            run.stages[name].note = f"reused from run {plan.run_id}"
+        for name, items in plan.reuse_items.items():
+            run.stages[name].note = f"{len(items)} item(s) reused from run {plan.run_id}"
     if on_run is not None:
         on_run(run)
     try:
@@ -133,6 +159,10 @@ async def arun_workflow(
             plugins.registries.stage_types,
             prepared.bound,
             search_paths_for(workflow, (home,)),
+            reuse=plan.reuse if plan is not None else None,
+            reuse_items=plan.reuse_items if plan is not None else None,
+            reused_from=plan.run_id if plan is not None else None,
+            keep_outputs=record and get_store().settings.keep_outputs,
         )
         run.result = await driver.execute()
         run.state = "finished"
@@ -160,6 +190,13 @@ async def arun_workflow(
     return run.result
 
 
+def _workflow_ref(workflow: Workflow, given: Any) -> str | None:
+    """How a retry finds the workflow again: the name it was given by, or its file."""
+    if isinstance(given, str) and names_a_workflow(given):
+        return given
+    return str(Path(workflow.source).resolve()) if workflow.source else None
+
+
 def _finish(run: Run, plugins: FlowstagePlugins, owned: Executor | None) -> None:
     run.finished_at = now()
     if run.state != "finished":  # stages the run never reached (it failed or was cancelled early)
@@ -180,6 +217,7 @@ def run_workflow(
     namespace: str = "default",
     return_run: bool = False,
     record: bool = True,
+    retry_of: str | None = None,
 ) -> Any:
     """Run ``workflow`` with ``input`` and return its result.
 
@@ -192,8 +230,12 @@ def run_workflow(
     :param namespace: object-store namespace of the run
     :param return_run: return the :class:`Run` record instead of raising on failure
     :param record: keep the run in the run history
+    :param retry_of: retry this run (an id or unique prefix): ``workflow`` (None: the
+        original's), ``input``, ``config`` and ``executor`` default to the original's,
+        and the stages that finished there are not called again (see :func:`retry_run`)
     :raises WorkflowError: the workflow or input is invalid (nothing ran)
     :raises StageError: a stage failed (unless ``return_run``)
+    :raises UserError: the run to retry is unknown, still active, or lost an output
     """
     coro = arun_workflow(
         workflow,
@@ -203,7 +245,33 @@ def run_workflow(
         namespace=namespace,
         return_run=return_run,
         record=record,
+        retry_of=retry_of,
     )
+    return _run_sync(coro)
+
+
+def retry_run(
+    run_id: str,
+    *,
+    workflow: Any = None,
+    executor: str | Mapping[str, Any] | Executor | None = None,
+    return_run: bool = False,
+) -> Any:
+    """Retry the failed or cancelled run ``run_id``: a new run, linked to it by its
+    ``retry_of``, with its input and config, the stage code as it is now, and the outputs
+    of the stages that finished there reused instead of called (the finished items of a
+    parameterized stage too; only its failed items run).
+
+    :param workflow: the workflow, when the original was given inline (not a file or name)
+    :param executor: default: the executor the original ran on
+    :param return_run: return the :class:`Run` record instead of raising on failure
+    :raises UserError: no such run, still running, or a reused stage's output is missing
+    """
+    return run_workflow(workflow, executor=executor, return_run=return_run, retry_of=run_id)
+
+
+def _run_sync(coro: Coroutine[Any, Any, T]) -> T:
+    """``coro`` run to its end, also when called from inside an event loop."""
     try:
         asyncio.get_running_loop()
     except RuntimeError:
@@ -222,4 +290,5 @@ def run_workflow(
     thread.join()
     if "error" in outcome:
         raise outcome["error"]
-    return outcome["value"]
+    value: T = outcome["value"]
+    return value

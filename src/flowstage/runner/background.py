@@ -37,9 +37,11 @@ def start_background_run(
     *,
     executor: str | Mapping[str, Any] | None = None,
     namespace: str = "default",
+    retry_of: str | None = None,
 ) -> str:
     """Start a run in a detached process; its id. The workflow, the input and the
-    executor are checked first.
+    executor are checked first. With ``retry_of``, the run retries that run (its
+    workflow, input, executor and namespace unless given; see ``retry_run``).
 
     :raises WorkflowError: the workflow or the input is invalid (nothing started)
     :raises UserError: the input cannot be handed to another process as JSON, or a
@@ -53,6 +55,18 @@ def start_background_run(
     from flowstage.state.liveness import process_start
     from flowstage.state.store import get_store
 
+    if retry_of is not None:
+        from flowstage.runner.retry import plan_retry
+
+        plan = plan_retry(retry_of)
+        retry_of = plan.run_id
+        workflow = plan.workflow if workflow is None else workflow
+        if workflow is None:
+            msg = f"run {plan.run_id}: its workflow was given inline: pass it to retry the run"
+            raise UserError(msg)
+        run_input = plan.input if run_input is None else run_input
+        executor = plan.executor if executor is None else executor
+        namespace = plan.namespace if namespace == "default" else namespace
     prepared = prepare_run(workflow, run_input)
     plugins, definition, run_input, home = (
         prepared.plugins,
@@ -77,6 +91,7 @@ def start_background_run(
         "input": run_input,
         "executor": spec,
         "namespace": namespace,
+        "retry_of": retry_of,
     }
     try:
         json.dumps(request)
@@ -92,6 +107,7 @@ def start_background_run(
         namespace=namespace,
         input=run_input,
         stages={s.name: StageRecord(s.name) for s in definition.spec.stages},
+        retry_of=retry_of,
     )
     log = log_path(run.id)
     private_dir(log.parent)
@@ -194,6 +210,7 @@ async def _run(run_id: str, request: dict[str, Any]) -> str:
             return_run=True,
             source="background",
             run_id=run_id,
+            retry_of=request.get("retry_of"),
         )
     finally:
         watcher.cancel()

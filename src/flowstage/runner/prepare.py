@@ -32,6 +32,8 @@ class PreparedRun:
     plugins: FlowstagePlugins
     #: the app directory, searched for ``user_modules``
     home: str
+    #: the workflow as it was given (a name, a path, text, a mapping, a Workflow)
+    given: Any = None
 
 
 def prepare_run(
@@ -53,6 +55,7 @@ def prepare_run(
     plugins = plugins or default_plugins()
     stage_types = plugins.registries.stage_types
     home = str(app_dir())
+    given = workflow
     if names_a_workflow(workflow):
         workflow = find_workflow(workflow, plugins)
     definition = load_workflow(workflow, stage_types=stage_types, search_paths=(home,))
@@ -62,7 +65,7 @@ def prepare_run(
         if with_input
         else {}
     )
-    return PreparedRun(definition, run_input, bound, plugins, home)
+    return PreparedRun(definition, run_input, bound, plugins, home, given)
 
 
 def run_config(workflow: Workflow, override: Mapping[str, Any] | None = None) -> dict[str, Any]:

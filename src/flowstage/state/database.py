@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from flowstage.core.models import ConfigResource
 
 DB_NAME = "flowstage.db"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 MIGRATIONS: list[tuple[str, ...]] = [
     (  # 0 -> 1
@@ -72,6 +72,11 @@ MIGRATIONS: list[tuple[str, ...]] = [
         "CREATE INDEX runs_by_workflow ON runs (workflow, seq)",
         "CREATE INDEX runs_active ON runs (state) WHERE state IN ('pending', 'running')",
         "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    ),
+    (  # 1 -> 2: runs retry
+        "ALTER TABLE runs ADD COLUMN retry_of TEXT",
+        # JSON: the workflow's reference and config, and the kept stage outputs
+        "ALTER TABLE runs ADD COLUMN outputs TEXT",
     ),
 ]
 

@@ -14,6 +14,7 @@ from flowstage.core.errors import UserError
 from flowstage.core.runs import ACTIVE_STATES
 from flowstage.state.database import Database
 from flowstage.state.liveness import process_alive, this_host
+from flowstage.state.outputs import encode_outputs, remove_outputs
 from flowstage.state.rows import _last_line, parse_time, stages_json
 
 if TYPE_CHECKING:
@@ -52,8 +53,8 @@ class RunHistory(Database):
 
     _START_SQL = (
         "INSERT INTO runs (id, workflow, state, source, executor, namespace, input, created_at, "
-        "started_at, stages, host, pid, pid_start, heartbeat_at) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+        "started_at, stages, host, pid, pid_start, heartbeat_at, retry_of) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
         "ON CONFLICT (id) DO UPDATE SET state = excluded.state, executor = excluded.executor, "
         "started_at = excluded.started_at, stages = excluded.stages, host = excluded.host, "
         "pid = excluded.pid, pid_start = excluded.pid_start, heartbeat_at = excluded.heartbeat_at"
@@ -83,25 +84,28 @@ class RunHistory(Database):
                 pid,
                 pid_start,
                 time.time(),
+                run.retry_of,
             ),
         )
 
     _FINAL_SQL = (
         "INSERT INTO runs (id, workflow, state, source, executor, namespace, input, created_at, "
         "started_at, finished_at, stages, error, traceback, result_kind, result, host, pid, "
-        "pid_start, heartbeat_at) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+        "pid_start, heartbeat_at, retry_of, outputs) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
         "ON CONFLICT (id) DO UPDATE SET state = excluded.state, executor = excluded.executor, "
         "started_at = excluded.started_at, finished_at = excluded.finished_at, "
         "stages = excluded.stages, error = excluded.error, traceback = excluded.traceback, "
         "result_kind = excluded.result_kind, result = excluded.result, host = excluded.host, "
-        "pid = excluded.pid, pid_start = excluded.pid_start, heartbeat_at = excluded.heartbeat_at"
+        "pid = excluded.pid, pid_start = excluded.pid_start, heartbeat_at = excluded.heartbeat_at, "
+        "retry_of = excluded.retry_of, outputs = excluded.outputs"
     )
 
     def finish_run(self, run: Run, *, pid: int | None = None, pid_start: str | None = None) -> None:
         """Write the whole row of an ended run: state, stages, error with traceback, result
         (one statement, whether or not its start was written)."""
         kind, result = self._encode_result(run)
+        outputs = encode_outputs(run, self.path.parent, self.settings)
         traceback = getattr(run.exception, "traceback", None) or None
         started = _iso(run.started_at)
         self.write_one(
@@ -126,6 +130,8 @@ class RunHistory(Database):
                 pid,
                 pid_start,
                 time.time(),
+                run.retry_of,
+                outputs,
             ),
         )
 
@@ -234,6 +240,7 @@ class RunHistory(Database):
             conn.execute("DELETE FROM runs WHERE id = ?", (run_id,))
         if row[1] == "file":
             (self.path.parent / str(row[2])).unlink(missing_ok=True)
+        remove_outputs(self.path.parent, run_id)
         return True
 
     def request_cancel(self, run_id: str) -> None:
@@ -361,6 +368,8 @@ class RunHistory(Database):
         "cancel_requested",
         "log_path",
         "request",
+        "retry_of",
+        "outputs",
     )
 
     def find_run(self, run_id: str, *, prefix: bool = True) -> dict[str, Any] | None:

@@ -21,6 +21,7 @@ from pathlib import Path
 from flowstage.core.errors import UnknownNameError, UserError
 from flowstage.core.runs import ACTIVE_STATES
 from flowstage.state.history import RunHistory
+from flowstage.state.outputs import remove_outputs
 
 _ENDED = "state NOT IN ('pending', 'running')"
 
@@ -94,6 +95,8 @@ def _delete(store: RunHistory, ids: list[str]) -> None:
                 if log_path:
                     files.append(Path(log_path))
             conn.execute(f"DELETE FROM runs WHERE id IN ({marks}) AND {_ENDED}", chunk)
+    for run_id in ids:
+        remove_outputs(home, run_id)
     for path in files:
         if _inside(path, home):  # a row never makes us delete outside the app dir
             with contextlib.suppress(FileNotFoundError):

@@ -41,6 +41,8 @@ def describe_run(row: dict[str, Any]) -> dict[str, Any]:
             stage["failed_items"] = entry["failed_items"]
         if entry.get("error"):
             stage["error"] = entry["error"]
+        if entry.get("note"):
+            stage["note"] = entry["note"]
         stages[name] = stage
     out: dict[str, Any] = {
         key: row.get(key) for key in ("id", "workflow", "state", "source", "executor", "namespace")
@@ -55,6 +57,8 @@ def describe_run(row: dict[str, Any]) -> dict[str, Any]:
             "stages": stages,
         }
     )
+    if row.get("retry_of"):
+        out["retry_of"] = row["retry_of"]
     if row.get("error"):
         out["error"] = row["error"]
     if row.get("traceback"):
@@ -110,5 +114,9 @@ def stages_json(run: Run) -> str:
             entry["failed_items"] = list(record.failed_items)
         if record.error:
             entry["error"] = record.error
+        if record.depends_on:
+            entry["depends_on"] = list(record.depends_on)
+        if record.note:
+            entry["note"] = record.note
         out[name] = entry
     return json.dumps(out, default=repr)

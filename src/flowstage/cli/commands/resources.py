@@ -10,6 +10,7 @@ from typing import Any
 import typer
 
 from flowstage.cli.commands.common import check_format
+from flowstage.cli.commands.run import retry
 from flowstage.cli.output import print_value
 from flowstage.core.errors import UserError
 
@@ -528,11 +529,14 @@ def register(app: typer.Typer) -> None:
     app.command()(get)
     app.command()(inspect)
     app.command()(delete)
-    runs_app = typer.Typer(help="The run history; `runs cancel ID`, `runs logs ID`, `runs prune`.")
+    runs_app = typer.Typer(
+        help="The run history; `runs cancel ID`, `runs logs ID`, `runs prune`, `runs retry ID`."
+    )
     runs_app.callback(invoke_without_command=True)(runs_list)
     runs_app.command()(cancel)
     runs_app.command()(logs)
     runs_app.command()(prune)
+    runs_app.command()(retry)
     app.add_typer(runs_app, name="runs")
     config_app = typer.Typer(
         help="Settings: `config show` prints the effective ones and their sources.",

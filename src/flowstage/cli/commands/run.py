@@ -113,6 +113,63 @@ def run(
     report(run, fmt)
 
 
+def retry(
+    run_id: str = typer.Argument(..., help="The run to retry: its id or a unique prefix."),
+    executor: str | None = typer.Option(
+        None, "--executor", "-e", help="Executor name (default: the original run's)."
+    ),
+    executor_option: list[str] = typer.Option(
+        [], "--executor-option", "-o", help="Executor option KEY=VALUE (repeatable)."
+    ),
+    fmt: str = typer.Option("raw", "--format", help="Result format: json, yaml, table or raw."),
+    no_wait: bool = typer.Option(
+        False, "--no-wait", help="Start the retry in the background and print its id."
+    ),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress display."),
+) -> None:
+    """Retry a failed or cancelled run: the stages that finished are not called again."""
+    check_format(fmt)
+    spec = executor_from_flags(executor, executor_option)
+    if no_wait:
+        from flowstage.runner.background import start_background_run
+
+        print(start_background_run(None, None, executor=spec, retry_of=run_id), flush=True)
+        return
+    import asyncio
+
+    from flowstage.cli.progress import ProgressDisplay
+    from flowstage.runner.api import arun_workflow
+
+    display = None if quiet else ProgressDisplay()
+
+    def started(run: Run) -> None:
+        reused = [
+            name if note.startswith("reused") else f"{name} ({note.partition(' reused')[0]})"
+            for name, note in ((n, r.note) for n, r in run.stages.items())
+            if note
+        ]
+        what = ", ".join(reused) or "nothing"
+        print(f"run {run.id} retries run {run.retry_of}: reusing {what}", file=sys.stderr)
+        if display is not None:
+            display.attach(run)
+
+    try:
+        run: Run = asyncio.run(
+            arun_workflow(
+                None,
+                executor=spec,
+                return_run=True,
+                source="cli",
+                on_run=started,
+                retry_of=run_id,
+            )
+        )
+    finally:
+        if display:
+            display.stop()
+    report(run, fmt)
+
+
 def _run_remote(
     url: str, workflow: str, run_input: dict[str, Any], fmt: str, no_wait: bool
 ) -> None:
