@@ -40,6 +40,7 @@ from flowstage.core.errors import (
 from flowstage.service.documents import normalize
 from flowstage.service.records import resource_document, resource_uid
 from flowstage.state import resources as catalog
+from flowstage.state import retention
 from flowstage.state.store import get_store
 
 if TYPE_CHECKING:
@@ -273,7 +274,7 @@ def create_app(service: Service) -> FastAPI:
             raise APIError(404, f"no run {identifier!r}")
         if record["state"] in ("pending", "running"):
             raise APIError(409, f"run {record['id']} is {record['state']}: cancel it first")
-        get_store().delete_run(record["id"])
+        retention.delete_run(get_store(), record["id"])
         return _json(record)
 
     @app.get("/runs", summary="The run history (flowstage)")

@@ -14,7 +14,7 @@ from flowstage.core.errors import UserError
 from flowstage.core.runs import ACTIVE_STATES
 from flowstage.state.database import Database
 from flowstage.state.liveness import process_alive, this_host
-from flowstage.state.outputs import encode_outputs, remove_outputs
+from flowstage.state.outputs import encode_outputs
 from flowstage.state.rows import _last_line, parse_time, stages_json
 
 if TYPE_CHECKING:
@@ -222,25 +222,6 @@ class RunHistory(Database):
                 "UPDATE runs SET state = ?, error = ?, finished_at = ?, stages = ? WHERE id = ?",
                 (state, error, _utcnow(), json.dumps(stages), run_id),
             )
-        return True
-
-    def delete_run(self, run_id: str) -> bool:
-        """Forget an ended run (its row and result file); whether there was one.
-
-        :raises UserError: the run is still pending or running
-        """
-        with self.write() as conn:
-            row = conn.execute(
-                "SELECT state, result_kind, result FROM runs WHERE id = ?", (run_id,)
-            ).fetchone()
-            if row is None:
-                return False
-            if row[0] in ACTIVE_STATES:
-                raise UserError(f"run {run_id} is {row[0]}: cancel it before deleting it")
-            conn.execute("DELETE FROM runs WHERE id = ?", (run_id,))
-        if row[1] == "file":
-            (self.path.parent / str(row[2])).unlink(missing_ok=True)
-        remove_outputs(self.path.parent, run_id)
         return True
 
     def request_cancel(self, run_id: str) -> None:
