@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from flowstage.core.models import ConfigResource
 
 DB_NAME = "flowstage.db"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 MIGRATIONS: list[tuple[str, ...]] = [
     (  # 0 -> 1
@@ -72,6 +72,16 @@ MIGRATIONS: list[tuple[str, ...]] = [
         "CREATE INDEX runs_by_workflow ON runs (workflow, seq)",
         "CREATE INDEX runs_active ON runs (state) WHERE state IN ('pending', 'running')",
         "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    ),
+    (  # 1 -> 2: the slots schedule rules fired (a slot is claimed once, across restarts)
+        """CREATE TABLE trigger_fires (
+            rule TEXT NOT NULL,
+            slot TEXT NOT NULL,
+            fired_at TEXT NOT NULL,
+            outcome TEXT NOT NULL,
+            run_id TEXT,
+            PRIMARY KEY (rule, slot)
+        )""",
     ),
 ]
 
