@@ -209,6 +209,8 @@ class Triggers:
 
     async def _fire(self, entry: LoadedRule, slot: datetime, outcome: str) -> None:
         overlap = entry.rule.spec.overlap
+        if outcome == "caught_up" and overlap == "skip":
+            overlap = "queue"  # missed slots asked for by catch_up run one after another
         busy = entry.busy() and overlap != "allow"
         claim = "skipped" if busy and overlap == "skip" else "queued" if busy else outcome
         store = get_store()
@@ -222,7 +224,8 @@ class Triggers:
         if claim == "skipped":
             log.info("trigger %s: slot %s skipped, its previous run still goes", entry.name, slot)
             return
-        event = Event(SCHEDULE_FIRED, {"rule": entry.name, "slot": slot.isoformat()}, "flowstage")
+        data = {"rule": entry.name, "slot": slot.isoformat(), "caught_up": outcome == "caught_up"}
+        event = Event(SCHEDULE_FIRED, data, "flowstage")
         if claim == "queued":
             entry.queued = self._spawn(self._after(entry, entry.queued, entry.last_run, event))
             return
@@ -244,7 +247,8 @@ class Triggers:
         handle = self._act(entry, event)
         slot = datetime.fromisoformat(event.data["slot"])
         run_id = handle.id if handle is not None else None
-        await asyncio.to_thread(fires.set_outcome, get_store(), entry.name, slot, "fired", run_id)
+        outcome = "caught_up" if event.data.get("caught_up") else "fired"
+        await asyncio.to_thread(fires.set_outcome, get_store(), entry.name, slot, outcome, run_id)
         return handle
 
     # actions ------------------------------------------------------------------------
