@@ -7,6 +7,7 @@ each field; :mod:`flowstage.core.loading` adds the checks that need the whole wo
 
 from __future__ import annotations
 
+import zoneinfo
 from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
@@ -253,6 +254,17 @@ class TriggerRuleSpec(_Strict):
     type: Literal["schedule", "condition"]
     rule: list[str] | dict[str, Any]
     action: TriggerAction
+    #: a disabled rule is stored and listed but never fires
+    enabled: bool = True
+    #: schedules: the IANA time zone the cron expressions are read in (default UTC)
+    timezone: str | None = None
+    #: schedules: the slots missed while no service ran: fire none, the latest, or all
+    catch_up: Literal["none", "latest", "all"] = "latest"
+    #: schedules: with ``catch_up: all``, fire at most this many (the latest) missed slots
+    catch_up_limit: int = Field(default=10, ge=1)
+    #: schedules: a slot due while the rule's previous run still goes: run it anyway,
+    #: skip it, or queue it until that run ends
+    overlap: Literal["allow", "skip", "queue"] = "skip"
 
     @field_validator("rule", mode="before")
     @classmethod
@@ -272,6 +284,12 @@ class TriggerRuleSpec(_Strict):
         elif not isinstance(self.rule, dict):
             msg = "a condition rule needs a mapping such as {eq: [{var: type}, EVENT]}"
             raise ValueError(msg)
+        if self.timezone is not None:
+            try:
+                zoneinfo.ZoneInfo(self.timezone)
+            except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+                msg = f"unknown time zone {self.timezone!r} (an IANA name such as Europe/Paris)"
+                raise ValueError(msg) from None
         return self
 
 

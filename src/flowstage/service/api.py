@@ -319,10 +319,16 @@ def _resource_routes(
     def list_all() -> Response:
         return _json([resource_document(r) for r in get_store().list_resources(kind)])
 
+    async def changed() -> None:
+        if kind == "trigger_rule":
+            await app.state.service.triggers.refresh()
+
     @app.post(f"/{prefix}/", summary=f"Create (or update) a {kind}", name=f"create_{kind}")
     async def create(request: Request) -> Response:
         document = await read_json(request, limit)
-        return _json(await asyncio.to_thread(put, kind, document), 201 if kind == "config" else 200)
+        stored = await asyncio.to_thread(put, kind, document)
+        await changed()
+        return _json(stored, 201 if kind == "config" else 200)
 
     @app.get(f"/{prefix}/{{identifier}}", summary=f"Get a {kind}", name=f"get_{kind}")
     def get_one(identifier: str) -> Response:
@@ -332,12 +338,15 @@ def _resource_routes(
     async def update(request: Request, identifier: str) -> Response:
         document = await read_json(request, limit)
         name = (await asyncio.to_thread(_existing_name, find, kind, identifier)) or identifier
-        return _json(await asyncio.to_thread(put, kind, document, name))
+        stored = await asyncio.to_thread(put, kind, document, name)
+        await changed()
+        return _json(stored)
 
     @app.delete(f"/{prefix}/{{identifier}}", summary=f"Delete a {kind}", name=f"delete_{kind}")
-    def delete(identifier: str) -> Response:
-        row = find(kind, identifier)
-        get_store().delete_resources([(kind, row["name"])])
+    async def delete(identifier: str) -> Response:
+        row = await asyncio.to_thread(find, kind, identifier)
+        await asyncio.to_thread(get_store().delete_resources, [(kind, row["name"])])
+        await changed()
         return _json(resource_document(row))
 
 

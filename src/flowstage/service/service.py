@@ -20,6 +20,7 @@ from flowstage.runner.api import arun_workflow, create_executor
 from flowstage.service.bus import EventBus, Subscriber
 from flowstage.service.metrics import ServiceMetrics
 from flowstage.service.records import row_record, run_id_of, run_record
+from flowstage.service.triggers import Clock, Triggers
 from flowstage.state.liveness import own_start
 from flowstage.state.resources import find_workflow
 from flowstage.state.store import get_store
@@ -67,6 +68,7 @@ class Service:
 
     :param settings: the ``service:`` settings (default: this process's settings)
     :param executor: the executor spec (default: the settings' ``executor:``)
+    :param clock: the time the trigger rules' schedules follow (default: the wall clock)
     """
 
     def __init__(
@@ -75,6 +77,7 @@ class Service:
         *,
         executor: str | Mapping[str, Any] | None = None,
         plugins: FlowstagePlugins | None = None,
+        clock: Clock | None = None,
     ) -> None:
         self.settings = settings or load_settings().service
         self.plugins = plugins or default_plugins()
@@ -87,6 +90,7 @@ class Service:
         self._executor_spec = executor
         self._runs: dict[str, ServiceRun] = {}
         self._slots = asyncio.Semaphore(self.settings.max_concurrent_runs)
+        self.triggers = Triggers(self, clock)
 
     # life ---------------------------------------------------------------------------
 
@@ -98,11 +102,13 @@ class Service:
         executor = create_executor(self._executor_spec, plugins=self.plugins)
         await asyncio.to_thread(executor.start)
         self.executor = executor
+        await self.triggers.start()
 
     async def drain(self, timeout: float) -> None:
         """Take no new runs, cancel the queued ones, give the running ones ``timeout``
         seconds, then cancel them (they are recorded ``cancelled``)."""
         self.draining = True
+        await self.triggers.stop()
         for entry in list(self._runs.values()):
             if entry.run.state == "pending" and entry.task is not None:
                 entry.task.cancel()
@@ -117,6 +123,7 @@ class Service:
     async def close(self) -> None:
         """Stop the executor (after :meth:`drain`)."""
         self.draining = True
+        await self.triggers.stop()
         executor, self.executor = self.executor, None
         if executor is not None:
             await asyncio.to_thread(executor.close)

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from flowstage.core.models import ConfigResource
 
 DB_NAME = "flowstage.db"
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 MIGRATIONS: list[tuple[str, ...]] = [
     (  # 0 -> 1
@@ -77,6 +77,16 @@ MIGRATIONS: list[tuple[str, ...]] = [
         "ALTER TABLE runs ADD COLUMN retry_of TEXT",
         # JSON: the workflow's reference and config, and the kept stage outputs
         "ALTER TABLE runs ADD COLUMN outputs TEXT",
+    ),
+    (  # 2 -> 3: the slots schedule rules fired (a slot is claimed once, across restarts)
+        """CREATE TABLE trigger_fires (
+            rule TEXT NOT NULL,
+            slot TEXT NOT NULL,
+            fired_at TEXT NOT NULL,
+            outcome TEXT NOT NULL,
+            run_id TEXT,
+            PRIMARY KEY (rule, slot)
+        )""",
     ),
 ]
 

@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from flowstage.core.configs import applying, merge_configs
+from flowstage.core.cron import parse_schedule
 from flowstage.core.errors import UnknownNameError, UserError, WorkflowError
 from flowstage.core.models import ConfigResource, TriggerRule, Workflow
+from flowstage.state import fires
 from flowstage.state.store import get_store
 
 if TYPE_CHECKING:
@@ -355,13 +358,17 @@ def trigger_rows(name: str | None = None) -> list[dict[str, Any]]:
     for row in get_store().list_resources("trigger_rule"):
         if name is None or row["name"] == name:
             rule = TriggerRule.model_validate(row["document"])
+            last = fires.last_slot(get_store(), rule.name)
             rows.append(
                 {
                     "name": row["name"],
                     "type": rule.spec.type,
+                    "enabled": rule.spec.enabled,
                     "rule": rule.spec.rule,
                     "action": rule.spec.action.target,
                     "parameters": rule.spec.action.parameters,
+                    "last_fire": last.isoformat() if last else None,
+                    "next_fire": _next_fire(rule),
                     "version": row["version"],
                     "updated_at": row["updated_at"],
                 }
@@ -369,6 +376,17 @@ def trigger_rows(name: str | None = None) -> list[dict[str, Any]]:
     if name is not None and not rows:
         raise UnknownNameError(_unknown("trigger_rule", name))
     return rows
+
+
+def _next_fire(rule: TriggerRule) -> str | None:
+    """When an enabled schedule fires next (None without croniter, the service extra)."""
+    if rule.spec.type != "schedule" or not rule.spec.enabled:
+        return None
+    try:
+        schedule = parse_schedule(list(rule.spec.rule), rule.spec.timezone)
+    except (ImportError, ValueError):
+        return None
+    return schedule.next_after(datetime.now(timezone.utc)).isoformat()
 
 
 def describe_workflow(name: str, plugins: FlowstagePlugins) -> dict[str, Any]:

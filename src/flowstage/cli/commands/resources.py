@@ -200,10 +200,12 @@ def get(
                 {
                     "name": r["name"],
                     "type": r["type"],
+                    "enabled": "yes" if r["enabled"] else "no",
                     "rule": r["rule"],
                     "action": r["action"],
                     "parameters": r["parameters"],
-                    "updated": _when(r["updated_at"]),
+                    "last fire": _when(r["last_fire"]) if r["last_fire"] else "-",
+                    "next fire": _when(r["next_fire"]) if r["next_fire"] else "-",
                 }
                 for r in rows
             ]
