@@ -127,3 +127,31 @@ def test_a_row_never_gets_a_file_outside_the_app_dir_deleted(app_home: Path, out
         conn.execute("UPDATE runs SET log_path = ? WHERE id = ?", (log, run_id))
     assert cli("delete", "run", run_id).returncode == 0
     assert victim.read_text() == "precious"
+
+
+def test_the_service_applies_run_retention_when_it_starts(
+    app_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import asyncio
+
+    pytest.importorskip("fastapi", reason="the service needs the 'service' extra")
+    from flowstage.core.settings import ServiceSettings
+    from flowstage.service import Service
+
+    (old, old_result, old_log), (new, _, _) = runs(app_home, 2)
+    age(app_home, old)
+    monkeypatch.setenv("FLOWSTAGE__STORE__RUN_RETENTION", "30d")
+
+    async def start_and_stop() -> None:
+        service = Service(ServiceSettings(), executor={"name": "local", "max_workers": 1})
+        await service.start()
+        for _ in range(200):  # the first prune runs in a thread right after the start
+            if get_store().find_run(old) is None:
+                break
+            await asyncio.sleep(0.02)
+        await service.drain(0.0)
+        await service.close()
+
+    asyncio.run(start_and_stop())
+    assert get_store().find_run(old) is None and get_store().find_run(new) is not None
+    assert not old_result.exists() and not old_log.exists()

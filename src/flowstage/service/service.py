@@ -20,6 +20,7 @@ from flowstage.runner.api import arun_workflow, create_executor
 from flowstage.service.bus import EventBus, Subscriber
 from flowstage.service.metrics import ServiceMetrics
 from flowstage.service.records import row_record, run_id_of, run_record
+from flowstage.service.retention import prune_forever
 from flowstage.service.triggers import Clock, Triggers
 from flowstage.state.liveness import own_start
 from flowstage.state.resources import find_workflow
@@ -91,6 +92,7 @@ class Service:
         self._runs: dict[str, ServiceRun] = {}
         self._slots = asyncio.Semaphore(self.settings.max_concurrent_runs)
         self.triggers = Triggers(self, clock)
+        self._pruner: asyncio.Task[None] | None = None
 
     # life ---------------------------------------------------------------------------
 
@@ -103,12 +105,14 @@ class Service:
         await asyncio.to_thread(executor.start)
         self.executor = executor
         await self.triggers.start()
+        self._pruner = asyncio.create_task(prune_forever(), name="flowstage-prune")
 
     async def drain(self, timeout: float) -> None:
         """Take no new runs, cancel the queued ones, give the running ones ``timeout``
         seconds, then cancel them (they are recorded ``cancelled``)."""
         self.draining = True
         await self.triggers.stop()
+        self._stop_pruner()
         for entry in list(self._runs.values()):
             if entry.run.state == "pending" and entry.task is not None:
                 entry.task.cancel()
@@ -124,9 +128,15 @@ class Service:
         """Stop the executor (after :meth:`drain`)."""
         self.draining = True
         await self.triggers.stop()
+        self._stop_pruner()
         executor, self.executor = self.executor, None
         if executor is not None:
             await asyncio.to_thread(executor.close)
+
+    def _stop_pruner(self) -> None:
+        if self._pruner is not None:
+            self._pruner.cancel()
+            self._pruner = None
 
     # events -------------------------------------------------------------------------
 
