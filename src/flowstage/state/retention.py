@@ -1,7 +1,7 @@
 """Run retention: deleting ended runs from the history, with their result and log files.
 
-``flowstage runs prune`` and ``flowstage delete run ID`` call these; so will the coming
-service, which applies ``store.run_retention`` on a schedule. A recorded run does not
+``flowstage runs prune`` and ``flowstage delete run ID`` call these, and so does
+``flowstage serve``, which applies ``store.run_retention`` at start and hourly. A recorded run does not
 prune by itself: its end stays one cheap write, and what disappears from the history,
 and when, is always the result of a command someone ran (or of the service they set up).
 
