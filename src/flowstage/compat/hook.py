@@ -33,7 +33,8 @@ PTH_LINE = (
     "import sys; sys.meta_path.insert(0, type('FlowstageFlowdaptStub', (), "
     "{'find_spec': staticmethod(lambda name, path=None, target=None: "
     "__import__('flowstage.compat.hook').compat.hook.find_spec(name, path, target) "
-    "if name.partition('.')[0] == 'flowdapt' else None)})())\n"
+    "if name.partition('.')[0] == 'flowdapt' "
+    "and __import__('importlib.util').util.find_spec('flowstage') else None)})())\n"
 )
 
 

@@ -23,6 +23,10 @@ def install(site_dir: Path | None = SITE_DIR) -> None:
         path = hook.write_pth(site_dir)
     except RuntimeError as exc:
         raise UserError(str(exc)) from None
+    except OSError as exc:  # a read-only or someone else's site-packages
+        where = hook.pth_path(site_dir)
+        msg = f"cannot write {where}: {exc.strerror or exc} (try --site-packages DIR)"
+        raise UserError(msg) from None
     typer.echo(f"installed {path}: `import flowdapt` now gives {hook.TARGET}")
 
 
@@ -31,7 +35,11 @@ def uninstall(site_dir: Path | None = SITE_DIR) -> None:
     from flowstage.compat import hook
 
     path = hook.pth_path(site_dir)
-    if hook.remove_pth(site_dir):
+    try:
+        removed = hook.remove_pth(site_dir)
+    except OSError as exc:
+        raise UserError(f"cannot remove {path}: {exc.strerror or exc}") from None
+    if removed:
         typer.echo(f"removed {path}")
     else:
         typer.echo(f"not installed ({path} does not exist)")
