@@ -1,9 +1,10 @@
 """Run retention: deleting ended runs from the history, with their result and log files.
 
 ``flowstage runs prune`` and ``flowstage delete run ID`` call these, and so does
-``flowstage serve``, which applies ``store.run_retention`` at start and hourly. A recorded run does not
-prune by itself: its end stays one cheap write, and what disappears from the history,
-and when, is always the result of a command someone ran (or of the service they set up).
+``flowstage serve``, which applies ``store.run_retention`` at start and hourly. A
+recorded run does not prune by itself: its end stays one cheap write, and what
+disappears from the history, and when, is always the result of a command someone ran
+(or of the service they set up).
 
 A run that is still pending or running is never deleted. Rows go first, in one
 transaction; the files follow. A crash in between leaves only files that no row names,
