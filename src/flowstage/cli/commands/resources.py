@@ -131,8 +131,8 @@ def delete(
         None, "--server", help="Act on the service at this URL (default: service.url)."
     ),
 ) -> None:
-    """Delete an applied workflow or config (`delete workflow NAME`), or those in a file
-    (`delete -p PATH`).
+    """Delete an applied workflow, config or trigger rule (`delete workflow NAME`), those in
+    a file (`delete -p PATH`), or an ended run with its files (`delete run ID`).
 
     The history of a deleted workflow's runs is kept."""
     from flowstage.state import resources as catalog
