@@ -4,17 +4,22 @@ naming the stage, never hangs (pytest-timeout ends a hang), and leaves no orphan
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from flowstage import run_workflow
 from flowstage.core.runs import Run
+from flowstage.state.store import get_store
 
 ROOT = Path(__file__).resolve().parents[1]
 F = "teststages.faults."
@@ -80,3 +85,70 @@ def test_a_worker_killed_mid_map_recovers_or_fails_naming_the_stage(
         executor=executor,
     )
     assert again == [2]
+
+
+def children_of(pid: int) -> list[int]:
+    """Live processes whose parent is ``pid`` (from /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid and alive(int(entry.name)):
+                found.append(int(entry.name))
+    return found
+
+
+def flowstage(*args: str, home: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "FLOWSTAGE_HOME": str(home)}
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "tests"), str(ROOT / "src")])
+    return subprocess.run(
+        [sys.executable, "-m", "flowstage", *args], env=env, capture_output=True, text=True
+    )
+
+
+@pytest.mark.timeout(90)
+def test_a_killed_driver_shows_as_failed_and_leaves_no_workers(
+    tmp_path: Path, app_home: Path
+) -> None:
+    path = tmp_path / "doomed.yaml"
+    stages = [{"name": f"nap{i}", "target": F + "nap"} for i in range(2)]
+    path.write_text(
+        yaml.safe_dump(
+            {"kind": "workflow", "metadata": {"name": "doomed"}, "spec": {"stages": stages}}
+        )
+    )
+    marks = tmp_path / "marks"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "tests"), str(ROOT / "src")])}
+    command = [sys.executable, "-m", "flowstage", "run", str(path), "-o", "processes=true"]
+    command += ["-o", "max_workers=2", "--marker_dir", str(marks)]
+    driver = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    workers: list[int] = []
+    try:
+        while not (marks.exists() and len(list(marks.iterdir())) == 2):
+            assert driver.poll() is None, driver.stderr.read().decode() if driver.stderr else ""
+            time.sleep(0.05)
+        workers = [int(m.name) for m in marks.iterdir()]
+        before = children_of(driver.pid)
+        assert set(workers) <= set(before), (workers, before)
+        while not json.loads(flowstage("get", "runs", "--format", "json", home=app_home).stdout):
+            time.sleep(0.05)  # the run's row is written once it has run for 0.1 s
+        os.kill(driver.pid, signal.SIGKILL)
+        driver.wait()
+        read = flowstage("get", "runs", "--format", "json", home=app_home)
+        assert read.returncode == 0, read.stderr
+        [row] = json.loads(read.stdout)
+        assert row["state"] == "failed", row
+        error = get_store().find_run(row["id"])["error"]
+        assert f"pid {driver.pid}" in error and "ended without finishing" in error, error
+        while [pid for pid in before if alive(pid)]:
+            time.sleep(0.05)  # a worker that outlives its driver is ended by the timeout mark
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+            driver.wait()
+        for pid in workers:
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)
