@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -179,3 +180,12 @@ def test_generated_documents_through_apply_path(folder: Path, docs: list[dict[st
         apply_path(path, default_plugins())
     except WorkflowError:
         pass
+
+
+def test_the_cli_run_many_times_in_one_process_logs_each_message_once(folder: Path) -> None:
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):  # one stderr, as in a process that embeds the CLI
+        for _ in range(3):
+            run_cli(["validate", str(folder / "missing.yaml")])
+        logging.getLogger("flowstage.test").warning("once")
+    assert err.getvalue().count("WARNING: once") == 1, err.getvalue()
