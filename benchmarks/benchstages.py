@@ -22,3 +22,12 @@ def count_args(*args):
 def sleep_tenth(_x):
     time.sleep(0.1)
     return _x
+
+
+def boom(_x):
+    raise ValueError("a planned failure")
+
+
+def nap(seconds):
+    time.sleep(seconds)
+    return seconds

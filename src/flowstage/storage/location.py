@@ -289,14 +289,11 @@ class Location:
         with self.errors(action, where), self.locked(namespace, key):
             old = self.read_manifest(namespace, key)
             path = f"{folder}/{file}"
-            with self.write_new(path) as f:
-                try:
-                    chosen.dump(value, f)
-                except OSError:
-                    raise
-                except Exception as exc:  # noqa: BLE001 - a serializer may raise anything for a value it cannot write
-                    raise unpicklable(key, where, value, exc, chosen.name) from None
-                size = f.tell()
+            try:
+                size = self._write_value(path, chosen, value, key, where)
+            except BaseException:
+                self._drop_new_folder(old, folder)
+                raise
             stamp = _now()
             manifest = old or {
                 "name": key,
@@ -317,12 +314,31 @@ class Location:
                 self.write_manifest(namespace, key, manifest)
             except BaseException:
                 self.remove(path)
+                self._drop_new_folder(old, folder)
                 raise
         with contextlib.suppress(Exception):  # leftovers never change what get returns
             if previous:
                 self.remove(f"{folder}/{previous}")
             self._sweep(folder, keep=file)
         return size
+
+    def _write_value(self, path: str, chosen: Any, value: Any, key: str, where: str) -> int:
+        """Write ``value`` to the new file ``path``; its size in bytes."""
+        with self.write_new(path) as f:
+            try:
+                chosen.dump(value, f)
+            except OSError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - a serializer may raise anything for a value it cannot write
+                raise unpicklable(key, where, value, exc, chosen.name) from None
+            return f.tell()
+
+    def _drop_new_folder(self, manifest: dict[str, Any] | None, folder: str) -> None:
+        """After a failed first write of an artifact (no ``manifest`` yet), remove the
+        folder it created, so that a full disk or a bad value leaves nothing behind. Only
+        the artifact's own folder, under its lock: the namespace's is shared."""
+        if manifest is None:
+            self.remove_empty_dirs(folder, os.path.dirname(folder))
 
     def _sweep(self, folder: str, keep: str) -> None:
         """Remove value and temporary files that writers which died left behind."""
