@@ -197,12 +197,15 @@ def test_a_schedule_fires_each_slot_once_and_catches_up_after_downtime() -> None
 
     async def scenario() -> None:
         clock = ManualClock(start)
-        async with service(clock) as (_running, started):
+        async with service(clock) as (running, started):
             clock.advance(seconds_to(clock, minute_after(start)) + 0.1)
             await settle()
             clock.advance(60)
             await settle()
             assert len(triggered(started)) == 2
+            # each fire's lag is in /metrics (0.1 s late on the clock, each time)
+            metrics = running.metrics.render().decode()
+            assert "flowstage_trigger_lag_seconds_count 2.0" in metrics
         # five slots pass with no service: on restart the latest one fires, once
         clock = ManualClock(minute_after(start, 7) + timedelta(seconds=5))
         async with service(clock) as (_running, started):

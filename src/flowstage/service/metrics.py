@@ -1,5 +1,5 @@
 """Prometheus metrics of one service: runs by state, run and stage durations, queue
-depth (each service has a registry of its own, so tests can start several)."""
+depth, trigger lag (each service has a registry of its own, so tests can start several)."""
 
 from __future__ import annotations
 
@@ -39,6 +39,12 @@ class ServiceMetrics:
             "flowstage_queue_depth", "Runs waiting for a slot", registry=self.registry
         )
         self.running = Gauge("flowstage_runs_running", "Runs executing", registry=self.registry)
+        self.trigger_lag = Histogram(
+            "flowstage_trigger_lag_seconds",
+            "From a schedule's slot to its run's submission",
+            buckets=_BUCKETS,
+            registry=self.registry,
+        )
 
     def ended(self, run: Run) -> None:
         self.runs.labels(run.state).inc()

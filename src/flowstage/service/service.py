@@ -133,6 +133,10 @@ class Service:
         if executor is not None:
             await asyncio.to_thread(executor.close)
 
+    def trigger_fired(self, lag: float) -> None:
+        """A schedule rule fired ``lag`` seconds after its slot (for ``/metrics``)."""
+        self.metrics.trigger_lag.observe(max(lag, 0.0))
+
     def _stop_pruner(self) -> None:
         if self._pruner is not None:
             self._pruner.cancel()

@@ -51,6 +51,8 @@ class Host(Protocol):
 
     def subscribe(self, subscriber: Callable[[Event], None]) -> Callable[[], None]: ...
 
+    def trigger_fired(self, lag: float) -> None: ...
+
 
 @dataclass
 class LoadedRule:
@@ -230,6 +232,8 @@ class Triggers:
             entry.queued = self._spawn(self._after(entry, entry.queued, entry.last_run, event))
             return
         handle = self._act(entry, event)
+        if outcome == "fired":  # caught-up slots are late by design: not counted as lag
+            self.host.trigger_fired((self.clock.now() - slot).total_seconds())
         run_id = handle.id if handle is not None else None
         await asyncio.to_thread(fires.set_outcome, store, entry.name, slot, outcome, run_id)
 
