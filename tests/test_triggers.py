@@ -354,6 +354,8 @@ def test_kill_9_across_slots_then_restart_catches_up_once(
     )
     runs = [r["run_id"] for r in recorded]
     assert all(runs) and len(set(runs)) == len(runs)
-    for run_id in runs:
+    # a run the kill -9 cut short within its first 0.1 s never got a row (the recorder
+    # writes it then: docs/operations.md); every run after the restart has one
+    for run_id in (r["run_id"] for r in recorded if r["slot"] > last):
         row = get_store().find_run(run_id, prefix=False)
         assert row is not None and row["source"] == "trigger"
