@@ -139,3 +139,30 @@ def test_logs_of_a_foreground_run_explain_where_its_output_went() -> None:
     assert run["source"] == "cli"
     logs = cli("runs", "logs", run["id"])
     assert logs.returncode == 2 and "only --no-wait runs keep a log" in logs.stderr
+
+
+def test_cancelling_a_run_of_another_program_points_to_the_service(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import threading
+
+    from flowstage import run_workflow
+    from flowstage.cli.main import run_cli
+
+    workflow = {
+        "metadata": {"name": "held"},
+        "spec": {"stages": [{"name": "nap", "target": "teststages.state.sleepy"}]},
+    }
+    runner = threading.Thread(target=run_workflow, args=(workflow, {"seconds": 1.5}))
+    runner.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not (rows := get_store().list_runs(workflow="held")[0]):
+            assert time.monotonic() < deadline, "the run never got its row"
+            time.sleep(0.05)
+        run_id = rows[0]["id"]
+        assert run_cli(["runs", "cancel", run_id]) == 2
+        error = capsys.readouterr().err
+        assert f"flowstage runs cancel {run_id} --server URL" in error
+    finally:
+        runner.join()

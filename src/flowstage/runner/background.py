@@ -273,8 +273,10 @@ def cancel_run(run_id: str, timeout: float = CANCEL_TIMEOUT) -> dict[str, Any]:
         raise UserError(f"run {run_id} has already ended ({row['state']})")
     if row["source"] == "api":
         msg = (
-            f"run {run_id} runs inside a Python program (pid {row['pid']} on {row['host']}); "
-            "stop it there (KeyboardInterrupt, or cancel the task awaiting arun_workflow)"
+            f"run {run_id} runs inside a Python program (pid {row['pid']} on {row['host']}): "
+            "if that is `flowstage serve`, cancel it there with `flowstage runs cancel "
+            f"{run_id} --server URL`; otherwise stop it in that program (KeyboardInterrupt, "
+            "or cancel the task awaiting arun_workflow)"
         )
         raise UserError(msg)
     store.request_cancel(run_id)
