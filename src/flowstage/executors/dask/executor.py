@@ -39,6 +39,7 @@ from flowstage.executors.common import (
     parse_capacity,
 )
 from flowstage.executors.dask.connect import probe_scheduler
+from flowstage.executors.dask.local_cluster import start_local_cluster
 from flowstage.executors.dask.results import (
     opened,
     register_with_dask,
@@ -125,7 +126,7 @@ class DaskExecutor(ClusterExecutor):
         else:
             n_workers = opts.n_workers or os.cpu_count() or 1
             with main_module_hidden():
-                self._cluster = distributed.LocalCluster(
+                self._cluster = start_local_cluster(
                     n_workers=n_workers,
                     threads_per_worker=opts.threads_per_worker,
                     processes=True,
