@@ -8,8 +8,10 @@ usual. One run in ten goes wrong: every tenth is a stage past its 50 ms timeout,
 tenth (offset by five) a stage that raises. After the first 100 runs (the warm-up: the
 engine's workers, caches and the store are up by then) and again at the end, after a
 garbage collection and a pause for abandoned calls to end, it reads from ``/proc``: the
-driver's threads, open file descriptors and RSS, the entries in ``/dev/shm``, and the
+driver's threads, open file descriptors and RSS, its entries in ``/dev/shm``, and the
 driver's descendant processes. The target: RSS grows by at most 10%, nothing else grows.
+``--every N`` also prints the readings every N runs after the warm-up, which tells a
+count that wanders (an engine's worker pool) from one that climbs (a leak).
 This is a script, not a test: the numbers depend on the machine.
 """
 
@@ -40,6 +42,8 @@ KINDS: dict[str, dict[str, Any]] = {
     "ray": {"name": "ray", "num_cpus": 2},
 }
 WARM_UP = 100
+#: the /dev/shm entries of each snapshot, to name the ones that appeared
+SHM_SEEN: list[set[str]] = []
 B = "benchstages."
 
 
@@ -59,7 +63,7 @@ def workflow(i: int) -> dict[str, Any]:
     return {"metadata": {"name": "soak"}, "spec": {"stages": stages}}
 
 
-def descendants(pid: int) -> int:
+def descendants(pid: int) -> set[int]:
     parents: dict[int, int] = {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
@@ -68,11 +72,35 @@ def descendants(pid: int) -> int:
             except OSError:
                 continue
             parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
-    found, frontier = 0, {pid}
+    found: set[int] = set()
+    frontier = {pid}
     while frontier:
         frontier = {child for child, parent in parents.items() if parent in frontier}
-        found += len(frontier)
+        found |= frontier
     return found
+
+
+def shm_entries(pids: set[int]) -> set[str]:
+    """The ``/dev/shm`` entries of this soak: the files in this driver's shared-memory
+    folders (``flowstage-mem-<pid>-...``, the folder counted too) and entries its
+    processes hold mapped or open (multiprocessing's semaphores). Other processes on the
+    machine (other test runs) create and remove entries too; they are not counted."""
+    ours: set[str] = set()
+    for name in os.listdir("/dev/shm"):
+        if name.startswith(f"flowstage-mem-{os.getpid()}-"):
+            ours.add(name)
+            for folder, _, files in os.walk(f"/dev/shm/{name}"):
+                ours.update(os.path.relpath(f"{folder}/{f}", "/dev/shm") for f in files)
+    for pid in pids:
+        try:
+            maps = Path(f"/proc/{pid}/maps").read_text()
+            fds = [os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")]
+        except OSError:
+            continue
+        for path in [*(line.split(maxsplit=5)[-1] for line in maps.splitlines()), *fds]:
+            if path.startswith("/dev/shm/") and not path.endswith("(deleted)"):
+                ours.add(path[len("/dev/shm/") :])
+    return ours
 
 
 def snapshot() -> dict[str, float]:
@@ -83,16 +111,21 @@ def snapshot() -> dict[str, float]:
         for line in Path("/proc/self/status").read_text().splitlines()
         if line.startswith("VmRSS:")
     )
+    processes = descendants(os.getpid())
+    shm = shm_entries({os.getpid(), *processes})
+    SHM_SEEN.append(shm)
     return {
         "threads": len(os.listdir("/proc/self/task")),
         "fds": len(os.listdir("/proc/self/fd")),
-        "shm": len(os.listdir("/dev/shm")),
-        "procs": descendants(os.getpid()),
+        "shm": len(shm),
+        "procs": len(processes),
         "rss_mb": rss_kb / 1024,
     }
 
 
-def soak(kind: str, runs: int) -> tuple[dict[str, float], dict[str, float], dict[str, int]]:
+def soak(
+    kind: str, runs: int, every: int
+) -> tuple[dict[str, float], dict[str, float], dict[str, int]]:
     states: dict[str, int] = {}
     first: dict[str, float] = {}
     with create_executor(dict(KINDS[kind])) as executor:
@@ -104,23 +137,35 @@ def soak(kind: str, runs: int) -> tuple[dict[str, float], dict[str, float], dict
             states[run.state] = states.get(run.state, 0) + 1
             if i + 1 == min(WARM_UP, runs):
                 first = snapshot()
+            elif every and i + 1 > WARM_UP and (i + 1 - WARM_UP) % every == 0 and i + 1 < runs:
+                seen = snapshot()
+                print(f"  {kind} after {i + 1} runs: " + cells(seen), flush=True)
         last = snapshot()
         states["seconds"] = round(time.perf_counter() - started)
     return first, last, states
+
+
+def cells(reading: dict[str, float]) -> str:
+    counts = " ".join(f"{k}={reading[k]:.0f}" for k in ("threads", "fds", "shm", "procs"))
+    return f"{counts} rss={reading['rss_mb']:.1f}MB"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=1000, help="runs per kind")
     parser.add_argument("--kinds", default=",".join(KINDS), help="comma-separated")
+    parser.add_argument("--every", type=int, default=0, help="also print every N runs")
     args = parser.parse_args()
     print(f"app dir {os.environ['FLOWSTAGE_HOME']}; {args.runs} runs per kind, 10% failing")
     print(f"{'kind':<10} {'threads':>9} {'fds':>9} {'shm':>7} {'procs':>7} {'RSS MB':>15} verdict")
     for kind in args.kinds.split(","):
-        first, last, states = soak(kind, args.runs)
+        first, last, states = soak(kind, args.runs, args.every)
         growth = (last["rss_mb"] - first["rss_mb"]) / first["rss_mb"] * 100
         grew = [k for k in ("threads", "fds", "shm", "procs") if last[k] > first[k]]
         verdict = "ok" if growth <= 10 and not grew else f"LEAK ({', '.join(grew) or 'RSS'})"
+        if "shm" in grew:
+            verdict += f" new in /dev/shm: {sorted(SHM_SEEN[-1] - SHM_SEEN[0])}"
+        SHM_SEEN.clear()
         cells = [f"{first[k]:.0f}->{last[k]:.0f}" for k in ("threads", "fds", "shm", "procs")]
         rss = f"{first['rss_mb']:.0f}->{last['rss_mb']:.0f} {growth:+.1f}%"
         print(

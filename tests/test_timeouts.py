@@ -122,14 +122,34 @@ def test_timed_out_stages_free_their_workers(reused: Executor, stop_busy: None, 
         assert len(pool_threads(others)) <= 2
 
 
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("processes", [False, True], ids=["threads", "processes"])
+def test_a_timeout_counts_from_the_calls_start_not_its_wait_for_a_worker(
+    processes: bool,
+) -> None:
+    """On one worker, ``waits`` queues behind ``first`` (busy 1.5 s). Its 1 s timeout
+    starts when it gets the worker, so it finishes at once; it timed out while still
+    waiting in the queue when the timeout counted from submission."""
+    spec = {"name": "local", "max_workers": 1, "processes": processes}
+    stages = wf(
+        {"name": "first", "target": T + "busy"},
+        {"name": "waits", "target": T + "trivial", "timeout": "1s"},
+        name="queued",
+    )
+    with create_executor(spec) as ex:
+        assert run_workflow(stages, {"seconds": 1.5}, executor=ex) == {
+            "first": "done",
+            "waits": "ok",
+        }
+
+
 @pytest.mark.timeout(90)
 def test_timed_out_process_never_overlaps_its_retry(tmp_path) -> None:
     log = tmp_path / "attempts.log"
     stage = {
         "name": "slow",
         "target": T + "stamped_attempt",
-        # long enough for a replacement worker process to start on a loaded machine (the
-        # timeout counts from submission, so a spawn eats into it)
+        # counted from when a worker takes the call (after a replacement has started)
         "timeout": "2s",
         "retries": 2,
         "retry_delay": "10ms",

@@ -150,3 +150,8 @@ class Halt(BaseException):
 
 def halt() -> None:
     raise Halt("halted on purpose")
+
+
+def refuse(word: str) -> None:
+    """Fail with an ordinary exception, after a stage that gave ``word``."""
+    raise ValueError(f"refused {word!r}")

@@ -125,6 +125,12 @@ class Executor(abc.ABC):
     async def wait(self, handle: Any) -> None:
         """Wait until the call behind ``handle`` is done; raise what it raised."""
 
+    async def call_started(self, handle: Any) -> None:
+        """Return once the call behind ``handle`` has started on a worker, or is done: a
+        stage ``timeout`` counts from then, not while the call waits for a free worker.
+        Engines that cannot tell return at once (there it counts from submission)."""
+        return
+
     async def watch(self, handle: Any) -> None:
         """:meth:`wait`, for a call nothing is blocked on (its dependents are already
         submitted): the engine may notice its end a little later, in batches."""

@@ -98,6 +98,8 @@ class StageExecution:
                 if stage.timeout is None:
                     await self.executor.wait(handle)
                 else:
+                    # counted from the call's start: not the wait for a free worker
+                    await self.executor.call_started(handle)
                     await asyncio.wait_for(self.executor.wait(handle), stage.timeout)
                 return handle
             except asyncio.TimeoutError:

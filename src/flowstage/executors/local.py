@@ -20,6 +20,7 @@ from pydantic import Field, field_validator
 from flowstage.core.executor import Executor, ExecutorOptions
 from flowstage.executors.common import parse_capacity
 from flowstage.executors.process_pool import Pickled, ProcessPool
+from flowstage.executors.starts import StartNotices, wait_started
 from flowstage.storage.memory import LocalMemory, SharedDirMemory
 
 if TYPE_CHECKING:
@@ -57,6 +58,8 @@ class DaemonThreadPool:
         self._idle = 0
         self._started = 0
         self._lock = threading.Lock()
+        #: told when a call starts (the driver's stage timeouts count from then)
+        self.starts = StartNotices()
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> concurrent.futures.Future[Any]:
         future: concurrent.futures.Future[Any] = concurrent.futures.Future()
@@ -103,6 +106,7 @@ class DaemonThreadPool:
                 if running:
                     self._running[future] = me
             if running:
+                self.starts.fire(future)
                 try:
                     future.set_result(fn(*args))
                 except BaseException as exc:  # noqa: BLE001 - handed to the caller
@@ -251,6 +255,13 @@ class LocalExecutor(Executor):
         if request:
             future.add_done_callback(lambda _f: self._admission.release(request))
         return future
+
+    async def call_started(self, handle: Any) -> None:
+        """Return once a pool thread or worker process has taken the call (a worker
+        process is up and ready by then, also one spawned to replace a killed one)."""
+        pool = self._pool
+        if pool is not None:
+            await wait_started(pool.starts, handle)
 
     async def wait(self, handle: Any) -> None:
         await asyncio.wrap_future(handle)

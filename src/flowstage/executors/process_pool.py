@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, cast
 from flowstage.core.calls import abandoned_calls_running
 from flowstage.core.errors import CallStopped, ResultNotTransferable, WorkerLost
 from flowstage.executors.common import main_module_hidden
+from flowstage.executors.starts import StartNotices
 
 if TYPE_CHECKING:
     from multiprocessing.connection import Connection
@@ -41,6 +42,8 @@ _SPAWN_LOCK = threading.Lock()
 #: Linux prctl option: the signal a process gets when the thread that started it ends
 _PR_SET_PDEATHSIG = 1
 _POOLS: weakref.WeakSet[ProcessPool] = weakref.WeakSet()
+#: a new worker's first message: it has started up and waits for calls
+_READY = b"ready"
 
 
 class Pickled:
@@ -106,6 +109,7 @@ def _serve_calls(conn: Connection, parent: int) -> None:
     be killed); the worker then retires after answering, and the pool replaces it.
     """
     _die_with_parent(parent)
+    conn.send_bytes(_READY)  # the pool hands it calls (and starts their clocks) from now
     while True:
         try:
             payload = conn.recv_bytes()
@@ -143,6 +147,8 @@ class ProcessPool:
         self._running: dict[concurrent.futures.Future[Any], _Slot] = {}
         self._slots = [_Slot() for _ in range(max_workers)]
         self._closed = False
+        #: told when a call is handed to a worker (stage timeouts count from then)
+        self.starts = StartNotices()
         self._threads = [
             threading.Thread(
                 target=self._serve, args=(slot,), daemon=True, name=f"flowstage-process-{i}"
@@ -215,6 +221,13 @@ class ProcessPool:
         with _SPAWN_LOCK, main_module_hidden():
             process.start()
         theirs.close()
+        try:
+            ours.recv_bytes()  # its _READY; EOFError if it died while starting up
+        except BaseException:
+            process.kill()
+            process.join()
+            ours.close()
+            raise
         return process, ours
 
     def _serve(self, slot: _Slot) -> None:
@@ -245,6 +258,7 @@ class ProcessPool:
                     if not future.set_running_or_notify_cancel():
                         continue
                     self._running[future] = slot
+                self.starts.fire(future)
                 try:
                     conn.send_bytes(payload)
                     reply: tuple[bool, bytes, bool] | None = pickle.loads(conn.recv_bytes())

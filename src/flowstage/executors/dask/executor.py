@@ -39,6 +39,7 @@ from flowstage.executors.common import (
     parse_capacity,
 )
 from flowstage.executors.dask.connect import probe_scheduler
+from flowstage.executors.dask.local_cluster import start_local_cluster
 from flowstage.executors.dask.results import (
     opened,
     register_with_dask,
@@ -125,7 +126,7 @@ class DaskExecutor(ClusterExecutor):
         else:
             n_workers = opts.n_workers or os.cpu_count() or 1
             with main_module_hidden():
-                self._cluster = distributed.LocalCluster(
+                self._cluster = start_local_cluster(
                     n_workers=n_workers,
                     threads_per_worker=opts.threads_per_worker,
                     processes=True,
@@ -358,6 +359,7 @@ class DaskExecutor(ClusterExecutor):
         problem = await self._done(handle)
         if problem is None:
             return
+        _release(handle)
         if isinstance(problem, CallFailure):
             raise problem
         label = _label_of(handle)
@@ -367,8 +369,10 @@ class DaskExecutor(ClusterExecutor):
         try:
             return opened(await self._gather(handle))
         except CallFailure:
+            _release(handle)
             raise
         except Exception as exc:
+            _release(handle)
             label = _label_of(handle)
             msg = (
                 f"stage {label!r}: its result could not be fetched from Dask: "
@@ -394,6 +398,8 @@ class DaskExecutor(ClusterExecutor):
         keys = [f.key for f in futures]
         try:
             client.cancel(futures, force=True)
+            for future in futures:
+                _release(future)
             if self._cluster is None:
                 return
             time.sleep(_CANCEL_GRACE_SECONDS)
@@ -456,6 +462,19 @@ class DaskExecutor(ClusterExecutor):
             f"dask (local cluster, {workers} workers x "
             f"{self.options.threads_per_worker} threads{dashboard})"
         )
+
+
+def _release(future: Any) -> None:
+    """Let the client forget a failed or cancelled ``future`` now.
+
+    Dask keeps a task's state while a ``Future`` of it lives, and the client keeps the
+    task's exception in that state. Raised, the exception collects our frames in its
+    traceback, and they hold the ``Future``: a cycle rooted in the client that garbage
+    collection never frees, so every failed or timed-out run left its tasks (and their
+    results) on the cluster for good.
+    """
+    with contextlib.suppress(Exception):  # best effort: the client may be closing
+        future.release()
 
 
 def _print_output(event: tuple[float, dict[str, str]]) -> None:

@@ -9,6 +9,7 @@ import contextlib
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+from flowstage.compat.flowdapt.compute.artifacts.transaction import Snapshot
 from flowstage.storage import artifacts as _store
 from flowstage.storage.artifacts import ArtifactFile
 
@@ -51,16 +52,16 @@ class Artifact(_store.Artifact):
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[Artifact]:
-        """Files the block creates are removed again if it raises (files it replaced
-        keep their new content: each write is atomic on its own)."""
-        before = {f.name for f in self.list_files()}
+        """All of the block's changes to this artifact, or none: if the block raises,
+        files it created are removed, files it replaced or deleted come back, and so does
+        the metadata (see :mod:`.transaction`)."""
+        snapshot = Snapshot.take(self)
         try:
             yield self
         except BaseException:
-            for file in self.list_files():
-                if file.name not in before:
-                    file.remove()
+            snapshot.restore()
             raise
+        snapshot.discard()
 
 
 def new_artifact(
