@@ -1,0 +1,339 @@
+"""Stage result caching: what a cache key is made of, and how a run asks the cache.
+
+A stage with ``cache:`` has its result stored under a key; a later call with the same
+key takes the stored result instead of calling the target. The key is a digest of:
+
+- the stage's target, as its import string (always);
+- ``code``: the target's source, and the module-level code it uses (see :func:`code_digest`);
+- ``config``: the run's merged config data;
+- ``inputs``: the call's arguments (for a map, per item: the item and the other arguments).
+
+The driver checks the cache (the same code on every executor): a hit costs no call, and
+a map calls only its items that missed. Entries live in a :class:`CacheStore` (the
+artifact store, so an ``s3://`` artifact URL shares them between machines).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import marshal
+import pickle
+import types
+import weakref
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Literal, Protocol
+
+from flowstage.core.errors import UserError
+from flowstage.core.targets import resolve_target
+
+if TYPE_CHECKING:
+    from flowstage.core.models import Stage
+
+#: ``run_workflow(cache=...)``: use entries, ignore them and write new ones, or no cache
+CacheMode = Literal["use", "refresh", "off"]
+#: bumped when the key's recipe changes, so old entries stop matching
+KEY_VERSION = b"flowstage-cache-1"
+#: constants of a stage module whose values enter the code digest
+_CONSTANT_TYPES = (int, float, complex, str, bytes, bool, type(None))
+
+
+class CacheKeyError(UserError):
+    """A cached stage's key cannot be computed: an argument is neither JSON nor picklable."""
+
+
+def cache_mode(value: bool | str) -> CacheMode:
+    """``True``/``"use"``, ``"refresh"`` or ``False``/``"off"`` as a :data:`CacheMode`.
+
+    :raises UserError: any other value
+    """
+    if value is True or value == "use":
+        return "use"
+    if value is False or value == "off":
+        return "off"
+    if value == "refresh":
+        return "refresh"
+    msg = f"cache={value!r}: expected True, False or 'refresh'"
+    raise UserError(msg)
+
+
+class CacheStore(Protocol):
+    """Where cache entries are kept. Reads never fail: a missing, corrupt or expired
+    entry is a miss (with a warning for a corrupt one)."""
+
+    #: reads and writes block on the network: the driver makes them off its event loop
+    remote: bool
+
+    def load_many(self, keys: Sequence[str], max_age: float | None) -> dict[int, Any]:
+        """The values found for ``keys``, by position in ``keys``.
+
+        :param max_age: entries older than this many seconds are misses (None: any age)
+        """
+        ...
+
+    def save(self, key: str, value: Any, info: Mapping[str, Any]) -> None:
+        """Store ``value`` under ``key`` atomically, with ``info`` (stage, workflow,
+        target, expiry) for listings. A value that cannot be stored is skipped with a
+        warning: the run goes on."""
+        ...
+
+
+# -- digests ------------------------------------------------------------------------------
+
+
+def value_digest(value: Any) -> bytes:
+    """A stable digest of ``value``: of its JSON form (keys sorted) when it has one, else
+    of its pickle (cloudpickle for functions and classes defined in scripts).
+
+    :raises TypeError: the value can be neither (the message says why)
+    """
+    try:
+        data = b"j" + json.dumps(value, sort_keys=True, separators=(",", ":")).encode()
+    except (TypeError, ValueError):
+        try:
+            data = b"p" + pickle.dumps(value, protocol=5)
+        except Exception:  # noqa: BLE001 - any pickling failure: try the broader pickler
+            import cloudpickle
+
+            try:
+                data = b"c" + cloudpickle.dumps(value, protocol=5)
+            except Exception as exc:  # noqa: BLE001 - reported as the argument's problem
+                msg = f"a {type(value).__name__} is neither JSON nor picklable ({exc})"
+                raise TypeError(msg) from None
+    return hashlib.blake2b(data, digest_size=16).digest()
+
+
+_code_digests: weakref.WeakKeyDictionary[Any, bytes] = weakref.WeakKeyDictionary()
+
+
+def code_digest(fn: Callable[..., Any]) -> bytes:
+    """A digest of ``fn``'s code and of the module-level code it uses.
+
+    Covered: the source of the function (its code object when the source is not on
+    disk), and, by the global names its code refers to (nested functions included), the
+    functions and classes of the same module (recursively) and the module's constants
+    (numbers, strings, tuples of them). Not covered: other modules (imported
+    libraries, other modules of your package), module-level data that is not a
+    constant, and anything reached through attributes of objects.
+    """
+    try:
+        return _code_digests[fn]
+    except (KeyError, TypeError):
+        pass
+    digest = hashlib.blake2b(digest_size=16)
+    seen: set[int] = set()
+    for part in _code_parts(inspect.unwrap(fn), seen):
+        digest.update(part)
+        digest.update(b"\0")
+    found = digest.digest()
+    try:
+        _code_digests[fn] = found
+    except TypeError:  # an object without weak references is digested on every run
+        pass
+    return found
+
+
+def _code_parts(obj: Any, seen: set[int]) -> Iterator[bytes]:
+    """The byte strings that make up ``obj``'s code digest."""
+    if id(obj) in seen:
+        return
+    seen.add(id(obj))
+    if isinstance(obj, types.MethodType):
+        obj = obj.__func__
+    if isinstance(obj, types.FunctionType):
+        yield _source(obj)
+        yield from _globals_used(obj.__code__, obj.__globals__, obj.__module__, seen)
+    elif isinstance(obj, type):
+        yield _source(obj)
+        for member in vars(obj).values():
+            function = getattr(member, "__func__", member)
+            if isinstance(function, types.FunctionType):
+                yield from _globals_used(
+                    function.__code__, function.__globals__, obj.__module__, seen
+                )
+    elif callable(obj):  # an instance with __call__: its class's code
+        yield from _code_parts(type(obj), seen)
+
+
+def _source(obj: Any) -> bytes:
+    try:
+        return inspect.getsource(obj).encode()
+    except (OSError, TypeError):
+        code = getattr(obj, "__code__", None)
+        if code is not None:
+            return marshal.dumps(code.replace(co_filename="", co_firstlineno=1))
+        return f"{obj.__module__}.{obj.__qualname__}".encode()
+
+
+def _names(code: types.CodeType) -> Iterator[str]:
+    yield from code.co_names
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            yield from _names(const)
+
+
+def _globals_used(
+    code: types.CodeType, namespace: Mapping[str, Any], module: str, seen: set[int]
+) -> Iterator[bytes]:
+    for name in sorted(set(_names(code))):
+        if name not in namespace:
+            continue
+        value = namespace[name]
+        if isinstance(value, (types.FunctionType, type)):
+            if getattr(value, "__module__", None) == module:
+                yield name.encode()
+                yield from _code_parts(value, seen)
+        elif _is_constant(value):
+            yield f"{name}={value!r}".encode()
+
+
+def _is_constant(value: Any) -> bool:
+    if isinstance(value, _CONSTANT_TYPES):
+        return True
+    if isinstance(value, (tuple, frozenset)) and len(value) <= 1000:
+        return all(_is_constant(v) for v in value)
+    return False
+
+
+# -- one stage of a run -----------------------------------------------------------------
+
+
+class StageCache:
+    """The cache as one stage of a run sees it: its keys, lookups and writes."""
+
+    def __init__(
+        self,
+        stage: Stage,
+        store: CacheStore,
+        mode: CacheMode,
+        config: Mapping[str, Any],
+        search_paths: Sequence[str],
+        workflow: str,
+    ) -> None:
+        """:raises CacheKeyError: the config cannot be digested"""
+        assert stage.cache is not None  # only cached stages get one
+        self.stage = stage.name
+        self.store = store
+        self.refresh = mode == "refresh"
+        self.max_age = stage.cache.expire
+        self.parts = frozenset(stage.cache.key)
+        base = hashlib.blake2b(KEY_VERSION, digest_size=16)
+        base.update(stage.target_name.encode())
+        if "code" in self.parts:
+            base.update(b"code" + code_digest(resolve_target(stage.target, search_paths)))
+        if "config" in self.parts:
+            base.update(b"config" + self._digest(dict(config), "the run config"))
+        self._base = base
+        self.info = {"stage": stage.name, "workflow": workflow, "target": stage.target_name}
+        #: calls (map items) that took a stored result, and all calls asked about
+        self.hits = 0
+        self.calls = 0
+
+    def _digest(self, value: Any, what: str) -> bytes:
+        try:
+            return value_digest(value)
+        except TypeError as exc:
+            msg = (
+                f"stage {self.stage!r}: cannot compute its cache key: {what}: {exc}; "
+                "leave 'inputs' out of its `cache.key`, or remove `cache:` from the stage"
+            )
+            raise CacheKeyError(msg) from None
+
+    def _key(self, *parts: bytes) -> str:
+        digest = self._base.copy()
+        for part in parts:
+            digest.update(part)
+        return digest.hexdigest()
+
+    def _arguments(self, args: Sequence[Any], kwargs: Mapping[str, Any], first: int) -> bytes:
+        if "inputs" not in self.parts:
+            return b""
+        digests = [
+            self._digest(arg, f"argument {first + i} (a {type(arg).__name__})")
+            for i, arg in enumerate(args)
+        ]
+        digests += [
+            key.encode() + b"=" + self._digest(kwargs[key], f"argument {key!r}")
+            for key in sorted(kwargs)
+        ]
+        return b"args" + b"".join(digests)
+
+    def call_key(self, args: Sequence[Any], kwargs: Mapping[str, Any]) -> str:
+        """The key of one call with these (fetched) arguments.
+
+        :raises CacheKeyError: an argument can be neither JSON-encoded nor pickled
+        """
+        return self._key(self._arguments(args, kwargs, 0))
+
+    def item_keys(
+        self, items: Sequence[Any], extra_args: Sequence[Any], extra_kwargs: Mapping[str, Any]
+    ) -> list[str]:
+        """The keys of a map's items (the other arguments are digested once). Without
+        ``inputs`` in the key, an item's key is its position in the map.
+
+        :raises CacheKeyError: an item or argument can be neither JSON-encoded nor pickled
+        """
+        rest = self._arguments(extra_args, extra_kwargs, 1)
+        if "inputs" not in self.parts:
+            return [self._key(b"item", str(i).encode()) for i in range(len(items))]
+        return [
+            self._key(rest, b"item", self._digest(item, f"map item {i} (a {type(item).__name__})"))
+            for i, item in enumerate(items)
+        ]
+
+    def lookup(self, keys: Sequence[str]) -> dict[int, Any]:
+        """The stored values of ``keys`` by position (none when refreshing); counted."""
+        self.calls += len(keys)
+        if self.refresh or not keys:
+            return {}
+        found = self.store.load_many(keys, self.max_age)
+        self.hits += len(found)
+        return found
+
+    def save(self, key: str, value: Any) -> None:
+        """Store a call's value (never fails the run: see :meth:`CacheStore.save`)."""
+        self.store.save(key, value, {**self.info, "expire": self.max_age})
+
+    @property
+    def all_hit(self) -> bool:
+        """Every call of the stage took a stored result (the stage state is ``cached``)."""
+        return self.calls > 0 and self.hits == self.calls
+
+    @property
+    def note(self) -> str | None:
+        """What the run record says about the cache on this stage."""
+        if self.all_hit:
+            return "taken from the cache"
+        if self.hits:
+            return f"{self.hits} of {self.calls} item(s) taken from the cache"
+        return None
+
+
+class RunCache:
+    """The cache of one run: a :class:`StageCache` per cached stage, made on first use."""
+
+    def __init__(
+        self,
+        store: CacheStore,
+        mode: CacheMode,
+        config: Mapping[str, Any],
+        search_paths: Sequence[str],
+        workflow: str,
+    ) -> None:
+        self.store = store
+        self.mode = mode
+        self.config = config
+        self.search_paths = search_paths
+        self.workflow = workflow
+
+    def for_stage(self, stage: Stage) -> StageCache | None:
+        """``stage``'s cache, or None when it is not cached (or caching is off).
+
+        :raises CacheKeyError: the config cannot be digested
+        """
+        if stage.cache is None or self.mode == "off":
+            return None
+        return StageCache(
+            stage, self.store, self.mode, self.config, self.search_paths, self.workflow
+        )
