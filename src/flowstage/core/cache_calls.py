@@ -37,7 +37,6 @@ class CachedCalls:
         self.cache = cache
         #: the cache keys of the map's items, by position
         self._item_keys: list[str] = []
-        self._saving: list[asyncio.Future[None]] = []
 
     async def _off_loop(self, fn: Callable[..., T], *args: Any) -> T:
         """``fn(*args)``: in a thread when the store is remote (it blocks on the
@@ -46,20 +45,6 @@ class CachedCalls:
         if not self.cache.store.remote:
             return fn(*args)
         return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
-
-    def _save_soon(self, key: str, value: Any) -> None:
-        assert self.cache is not None
-        if not self.cache.store.remote:
-            self.cache.save(key, value)
-            return
-        loop = asyncio.get_running_loop()
-        self._saving.append(loop.run_in_executor(None, self.cache.save, key, value))
-
-    async def saved(self) -> None:
-        """Wait for the writes made off the event loop."""
-        saving, self._saving = self._saving, []
-        if saving:
-            await asyncio.gather(*saving)
 
     async def call(
         self, call: Callable[..., Awaitable[Any]], args: tuple[Any, ...], kwargs: dict[str, Any]
@@ -77,8 +62,7 @@ class CachedCalls:
         if found:
             return found[0]
         handle = await call(*args, **kwargs)
-        self._save_soon(key, await self.host.fetch(handle))
-        await self.saved()
+        cache.save_later([(key, await self.host.fetch(handle))])
         return handle
 
     async def ask(self, items: Any, extra_args: Sequence[Any], extra_kwargs: dict[str, Any]) -> Any:
@@ -103,6 +87,11 @@ class CachedCalls:
         """A batch of map items came back: store the items that did not fail."""
         if self.cache is None:
             return
-        for offset, value in enumerate(values):
-            if start + offset not in failed:
-                self._save_soon(self._item_keys[start + offset], value)
+        keys = self._item_keys
+        self.cache.save_later(
+            [
+                (keys[start + offset], value)
+                for offset, value in enumerate(values)
+                if start + offset not in failed
+            ]
+        )

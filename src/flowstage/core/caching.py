@@ -15,11 +15,15 @@ artifact store, so an ``s3://`` artifact URL shares them between machines).
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import hashlib
 import inspect
 import json
 import marshal
+import os
 import pickle
+import threading
 import types
 import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -210,6 +214,7 @@ class StageCache:
         config: Mapping[str, Any],
         search_paths: Sequence[str],
         workflow: str,
+        writes: list[concurrent.futures.Future[None]],
     ) -> None:
         """:raises CacheKeyError: the config cannot be digested"""
         assert stage.cache is not None  # only cached stages get one
@@ -226,6 +231,8 @@ class StageCache:
             base.update(b"config" + self._digest(dict(config), "the run config"))
         self._base = base
         self.info = {"stage": stage.name, "workflow": workflow, "target": stage.target_name}
+        #: writes still going, shared by the run's stages
+        self.writes: list[concurrent.futures.Future[None]] = writes
         #: calls (map items) that took a stored result, and all calls asked about
         self.hits = 0
         self.calls = 0
@@ -295,6 +302,16 @@ class StageCache:
         """Store a call's value (never fails the run: see :meth:`CacheStore.save`)."""
         self.store.save(key, value, {**self.info, "expire": self.max_age})
 
+    def save_later(self, entries: Sequence[tuple[str, Any]]) -> None:
+        """Store ``(key, value)`` entries in a writer thread: the run goes on meanwhile,
+        and waits for them before it returns (:meth:`RunCache.flush`)."""
+        if entries:
+            self.writes.append(_writers.submit(self._save_all, list(entries)))
+
+    def _save_all(self, entries: list[tuple[str, Any]]) -> None:
+        for key, value in entries:
+            self.save(key, value)
+
     @property
     def all_hit(self) -> bool:
         """Every call of the stage took a stored result (the stage state is ``cached``)."""
@@ -326,6 +343,7 @@ class RunCache:
         self.config = config
         self.search_paths = search_paths
         self.workflow = workflow
+        self.writes: list[concurrent.futures.Future[None]] = []
 
     def for_stage(self, stage: Stage) -> StageCache | None:
         """``stage``'s cache, or None when it is not cached (or caching is off).
@@ -335,5 +353,40 @@ class RunCache:
         if stage.cache is None or self.mode == "off":
             return None
         return StageCache(
-            stage, self.store, self.mode, self.config, self.search_paths, self.workflow
+            stage,
+            self.store,
+            self.mode,
+            self.config,
+            self.search_paths,
+            self.workflow,
+            self.writes,
         )
+
+    async def flush(self) -> None:
+        """Wait until every entry of the run is written."""
+        while self.writes:
+            await asyncio.wrap_future(self.writes.pop())
+
+
+class _Writers:
+    """Threads that write cache entries (file creation costs a miss most of its time),
+    shared by runs; a forked child starts its own."""
+
+    def __init__(self) -> None:
+        self.pool: concurrent.futures.ThreadPoolExecutor | None = None
+        self.lock = threading.Lock()
+        os.register_at_fork(after_in_child=self._forget)
+
+    def _forget(self) -> None:
+        self.pool, self.lock = None, threading.Lock()
+
+    def submit(self, fn: Callable[..., None], *args: Any) -> concurrent.futures.Future[None]:
+        with self.lock:
+            if self.pool is None:
+                self.pool = concurrent.futures.ThreadPoolExecutor(
+                    max_workers=4, thread_name_prefix="flowstage-cache"
+                )
+            return self.pool.submit(fn, *args)
+
+
+_writers = _Writers()

@@ -160,20 +160,16 @@ class StageExecution:
         :class:`MapStream`), in batches; outputs in item order. Items the cache has
         are not called."""
         items = await self.cache_calls.ask(items, extra_args, extra_kwargs)
-        output = await run_map(self, items, extra_args, extra_kwargs)
-        await self.cache_calls.saved()
-        return output
+        return await run_map(self, items, extra_args, extra_kwargs)
 
     async def map_output(self, items: Any, *extra_args: Any, **extra_kwargs: Any) -> list[Any]:
         """:meth:`map`, for a map whose outputs are the stage's output: when every
         dependent maps over them as they come, they get them as a stream at once and
         start on the first finished batches."""
         items = await self.cache_calls.ask(items, extra_args, extra_kwargs)
-        output = await run_map(
+        return await run_map(
             self, items, extra_args, extra_kwargs, stream=self.driver.open_stream(self.stage)
         )
-        await self.cache_calls.saved()
-        return output
 
     def returned(self, start: int, values: list[Any], failed: set[int]) -> None:
         """A batch of map items came back: the cache stores the items that did not fail."""

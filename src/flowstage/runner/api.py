@@ -141,10 +141,10 @@ async def arun_workflow(
             run.stages[name].note = f"{len(items)} item(s) reused from run {plan.run_id}"
     if on_run is not None:
         on_run(run)
+    run_cache: RunCache | None = None
     try:
         context.extras["cluster_memory"] = engine.cluster_memory()
         context.extras["object_store"] = object_store_settings()  # the driver's artifact location
-        run_cache = None
         if mode != "off" and any(s.cache is not None for s in stages):
             run_cache = RunCache(
                 ArtifactCacheStore.from_settings(context.extras["object_store"]["artifacts"]),
@@ -197,6 +197,8 @@ async def arun_workflow(
         _finish(run, plugins, engine if owned else None)
         raise
     _finish(run, plugins, engine if owned else None)
+    if run_cache is not None:  # its writes went on while the run was recorded
+        await run_cache.flush()
     if return_run:
         return run
     if run.exception is not None:
