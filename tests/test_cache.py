@@ -309,6 +309,32 @@ def test_cli_no_cache_and_refresh_cache(tmp_path, marks, app_home, capsys):
     assert "contradict" in capsys.readouterr().err
 
 
+def test_background_runs_take_the_cache_options(tmp_path, marks, app_home, capsys):
+    from flowstage.state.store import get_store
+
+    path = str(write_scaled(tmp_path))
+    args = ["run", path, "-q", "--marks", str(marks), "--n", "3", "--no-wait"]
+
+    def background(*flags: str) -> dict[str, Any]:
+        capsys.readouterr()
+        assert run_cli([*args, *flags]) == 0
+        run_id = capsys.readouterr().out.strip()
+        deadline = time.monotonic() + 60
+        while True:
+            row = get_store().find_run(run_id)
+            if row is not None and row["state"] not in ("pending", "running"):
+                return row
+            assert time.monotonic() < deadline, f"run {run_id} did not end"
+            time.sleep(0.1)
+
+    assert background("--no-cache")["state"] == "finished"
+    assert entry_files(app_home) == []  # --no-cache reached the detached process
+    background()
+    row = background()
+    assert row["stages"]["scaled"]["state"] == "cached"
+    assert calls(marks, "scaled") == 2
+
+
 def test_cached_state_shows_in_inspect_run_and_progress(tmp_path, marks, capsys):
     path = str(write_scaled(tmp_path))
     args = ["run", path, "--marks", str(marks), "--n", "3"]
