@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import socket
 import subprocess
@@ -216,6 +217,25 @@ def test_editing_the_stage_code_or_a_helper_it_calls_misses(tmp_path, marks):
     assert run(unrelated=7) == 10 and calls(marks, "stage") == 1  # not used by the stage
     assert run(offset=1) == 11 and calls(marks, "stage") == 2  # a helper it calls changed
     assert run(offset=1, factor=3) == 16 and calls(marks, "stage") == 3  # a constant it uses
+
+
+def test_argument_digests_do_not_change_between_processes():
+    script = (
+        "from flowstage.core.caching import value_digest; "
+        "print(value_digest({'tags': {'oslo', 'lima', 'pune'}, 'n': 1}).hex(), "
+        "value_digest(('a', {'b', 'c'}, object.__name__)).hex())"
+    )
+    seen = {
+        subprocess.run(
+            [sys.executable, "-c", script],
+            env={**os.environ, "PYTHONHASHSEED": seed},
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        for seed in ("1", "2", "3")
+    }
+    assert len(seen) == 1
 
 
 # -- entries that cannot be used, values that cannot be keyed ---------------------------
