@@ -172,12 +172,14 @@ def test_expired_entries_are_misses(local_executor, marks):
 
 
 CODE = """
+import functools
 import uuid
 from pathlib import Path
 
 FACTOR = {factor}
 
 
+@functools.lru_cache  # the digest follows decorators to the function they wrap
 def helper(x):
     return x * FACTOR + {offset}
 

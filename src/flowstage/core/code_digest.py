@@ -33,7 +33,7 @@ def code_digest(fn: Callable[..., Any]) -> bytes:
         pass
     digest = hashlib.blake2b(digest_size=16)
     seen: set[int] = set()
-    for part in _code_parts(inspect.unwrap(fn), seen):
+    for part in _code_parts(_unwrapped(fn), seen):
         digest.update(part)
         digest.update(b"\0")
     found = digest.digest()
@@ -89,13 +89,24 @@ def _globals_used(
     for name in sorted(set(_names(code))):
         if name not in namespace:
             continue
-        value = namespace[name]
+        value = _unwrapped(namespace[name])
         if isinstance(value, (types.FunctionType, type)):
             if getattr(value, "__module__", None) == module:
                 yield name.encode()
                 yield from _code_parts(value, seen)
         elif _is_constant(value):
             yield f"{name}={value!r}".encode()
+
+
+def _unwrapped(value: Any) -> Any:
+    """The function under decorators that keep it as ``__wrapped__`` (``functools.wraps``,
+    ``lru_cache``)."""
+    if not hasattr(value, "__wrapped__"):
+        return value
+    try:
+        return inspect.unwrap(value)
+    except ValueError:  # a cycle of __wrapped__: digest the object as it is
+        return value
 
 
 def _is_constant(value: Any) -> bool:
