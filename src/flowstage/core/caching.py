@@ -223,10 +223,15 @@ class StageCache:
         self.store.save(key, value, {**self.info, "expire": self.max_age})
 
     def save_later(self, entries: Sequence[tuple[str, Any]]) -> None:
-        """Store ``(key, value)`` entries in a writer thread: the run goes on meanwhile,
-        and waits for them before it returns (:meth:`RunCache.flush`)."""
-        if entries:
-            self.writes.append(_writers.submit(self._save_all, list(entries)))
+        """Store ``(key, value)`` entries: at once in a local store (a write costs about
+        0.1 ms, less than a thread hop on a busy machine), else in a writer thread while
+        the run goes on; the run waits for those before it returns (:meth:`RunCache.flush`)."""
+        if not entries:
+            return
+        if not self.store.remote:
+            self._save_all(list(entries))
+            return
+        self.writes.append(_writers.submit(self._save_all, list(entries)))
 
     def _save_all(self, entries: list[tuple[str, Any]]) -> None:
         for key, value in entries:
