@@ -372,14 +372,21 @@ def test_cached_state_shows_in_inspect_run_and_progress(tmp_path, marks, capsys)
     assert described["stages"]["scaled"]["note"] == "taken from the cache"
 
 
-def test_retry_reuses_a_stage_the_original_took_from_the_cache(local_executor, marks, tmp_path):
+def test_retry_reuses_a_stage_the_original_took_from_the_cache(
+    local_executor, marks, tmp_path, capsys
+):
     flag = tmp_path / "flag"
     flag.touch()
     document = workflow(
         "retry_cached",
         {"name": "first", "target": "teststages.resume.first", "cache": True},
         {"name": "second", "target": "teststages.resume.second", "depends_on": ["first"]},
-        {"name": "third", "target": "teststages.resume.third", "depends_on": ["second"]},
+        {
+            "name": "third",
+            "target": "teststages.resume.third",
+            "depends_on": ["second"],
+            "cache": True,
+        },
     )
     path = tmp_path / "retry.yaml"
     path.write_text(yaml.safe_dump(document))
@@ -388,12 +395,11 @@ def test_retry_reuses_a_stage_the_original_took_from_the_cache(local_executor, m
     failed = run_workflow(str(path), run_input, executor=local_executor, return_run=True)
     assert failed.state == "failed" and failed.stages["first"].state == "cached"
     flag.unlink()
-    from flowstage import retry_run
-
-    run = retry_run(failed.id, executor=local_executor, return_run=True)
-    assert run.state == "finished", run.error
-    assert run.stages["first"].note == f"reused from run {failed.id}"
-    assert calls(marks, "first") == 1
+    assert run_cli(["runs", "retry", failed.id, "-q", "--no-cache"]) == 0
+    assert capsys.readouterr().out.strip() == "20"
+    assert calls(marks, "first") == 1  # reused: the original took it from the cache
+    assert calls(marks, "third") == 3
+    assert [r["stage"] for r in cache_rows(capsys)] == ["first"]  # --no-cache: third not stored
 
 
 # -- flowstage cache ls|rm|clear --------------------------------------------------------------
