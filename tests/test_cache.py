@@ -14,6 +14,7 @@ import sys
 import textwrap
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +49,17 @@ def squares(cache: Any = True) -> dict[str, Any]:
 
 def entry_files(home: Path) -> list[Path]:
     return sorted(p for p in (home / "artifacts" / ".flowstage-cache").glob("*/*") if p.is_file())
+
+
+@pytest.fixture
+def cache_log(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptureFixture]:
+    """The cache's warnings, also after a CLI run in this process stopped the
+    ``flowstage`` logger from propagating to the root logger, where caplog listens."""
+    logger = logging.getLogger("flowstage.cache")
+    logger.addHandler(caplog.handler)
+    with caplog.at_level(logging.WARNING, logger="flowstage.cache"):
+        yield caplog
+    logger.removeHandler(caplog.handler)
 
 
 @pytest.fixture
@@ -243,23 +255,28 @@ def test_argument_digests_do_not_change_between_processes():
 # -- entries that cannot be used, values that cannot be keyed ---------------------------
 
 
-def test_corrupt_or_cut_entries_are_misses_with_a_warning(local_executor, marks, app_home, caplog):
+def test_corrupt_or_cut_entries_are_misses_with_a_warning(
+    local_executor, marks, app_home, cache_log, capsys
+):
     run_input = {"marks": str(marks), "n": 3}
     run_workflow(squares(), run_input, executor=local_executor)
     files = entry_files(app_home)
     assert len(files) == 4  # numbers, and 3 items of square
     files[0].write_bytes(b"not a cache entry")
     files[1].write_bytes(files[1].read_bytes()[:-5])
-    with caplog.at_level(logging.WARNING, logger="flowstage.cache"):
-        run = run_workflow(squares(), run_input, executor=local_executor, return_run=True)
+    run = run_workflow(squares(), run_input, executor=local_executor, return_run=True)
     assert run.state == "finished" and run.result == 5
-    corrupt = [r for r in caplog.records if "corrupt" in r.getMessage()]
-    assert len(corrupt) == 2
+    corrupt = {r.getMessage() for r in cache_log.records if "corrupt" in r.getMessage()}
+    assert len(corrupt) == 2  # one per entry (a record may reach caplog twice)
     assert sum(calls(marks, n) for n in ("numbers", "square0", "square1", "square2")) == 6
     # the entries were written again: a third run calls nothing
     again = run_workflow(squares(), run_input, executor=local_executor, return_run=True)
     assert again.stages["numbers"].state == again.stages["square"].state == "cached"
     assert sum(calls(marks, n) for n in ("numbers", "square0", "square1", "square2")) == 6
+    files[0].write_bytes(b"not a cache entry")
+    listed = {r["key"]: r for r in cache_rows(capsys)}  # (the CLI takes over the log)
+    assert "it does not start like a flowstage cache entry" in listed[files[0].name]["corrupt"]
+    assert "corrupt" not in listed[files[1].name]
 
 
 def test_an_argument_that_cannot_be_keyed_fails_naming_the_stage(local_executor, marks):
@@ -273,17 +290,16 @@ def test_an_argument_that_cannot_be_keyed_fails_naming_the_stage(local_executor,
     assert "neither JSON nor picklable" in run.error
 
 
-def test_a_result_that_cannot_be_stored_is_not_cached(local_executor, marks, caplog):
+def test_a_result_that_cannot_be_stored_is_not_cached(local_executor, marks, cache_log):
     document = workflow(
         "unpicklable",
         stage("make", "make_unpicklable_result", cache=True),
         stage("describe", "describe", "make"),
     )
-    with caplog.at_level(logging.WARNING, logger="flowstage.cache"):
-        for _ in range(2):
-            assert run_workflow(document, {"marks": str(marks)}, executor=local_executor) == "lock"
+    for _ in range(2):
+        assert run_workflow(document, {"marks": str(marks)}, executor=local_executor) == "lock"
     assert calls(marks, "unpicklable") == 2
-    assert any("cannot be pickled" in r.getMessage() for r in caplog.records)
+    assert any("cannot be pickled" in r.getMessage() for r in cache_log.records)
 
 
 # -- modes: run_workflow(cache=...), --no-cache, --refresh-cache ---------------------------
