@@ -57,8 +57,10 @@ def cache_log(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptureFix
     ``flowstage`` logger from propagating to the root logger, where caplog listens."""
     logger = logging.getLogger("flowstage.cache")
     logger.addHandler(caplog.handler)
+    logger.propagate = False  # each record once, whatever the parent loggers do
     with caplog.at_level(logging.WARNING, logger="flowstage.cache"):
         yield caplog
+    logger.propagate = True
     logger.removeHandler(caplog.handler)
 
 
@@ -266,8 +268,8 @@ def test_corrupt_or_cut_entries_are_misses_with_a_warning(
     files[1].write_bytes(files[1].read_bytes()[:-5])
     run = run_workflow(squares(), run_input, executor=local_executor, return_run=True)
     assert run.state == "finished" and run.result == 5
-    corrupt = {r.getMessage() for r in cache_log.records if "corrupt" in r.getMessage()}
-    assert len(corrupt) == 2  # one per entry (a record may reach caplog twice)
+    corrupt = [r for r in cache_log.records if "corrupt" in r.getMessage()]
+    assert len(corrupt) == 2
     assert sum(calls(marks, n) for n in ("numbers", "square0", "square1", "square2")) == 6
     # the entries were written again: a third run calls nothing
     again = run_workflow(squares(), run_input, executor=local_executor, return_run=True)
@@ -277,6 +279,20 @@ def test_corrupt_or_cut_entries_are_misses_with_a_warning(
     listed = {r["key"]: r for r in cache_rows(capsys)}  # (the CLI takes over the log)
     assert "it does not start like a flowstage cache entry" in listed[files[0].name]["corrupt"]
     assert "corrupt" not in listed[files[1].name]
+
+
+def test_an_unusable_cache_store_warns_once_and_the_run_goes_on(
+    local_executor, marks, app_home, cache_log
+):
+    (app_home / "artifacts").mkdir(parents=True, exist_ok=True)
+    (app_home / "artifacts" / ".flowstage-cache").write_text("a file where the folder goes")
+    for _ in range(2):
+        result = run_workflow(squares(), {"marks": str(marks), "n": 3}, executor=local_executor)
+        assert result == 5
+    assert [calls(marks, f"square{i}") for i in range(3)] == [2, 2, 2]
+    warnings = [r.getMessage() for r in cache_log.records]
+    assert len(warnings) == 2  # once per run, not once per entry
+    assert all("cannot be read (NotADirectoryError" in w for w in warnings)
 
 
 def test_an_argument_that_cannot_be_keyed_fails_naming_the_stage(local_executor, marks):

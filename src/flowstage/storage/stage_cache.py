@@ -109,6 +109,19 @@ class ArtifactCacheStore:
         self.location = location
         self.remote = not location.local
         self.root = location.path(CACHE_FOLDER)
+        #: why the store cannot be used (set by the first failure): the rest of the run
+        #: goes without it, instead of waiting on every entry and warning for each
+        self.broken: str | None = None
+
+    def _break(self, action: str, exc: BaseException) -> None:
+        if self.broken is None:
+            self.broken = f"{type(exc).__name__}: {exc}"
+            log.warning(
+                "the stage cache at %s cannot be %s (%s): this run goes on without it",
+                self.location.uri(self.root),
+                action,
+                self.broken,
+            )
 
     @classmethod
     def from_settings(cls, settings: Mapping[str, Any]) -> ArtifactCacheStore:
@@ -133,14 +146,15 @@ class ArtifactCacheStore:
         return {i: value[0] for i, value in enumerate(values) if value is not None}
 
     def _load(self, key: str, max_age: float | None) -> tuple[Any] | None:
+        if self.broken is not None:
+            return None
         path = self.path(key)
         try:
             data = self.location.read_bytes(path)
         except FileNotFoundError:
             return None
         except Exception as exc:  # noqa: BLE001 - an unreadable store is a miss, not a failure
-            why = f"{type(exc).__name__}: {exc}"
-            log.warning("cache entry %s cannot be read (%s): a miss", key, why)
+            self._break("read", exc)
             return None
         try:
             header, value = decode_entry(data)
@@ -158,6 +172,8 @@ class ArtifactCacheStore:
     def save(self, key: str, value: Any, info: Mapping[str, Any]) -> None:
         """Write the entry atomically; a value that cannot be pickled or a store that
         cannot be written is logged and skipped."""
+        if self.broken is not None:
+            return
         try:
             data = encode_entry(value, info)
         except Exception as exc:  # noqa: BLE001 - a value's own __reduce__ may raise anything
@@ -171,13 +187,8 @@ class ArtifactCacheStore:
             return
         try:
             self._write(self.path(key), data)
-        except Exception as exc:  # noqa: BLE001 - a full or unreachable store skips the entry
-            log.warning(
-                "stage %r: its result could not be cached: %s: %s",
-                info.get("stage"),
-                type(exc).__name__,
-                exc,
-            )
+        except Exception as exc:  # noqa: BLE001 - a full or unreachable store is not a failure
+            self._break("written", exc)
 
     def _write(self, path: str, data: bytes) -> None:
         """``data`` under ``path``, whole or not at all. On a local disk the folder is
