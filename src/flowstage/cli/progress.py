@@ -6,9 +6,16 @@ import sys
 import threading
 from typing import IO, Any
 
-from flowstage.core.runs import Run, StageRecord
+from flowstage.core.runs import DONE_STAGE_STATES, Run, StageRecord
 
-_SYMBOL = {"pending": "·", "running": "▶", "finished": "✔", "failed": "✘", "cancelled": "−"}
+_SYMBOL = {
+    "pending": "·",
+    "running": "▶",
+    "finished": "✔",
+    "cached": "↺",
+    "failed": "✘",
+    "cancelled": "−",
+}
 
 
 def _items(record: StageRecord) -> str:
@@ -58,7 +65,7 @@ class ProgressDisplay:
         assert self.run is not None
         for record in list(self.run.stages.values()):
             if (
-                record.state in ("finished", "failed", "cancelled")
+                record.state in (*DONE_STAGE_STATES, "failed", "cancelled")
                 and self._reported.get(record.name) != record.state
             ):
                 self._reported[record.name] = record.state
@@ -84,7 +91,7 @@ class ProgressDisplay:
 
         assert self.run is not None
         stages = list(self.run.stages.values())
-        done = sum(1 for s in stages if s.state == "finished")
+        done = sum(1 for s in stages if s.state in DONE_STAGE_STATES)
         running = sum(1 for s in stages if s.state == "running")
         table = Table(
             title=f"{self.run.workflow}: {done}/{len(stages)} done, {running} running",

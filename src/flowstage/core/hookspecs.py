@@ -118,7 +118,8 @@ def flowstage_stage_finished(run: Run, stage: StageRecord) -> None:
     Called in the driver process. An exception here is logged and the run goes on.
 
     :param run: the run record
-    :param stage: the stage's record (``state``, ``started_at``, ``finished_at``,
+    :param stage: the stage's record (``state``: ``finished``, ``cached`` (taken from
+        the stage cache), ``failed`` or ``cancelled``; ``started_at``, ``finished_at``,
         ``attempts``, ``failed_items``, ``error``)
     """
 

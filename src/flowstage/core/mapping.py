@@ -41,6 +41,11 @@ class MapHost(Protocol):
 
     def untrack(self, handle: Any) -> None: ...
 
+    def returned(self, start: int, values: list[Any], failed: set[int]) -> None:
+        """A batch came back: items ``start...`` have ``values`` (those at positions in
+        ``failed`` failed and are placeholders)."""
+        ...
+
 
 #: items at least this large (by ``sys.getsizeof``) are never batched together
 _BIG_ITEM_BYTES = 1 << 20
@@ -248,6 +253,7 @@ async def _run_map(
                 record.attempts = max(record.attempts, attempts)
                 failed.extend(failures)
                 returned.append((start, values))
+                execution.returned(start, values, {index for index, _, _ in failures})
                 if stream is not None and not failures:
                     stream.add(start, values)
     except BaseException:

@@ -77,6 +77,33 @@ class Resources(BaseModel):
         return out
 
 
+#: what a stage's cache key may be made of (``cache: {key: [...]}``)
+CacheKeyPart = Literal["inputs", "code", "config"]
+CACHE_KEY_PARTS: tuple[CacheKeyPart, ...] = ("inputs", "code", "config")
+
+
+class CacheOptions(_Strict):
+    """``cache:`` of a stage: reuse its stored result when the key is the same.
+
+    ``cache: true`` is ``cache: {}``: every part in the key, entries never expire.
+    """
+
+    #: seconds an entry stays valid (``30m``, ``2h``, ``7d``); None: for ever
+    expire: float | None = None
+    #: what enters the key: the call's ``inputs``, the target's ``code``, the run ``config``
+    key: list[CacheKeyPart] = Field(default_factory=lambda: list(CACHE_KEY_PARTS))
+
+    @field_validator("expire", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> float | None:
+        return None if value is None else parse_duration(value)
+
+    @field_validator("key", mode="before")
+    @classmethod
+    def _one_part(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+
 class Stage(_Strict):
     """One entry of ``spec.stages``."""
 
@@ -94,6 +121,15 @@ class Stage(_Strict):
     version: str | None = None
     priority: int | None = None
     options: dict[str, Any] = Field(default_factory=dict)
+    #: reuse stored results (``cache: true`` or options); None: never cached
+    cache: CacheOptions | None = None
+
+    @field_validator("cache", mode="before")
+    @classmethod
+    def _cache(cls, value: Any) -> Any:
+        if value is True:
+            return {}
+        return None if value is False else value
 
     @model_validator(mode="before")
     @classmethod

@@ -10,7 +10,9 @@ from typing import Any, Literal
 #: where a run is: queued, going, or how it ended
 RunState = Literal["pending", "running", "finished", "failed", "cancelled"]
 #: where a stage of a run is
-StageState = Literal["pending", "running", "finished", "failed", "cancelled"]
+StageState = Literal["pending", "running", "finished", "cached", "failed", "cancelled"]
+#: stage states of a stage that has its output (``cached``: taken from the stage cache)
+DONE_STAGE_STATES: tuple[StageState, ...] = ("finished", "cached")
 #: run states of a run that has not ended
 ACTIVE_STATES: tuple[RunState, ...] = ("pending", "running")
 #: who started a run

@@ -16,13 +16,15 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from flowstage.core import retries
+from flowstage.core.cache_calls import CachedCalls
 from flowstage.core.calls import CallFailure, StageTask, run_call
 from flowstage.core.dag import StageGraph
 from flowstage.core.errors import CallTimeout, StageError
 from flowstage.core.mapping import MapStream, run_map
-from flowstage.core.runs import now
+from flowstage.core.runs import DONE_STAGE_STATES, now
 
 if TYPE_CHECKING:
+    from flowstage.core.caching import RunCache, StageCache
     from flowstage.core.context import RunContext
     from flowstage.core.executor import Executor
     from flowstage.core.models import Stage, Workflow
@@ -48,6 +50,9 @@ class StageExecution:
         self.known_items: dict[int, Any] | None = driver.reuse_items.get(stage.name)
         #: the outputs of the items that finished, set when the map fails
         self.finished_items: dict[int, Any] = {}
+        #: the stage's cache (None: not cached in this run)
+        self.cache: StageCache | None = driver.stage_cache(stage)
+        self.cache_calls = CachedCalls(self, self.cache)
         #: a single call: retries and timeout are applied here in the driver
         self.call_task = StageTask(
             stage.name,
@@ -83,10 +88,14 @@ class StageExecution:
         return await self.driver.fetch(value)
 
     async def call(self, *args: Any, **kwargs: Any) -> Any:
-        """Call the target once (with the stage's retries and timeout); its output handle.
+        """Call the target once (with the stage's retries and timeout); its output handle
+        (or the stored output, when the stage is cached and the cache has it).
 
         :raises CallFailure: every attempt failed
         """
+        return await self.cache_calls.call(self._call, args, kwargs)
+
+    async def _call(self, *args: Any, **kwargs: Any) -> Any:
         stage = self.stage
         for attempt, pause in retries.attempts(stage.retries, stage.retry_delay):
             self.record.attempts = attempt
@@ -127,9 +136,12 @@ class StageExecution:
         trip through the driver between stages. Calls with retries or a timeout are
         watched by the driver, so they are not pipelined.
         """
+        return await self.cache_calls.call(self._call_output, args, kwargs)
+
+    async def _call_output(self, *args: Any, **kwargs: Any) -> Any:
         stage = self.stage
         if not (self.executor.pipelines and stage.retries == 0 and stage.timeout is None):
-            return await self.call(*args, **kwargs)
+            return await self._call(*args, **kwargs)
         self.record.attempts = 1
         handle = await self.executor.submit(
             run_call, self.call_task, kwargs, *args, resources=stage.resources, label=stage.name
@@ -147,16 +159,23 @@ class StageExecution:
 
     async def map(self, items: Any, *extra_args: Any, **extra_kwargs: Any) -> list[Any]:
         """Map the target over ``items`` (a sequence, or a running map's
-        :class:`MapStream`), in batches; outputs in item order."""
+        :class:`MapStream`), in batches; outputs in item order. Items the cache has
+        are not called."""
+        items = await self.cache_calls.ask(items, extra_args, extra_kwargs)
         return await run_map(self, items, extra_args, extra_kwargs)
 
     async def map_output(self, items: Any, *extra_args: Any, **extra_kwargs: Any) -> list[Any]:
         """:meth:`map`, for a map whose outputs are the stage's output: when every
         dependent maps over them as they come, they get them as a stream at once and
         start on the first finished batches."""
+        items = await self.cache_calls.ask(items, extra_args, extra_kwargs)
         return await run_map(
             self, items, extra_args, extra_kwargs, stream=self.driver.open_stream(self.stage)
         )
+
+    def returned(self, start: int, values: list[Any], failed: set[int]) -> None:
+        """A batch of map items came back: the cache stores the items that did not fail."""
+        self.cache_calls.returned(start, values, failed)
 
 
 class RunDriver:
@@ -177,12 +196,14 @@ class RunDriver:
         reuse_items: Mapping[str, dict[int, Any]] | None = None,
         reused_from: str | None = None,
         keep_outputs: bool = False,
+        cache: RunCache | None = None,
     ) -> None:
         """:param reuse: outputs of stages that are not called (a retry's finished stages)
         :param reuse_items: item outputs of maps whose other items are the only ones called
         :param reused_from: the run the reused outputs come from (noted on their stages)
         :param keep_outputs: keep finished stages' outputs on ``run.outputs`` also when
             the run succeeds (a failed or cancelled run always keeps them)
+        :param cache: the stage cache (None: no stage is cached)
         """
         self.workflow = workflow
         self.run = run
@@ -196,12 +217,24 @@ class RunDriver:
         self.reuse_items = dict(reuse_items or {})
         self.reused_from = reused_from
         self.keep_outputs = keep_outputs
+        self.cache = cache
         self.stages = {s.name: s for s in workflow.spec.stages}
         self.graph = StageGraph({s.name: s.depends_on for s in workflow.spec.stages})
         self.in_flight: set[Any] = set()
         self._notify_stages = plugins.has_impls("flowstage_stage_started") or plugins.has_impls(
             "flowstage_stage_finished"
         )
+
+    def stage_cache(self, stage: Stage) -> StageCache | None:
+        """``stage``'s cache in this run, or None.
+
+        :raises CacheKeyError: the run config cannot enter the key
+        """
+        return None if self.cache is None else self.cache.for_stage(stage)
+
+    def caches(self, stage: Stage) -> bool:
+        """Whether ``stage`` is cached in this run."""
+        return self.cache is not None and self.cache.mode != "off" and stage.cache is not None
 
     async def execute(self) -> Any:
         """Run every stage; the terminal output (or ``{name: output}`` for several).
@@ -259,7 +292,7 @@ class RunDriver:
         output the engine cannot give any more is left out (the retry runs its stage)."""
         kept: dict[str, Any] = {}
         for name, record in self.run.stages.items():
-            if record.state != "finished" or name not in self._outputs:
+            if record.state not in DONE_STAGE_STATES or name not in self._outputs:
                 continue
             try:
                 kept[name] = await self.fetch(self._outputs[name])
@@ -355,15 +388,23 @@ class RunDriver:
                 record.note = f"reused from run {self.reused_from}"
                 return self.reuse[stage.name]
             stage_type = self.stage_types.get(stage.type)
-            # a map reusing some items places them by index: it needs its whole input
-            streamed = stage_type.consumes_stream(stage) and stage.name not in self.reuse_items
+            # a map reusing some items (a retry's, the cache's) places them by index: it
+            # needs its whole input
+            streamed = (
+                stage_type.consumes_stream(stage)
+                and stage.name not in self.reuse_items
+                and not self.caches(stage)
+            )
             dependencies = [
                 await dep.result() if isinstance(dep, MapStream) and (i or not streamed) else dep
                 for i, dep in enumerate(dependencies)
             ]
             execution = StageExecution(self, stage, dependencies)
             output = await stage_type.execute(execution)
-            record.state = "finished"
+            cache = execution.cache
+            record.state = "cached" if cache is not None and cache.all_hit else "finished"
+            if cache is not None and cache.note:
+                record.note = cache.note
             return output
         except asyncio.CancelledError:
             self._keep_items(execution)

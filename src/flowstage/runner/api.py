@@ -12,6 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
+from flowstage.core.caching import RunCache, cache_mode
 from flowstage.core.context import ConfigView, RunContext, RunInfo
 from flowstage.core.errors import PluginError, RunCancelled, StageError, UserError, WorkflowError
 from flowstage.core.executor import Executor
@@ -25,6 +26,7 @@ from flowstage.runner.prepare import create_executor, prepare_run, run_config
 from flowstage.runner.retry import plan_retry
 from flowstage.state.store import get_store
 from flowstage.storage.scope import run_settings as object_store_settings
+from flowstage.storage.stage_cache import ArtifactCacheStore
 
 __all__ = ["arun_workflow", "create_executor", "retry_run", "run_workflow"]
 
@@ -72,8 +74,10 @@ async def arun_workflow(
     run_id: str | None = None,
     on_run: Any = None,
     retry_of: str | None = None,
+    cache: bool | str = True,
 ) -> Any:
     """Run a workflow and return its result (see :func:`run_workflow`)."""
+    mode = cache_mode(cache)
     plan = None
     if retry_of is not None:
         plan = plan_retry(retry_of)
@@ -137,9 +141,18 @@ async def arun_workflow(
             run.stages[name].note = f"{len(items)} item(s) reused from run {plan.run_id}"
     if on_run is not None:
         on_run(run)
+    run_cache: RunCache | None = None
     try:
         context.extras["cluster_memory"] = engine.cluster_memory()
         context.extras["object_store"] = object_store_settings()  # the driver's artifact location
+        if mode != "off" and any(s.cache is not None for s in stages):
+            run_cache = RunCache(
+                ArtifactCacheStore.from_settings(context.extras["object_store"]["artifacts"]),
+                mode,
+                config_data,
+                search_paths_for(workflow, (home,)),
+                workflow.name,
+            )
         if engine.uploads_code:
             sources = pack_sources(
                 str(Path(workflow.source).parent) if workflow.source else None, home
@@ -163,6 +176,7 @@ async def arun_workflow(
             reuse_items=plan.reuse_items if plan is not None else None,
             reused_from=plan.run_id if plan is not None else None,
             keep_outputs=record and get_store().settings.keep_outputs,
+            cache=run_cache,
         )
         run.result = await driver.execute()
         run.state = "finished"
@@ -183,6 +197,8 @@ async def arun_workflow(
         _finish(run, plugins, engine if owned else None)
         raise
     _finish(run, plugins, engine if owned else None)
+    if run_cache is not None:  # its writes went on while the run was recorded
+        await run_cache.flush()
     if return_run:
         return run
     if run.exception is not None:
@@ -218,6 +234,7 @@ def run_workflow(
     return_run: bool = False,
     record: bool = True,
     retry_of: str | None = None,
+    cache: bool | str = True,
 ) -> Any:
     """Run ``workflow`` with ``input`` and return its result.
 
@@ -233,6 +250,8 @@ def run_workflow(
     :param retry_of: retry this run (an id or unique prefix): ``workflow`` (None: the
         original's), ``input``, ``config`` and ``executor`` default to the original's,
         and the stages that finished there are not called again (see :func:`retry_run`)
+    :param cache: for stages with ``cache:``: ``True`` takes stored results, ``"refresh"``
+        ignores them and stores new ones, ``False`` neither reads nor writes the cache
     :raises WorkflowError: the workflow or input is invalid (nothing ran)
     :raises StageError: a stage failed (unless ``return_run``)
     :raises UserError: the run to retry is unknown, still active, or lost an output
@@ -246,6 +265,7 @@ def run_workflow(
         return_run=return_run,
         record=record,
         retry_of=retry_of,
+        cache=cache,
     )
     return _run_sync(coro)
 
@@ -256,6 +276,7 @@ def retry_run(
     workflow: Any = None,
     executor: str | Mapping[str, Any] | Executor | None = None,
     return_run: bool = False,
+    cache: bool | str = True,
 ) -> Any:
     """Retry the failed or cancelled run ``run_id``: a new run, linked to it by its
     ``retry_of``, with its input and config, the stage code as it is now, and the outputs
@@ -265,9 +286,12 @@ def retry_run(
     :param workflow: the workflow, when the original was given inline (not a file or name)
     :param executor: default: the executor the original ran on
     :param return_run: return the :class:`Run` record instead of raising on failure
+    :param cache: as for :func:`run_workflow` (the stages that run again)
     :raises UserError: no such run, still running, or a reused stage's output is missing
     """
-    return run_workflow(workflow, executor=executor, return_run=return_run, retry_of=run_id)
+    return run_workflow(
+        workflow, executor=executor, return_run=return_run, retry_of=run_id, cache=cache
+    )
 
 
 def _run_sync(coro: Coroutine[Any, Any, T]) -> T:

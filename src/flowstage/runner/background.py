@@ -38,10 +38,12 @@ def start_background_run(
     executor: str | Mapping[str, Any] | None = None,
     namespace: str = "default",
     retry_of: str | None = None,
+    cache: bool | str = True,
 ) -> str:
     """Start a run in a detached process; its id. The workflow, the input and the
     executor are checked first. With ``retry_of``, the run retries that run (its
-    workflow, input, executor and namespace unless given; see ``retry_run``).
+    workflow, input, executor and namespace unless given; see ``retry_run``). ``cache``
+    is as for ``run_workflow``.
 
     :raises WorkflowError: the workflow or the input is invalid (nothing started)
     :raises UserError: the input cannot be handed to another process as JSON, or a
@@ -50,6 +52,7 @@ def start_background_run(
     import json
     import subprocess
 
+    from flowstage.core.caching import cache_mode
     from flowstage.core.runs import Run, StageRecord, new_run_id
     from flowstage.runner.prepare import create_executor, executor_spec, prepare_run
     from flowstage.state.liveness import process_start
@@ -92,6 +95,7 @@ def start_background_run(
         "executor": spec,
         "namespace": namespace,
         "retry_of": retry_of,
+        "cache": cache_mode(cache),
     }
     try:
         json.dumps(request)
@@ -211,6 +215,7 @@ async def _run(run_id: str, request: dict[str, Any]) -> str:
             source="background",
             run_id=run_id,
             retry_of=request.get("retry_of"),
+            cache=request.get("cache", True),
         )
     finally:
         watcher.cancel()

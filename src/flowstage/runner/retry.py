@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from flowstage.core.dag import StageGraph
 from flowstage.core.errors import UnknownNameError, UserError
-from flowstage.core.runs import ACTIVE_STATES
+from flowstage.core.runs import ACTIVE_STATES, DONE_STAGE_STATES
 from flowstage.state.outputs import KeptOutputs, load_outputs
 from flowstage.state.store import get_store
 
@@ -52,7 +52,7 @@ class RetryPlan:
                 continue  # a new stage, or its input may differ
             if old.get("depends_on", list(stage.depends_on)) != list(stage.depends_on):
                 continue
-            if old.get("state") == "finished":
+            if old.get("state") in DONE_STAGE_STATES:
                 if name not in self.kept.outputs:
                     raise UserError(self._missing(name))
                 self.reuse[name] = self.kept.outputs[name]

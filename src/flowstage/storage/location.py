@@ -23,6 +23,8 @@ from flowstage.storage.pickling import type_name, unpicklable
 from flowstage.storage.serializers import get_serializer
 
 MANIFEST = ".artifact.json"
+#: the folder under the root that holds the stage cache (no artifacts in it)
+CACHE_FOLDER = ".flowstage-cache"
 #: what ``store_object`` names a value file; a manifest naming anything else is refused
 _VALUE_FILE = re.compile(r"\.value-[0-9a-f]{32}\.[A-Za-z0-9_]{1,16}")
 #: filesystems where one upload either lands whole or not at all
@@ -196,7 +198,7 @@ class Location:
         found: list[str] = []
         if self.local:
             for folder, dirs, files in os.walk(base):
-                dirs[:] = [d for d in dirs if not d.startswith(".tmp-")]
+                dirs[:] = [d for d in dirs if not d.startswith(".tmp-") and d != CACHE_FOLDER]
                 if MANIFEST in files:
                     found.append(folder)
         else:

@@ -19,5 +19,6 @@ def flowstage_register_commands(app: typer.Typer) -> None:
     plugins.register(app)
     __import__("flowstage.cli.commands.resources").cli.commands.resources.register(app)
     __import__("flowstage.cli.commands.objects").cli.commands.objects.register(app)
+    __import__("flowstage.cli.commands.cache").cli.commands.cache.register(app)
     __import__("flowstage.cli.commands.serve").cli.commands.serve.register(app)
     __import__("flowstage.cli.commands.compat").cli.commands.compat.register(app)

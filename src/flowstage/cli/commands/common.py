@@ -12,6 +12,17 @@ if TYPE_CHECKING:  # imported when a command runs: `flowstage --help` stays fast
     from flowstage.core.models import Workflow
 
 
+NO_CACHE_HELP = "Neither read nor write the stage cache (stages with `cache:` run)."
+REFRESH_CACHE_HELP = "Run stages with `cache:` again and store their new results."
+
+
+def cache_from_flags(no_cache: bool, refresh_cache: bool) -> bool | str:
+    """``run_workflow(cache=...)`` for ``--no-cache`` / ``--refresh-cache``."""
+    if no_cache and refresh_cache:
+        raise UserError("--no-cache and --refresh-cache contradict each other: give one")
+    return False if no_cache else "refresh" if refresh_cache else True
+
+
 def check_format(fmt: str, allowed: tuple[str, ...] = FORMATS) -> str:
     if fmt not in allowed:
         raise UserError(f"unknown format {fmt!r} (expected one of: {', '.join(allowed)})")

@@ -9,6 +9,9 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from flowstage.cli.commands.common import (
+    NO_CACHE_HELP,
+    REFRESH_CACHE_HELP,
+    cache_from_flags,
     check_format,
     executor_from_flags,
     input_from_args,
@@ -43,6 +46,8 @@ def run(
         False, "--no-wait", help="Start the run in the background and print its id."
     ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress display."),
+    no_cache: bool = typer.Option(False, "--no-cache", help=NO_CACHE_HELP),
+    refresh_cache: bool = typer.Option(False, "--refresh-cache", help=REFRESH_CACHE_HELP),
     server: str | None = typer.Option(
         None, "--server", help="Run on the service at this URL (default: service.url)."
     ),
@@ -67,11 +72,16 @@ def run(
 
         raise UserError("--wait and --no-wait contradict each other: give one")
     quiet = quiet or disable_progress
+    cache = cache_from_flags(no_cache, refresh_cache)
     run_input = read_input_file(input_file) if input_file else {}
     from flowstage.cli.remote import server_url
 
     url = server_url(server)
     if url is not None:
+        if cache is not True:
+            from flowstage.core.errors import UserError
+
+            raise UserError("--no-cache and --refresh-cache apply to local runs, not --server")
         if ctx.args:
             from flowstage.cli.inputs import parse_input_args
 
@@ -85,7 +95,9 @@ def run(
         from flowstage.runner.background import start_background_run
 
         print(
-            start_background_run(workflow, run_input, executor=spec, namespace=namespace),
+            start_background_run(
+                workflow, run_input, executor=spec, namespace=namespace, cache=cache
+            ),
             flush=True,
         )
         return
@@ -105,6 +117,7 @@ def run(
                 return_run=True,
                 source="cli",
                 on_run=display.attach if display else None,
+                cache=cache,
             )
         )
     finally:
@@ -126,14 +139,20 @@ def retry(
         False, "--no-wait", help="Start the retry in the background and print its id."
     ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress display."),
+    no_cache: bool = typer.Option(False, "--no-cache", help=NO_CACHE_HELP),
+    refresh_cache: bool = typer.Option(False, "--refresh-cache", help=REFRESH_CACHE_HELP),
 ) -> None:
     """Retry a failed or cancelled run: the stages that finished are not called again."""
     check_format(fmt)
+    cache = cache_from_flags(no_cache, refresh_cache)
     spec = executor_from_flags(executor, executor_option)
     if no_wait:
         from flowstage.runner.background import start_background_run
 
-        print(start_background_run(None, None, executor=spec, retry_of=run_id), flush=True)
+        print(
+            start_background_run(None, None, executor=spec, retry_of=run_id, cache=cache),
+            flush=True,
+        )
         return
     import asyncio
 
@@ -162,6 +181,7 @@ def retry(
                 source="cli",
                 on_run=started,
                 retry_of=run_id,
+                cache=cache,
             )
         )
     finally:

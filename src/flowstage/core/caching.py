@@ -1,0 +1,317 @@
+"""Stage result caching: what a cache key is made of, and how a run asks the cache.
+
+A stage with ``cache:`` has its result stored under a key; a later call with the same
+key takes the stored result instead of calling the target. The key is a digest of:
+
+- the stage's target, as its import string (always);
+- ``code``: the target's source, and the module-level code it uses (see
+  :func:`~flowstage.core.code_digest.code_digest`);
+- ``config``: the run's merged config data;
+- ``inputs``: the call's arguments (for a map, per item: the item and the other arguments).
+
+The driver checks the cache (the same code on every executor): a hit costs no call, and
+a map calls only its items that missed. Entries live in a :class:`CacheStore` (the
+artifact store, so an ``s3://`` artifact URL shares them between machines).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import hashlib
+import json
+import os
+import pickle
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Literal, Protocol
+
+from flowstage.core.code_digest import code_digest
+from flowstage.core.errors import UserError
+from flowstage.core.targets import resolve_target
+
+if TYPE_CHECKING:
+    from flowstage.core.models import Stage
+
+#: ``run_workflow(cache=...)``: use entries, ignore them and write new ones, or no cache
+CacheMode = Literal["use", "refresh", "off"]
+#: bumped when the key's recipe changes, so old entries stop matching
+KEY_VERSION = b"flowstage-cache-1"
+
+
+class CacheKeyError(UserError):
+    """A cached stage's key cannot be computed: an argument is neither JSON nor picklable."""
+
+
+def cache_mode(value: bool | str) -> CacheMode:
+    """``True``/``"use"``, ``"refresh"`` or ``False``/``"off"`` as a :data:`CacheMode`.
+
+    :raises UserError: any other value
+    """
+    if value is True or value == "use":
+        return "use"
+    if value is False or value == "off":
+        return "off"
+    if value == "refresh":
+        return "refresh"
+    msg = f"cache={value!r}: expected True, False or 'refresh'"
+    raise UserError(msg)
+
+
+class CacheStore(Protocol):
+    """Where cache entries are kept. Reads never fail: a missing, corrupt or expired
+    entry is a miss (with a warning for a corrupt one)."""
+
+    #: reads and writes block on the network: the driver makes them off its event loop
+    remote: bool
+
+    def load_many(self, keys: Sequence[str], max_age: float | None) -> dict[int, Any]:
+        """The values found for ``keys``, by position in ``keys``.
+
+        :param max_age: entries older than this many seconds are misses (None: any age)
+        """
+        ...
+
+    def save(self, key: str, value: Any, info: Mapping[str, Any]) -> None:
+        """Store ``value`` under ``key`` atomically, with ``info`` (stage, workflow,
+        target, expiry) for listings. A value that cannot be stored is skipped with a
+        warning: the run goes on."""
+        ...
+
+
+# -- digests ------------------------------------------------------------------------------
+
+
+def value_digest(value: Any) -> bytes:
+    """A stable digest of ``value``: of its JSON form (keys sorted, sets as sorted lists)
+    when it has one, else of its pickle (cloudpickle for functions and classes defined
+    in scripts). JSON does not tell a tuple from a list, nor ``{1: x}`` from
+    ``{"1": x}``: such values share a key.
+
+    :raises TypeError: the value can be neither (the message says why)
+    """
+    try:
+        data = (
+            b"j"
+            + json.dumps(
+                value, sort_keys=True, separators=(",", ":"), default=_set_as_list
+            ).encode()
+        )
+    except (TypeError, ValueError):
+        try:
+            data = b"p" + pickle.dumps(value, protocol=5)
+        except Exception:  # noqa: BLE001 - any pickling failure: try the broader pickler
+            import cloudpickle
+
+            try:
+                data = b"c" + cloudpickle.dumps(value, protocol=5)
+            except Exception as exc:  # noqa: BLE001 - reported as the argument's problem
+                msg = f"a {type(value).__name__} is neither JSON nor picklable ({exc})"
+                raise TypeError(msg) from None
+    return hashlib.blake2b(data, digest_size=16).digest()
+
+
+def _set_as_list(value: Any) -> list[Any]:
+    """A set's JSON form: its items sorted (a set pickles in an order that changes with
+    each process's string hashing, so its pickle would miss in every new process)."""
+    if isinstance(value, (set, frozenset)):
+        return sorted(value, key=repr)
+    msg = f"a {type(value).__name__} has no JSON form"
+    raise TypeError(msg)
+
+
+# -- one stage of a run -----------------------------------------------------------------
+
+
+class StageCache:
+    """The cache as one stage of a run sees it: its keys, lookups and writes."""
+
+    def __init__(
+        self,
+        stage: Stage,
+        store: CacheStore,
+        mode: CacheMode,
+        config: Mapping[str, Any],
+        search_paths: Sequence[str],
+        workflow: str,
+        writes: list[concurrent.futures.Future[None]],
+    ) -> None:
+        """:raises CacheKeyError: the config cannot be digested"""
+        assert stage.cache is not None  # only cached stages get one
+        self.stage = stage.name
+        self.store = store
+        self.refresh = mode == "refresh"
+        self.max_age = stage.cache.expire
+        self.parts = frozenset(stage.cache.key)
+        base = hashlib.blake2b(KEY_VERSION, digest_size=16)
+        base.update(stage.target_name.encode())
+        if "code" in self.parts:
+            base.update(b"code" + code_digest(resolve_target(stage.target, search_paths)))
+        if "config" in self.parts:
+            base.update(b"config" + self._digest(dict(config), "the run config"))
+        self._base = base
+        self.info = {"stage": stage.name, "workflow": workflow, "target": stage.target_name}
+        #: writes still going, shared by the run's stages
+        self.writes: list[concurrent.futures.Future[None]] = writes
+        #: calls (map items) that took a stored result, and all calls asked about
+        self.hits = 0
+        self.calls = 0
+
+    def _digest(self, value: Any, what: str) -> bytes:
+        try:
+            return value_digest(value)
+        except TypeError as exc:
+            msg = (
+                f"stage {self.stage!r}: cannot compute its cache key: {what}: {exc}; "
+                "leave 'inputs' out of its `cache.key`, or remove `cache:` from the stage"
+            )
+            raise CacheKeyError(msg) from None
+
+    def _key(self, *parts: bytes) -> str:
+        digest = self._base.copy()
+        for part in parts:
+            digest.update(part)
+        return digest.hexdigest()
+
+    def _arguments(self, args: Sequence[Any], kwargs: Mapping[str, Any], first: int) -> bytes:
+        if "inputs" not in self.parts:
+            return b""
+        digests = [
+            self._digest(arg, f"argument {first + i} (a {type(arg).__name__})")
+            for i, arg in enumerate(args)
+        ]
+        digests += [
+            key.encode() + b"=" + self._digest(kwargs[key], f"argument {key!r}")
+            for key in sorted(kwargs)
+        ]
+        return b"args" + b"".join(digests)
+
+    def call_key(self, args: Sequence[Any], kwargs: Mapping[str, Any]) -> str:
+        """The key of one call with these (fetched) arguments.
+
+        :raises CacheKeyError: an argument can be neither JSON-encoded nor pickled
+        """
+        return self._key(self._arguments(args, kwargs, 0))
+
+    def item_keys(
+        self, items: Sequence[Any], extra_args: Sequence[Any], extra_kwargs: Mapping[str, Any]
+    ) -> list[str]:
+        """The keys of a map's items (the other arguments are digested once). Without
+        ``inputs`` in the key, an item's key is its position in the map.
+
+        :raises CacheKeyError: an item or argument can be neither JSON-encoded nor pickled
+        """
+        rest = self._arguments(extra_args, extra_kwargs, 1)
+        if "inputs" not in self.parts:
+            return [self._key(b"item", str(i).encode()) for i in range(len(items))]
+        return [
+            self._key(rest, b"item", self._digest(item, f"map item {i} (a {type(item).__name__})"))
+            for i, item in enumerate(items)
+        ]
+
+    def lookup(self, keys: Sequence[str]) -> dict[int, Any]:
+        """The stored values of ``keys`` by position (none when refreshing); counted."""
+        self.calls += len(keys)
+        if self.refresh or not keys:
+            return {}
+        found = self.store.load_many(keys, self.max_age)
+        self.hits += len(found)
+        return found
+
+    def save(self, key: str, value: Any) -> None:
+        """Store a call's value (never fails the run: see :meth:`CacheStore.save`)."""
+        self.store.save(key, value, {**self.info, "expire": self.max_age})
+
+    def save_later(self, entries: Sequence[tuple[str, Any]]) -> None:
+        """Store ``(key, value)`` entries: at once in a local store (a write costs about
+        0.1 ms, less than a thread hop on a busy machine), else in a writer thread while
+        the run goes on; the run waits for those before it returns (:meth:`RunCache.flush`)."""
+        if not entries:
+            return
+        if not self.store.remote:
+            self._save_all(list(entries))
+            return
+        self.writes.append(_writers.submit(self._save_all, list(entries)))
+
+    def _save_all(self, entries: list[tuple[str, Any]]) -> None:
+        for key, value in entries:
+            self.save(key, value)
+
+    @property
+    def all_hit(self) -> bool:
+        """Every call of the stage took a stored result (the stage state is ``cached``)."""
+        return self.calls > 0 and self.hits == self.calls
+
+    @property
+    def note(self) -> str | None:
+        """What the run record says about the cache on this stage."""
+        if self.all_hit:
+            return "taken from the cache"
+        if self.hits:
+            return f"{self.hits} of {self.calls} item(s) taken from the cache"
+        return None
+
+
+class RunCache:
+    """The cache of one run: a :class:`StageCache` per cached stage, made on first use."""
+
+    def __init__(
+        self,
+        store: CacheStore,
+        mode: CacheMode,
+        config: Mapping[str, Any],
+        search_paths: Sequence[str],
+        workflow: str,
+    ) -> None:
+        self.store = store
+        self.mode = mode
+        self.config = config
+        self.search_paths = search_paths
+        self.workflow = workflow
+        self.writes: list[concurrent.futures.Future[None]] = []
+
+    def for_stage(self, stage: Stage) -> StageCache | None:
+        """``stage``'s cache, or None when it is not cached (or caching is off).
+
+        :raises CacheKeyError: the config cannot be digested
+        """
+        if stage.cache is None or self.mode == "off":
+            return None
+        return StageCache(
+            stage,
+            self.store,
+            self.mode,
+            self.config,
+            self.search_paths,
+            self.workflow,
+            self.writes,
+        )
+
+    async def flush(self) -> None:
+        """Wait until every entry of the run is written."""
+        while self.writes:
+            await asyncio.wrap_future(self.writes.pop())
+
+
+class _Writers:
+    """Threads that write cache entries (file creation costs a miss most of its time),
+    shared by runs; a forked child starts its own."""
+
+    def __init__(self) -> None:
+        self.pool: concurrent.futures.ThreadPoolExecutor | None = None
+        self.lock = threading.Lock()
+        os.register_at_fork(after_in_child=self._forget)
+
+    def _forget(self) -> None:
+        self.pool, self.lock = None, threading.Lock()
+
+    def submit(self, fn: Callable[..., None], *args: Any) -> concurrent.futures.Future[None]:
+        with self.lock:
+            if self.pool is None:
+                self.pool = concurrent.futures.ThreadPoolExecutor(
+                    max_workers=4, thread_name_prefix="flowstage-cache"
+                )
+            return self.pool.submit(fn, *args)
+
+
+_writers = _Writers()
