@@ -517,3 +517,48 @@ def test_a_version_3_store_gains_the_indexes(tmp_path: Path) -> None:
         ("failed",),
     )
     assert "runs_by_state" in " ".join(str(r) for r in plan)
+
+
+# -- flowstage ui -----------------------------------------------------------------------
+
+
+def test_flowstage_ui_serves_the_store_without_triggers(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from servers import free_port, service_env
+
+    home = tmp_path / "ui-home"
+    home.mkdir()
+    port = free_port()
+    log = (home / "ui.log").open("wb")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "flowstage", "ui", "--port", str(port)],
+        env=service_env(home),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        with httpx.Client(base_url=url, headers={"Origin": url}, timeout=30) as http:
+            _until(lambda: _answers(http))
+            for document in (WORKFLOWS[0], WORKFLOWS[-1]):
+                posted = http.post(f"/{ROUTES[document['kind']]}/", json=document)
+                assert posted.status_code in (200, 201), posted.text
+            triggers = http.get("/ui/triggers").text
+            assert "fires no triggers" in triggers
+            started = http.post("/ui/workflows/dash_echo/run", data={"value": "from ui"})
+            assert started.status_code == 303
+            run_id = started.headers["location"].rsplit("/", 1)[1]
+            _until(lambda: 'data-state="finished"' in http.get(f"/ui/runs/{run_id}").text)
+    finally:
+        process.terminate()
+        assert process.wait(60) == 0, (home / "ui.log").read_text()
+        log.close()
+
+
+def _answers(http: httpx.Client) -> bool:
+    try:
+        return http.get("/").status_code == 200
+    except httpx.TransportError:
+        return False
