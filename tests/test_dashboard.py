@@ -50,6 +50,21 @@ WORKFLOWS = [
     },
     {
         "kind": "workflow",
+        "metadata": {"name": "dash_map_fail"},
+        "spec": {
+            "stages": [
+                {"name": "numbers", "target": D + "numbers"},
+                {
+                    "name": "odd_fails",
+                    "target": D + "odd_fails",
+                    "type": "parameterized",
+                    "depends_on": ["numbers"],
+                },
+            ]
+        },
+    },
+    {
+        "kind": "workflow",
         "metadata": {"name": "dash_shout"},
         "spec": {"stages": [{"name": "shout", "target": D + "shout"}]},
     },
@@ -236,6 +251,20 @@ def test_run_page_shows_graph_timeline_failed_items_and_result(server: Server) -
     assert json.loads(result) == [0, 2]
     given = html.split('<pre id="input">')[1].split("</pre>")[0]
     assert json.loads(given.replace("&#34;", '"')) == {"count": 4}
+
+
+def test_a_map_that_failed_shows_its_failed_item_with_the_traceback(server: Server) -> None:
+    record = api_run(server, "dash_map_fail", {"count": 4})
+    assert record["state"] == "failed"
+    with client(server) as http:
+        html = http.get(f"/ui/runs/{record['id']}").text
+    assert page_state(html) == "failed"
+    assert 'class="stage" data-stage="odd_fails" data-state="failed"' in html
+    detail = html.split('class="stage-detail" data-stage="odd_fails"')[1].split("</section>")[0]
+    assert detail.count('class="failed-item"') == 1
+    item = detail.split('class="failed-item" data-index="1"')[1].split("</div>")[0]
+    assert "Traceback (most recent call last)" in item and "in odd_fails" in item
+    assert "ValueError: &lt;b&gt;item 1 is odd&lt;/b&gt;" in item
 
 
 def test_workflow_and_stage_text_is_escaped(server: Server) -> None:
