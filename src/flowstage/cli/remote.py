@@ -59,6 +59,12 @@ class RemoteService:
         query = "" if wait else "?wait=false"
         return self.request("POST", f"/workflows/{name}/run{query}", run_input)
 
+    def retry(self, run_id: str, overrides: dict[str, Any] | None, *, wait: bool = True) -> Any:
+        """Retry a run on the service (``overrides``: its ``input``, ``config``, ``executor``)."""
+        query = "" if wait else "?wait=false"
+        path = f"/runs/{urllib.parse.quote(run_id, safe='')}/retry{query}"
+        return self.request("POST", path, overrides or {})
+
     def runs(self, workflow: str | None = None, limit: int = 50) -> Any:
         query = urllib.parse.urlencode({k: v for k, v in (("workflow", workflow),) if v})
         return self.request("GET", f"/runs?limit={limit}" + (f"&{query}" if query else ""))

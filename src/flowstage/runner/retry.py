@@ -34,6 +34,8 @@ class RetryPlan:
     #: the original's stages as recorded (state, ``depends_on``)
     stages: dict[str, dict[str, Any]]
     kept: KeptOutputs
+    #: the original's workflow name, as its record shows it
+    workflow_name: str = ""
     #: what this retry reuses, once :meth:`choose` has seen the workflow
     reuse: dict[str, Any] = field(default_factory=dict)
     reuse_items: dict[str, dict[int, Any]] = field(default_factory=dict)
@@ -115,4 +117,5 @@ def plan_retry(run_id: str) -> RetryPlan:
         row.get("executor"),
         dict(row.get("stages") or {}),
         kept,
+        workflow_name=str(row.get("workflow") or ""),
     )

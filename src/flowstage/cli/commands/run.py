@@ -126,10 +126,20 @@ def retry(
         False, "--no-wait", help="Start the retry in the background and print its id."
     ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress display."),
+    server: str | None = typer.Option(
+        None, "--server", help="Retry on the service at this URL (default: service.url)."
+    ),
 ) -> None:
     """Retry a failed or cancelled run: the stages that finished are not called again."""
     check_format(fmt)
     spec = executor_from_flags(executor, executor_option)
+    from flowstage.cli.remote import RemoteService, server_url
+
+    url = server_url(server)
+    if url is not None:
+        overrides = {"executor": spec} if spec else None
+        _print_remote(RemoteService(url).retry(run_id, overrides, wait=not no_wait), fmt, no_wait)
+        return
     if no_wait:
         from flowstage.runner.background import start_background_run
 
@@ -176,7 +186,11 @@ def _run_remote(
     """Run on a service: the run id with --no-wait, else the result (exit 1 on failure)."""
     from flowstage.cli.remote import RemoteService
 
-    record = RemoteService(url).run(workflow, run_input, wait=not no_wait)
+    _print_remote(RemoteService(url).run(workflow, run_input, wait=not no_wait), fmt, no_wait)
+
+
+def _print_remote(record: dict[str, Any], fmt: str, no_wait: bool) -> None:
+    """A service's run record: its id with --no-wait, else its result (exit 1 on failure)."""
     if no_wait:
         print(record["id"], flush=True)
         return
