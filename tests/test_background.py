@@ -108,6 +108,19 @@ def test_cancel_stops_a_background_run() -> None:
     assert again.returncode == 2 and "already ended (cancelled)" in again.stderr
 
 
+def test_a_cancel_asked_in_the_row_stops_the_run() -> None:
+    # what `runs cancel` on another host does: it cannot signal the process
+    run_id = start("napper", "--seconds", "60")
+    wait_for(run_id, ("running",))
+    store = get_store()
+    assert not store.cancel_requested(run_id)
+    store.request_cancel(run_id)
+    assert store.cancel_requested(run_id)
+    row = wait_for(run_id, ("cancelled", "failed", "finished"), timeout=30)
+    assert row["state"] == "cancelled", row["error"]
+    assert not store.cancel_requested("nosuchrun")
+
+
 def test_a_killed_background_process_shows_as_failed_with_the_reason() -> None:
     run_id = start("napper", "--seconds", "60")
     row = wait_for(run_id, ("running",))

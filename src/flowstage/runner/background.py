@@ -231,10 +231,7 @@ async def _watch_cancel(run_id: str, task: Any) -> None:
     store = get_store()
     while True:
         await asyncio.sleep(max(0.2, store.settings.heartbeat_interval))
-        rows = await asyncio.to_thread(
-            store.query, "SELECT cancel_requested FROM runs WHERE id = ?", (run_id,)
-        )
-        if rows and rows[0][0]:
+        if await asyncio.to_thread(store.cancel_requested, run_id):
             task.cancel()
             return
 

@@ -228,6 +228,11 @@ class RunHistory(Database):
         with self.write() as conn:
             conn.execute("UPDATE runs SET cancel_requested = 1 WHERE id = ?", (run_id,))
 
+    def cancel_requested(self, run_id: str) -> bool:
+        """Whether a cancel was asked for the run ``run_id`` (False if there is no such run)."""
+        rows = self.query("SELECT cancel_requested FROM runs WHERE id = ?", (run_id,))
+        return bool(rows and rows[0][0])
+
     def reap(self) -> int:
         """Mark runs whose process is gone as failed, with the reason (as cancelled if a
         cancel was asked for); how many."""
