@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 
+from flowstage.storage.processes import proc_stat
+
 _host: str | None = None
 _self_start: tuple[int, str | None] | None = None
 
@@ -20,20 +22,8 @@ def this_host() -> str:
 
 def process_start(pid: int) -> str | None:
     """When process ``pid`` started (clock ticks since boot, from ``/proc``), or None."""
-    info = _proc_stat(pid)
+    info = proc_stat(pid)
     return info[1] if info else None
-
-
-def _proc_stat(pid: int) -> tuple[str, str] | None:
-    """``(state letter, start time)`` of a process from ``/proc`` (None where there is none)."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            text = fh.read().decode("ascii", "replace")
-    except OSError:
-        return None
-    # the command name (field 2) may hold spaces and parentheses: split after the last ')'
-    fields = text[text.rfind(")") + 2 :].split()
-    return (fields[0], fields[19]) if len(fields) > 19 else None
 
 
 def own_start() -> str | None:
@@ -53,7 +43,7 @@ def process_alive(pid: int, started: str | None) -> bool:
         return False
     except PermissionError:
         pass  # it exists, under another user
-    info = _proc_stat(pid)
+    info = proc_stat(pid)
     if info is None:
         return True
     state, start = info
@@ -69,5 +59,5 @@ def process_is(pid: int, started: str | None) -> bool:
     """
     if not started:
         return False
-    info = _proc_stat(pid)
+    info = proc_stat(pid)
     return info is not None and info[0] not in ("Z", "X") and info[1] == started
