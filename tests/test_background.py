@@ -8,18 +8,15 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 import yaml
 
+from cli_process import cli
 from flowstage.state.liveness import process_alive
 from flowstage.state.store import get_store
-
-FLOWSTAGE = str(Path(sys.executable).with_name("flowstage"))
 
 WORKFLOWS = """\
 kind: workflow
@@ -38,12 +35,6 @@ spec:
     - name: nap
       target: teststages.state.sleepy
 """
-
-
-def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [FLOWSTAGE, *args], check=False, capture_output=True, text=True, timeout=120
-    )
 
 
 def start(*args: str) -> str:
