@@ -40,6 +40,7 @@ def to_json(value: Any) -> str:
 
 
 def to_yaml(value: Any) -> str:
+    # lazy: PyYAML is slow to import; only YAML output needs it
     import yaml
 
     return yaml.safe_dump(_plain(value), sort_keys=False, default_flow_style=False).rstrip("\n")
@@ -57,6 +58,7 @@ def render(value: Any, fmt: str) -> Any:
 
 
 def to_table(value: Any) -> Any:
+    # lazy: rich is slow to import; only printed output needs it
     from rich.table import Table
 
     table = Table(show_header=True)
@@ -96,6 +98,7 @@ def print_value(value: Any, fmt: str) -> None:
     if isinstance(rendered, str):
         print(rendered, flush=True)
     else:
+        # lazy: rich is slow to import; only printed output needs it
         from rich.console import Console
 
         Console().print(rendered)

@@ -70,6 +70,7 @@ class ProgressDisplay:
                 )
 
     def _loop_live(self) -> None:
+        # lazy: rich is slow to import; only printed output needs it
         from rich.console import Console
         from rich.live import Live
 
@@ -80,6 +81,7 @@ class ProgressDisplay:
             live.update(self._table())
 
     def _table(self) -> Any:
+        # lazy: rich is slow to import; only printed output needs it
         from rich.table import Table
 
         assert self.run is not None

@@ -126,6 +126,7 @@ class Database:
         return self._conn
 
     def _open(self) -> sqlite3.Connection:
+        # lazy: keeps `flowstage --help` fast (it imports this module)
         import sqlite3
 
         private_dir(self.path.parent)
@@ -261,6 +262,7 @@ class Database:
     @contextmanager
     def write(self) -> Iterator[sqlite3.Connection]:
         """A write transaction (``BEGIN IMMEDIATE``): committed on exit, rolled back on error."""
+        # lazy: keeps `flowstage --help` fast (it imports this module)
         import sqlite3
 
         with self._lock:
@@ -276,6 +278,7 @@ class Database:
     def _committed(self, conn: sqlite3.Connection) -> Iterator[None]:
         """Commit an open transaction on exit; roll it back on any error (a SQLite error
         is reported as a :class:`StoreError` naming the file)."""
+        # lazy: keeps `flowstage --help` fast (it imports this module)
         import sqlite3
 
         try:
@@ -296,6 +299,7 @@ class Database:
         The path every recorded run takes, so it skips the generality of :meth:`write`
         unless the store is busy.
         """
+        # lazy: keeps `flowstage --help` fast (it imports this module)
         import sqlite3
 
         with self._lock:
@@ -312,6 +316,7 @@ class Database:
                 return conn.execute(sql, params).rowcount
 
     def _begin(self, conn: sqlite3.Connection) -> None:
+        # lazy: keeps `flowstage --help` fast (it imports this module)
         import sqlite3
 
         deadline = time.monotonic() + self.settings.busy_timeout
@@ -327,6 +332,7 @@ class Database:
 
     def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         """Rows of a read-only statement."""
+        # lazy: keeps `flowstage --help` fast (it imports this module)
         import sqlite3
 
         deadline = time.monotonic() + self.settings.busy_timeout

@@ -4,6 +4,7 @@ since pids are reused, so a process is also known by its start time."""
 from __future__ import annotations
 
 import os
+import socket
 
 from flowstage.storage.processes import proc_stat
 
@@ -14,8 +15,6 @@ _self_start: tuple[int, str | None] | None = None
 def this_host() -> str:
     global _host
     if _host is None:
-        import socket
-
         _host = socket.gethostname()
     return _host
 

@@ -196,6 +196,7 @@ class SharedDirMemory:
         try:
             size = os.fstat(fd).st_size
             if size >= _MMAP_FROM:
+                # lazy: only reads of shared memory need mmap
                 import mmap
 
                 # A private (copy-on-write) mapping: the value's buffers are the file's

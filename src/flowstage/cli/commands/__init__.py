@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from flowstage.cli.commands import plugins, run, workflows
 from flowstage.core.plugin_manager import hookimpl
 
 if TYPE_CHECKING:
@@ -12,8 +13,6 @@ if TYPE_CHECKING:
 
 @hookimpl
 def flowstage_register_commands(app: typer.Typer) -> None:
-    from flowstage.cli.commands import plugins, run, workflows
-
     run.register(app)
     workflows.register(app)
     plugins.register(app)

@@ -3,7 +3,10 @@
 
 from __future__ import annotations
 
+import json
+import os
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -12,15 +15,25 @@ import typer
 from flowstage.cli.commands.common import check_format
 from flowstage.cli.commands.run import retry
 from flowstage.cli.output import print_value
-from flowstage.core.errors import UserError
+from flowstage.core.errors import UnknownNameError, UserError
+from flowstage.core.plugin_manager import default_plugins
+from flowstage.core.runs import ACTIVE_STATES
+from flowstage.core.settings import (
+    ENV_PREFIX,
+    env_overrides,
+    load_settings,
+    read_settings_file,
+    settings_path,
+)
+from flowstage.state.history import RUN_SUMMARY_KEYS
+from flowstage.state.rows import describe_run, parse_time
+from flowstage.state.store import get_store
 
 LIST_FORMATS = ("table", "json", "yaml")
 RUN_KINDS = ("run", "runs")
 
 
 def _plugins() -> Any:
-    from flowstage.core.plugin_manager import default_plugins
-
     return default_plugins()
 
 
@@ -29,6 +42,7 @@ def _kind(word: str, allowed: tuple[str, ...]) -> str:
     if kind in ("trigger_rule", "schedule") and "trigger" in allowed:
         kind = "trigger"  # Flowdapt's names for what `get triggers` lists
     if kind not in allowed:
+        # lazy: keeps `flowstage --help` fast (it imports every command module)
         from flowstage.core.hints import did_you_mean
 
         raise UserError(
@@ -65,7 +79,6 @@ def print_rows(rows: list[dict[str, Any]], fmt: str) -> None:
 
 def _when(value: str | None) -> str:
     """A stored UTC time in the local time zone, to the second."""
-    from flowstage.state.rows import parse_time
 
     moment = parse_time(value)
     return moment.astimezone().strftime("%Y-%m-%d %H:%M:%S") if moment else ""
@@ -93,6 +106,7 @@ def apply(
 ) -> None:
     """Create or update the workflows, configs and trigger rules in every PATH: all of
     them, or none if one is invalid."""
+    # lazy: keeps `flowstage --help` fast (it imports every command module)
     from flowstage.cli.remote import server_url
     from flowstage.state.resources import apply_path
 
@@ -106,6 +120,7 @@ def apply(
 
 
 def _apply_remote(url: str, paths: list[Path], recursive: bool) -> None:
+    # lazy: keeps `flowstage --help` fast (it imports every command module)
     from flowstage.cli.remote import RemoteService
     from flowstage.core.loading import read_documents
     from flowstage.state.resources import resource_files
@@ -135,6 +150,7 @@ def delete(
     a file (`delete -p PATH`), or an ended run with its files (`delete run ID`).
 
     The history of a deleted workflow's runs is kept."""
+    # lazy: keeps `flowstage --help` fast (it imports every command module)
     from flowstage.state import resources as catalog
 
     if path is not None:
@@ -146,14 +162,15 @@ def delete(
     if kind is None or name is None:
         raise UserError("expected KIND NAME (e.g. `delete workflow build_features`) or -p PATH")
     resource_kind = _stored_kind(_kind(kind, ("workflow", "config", "trigger", "run")))
+    # lazy: keeps `flowstage --help` fast (it imports every command module)
     from flowstage.cli.remote import RemoteService, server_url
 
     url = server_url(server)
     if url is not None:
         RemoteService(url).delete(resource_kind, name)
     elif resource_kind == "run":
+        # lazy: keeps `flowstage --help` fast (it imports every command module)
         from flowstage.state.retention import delete_run
-        from flowstage.state.store import get_store
 
         typer.echo(f"run/{delete_run(get_store(), name)} deleted")
         return
@@ -182,6 +199,7 @@ def get(
     history."""
     check_format(fmt, LIST_FORMATS)
     resource_kind = _kind(kind, ("workflow", "config", "trigger", "run"))
+    # lazy: keeps `flowstage --help` fast (it imports every command module)
     from flowstage.cli.remote import server_url
 
     url = server_url(server)
@@ -191,6 +209,7 @@ def get(
     if resource_kind == "run":
         _list_runs(name, fmt, limit, page, state)
         return
+    # lazy: keeps `flowstage --help` fast (it imports every command module)
     from flowstage.state import resources as catalog
 
     if resource_kind == "trigger":
@@ -243,6 +262,7 @@ def get(
 
 
 def _get_remote(url: str, kind: str, name: str | None, fmt: str, limit: int) -> None:
+    # lazy: keeps `flowstage --help` fast (it imports every command module)
     from flowstage.cli.remote import RemoteService
 
     service = RemoteService(url)
@@ -272,9 +292,6 @@ _SQL_INT_MAX = 2**63 - 1
 
 
 def _list_runs(name: str | None, fmt: str, limit: int, page: int, state: str | None) -> None:
-    from flowstage.state.history import RUN_SUMMARY_KEYS
-    from flowstage.state.store import get_store
-
     if limit < 0 or page < 1:
         raise UserError("--limit must be 0 or more and --page 1 or more")
     if limit > _SQL_INT_MAX or (page - 1) * limit > _SQL_INT_MAX:
@@ -321,8 +338,6 @@ def _list_runs(name: str | None, fmt: str, limit: int, page: int, state: str | N
 
 
 def _duration(row: dict[str, Any]) -> str:
-    from flowstage.state.rows import parse_time
-
     start, end = parse_time(row["started_at"]), parse_time(row["finished_at"])
     return f"{(end - start).total_seconds():.2f}s" if start and end else ""
 
@@ -344,6 +359,7 @@ def runs_list(
     if ctx.invoked_subcommand is not None:
         return
     check_format(fmt, LIST_FORMATS)
+    # lazy: keeps `flowstage --help` fast (it imports every command module)
     from flowstage.cli.remote import server_url
 
     url = server_url(server)
@@ -363,6 +379,7 @@ def cancel(
     ),
 ) -> None:
     """Stop a pending or running run; it ends as cancelled."""
+    # lazy: keeps `flowstage --help` fast (it imports every command module)
     from flowstage.cli.remote import RemoteService, server_url
 
     url = server_url(server)
@@ -370,6 +387,7 @@ def cancel(
         record = RemoteService(url).cancel(run_id)
         typer.echo(f"run {record['id']} {record['state']}")
         return
+    # lazy: keeps `flowstage --help` fast (it imports every command module)
     from flowstage.runner.background import cancel_run
 
     row = cancel_run(run_id, timeout)
@@ -384,9 +402,9 @@ def prune(
     dry_run: bool = typer.Option(False, "--dry-run", help="Only list what would go."),
 ) -> None:
     """Delete ended runs with their result and log files (default: store.run_retention)."""
+    # lazy: keeps `flowstage --help` fast (it imports every command module)
     from flowstage.core.units import parse_duration
     from flowstage.state.retention import prune_runs
-    from flowstage.state.store import get_store
 
     store = get_store()
     age = store.settings.run_retention if older_than is None and keep is None else None
@@ -408,11 +426,9 @@ def logs(
     follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing until the run ends."),
 ) -> None:
     """Print what a background run's stages printed and logged."""
-    import time
 
-    from flowstage.core.runs import ACTIVE_STATES
+    # lazy: keeps `flowstage --help` fast (it imports every command module)
     from flowstage.runner.background import read_log
-    from flowstage.state.store import get_store
 
     row, path = read_log(run_id)
     position = 0
@@ -446,16 +462,12 @@ def inspect(
     check_format(fmt, ("yaml", "json"))
     resource_kind = _kind(kind, ("workflow", "config", "run"))
     if resource_kind == "run":
-        from flowstage.state.rows import describe_run
-        from flowstage.state.store import get_store
-
         row = get_store().find_run(name)
         if row is None:
-            from flowstage.core.errors import UnknownNameError
-
             raise UnknownNameError(f"no run with id {name!r} (`flowstage runs` lists them)")
         value = describe_run(row)
     else:
+        # lazy: keeps `flowstage --help` fast (it imports every command module)
         from flowstage.state import resources as catalog
 
         describe = (
@@ -474,8 +486,6 @@ def config_show(fmt: str = typer.Option("table", "--format", help="table, json o
     check_format(fmt, LIST_FORMATS)
     rows = settings_sources()
     if fmt == "table":
-        import json
-
         rows = [
             {
                 **r,
@@ -488,15 +498,6 @@ def config_show(fmt: str = typer.Option("table", "--format", help="table, json o
 
 def settings_sources() -> list[dict[str, Any]]:
     """``{key, value, source}`` for every setting, dotted keys, sorted."""
-    import os
-
-    from flowstage.core.settings import (
-        ENV_PREFIX,
-        env_overrides,
-        load_settings,
-        read_settings_file,
-        settings_path,
-    )
 
     effective = _flatten(load_settings().model_dump(mode="json"))
     path = settings_path()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from flowstage.core.errors import UserError
+from flowstage.core.settings import load_settings
 
 
 def serve(
@@ -19,7 +20,6 @@ def serve(
     ),
 ) -> None:
     """Serve the Flowdapt-compatible API with one warm executor until SIGTERM or Ctrl-C."""
-    from flowstage.core.settings import load_settings
 
     settings = load_settings().service
     overrides = {k: v for k, v in (("host", host), ("port", port)) if v is not None}
@@ -27,6 +27,7 @@ def serve(
         settings = settings.model_copy(update=overrides)
     # FastAPI and uvicorn load here, not when the CLI starts (`flowstage --help` stays fast)
     try:
+        # lazy: keeps `flowstage --help` fast (it imports every command module)
         from flowstage.service.server import serve as run_server
     except ImportError as exc:
         msg = f"flowstage serve needs the service extra ({exc}): pip install 'flowstage[service]'"

@@ -24,6 +24,7 @@ import signal
 import sys
 import threading
 import time
+import traceback
 import uuid
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
@@ -483,6 +484,4 @@ def _label_of(future: Any) -> str:
 
 
 def _traceback_of(exc: BaseException) -> str:
-    import traceback
-
     return "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))

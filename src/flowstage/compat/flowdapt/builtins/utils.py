@@ -69,6 +69,7 @@ def remove_rows_with_nans(df: Any) -> Any:
 
 def shift_and_add_features(df: Any, n_shifts: int, features: Any) -> Any:
     """Add each feature shifted by 1..``n_shifts`` rows as ``<name>_shift-<i>``."""
+    # lazy: pandas is optional and heavy
     import pandas
 
     shifted = [
