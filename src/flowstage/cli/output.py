@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from datetime import datetime
 from typing import Any
 
+from flowstage.state.rows import parse_time
+
 FORMATS = ("json", "yaml", "table", "raw")
+#: the formats of a listing (``get``, ``runs``, ``config show``)
+LIST_FORMATS = ("table", "json", "yaml")
 
 
 def _plain(value: Any) -> Any:
@@ -102,3 +107,29 @@ def print_value(value: Any, fmt: str) -> None:
         from rich.console import Console
 
         Console().print(rendered)
+
+
+def print_rows(rows: list[dict[str, Any]], fmt: str) -> None:
+    """Rows as aligned columns under an upper-case header (as kubectl lists), or JSON/YAML."""
+    if fmt != "table":
+        print_value(rows, fmt)
+        return
+    if not rows:
+        return
+    columns = list(rows[0])
+    cells = [[c.upper() for c in columns]] + [
+        ["" if r.get(c) is None else str(r.get(c)) for c in columns] for r in rows
+    ]
+    widths = [max(len(line[i]) for line in cells) for i in range(len(columns))]
+    out = [
+        "   ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
+        for line in cells
+    ]
+    sys.stdout.write("\n".join(out) + "\n")
+    sys.stdout.flush()
+
+
+def local_time(value: str | None) -> str:
+    """A stored UTC time in the local time zone, to the second."""
+    moment = parse_time(value)
+    return moment.astimezone().strftime("%Y-%m-%d %H:%M:%S") if moment else ""

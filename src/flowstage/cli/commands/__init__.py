@@ -17,6 +17,8 @@ def flowstage_register_commands(app: typer.Typer) -> None:
     workflows.register(app)
     plugins.register(app)
     __import__("flowstage.cli.commands.resources").cli.commands.resources.register(app)
+    __import__("flowstage.cli.commands.runs").cli.commands.runs.register(app)
+    __import__("flowstage.cli.commands.config").cli.commands.config.register(app)
     __import__("flowstage.cli.commands.objects").cli.commands.objects.register(app)
     __import__("flowstage.cli.commands.serve").cli.commands.serve.register(app)
     __import__("flowstage.cli.commands.compat").cli.commands.compat.register(app)
