@@ -8,18 +8,15 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 import yaml
 
+from cli_process import cli
 from flowstage.state.liveness import process_alive
 from flowstage.state.store import get_store
-
-FLOWSTAGE = str(Path(sys.executable).with_name("flowstage"))
 
 WORKFLOWS = """\
 kind: workflow
@@ -38,12 +35,6 @@ spec:
     - name: nap
       target: teststages.state.sleepy
 """
-
-
-def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [FLOWSTAGE, *args], check=False, capture_output=True, text=True, timeout=120
-    )
 
 
 def start(*args: str) -> str:
@@ -106,6 +97,19 @@ def test_cancel_stops_a_background_run() -> None:
     assert "sleeping 60" in cli("runs", "logs", run_id).stdout
     again = cli("runs", "cancel", run_id)
     assert again.returncode == 2 and "already ended (cancelled)" in again.stderr
+
+
+def test_a_cancel_asked_in_the_row_stops_the_run() -> None:
+    # what `runs cancel` on another host does: it cannot signal the process
+    run_id = start("napper", "--seconds", "60")
+    wait_for(run_id, ("running",))
+    store = get_store()
+    assert not store.cancel_requested(run_id)
+    store.request_cancel(run_id)
+    assert store.cancel_requested(run_id)
+    row = wait_for(run_id, ("cancelled", "failed", "finished"), timeout=30)
+    assert row["state"] == "cancelled", row["error"]
+    assert not store.cancel_requested("nosuchrun")
 
 
 def test_a_killed_background_process_shows_as_failed_with_the_reason() -> None:

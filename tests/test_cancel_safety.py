@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import sqlite3
 import subprocess
-import sys
 import time
 from pathlib import Path
 
+from cli_process import cli
 from flowstage.state.store import get_store
 
 WORKFLOW = """\
@@ -19,16 +19,6 @@ spec:
     - name: nap
       target: teststages.state.sleepy
 """
-
-
-def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "flowstage", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
 
 
 def test_a_run_without_a_recorded_start_time_never_gets_an_unrelated_pid_killed(

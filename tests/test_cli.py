@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import signal
@@ -13,18 +14,15 @@ from pathlib import Path
 import pytest
 import yaml
 
+import cli_process
 from conftest import interruptible
 from flowstage.core.inputs import parse_input_args
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
-FLOWSTAGE = str(Path(sys.executable).with_name("flowstage"))
-
-
-def cli(*args: str, cwd: Path = EXAMPLES, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [FLOWSTAGE, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout
-    )
+FLOWSTAGE = cli_process.FLOWSTAGE
+#: ``flowstage ARGS`` in examples/, where the seed workflows are
+cli = functools.partial(cli_process.cli, cwd=EXAMPLES)
 
 
 def test_run_seed_workflow_coerces_cli_input() -> None:

@@ -5,18 +5,15 @@ through a real ``flowstage`` process. Each test has its own FLOWSTAGE_HOME."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 from typer.testing import CliRunner
 
+from cli_process import cli
 from flowstage.cli.app import build_app
 from flowstage.core.errors import UnknownNameError, UserError, WorkflowError
-
-FLOWSTAGE = str(Path(sys.executable).with_name("flowstage"))
 
 RESOURCES = """\
 kind: workflow
@@ -57,12 +54,6 @@ def invoke(*args: str, ok: bool = True):
     if ok:
         assert result.exit_code == 0, f"{result.output}\n{result.exception!r}"
     return result
-
-
-def cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [FLOWSTAGE, *args], check=False, capture_output=True, text=True, timeout=120, cwd=cwd
-    )
 
 
 @pytest.fixture

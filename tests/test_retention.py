@@ -4,15 +4,13 @@ never a run that is still going or a file outside the app dir. Real CLI processe
 
 from __future__ import annotations
 
-import os
 import sqlite3
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
+from cli_process import cli
 from flowstage import run_workflow
 from flowstage.state.store import get_store
 
@@ -21,17 +19,6 @@ PAIR = {
     "spec": {"stages": [{"name": "only", "target": "teststages.state.pair"}]},
 }
 LONG_AGO = "2000-01-01T00:00:00+00:00"
-
-
-def cli(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "flowstage", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-        env={**os.environ, **env},
-    )
 
 
 def runs(app_home: Path, count: int) -> list[tuple[str, Path, Path]]:
@@ -95,7 +82,7 @@ def test_the_run_retention_setting_is_what_a_bare_prune_applies(app_home: Path) 
     age(app_home, old)
     bare = cli("runs", "prune")
     assert bare.returncode == 2 and "store.run_retention" in bare.stderr
-    done = cli("runs", "prune", FLOWSTAGE__STORE__RUN_RETENTION="30d")
+    done = cli("runs", "prune", env={"FLOWSTAGE__STORE__RUN_RETENTION": "30d"})
     assert done.returncode == 0, done.stderr
     assert ids() == {new}
     bad = cli("runs", "prune", "--older-than", "soon")

@@ -26,7 +26,7 @@ pytestmark = pytest.mark.timeout(180)
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """One service for the module, with the test workflows applied."""
     running = Server(tmp_path_factory.mktemp("service-home"), max_concurrent_runs="2")
-    for name in ("echo", "fail", "sleep", "remember", "recall"):
+    for name in ("echo", "fail", "sleep", "remember", "recall", "chain"):
         running.apply(name)
     yield running
     assert running.stop() == 0, running.log.read_text()
@@ -135,6 +135,55 @@ def test_unbounded_or_hostile_requests_get_a_4xx(server: Server) -> None:
     deep = b"[" * 100_000 + b"]" * 100_000
     status, body = server.request("POST", "/workflows/svc_echo/run", raw=deep)
     assert status == 400 and "nested too deeply" in body["detail"]
+
+
+def test_retry_a_run_over_http_and_from_the_cli(server: Server, tmp_path: Path) -> None:
+    from teststages.resume import calls
+
+    marks, flag = tmp_path / "marks", tmp_path / "flag"
+    marks.mkdir()
+    flag.touch()
+    failed = run(server, "svc_chain", {"marks": str(marks), "flag": str(flag)})
+    assert failed["state"] == "failed" and "flag file" in failed["error"]
+    retry = [sys.executable, "-m", "flowstage", "runs", "retry", failed["id"]]
+    env = service_env(tmp_path / "client-home")
+    done = subprocess.run([*retry, "--server", server.url], env=env, capture_output=True, text=True)
+    assert done.returncode == 1 and "flag file" in done.stderr  # the flag is still there
+    flag.unlink()
+    status, pending = server.request("POST", f"/runs/{failed['uid']}/retry?wait=false")
+    assert status == 200 and pending["retry_of"] == failed["id"], pending
+    record = wait_for(server, pending["uid"], ("finished", "failed"))
+    assert record["state"] == "finished" and record["result"] == 20, record
+    assert record["retry_of"] == failed["id"] and record["workflow"] == "svc_chain"
+    assert (calls(marks, "first"), calls(marks, "second"), calls(marks, "third")) == (1, 1, 3)
+    env["FLOWSTAGE__SERVICE__URL"] = server.url  # the setting instead of --server
+    done = subprocess.run([*retry, "--format", "json"], env=env, capture_output=True, text=True)
+    assert done.returncode == 0 and done.stdout.strip() == "20", done.stderr
+    assert calls(marks, "first") == 1
+
+
+def test_retry_requests_that_cannot_be_served_get_a_4xx(server: Server) -> None:
+    failed = run(server, "svc_fail")
+    path = f"/runs/{failed['id']}/retry"
+    for body, expected in (
+        ([1], "JSON object"),
+        ({"inputs": {}}, "unknown key(s) in the retry body: inputs"),
+        ({"input": [1]}, "'input' must be a JSON object"),
+        ({"executor": 3}, "'executor' must be a name"),
+    ):
+        status, answer = server.request("POST", path, body)
+        assert status == 422 and expected in answer["detail"], (body, answer)
+    status, answer = server.request("POST", path, {"executor": "dsak"})
+    assert status == 404 and "unknown executor 'dsak'" in answer["detail"], answer
+    status, answer = server.request("POST", "/runs/0000nosuchrun/retry")
+    assert status == 404 and "no run '0000nosuchrun'" in answer["detail"], answer
+    sleeping = run(server, "svc_sleep", {"seconds": 30}, "?wait=false")
+    wait_for(server, sleeping["uid"], ("running",))
+    status, answer = server.request("POST", f"/runs/{sleeping['id']}/retry")
+    assert status == 409 and "is still running" in answer["detail"], answer
+    assert server.request("POST", f"/runs/{sleeping['id']}/cancel")[0] == 200
+    status, answer = server.request("POST", path, {"input": {"message": "again"}})
+    assert status == 200 and answer["error"].endswith("again"), answer
 
 
 def test_serve_without_the_service_extra_says_what_to_install(tmp_path: Path) -> None:

@@ -5,11 +5,12 @@ reach a history that is merely unwritable. Real filesystems: small tmpfs mounts.
 from __future__ import annotations
 
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from cli_process import cli
 
 WORKFLOW = """\
 kind: workflow
@@ -19,16 +20,6 @@ spec:
     - name: only
       target: teststages.basic.one
 """
-
-
-def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "flowstage", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
 
 
 @pytest.fixture

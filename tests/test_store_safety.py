@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from cli_process import cli
 from flowstage import object_store, run_workflow
 from flowstage.artifacts import get_artifact, new_artifact, remove_artifact
 from flowstage.core.errors import ObjectStoreError
@@ -141,16 +142,6 @@ def test_an_app_dir_open_to_other_users_is_tightened_with_a_warning(
     assert stat.S_IMODE((app_home / "flowstage.db").stat().st_mode) == 0o600
     assert "was readable by other users (mode drwxr-xr-x)" in caplog.text
     assert "now 0700" in caplog.text
-
-
-def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "flowstage", *args],
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
 
 
 # one artifact, many writers ----------------------------------------------------------

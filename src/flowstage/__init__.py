@@ -5,6 +5,7 @@ Heavy modules are imported on first use, so ``import flowstage`` stays fast.
 
 from __future__ import annotations
 
+import importlib
 from importlib import metadata as _metadata
 from typing import TYPE_CHECKING, Any
 
@@ -50,7 +51,6 @@ def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'flowstage' has no attribute {name!r}")
-    import importlib
 
     value = getattr(importlib.import_module(module), name)
     globals()[name] = value

@@ -4,6 +4,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import typer
+
+from flowstage import __version__
+from flowstage.core.plugin_manager import default_plugins
+
 if TYPE_CHECKING:
     import typer
 
@@ -17,9 +22,6 @@ workflow without running it."""
 
 def build_app(plugins: FlowstagePlugins | None = None) -> typer.Typer:
     """A fresh root app with the commands of every plugin (built-ins included)."""
-    import typer
-
-    from flowstage.core.plugin_manager import default_plugins
 
     app = typer.Typer(
         name="flowstage",
@@ -32,8 +34,6 @@ def build_app(plugins: FlowstagePlugins | None = None) -> typer.Typer:
 
     def show_version(wanted: bool) -> None:
         if wanted:
-            from flowstage import __version__
-
             typer.echo(f"flowstage {__version__}")
             raise typer.Exit()
 

@@ -8,7 +8,15 @@ from __future__ import annotations
 
 import logging
 import sys
+import traceback
 from collections.abc import Sequence
+
+import typer
+import typer.main
+
+from flowstage.cli.app import build_app
+from flowstage.core.errors import FlowstageError, StageError, UserError
+from flowstage.core.plugin_manager import default_plugins
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -41,9 +49,6 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 def run_cli(args: list[str]) -> int:
     """Run the CLI; the exit code."""
-    import typer
-
-    from flowstage.core.errors import FlowstageError, StageError, UserError
 
     # The click that typer is built on: recent typer vendors its own copy (typer._click),
     # whose exceptions are not the ``click`` package's (typer.BadParameter is one of them),
@@ -55,11 +60,6 @@ def run_cli(args: list[str]) -> int:
     debug = "--debug" in args
     _configure_logging(debug)
     try:
-        import typer.main
-
-        from flowstage.cli.app import build_app
-        from flowstage.core.plugin_manager import default_plugins
-
         command = typer.main.get_command(build_app(default_plugins()))
         result = command.main(args=args, prog_name="flowstage", standalone_mode=False)
         return int(result or 0) if isinstance(result, int) else EXIT_OK
@@ -73,8 +73,6 @@ def run_cli(args: list[str]) -> int:
         return EXIT_INTERRUPTED
     except UserError as exc:
         if debug:
-            import traceback
-
             traceback.print_exc()
         error(str(exc))
         return EXIT_USAGE

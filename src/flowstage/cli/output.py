@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from datetime import datetime
 from typing import Any
 
+from flowstage.state.rows import parse_time
+
 FORMATS = ("json", "yaml", "table", "raw")
+#: the formats of a listing (``get``, ``runs``, ``config show``)
+LIST_FORMATS = ("table", "json", "yaml")
 
 
 def _plain(value: Any) -> Any:
@@ -40,6 +45,7 @@ def to_json(value: Any) -> str:
 
 
 def to_yaml(value: Any) -> str:
+    # lazy: PyYAML is slow to import; only YAML output needs it
     import yaml
 
     return yaml.safe_dump(_plain(value), sort_keys=False, default_flow_style=False).rstrip("\n")
@@ -57,6 +63,7 @@ def render(value: Any, fmt: str) -> Any:
 
 
 def to_table(value: Any) -> Any:
+    # lazy: rich is slow to import; only printed output needs it
     from rich.table import Table
 
     table = Table(show_header=True)
@@ -96,6 +103,33 @@ def print_value(value: Any, fmt: str) -> None:
     if isinstance(rendered, str):
         print(rendered, flush=True)
     else:
+        # lazy: rich is slow to import; only printed output needs it
         from rich.console import Console
 
         Console().print(rendered)
+
+
+def print_rows(rows: list[dict[str, Any]], fmt: str) -> None:
+    """Rows as aligned columns under an upper-case header (as kubectl lists), or JSON/YAML."""
+    if fmt != "table":
+        print_value(rows, fmt)
+        return
+    if not rows:
+        return
+    columns = list(rows[0])
+    cells = [[c.upper() for c in columns]] + [
+        ["" if r.get(c) is None else str(r.get(c)) for c in columns] for r in rows
+    ]
+    widths = [max(len(line[i]) for line in cells) for i in range(len(columns))]
+    out = [
+        "   ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
+        for line in cells
+    ]
+    sys.stdout.write("\n".join(out) + "\n")
+    sys.stdout.flush()
+
+
+def local_time(value: str | None) -> str:
+    """A stored UTC time in the local time zone, to the second."""
+    moment = parse_time(value)
+    return moment.astimezone().strftime("%Y-%m-%d %H:%M:%S") if moment else ""

@@ -77,6 +77,7 @@ class ProgressDisplay:
                 )
 
     def _loop_live(self) -> None:
+        # lazy: rich is slow to import; only printed output needs it
         from rich.console import Console
         from rich.live import Live
 
@@ -87,6 +88,7 @@ class ProgressDisplay:
             live.update(self._table())
 
     def _table(self) -> Any:
+        # lazy: rich is slow to import; only printed output needs it
         from rich.table import Table
 
         assert self.run is not None

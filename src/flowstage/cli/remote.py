@@ -10,6 +10,7 @@ import urllib.request
 from typing import Any
 
 from flowstage.core.errors import ServiceError
+from flowstage.core.settings import load_settings
 
 #: the API's route of each resource kind
 ROUTES = {"workflow": "workflows", "config": "configs", "trigger_rule": "triggers"}
@@ -19,7 +20,6 @@ def server_url(option: str | None) -> str | None:
     """The service to talk to: ``--server``, else the ``service.url`` setting."""
     if option:
         return option
-    from flowstage.core.settings import load_settings
 
     return load_settings().service.url
 
@@ -28,8 +28,6 @@ class RemoteService:
     """A service at ``url``; the token is the ``service.api_token`` setting."""
 
     def __init__(self, url: str) -> None:
-        from flowstage.core.settings import load_settings
-
         self.url = url.rstrip("/")
         self.token = load_settings().service.api_token
 
@@ -58,6 +56,12 @@ class RemoteService:
         name = urllib.parse.quote(workflow, safe="")
         query = "" if wait else "?wait=false"
         return self.request("POST", f"/workflows/{name}/run{query}", run_input)
+
+    def retry(self, run_id: str, overrides: dict[str, Any] | None, *, wait: bool = True) -> Any:
+        """Retry a run on the service (``overrides``: its ``input``, ``config``, ``executor``)."""
+        query = "" if wait else "?wait=false"
+        path = f"/runs/{urllib.parse.quote(run_id, safe='')}/retry{query}"
+        return self.request("POST", path, overrides or {})
 
     def runs(self, workflow: str | None = None, limit: int = 50) -> Any:
         query = urllib.parse.urlencode({k: v for k, v in (("workflow", workflow),) if v})

@@ -111,6 +111,7 @@ def split_names(value: Any) -> list[str]:
 
 
 def env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
+    # lazy: keeps `flowstage --help` fast (it imports this module)
     from flowstage.core.yamlfiles import load_yaml
 
     out: dict[str, Any] = {}
@@ -163,6 +164,7 @@ def disabled_plugins() -> list[str]:
 
 
 def read_settings_file(path: Path) -> dict[str, Any]:
+    # lazy: keeps `flowstage --help` fast (it imports this module)
     from flowstage.core.yamlfiles import load_yaml, read_text_file
 
     loaded = load_yaml(read_text_file(path, "a settings file"), str(path))

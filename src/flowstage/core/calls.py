@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import pickle
 import threading
 import time
 import traceback
@@ -104,8 +105,8 @@ def _finish(value: Any) -> Any:
 
 def _portable(exc: BaseException) -> BaseException:
     """``exc`` if it survives pickling, else a RuntimeError that carries its text."""
-    import pickle
 
+    # lazy: cloudpickle is needed only for what plain pickle refuses
     import cloudpickle
 
     try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextvars
 import copy
 import threading
+import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -190,6 +191,7 @@ class RunContext:
         """The run-wide part of this context, pickled once (what workers unpickle)."""
         blob = self.__dict__.get("_blob")
         if blob is None:
+            # lazy: cloudpickle is needed only for what plain pickle refuses
             import cloudpickle
 
             extras = dict(self.extras)
@@ -208,8 +210,6 @@ class RunContext:
                 )
             )
             if COMPRESS_ABOVE < len(rest) <= COMPRESS_BELOW:  # (the stage code is zipped already)
-                import zlib
-
                 rest = _ZLIB + zlib.compress(rest, 1)
             # Stage code sent with the run comes first: it is put in place before the
             # rest (which may refer to its modules) is unpickled.
@@ -272,6 +272,7 @@ def _restore_context(
     """
     base = _restored.get(run_id)
     if base is None:
+        # lazy: keeps `import flowstage` fast
         import pickle
 
         blob = payload if isinstance(payload, bytes) else payload.load()
@@ -279,8 +280,6 @@ def _restore_context(
         if sources is not None:
             _use_sources(sources)
         if rest.startswith(_ZLIB):
-            import zlib
-
             rest = zlib.decompress(rest[len(_ZLIB) :])
         *fields, extras = pickle.loads(rest)
         fields[4] = _Compacted(fields[4])
@@ -343,6 +342,7 @@ def stage_target(context: RunContext, stage: str) -> Any:
 
 
 def _expand(compact: Any) -> Workflow:
+    # lazy: keeps `import flowstage` fast
     from flowstage.core.models import Workflow
 
     if isinstance(compact, Workflow):
@@ -354,6 +354,7 @@ def _expand(compact: Any) -> Workflow:
 
 
 def _use_sources(sources: Any) -> None:
+    # lazy: keeps `import flowstage` fast
     from flowstage.core.sources import use_sources
 
     use_sources(sources)

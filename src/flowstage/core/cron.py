@@ -51,6 +51,7 @@ class CronSchedule:
 
 def parse_schedule(expressions: list[str], tz: str | None = None) -> CronSchedule:
     """:raises ValueError: an expression croniter cannot read"""
+    # lazy: only cron schedules need croniter
     from croniter import croniter
 
     for expression in expressions:

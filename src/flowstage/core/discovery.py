@@ -7,10 +7,13 @@ skipped; the others keep working. Disabled plugins are never imported.
 from __future__ import annotations
 
 import importlib.metadata
+import importlib.util
 import traceback
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
+
+from stevedore import ExtensionManager, _cache
 
 ENTRY_POINT_GROUP = "flowstage.plugins"
 #: Flowdapt plugins' group: listed, never imported here (their modules import ``flowdapt``)
@@ -95,8 +98,6 @@ def _entry_points(group: str) -> list[importlib.metadata.EntryPoint]:
     against the mtimes of ``sys.path``, which is cheap.
     """
     try:
-        from stevedore import _cache
-
         return list(_cache.Cache().get_group_all(group))
     except (ImportError, AttributeError):  # a stevedore without this private module
         return list(importlib.metadata.entry_points(group=group))
@@ -104,7 +105,6 @@ def _entry_points(group: str) -> list[importlib.metadata.EntryPoint]:
 
 def discover(disabled: Iterable[str] = ()) -> list[PluginInfo]:
     """Load every entry point of the group except ``disabled`` ones; never raises."""
-    from stevedore import ExtensionManager
 
     skip = set(disabled)
     infos: dict[tuple[str, str], PluginInfo] = {}
@@ -143,7 +143,6 @@ def discover(disabled: Iterable[str] = ()) -> list[PluginInfo]:
 def flowdapt_plugins() -> list[PluginInfo]:
     """The Flowdapt plugins installed (group ``flowdapt.plugins``), not imported: their
     folder, to apply with ``flowstage apply -p``, is in ``error``'s place as a hint."""
-    import importlib.util
 
     infos = []
     for ep in importlib.metadata.entry_points(group=FLOWDAPT_GROUP):

@@ -146,6 +146,7 @@ def _assign(target: dict[str, Any], key: str, value: Any) -> None:
 
 def read_input_file(path: Path) -> dict[str, Any]:
     """A run input from a JSON or YAML file holding a mapping."""
+    # lazy: keeps `flowstage --help` fast (it imports every command module)
     from flowstage.core.yamlfiles import load_yaml, read_text_file
 
     data = load_yaml(read_text_file(path, "an input file"), str(path))

@@ -27,6 +27,7 @@ from flowstage.core.models import (
     Workflow,
     WorkflowSpec,
 )
+from flowstage.core.plugin_manager import default_registries
 from flowstage.core.targets import resolve_target, signature_of
 from flowstage.core.yamlfiles import load_yaml_documents, read_text_file
 
@@ -114,8 +115,6 @@ def _graph_problems_of_raw(
             if isinstance(raw, Mapping) and isinstance(raw.get("name"), str):
                 unparsed.add(raw["name"])
     try:
-        from flowstage.core.plugin_manager import default_registries
-
         return stage_problems(
             stages, label, default_registries().stage_types, search_paths, frozenset(unparsed)
         )
@@ -227,8 +226,6 @@ def validate_workflow(
 ) -> None:
     """Check a parsed workflow as a whole (see :func:`load_workflow`)."""
     if stage_types is None:
-        from flowstage.core.plugin_manager import default_registries
-
         stage_types = default_registries().stage_types
     label = workflow_label(workflow)
     problems = stage_problems(
@@ -304,8 +301,6 @@ def check_input(
         values that cannot be converted to the parameters' annotations
     """
     if stage_types is None:
-        from flowstage.core.plugin_manager import default_registries
-
         stage_types = default_registries().stage_types
     label = workflow_label(workflow)
     paths = search_paths_for(workflow, search_paths)

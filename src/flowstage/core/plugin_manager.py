@@ -26,6 +26,7 @@ class FlowstagePlugins:
     """Loaded plugins, their hooks, and what they registered."""
 
     def __init__(self, disabled: Iterable[str] = (), *, discover: bool = True) -> None:
+        # lazy: keeps `import flowstage` fast
         from flowstage.core.discovery import PluginInfo
 
         self.pm = pluggy.PluginManager(hookspecs.PROJECT)
@@ -34,6 +35,7 @@ class FlowstagePlugins:
         self.registries = Registries()
         self._commands_added = False
         if discover:
+            # lazy: keeps `import flowstage` fast
             from flowstage.core.discovery import discover as find
             from flowstage.core.discovery import flowdapt_plugins
 
@@ -60,6 +62,7 @@ class FlowstagePlugins:
         ]
         try:
             if unknown:
+                # lazy: keeps `import flowstage` fast
                 from flowstage.core.hints import did_you_mean
 
                 name = unknown[0]
@@ -83,6 +86,7 @@ class FlowstagePlugins:
 
     def register(self, plugin: Any, name: str | None = None) -> None:
         """Register a plugin object in this process only (tests, notebooks)."""
+        # lazy: keeps `import flowstage` fast
         from flowstage.core.discovery import PluginInfo
 
         info = PluginInfo(
@@ -232,6 +236,7 @@ def _is_marked(obj: Any) -> bool:
 def get_plugin_manager(disabled: Iterable[str] | None = None) -> FlowstagePlugins:
     """A new plugin manager with every installed plugin loaded (except disabled ones)."""
     if disabled is None:
+        # lazy: keeps `import flowstage` fast
         from flowstage.core.appdir import disabled_plugins
 
         disabled = disabled_plugins()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
@@ -61,7 +63,6 @@ class Registry(Generic[T]):
         item = self._items[name]
         if not isinstance(item, str):
             return item
-        import importlib
 
         module_name, _, attr = item.partition(":")
         try:
@@ -118,8 +119,6 @@ class Registry(Generic[T]):
             try:
                 found.append((name, self._resolve(name)))
             except PluginError as exc:
-                import logging
-
                 logging.getLogger("flowstage.plugins").warning("%s", exc)
         return found
 

@@ -271,13 +271,14 @@ class RunDriver:
         """Mark the reused stages whose dependencies are all reused finished at once, with
         no task each (a retry of a long chain costs about its new stages); how many."""
         count = 0
+        at, note = now(), f"reused from run {self.reused_from}"
         for name in self.graph.topological_order() if self.reuse else ():
             deps = self.stages[name].depends_on
             if name not in self.reuse or not all(d in self._outputs for d in deps):
                 continue
             record = self.run.stages[name]
-            record.started_at = record.finished_at = now()
-            record.state, record.note = "finished", f"reused from run {self.reused_from}"
+            record.started_at = record.finished_at = at
+            record.state, record.note = "finished", note
             if self._notify_stages:
                 self.plugins.notify("flowstage_stage_started", run=self.run, stage=record)
                 self.plugins.notify("flowstage_stage_finished", run=self.run, stage=record)

@@ -23,6 +23,7 @@ from flowstage.core.appdir import (
     split_names,
 )
 from flowstage.core.errors import UserError
+from flowstage.core.units import parse_duration, parse_memory
 
 # appdir's names are re-exported: settings users import them from here
 __all__ = [
@@ -78,8 +79,6 @@ class ObjectStoreSettings(BaseModel):
     @field_validator("memory_size_limit", mode="before")
     @classmethod
     def _size(cls, value: Any) -> int:
-        from flowstage.core.units import parse_memory
-
         return parse_memory(value)
 
 
@@ -106,22 +105,16 @@ class StoreSettings(BaseModel):
     @field_validator("busy_timeout", "heartbeat_interval", mode="before")
     @classmethod
     def _duration(cls, value: Any) -> float:
-        from flowstage.core.units import parse_duration
-
         return parse_duration(value)
 
     @field_validator("run_retention", mode="before")
     @classmethod
     def _retention(cls, value: Any) -> float | None:
-        from flowstage.core.units import parse_duration
-
         return None if value is None else parse_duration(value)
 
     @field_validator("max_inline_result", "max_result_size", mode="before")
     @classmethod
     def _size(cls, value: Any) -> int:
-        from flowstage.core.units import parse_memory
-
         return parse_memory(value)
 
 
@@ -147,15 +140,11 @@ class ServiceSettings(BaseModel):
     @field_validator("drain_timeout", mode="before")
     @classmethod
     def _duration(cls, value: Any) -> float:
-        from flowstage.core.units import parse_duration
-
         return parse_duration(value)
 
     @field_validator("max_body_size", mode="before")
     @classmethod
     def _size(cls, value: Any) -> int:
-        from flowstage.core.units import parse_memory
-
         return parse_memory(value)
 
 

@@ -14,21 +14,25 @@ removed when a new one arrives.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import importlib
 import io
 import logging
 import os
+import shutil
 import stat
 import sys
 import tempfile
 import threading
 import time
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from flowstage.core.errors import UserError
+from flowstage.core.targets import import_target
 
 logger = logging.getLogger(__name__)
 
@@ -59,8 +63,6 @@ def pack_sources(workflow_dir: str | None, home: str) -> SourceBundle | None:
 
     :raises UserError: more than :data:`MAX_FILES` files or :data:`MAX_BYTES` bytes
     """
-    import hashlib
-    import zipfile
 
     files: dict[str, Path] = {}
     origins = []
@@ -187,7 +189,6 @@ def resolve_in(bundle: SourceBundle, target: str) -> Callable[..., Any]:
     found = _targets.get((bundle.digest, target))
     if found is not None:
         return found
-    from flowstage.core.targets import import_target
 
     with _lock:  # no other bundle becomes active between the switch and the import
         use_sources(bundle)
@@ -198,8 +199,6 @@ def resolve_in(bundle: SourceBundle, target: str) -> Callable[..., Any]:
 
 def _unpack(bundle: SourceBundle) -> str:
     """The folder ``bundle`` is unpacked to (once per host: other workers may race us)."""
-    import shutil
-    import zipfile
 
     root = _code_root(Path(tempfile.gettempdir()))
     path = root / bundle.digest
@@ -218,7 +217,6 @@ def _unpack(bundle: SourceBundle) -> str:
 def _remove_unused(root: Path, keep: Path) -> None:
     """Remove the code versions (and abandoned partial unpackings) in ``root`` that no
     process has marked as used for ``UNUSED_DAYS``."""
-    import shutil
 
     cutoff = time.time() - UNUSED_DAYS * 86400
     for entry in root.iterdir():

@@ -9,6 +9,7 @@ through a :class:`~flowstage.core.scheduler.StageExecution`. ``simple`` and
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -155,8 +156,6 @@ def bind_keywords(
         )
         missing = [p for p in missing if p in signature.keyword]
     if missing:
-        import difflib
-
         keys = ", ".join(sorted(run_input)) or "none"
         names = ", ".join(repr(m) for m in missing)
         close = [

@@ -16,6 +16,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, cast
 
+from pydantic import ValidationError
+
 from flowstage.core.errors import TargetError
 
 _resolved: dict[str, Callable[..., Any]] = {}
@@ -216,6 +218,7 @@ def coerce(value: Any, annotation: Any) -> Any:
         return value
     adapter: Any = _adapters.get(annotation)
     if adapter is None:
+        # lazy: keeps `flowstage --help` fast (it imports this module)
         from pydantic import TypeAdapter
 
         try:
@@ -225,7 +228,6 @@ def coerce(value: Any, annotation: Any) -> Any:
         _adapters[annotation] = adapter
     if adapter is False:  # pydantic cannot handle the annotation
         return value
-    from pydantic import ValidationError
 
     try:
         return adapter.validate_python(value)

@@ -4,6 +4,7 @@ result can leave its worker, and starting worker processes without the user's sc
 from __future__ import annotations
 
 import contextlib
+import pickle
 import sys
 import types
 from collections.abc import Iterator
@@ -56,7 +57,6 @@ def unpicklable(value: Any) -> Exception | None:
     """
     if value is None or isinstance(value, (bool, int, float, str, bytes)):
         return None
-    import pickle
 
     buffers: list[Any] = []
     try:
@@ -64,6 +64,7 @@ def unpicklable(value: Any) -> Exception | None:
         return None
     except Exception:  # noqa: BLE001 - any object may refuse pickling its own way; try cloudpickle
         buffers.clear()
+    # lazy: cloudpickle is needed only for what plain pickle refuses
     import cloudpickle
 
     try:

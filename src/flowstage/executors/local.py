@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import os
+import pickle
 import queue
 import threading
 from collections.abc import Callable, Iterable
@@ -243,6 +244,7 @@ class LocalExecutor(Executor):
         request = self._admission.request_of(resources)
         await self._admission.acquire(request)
         if self.options.processes:
+            # lazy: cloudpickle is needed only for what plain pickle refuses
             import cloudpickle
 
             values = [
@@ -269,8 +271,6 @@ class LocalExecutor(Executor):
     async def result(self, handle: Any) -> Any:
         value = await asyncio.wrap_future(handle)
         if self.options.processes:
-            import pickle
-
             return pickle.loads(value)
         return value
 

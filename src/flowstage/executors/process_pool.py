@@ -57,6 +57,7 @@ class Pickled:
 
 def run_pickled(payload: bytes) -> bytes:
     """Worker entry of one call: unpickle it, run it, pickle its result."""
+    # lazy: cloudpickle is needed only for what plain pickle refuses
     import cloudpickle
 
     fn, args = cloudpickle.loads(payload)
@@ -73,6 +74,7 @@ def run_pickled(payload: bytes) -> bytes:
 
 
 def _dump_exception(exc: BaseException) -> bytes:
+    # lazy: cloudpickle is needed only for what plain pickle refuses
     import cloudpickle
 
     try:

@@ -11,23 +11,31 @@ process on another host); the run ends ``cancelled``.
 
 from __future__ import annotations
 
+import asyncio
+import json
+import logging
 import os
+import signal
+import subprocess
 import sys
 import time
+import traceback
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from flowstage.core.appdir import create_private, private_dir
 from flowstage.core.errors import UnknownNameError, UserError
+from flowstage.core.runs import ACTIVE_STATES, Run, StageRecord, new_run_id
+from flowstage.core.settings import app_dir
+from flowstage.state.liveness import process_alive, process_is, process_start, this_host
+from flowstage.state.store import get_store
 
 #: how long ``runs cancel`` waits for the run to stop before killing its process
 CANCEL_TIMEOUT = 10.0
 
 
 def log_path(run_id: str) -> Path:
-    from flowstage.core.settings import app_dir
-
     return app_dir() / "logs" / f"{run_id}.log"
 
 
@@ -49,16 +57,13 @@ def start_background_run(
     :raises UserError: the input cannot be handed to another process as JSON, or a
         target is a Python callable rather than an import string
     """
-    import json
-    import subprocess
 
+    # lazy: `runs cancel` and `runs logs` use this module without running anything
     from flowstage.core.caching import cache_mode
-    from flowstage.core.runs import Run, StageRecord, new_run_id
     from flowstage.runner.prepare import create_executor, executor_spec, prepare_run
-    from flowstage.state.liveness import process_start
-    from flowstage.state.store import get_store
 
     if retry_of is not None:
+        # lazy: `runs cancel` and `runs logs` use this module without running anything
         from flowstage.runner.retry import plan_retry
 
         plan = plan_retry(retry_of)
@@ -137,13 +142,6 @@ def start_background_run(
 
 def main(argv: list[str]) -> int:
     """Run the background run ``argv[0]`` (the entry point of the detached process)."""
-    import asyncio
-    import logging
-    import signal
-
-    from flowstage.core.runs import ACTIVE_STATES
-    from flowstage.state.liveness import process_start
-    from flowstage.state.store import get_store
 
     def interrupt(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt  # `runs cancel` before the run started: end as cancelled
@@ -178,8 +176,6 @@ def main(argv: list[str]) -> int:
         # stage calls still going in worker threads would keep the process alive
         os._exit(0)
     except BaseException as exc:  # noqa: BLE001 - whatever ends the process, the run must not stay running
-        import traceback
-
         traceback.print_exc()
         store.end_run(run_id, "failed", f"{type(exc).__name__}: {exc}")
         return 1
@@ -187,9 +183,7 @@ def main(argv: list[str]) -> int:
 
 
 async def _run(run_id: str, request: dict[str, Any]) -> str:
-    import asyncio
-    import signal
-
+    # lazy: `runs cancel` and `runs logs` use this module without running anything
     from flowstage.core.loading import parse_resource
     from flowstage.core.models import Workflow
     from flowstage.runner.api import arun_workflow
@@ -229,17 +223,11 @@ async def _run(run_id: str, request: dict[str, Any]) -> str:
 
 async def _watch_cancel(run_id: str, task: Any) -> None:
     """Stop the run when its row asks for it (``runs cancel`` from another host)."""
-    import asyncio
-
-    from flowstage.state.store import get_store
 
     store = get_store()
     while True:
         await asyncio.sleep(max(0.2, store.settings.heartbeat_interval))
-        rows = await asyncio.to_thread(
-            store.query, "SELECT cancel_requested FROM runs WHERE id = ?", (run_id,)
-        )
-        if rows and rows[0][0]:
+        if await asyncio.to_thread(store.cancel_requested, run_id):
             task.cancel()
             return
 
@@ -248,8 +236,6 @@ async def _watch_cancel(run_id: str, task: Any) -> None:
 
 
 def _find(run_id: str) -> dict[str, Any]:
-    from flowstage.state.store import get_store
-
     row = get_store().find_run(run_id)
     if row is None:
         raise UnknownNameError(f"no run with id {run_id!r} (`flowstage runs` lists them)")
@@ -265,11 +251,6 @@ def cancel_run(run_id: str, timeout: float = CANCEL_TIMEOUT) -> dict[str, Any]:
     :raises UnknownNameError: no run has that id
     :raises UserError: the run has already ended, or runs inside a Python program
     """
-    import signal
-
-    from flowstage.core.runs import ACTIVE_STATES
-    from flowstage.state.liveness import process_alive, process_is, this_host
-    from flowstage.state.store import get_store
 
     store = get_store()
     row = _find(run_id)

@@ -34,6 +34,8 @@ class RetryPlan:
     #: the original's stages as recorded (state, ``depends_on``)
     stages: dict[str, dict[str, Any]]
     kept: KeptOutputs
+    #: the original's workflow name, as its record shows it
+    workflow_name: str = ""
     #: what this retry reuses, once :meth:`choose` has seen the workflow
     reuse: dict[str, Any] = field(default_factory=dict)
     reuse_items: dict[str, dict[int, Any]] = field(default_factory=dict)
@@ -46,16 +48,18 @@ class RetryPlan:
         """
         stages = {s.name: s for s in workflow.spec.stages}
         graph = StageGraph({s.name: s.depends_on for s in workflow.spec.stages})
+        reuse = self.reuse
         for name in graph.topological_order():
             stage, old = stages[name], self.stages.get(name)
-            if old is None or not all(d in self.reuse for d in stage.depends_on):
+            depends_on = stage.depends_on
+            if old is None or not all(d in reuse for d in depends_on):
                 continue  # a new stage, or its input may differ
-            if old.get("depends_on", list(stage.depends_on)) != list(stage.depends_on):
+            if old.get("depends_on", depends_on) != depends_on:
                 continue
             if old.get("state") in DONE_STAGE_STATES:
                 if name not in self.kept.outputs:
                     raise UserError(self._missing(name))
-                self.reuse[name] = self.kept.outputs[name]
+                reuse[name] = self.kept.outputs[name]
             elif name in self.kept.items and stage.type == "parameterized":
                 self.reuse_items[name] = self.kept.items[name]
 
@@ -113,4 +117,5 @@ def plan_retry(run_id: str) -> RetryPlan:
         row.get("executor"),
         dict(row.get("stages") or {}),
         kept,
+        workflow_name=str(row.get("workflow") or ""),
     )

@@ -37,10 +37,11 @@ from flowstage.core.errors import (
     UserError,
     WorkflowError,
 )
+from flowstage.runner.retry import plan_retry
 from flowstage.service.dashboard import auth as dashboard_auth
 from flowstage.service.dashboard import mount_dashboard
 from flowstage.service.documents import normalize
-from flowstage.service.records import resource_document, resource_uid
+from flowstage.service.records import resource_document, resource_uid, run_id_of
 from flowstage.state import resources as catalog
 from flowstage.state import retention
 from flowstage.state.store import get_store
@@ -116,6 +117,30 @@ def _host_name(header: str) -> str:
     if header.startswith("["):
         return header[1 : header.find("]")] if "]" in header else header
     return header.rpartition(":")[0] if header.count(":") == 1 else header
+
+
+def _retry_overrides(body: Any) -> dict[str, Any]:
+    """What a retry's JSON body changes: ``input`` and ``config`` (objects) and
+    ``executor`` (a name or ``{"name": ..., **options}``), each optional.
+
+    :raises APIError: 422, naming the key that is wrong
+    """
+    if body is None:
+        return {}
+    if not isinstance(body, dict):
+        raise APIError(422, f"the retry body must be a JSON object, got {type(body).__name__}")
+    unknown = sorted(set(body) - {"input", "config", "executor"})
+    if unknown:
+        expected = "expected input, config, executor"
+        msg = f"unknown key(s) in the retry body: {', '.join(unknown)} ({expected})"
+        raise APIError(422, msg)
+    for key in ("input", "config"):
+        if key in body and not isinstance(body[key], dict):
+            raise APIError(422, f"'{key}' must be a JSON object, got {type(body[key]).__name__}")
+    if "executor" in body and not isinstance(body["executor"], (str, dict)):
+        found = type(body["executor"]).__name__
+        raise APIError(422, f"'executor' must be a name or an object with 'name', got {found}")
+    return {key: value for key, value in body.items() if value is not None}
 
 
 def _run_limit(limit: int) -> int:
@@ -297,6 +322,20 @@ def create_app(service: Service) -> FastAPI:
                 raise APIError(404, f"no run {identifier!r}")
             raise APIError(409, f"run {found['id']} is {found['state']}: not running here")
         return _json(record)
+
+    @app.post("/runs/{identifier}/retry", summary="Retry a failed or cancelled run (flowstage)")
+    async def retry_run(request: Request, identifier: str, wait: bool = True) -> Response:
+        overrides = _retry_overrides(await read_json(request, settings.max_body_size))
+        run_id = run_id_of(identifier)
+        for entry in service.active:  # not in the store yet while it is young
+            if entry.id == run_id:
+                msg = f"run {run_id} is still {entry.run.state}: wait for it to end, or cancel it"
+                raise APIError(409, msg)
+        plan = await asyncio.to_thread(plan_retry, run_id)
+        entry = service.retry(plan, **overrides)
+        if wait:
+            await entry.done.wait()
+        return _json(entry.record())
 
     def _workflow_name(identifier: str, strict: bool = True) -> str:
         store = get_store()

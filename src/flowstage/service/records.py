@@ -85,6 +85,7 @@ def run_record(run: Run, *, created_at: datetime | None = None) -> dict[str, Any
         "started_at": wire_time(started) or wire_time(datetime.now(timezone.utc)),
         "finished_at": wire_time(run.finished_at),
         "error": run.error,
+        "retry_of": run.retry_of,
     }
 
 
@@ -102,6 +103,7 @@ def row_record(row: dict[str, Any], result: Any = None) -> dict[str, Any]:
         "started_at": wire_time(row.get("started_at") or row.get("created_at")),
         "finished_at": wire_time(row.get("finished_at")),
         "error": row.get("error"),
+        "retry_of": row.get("retry_of"),
     }
 
 

@@ -17,6 +17,7 @@ from flowstage.core.plugin_manager import FlowstagePlugins, default_plugins
 from flowstage.core.runs import Run, new_run_id, now
 from flowstage.core.settings import ServiceSettings, load_settings
 from flowstage.runner.api import arun_workflow, create_executor
+from flowstage.runner.prepare import executor_spec
 from flowstage.service.bus import EventBus, Subscriber
 from flowstage.service.metrics import ServiceMetrics
 from flowstage.service.records import row_record, run_id_of, run_record
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from flowstage.core.executor import Executor
+    from flowstage.runner.retry import RetryPlan
 
 log = logging.getLogger("flowstage.service")
 
@@ -48,6 +50,10 @@ class ServiceRun:
     done: asyncio.Event = field(default_factory=asyncio.Event)
     #: its pending row is in the store (it had to wait for a slot)
     queued: bool = False
+    #: a retry: where the original's workflow is found (its name or its file)
+    workflow_ref: str | None = None
+    #: the executor of this run when it is not the service's
+    executor: str | Mapping[str, Any] | None = None
 
     @property
     def id(self) -> str:
@@ -191,9 +197,49 @@ class Service:
             namespace=namespace,
             input=dict(input or {}),
         )
-        entry = ServiceRun(run, dict(config) if config else None)
-        self._runs[run.id] = entry
-        entry.task = asyncio.create_task(self._execute(entry), name=f"flowstage-run-{run.id}")
+        return self._queue(ServiceRun(run, dict(config) if config else None))
+
+    def retry(
+        self,
+        plan: RetryPlan,
+        input: Mapping[str, Any] | None = None,
+        *,
+        config: Mapping[str, Any] | None = None,
+        executor: str | Mapping[str, Any] | None = None,
+        source: str = "api",
+    ) -> ServiceRun:
+        """Queue a retry of the run ``plan`` was made from (see ``retry_run``): its
+        input and config unless given, on the service's executor unless ``executor``.
+
+        :raises ServiceClosed: the service is draining
+        :raises UserError: the original's workflow was given inline
+        :raises UnknownNameError: no executor has the name ``executor`` gives
+        """
+        if self.draining or self.executor is None:
+            raise ServiceClosed(CLOSED)
+        if plan.workflow is None:
+            msg = f"run {plan.run_id}: its workflow was given inline: retry it from Python"
+            raise UserError(msg)
+        engine = self.executor.name
+        if executor is not None:
+            engine = str(executor_spec(executor)["name"])
+            self.plugins.registries.executors.get(engine)  # unknown: say so now
+        run = Run(
+            id=new_run_id(),
+            workflow=plan.workflow_name or plan.workflow,
+            source=source,
+            executor=engine,
+            namespace=plan.namespace,
+            input=dict(plan.input if input is None else input),
+            retry_of=plan.run_id,
+        )
+        entry = ServiceRun(run, None if config is None else dict(config))
+        entry.workflow_ref, entry.executor = plan.workflow, executor
+        return self._queue(entry)
+
+    def _queue(self, entry: ServiceRun) -> ServiceRun:
+        self._runs[entry.id] = entry
+        entry.task = asyncio.create_task(self._execute(entry), name=f"flowstage-run-{entry.id}")
         return entry
 
     async def cancel(self, identifier: str, timeout: float = 10.0) -> dict[str, Any] | None:
@@ -237,15 +283,16 @@ class Service:
         run = entry.run
         try:
             await arun_workflow(
-                run.workflow,
+                entry.workflow_ref or run.workflow,
                 run.input,
-                executor=self.executor,
+                executor=entry.executor or self.executor,
                 config=entry.config,
                 namespace=run.namespace,
                 return_run=True,
                 source=run.source,
                 run_id=run.id,
                 on_run=entry.attach,
+                retry_of=run.retry_of,
             )
         except asyncio.CancelledError:
             if entry.run is run:  # cancelled before the runner made its record

@@ -132,6 +132,7 @@ class Database:
         return self._conn
 
     def _open(self) -> sqlite3.Connection:
+        # lazy: keeps `flowstage --help` fast (it imports this module)
         import sqlite3
 
         private_dir(self.path.parent)
@@ -267,6 +268,7 @@ class Database:
     @contextmanager
     def write(self) -> Iterator[sqlite3.Connection]:
         """A write transaction (``BEGIN IMMEDIATE``): committed on exit, rolled back on error."""
+        # lazy: keeps `flowstage --help` fast (it imports this module)
         import sqlite3
 
         with self._lock:
@@ -282,6 +284,7 @@ class Database:
     def _committed(self, conn: sqlite3.Connection) -> Iterator[None]:
         """Commit an open transaction on exit; roll it back on any error (a SQLite error
         is reported as a :class:`StoreError` naming the file)."""
+        # lazy: keeps `flowstage --help` fast (it imports this module)
         import sqlite3
 
         try:
@@ -302,6 +305,7 @@ class Database:
         The path every recorded run takes, so it skips the generality of :meth:`write`
         unless the store is busy.
         """
+        # lazy: keeps `flowstage --help` fast (it imports this module)
         import sqlite3
 
         with self._lock:
@@ -318,6 +322,7 @@ class Database:
                 return conn.execute(sql, params).rowcount
 
     def _begin(self, conn: sqlite3.Connection) -> None:
+        # lazy: keeps `flowstage --help` fast (it imports this module)
         import sqlite3
 
         deadline = time.monotonic() + self.settings.busy_timeout
@@ -333,6 +338,7 @@ class Database:
 
     def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         """Rows of a read-only statement."""
+        # lazy: keeps `flowstage --help` fast (it imports this module)
         import sqlite3
 
         deadline = time.monotonic() + self.settings.busy_timeout

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import pickle
 import time
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
@@ -147,12 +148,12 @@ class RunHistory(Database):
                 return "json", text
         except (TypeError, ValueError, RecursionError):
             pass
-        import pickle
 
         try:
             data = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
         except Exception:  # noqa: BLE001 - any object may refuse pickling its own way; try cloudpickle
             try:
+                # lazy: cloudpickle is needed only for what plain pickle refuses
                 import cloudpickle
 
                 data = cloudpickle.dumps(value)
@@ -227,6 +228,11 @@ class RunHistory(Database):
     def request_cancel(self, run_id: str) -> None:
         with self.write() as conn:
             conn.execute("UPDATE runs SET cancel_requested = 1 WHERE id = ?", (run_id,))
+
+    def cancel_requested(self, run_id: str) -> bool:
+        """Whether a cancel was asked for the run ``run_id`` (False if there is no such run)."""
+        rows = self.query("SELECT cancel_requested FROM runs WHERE id = ?", (run_id,))
+        return bool(rows and rows[0][0])
 
     def reap(self) -> int:
         """Mark runs whose process is gone as failed, with the reason (as cancelled if a
@@ -390,8 +396,6 @@ class RunHistory(Database):
         if kind == "json":
             return json.loads(text)
         if kind == "file":
-            import pickle
-
             path = self.path.parent / text
             try:
                 with open(path, "rb") as fh:

@@ -4,6 +4,9 @@ since pids are reused, so a process is also known by its start time."""
 from __future__ import annotations
 
 import os
+import socket
+
+from flowstage.storage.processes import proc_stat
 
 _host: str | None = None
 _self_start: tuple[int, str | None] | None = None
@@ -12,28 +15,14 @@ _self_start: tuple[int, str | None] | None = None
 def this_host() -> str:
     global _host
     if _host is None:
-        import socket
-
         _host = socket.gethostname()
     return _host
 
 
 def process_start(pid: int) -> str | None:
     """When process ``pid`` started (clock ticks since boot, from ``/proc``), or None."""
-    info = _proc_stat(pid)
+    info = proc_stat(pid)
     return info[1] if info else None
-
-
-def _proc_stat(pid: int) -> tuple[str, str] | None:
-    """``(state letter, start time)`` of a process from ``/proc`` (None where there is none)."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            text = fh.read().decode("ascii", "replace")
-    except OSError:
-        return None
-    # the command name (field 2) may hold spaces and parentheses: split after the last ')'
-    fields = text[text.rfind(")") + 2 :].split()
-    return (fields[0], fields[19]) if len(fields) > 19 else None
 
 
 def own_start() -> str | None:
@@ -53,7 +42,7 @@ def process_alive(pid: int, started: str | None) -> bool:
         return False
     except PermissionError:
         pass  # it exists, under another user
-    info = _proc_stat(pid)
+    info = proc_stat(pid)
     if info is None:
         return True
     state, start = info
@@ -69,5 +58,5 @@ def process_is(pid: int, started: str | None) -> bool:
     """
     if not started:
         return False
-    info = _proc_stat(pid)
+    info = proc_stat(pid)
     return info is not None and info[0] not in ("Z", "X") and info[1] == started

@@ -71,6 +71,7 @@ def _encode(value: Any, home: Path, name: str, settings: StoreSettings) -> dict[
         data = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
     except Exception:  # noqa: BLE001 - any object may refuse pickling its own way; try cloudpickle
         try:
+            # lazy: cloudpickle is needed only for what plain pickle refuses
             import cloudpickle
 
             data = cloudpickle.dumps(value)

@@ -17,7 +17,15 @@ from typing import TYPE_CHECKING, Any, cast
 from flowstage.core.configs import applying, merge_configs
 from flowstage.core.cron import parse_schedule
 from flowstage.core.errors import UnknownNameError, UserError, WorkflowError
+from flowstage.core.loading import (
+    load_resources,
+    parse_resource,
+    read_documents,
+    validate_workflow,
+    workflow_label,
+)
 from flowstage.core.models import ConfigResource, TriggerRule, Workflow
+from flowstage.core.settings import app_dir
 from flowstage.state import fires
 from flowstage.state.store import get_store
 
@@ -29,7 +37,6 @@ if TYPE_CHECKING:
 
 def shipped_workflows(plugins: FlowstagePlugins) -> list[tuple[Workflow, str]]:
     """``(workflow, plugin)`` for every workflow file plugins ship (shape-checked only)."""
-    from flowstage.core.loading import load_resources
 
     found: list[tuple[Workflow, str]] = []
     for path, owner in plugins.registries.workflow_paths:
@@ -42,8 +49,6 @@ def shipped_workflows(plugins: FlowstagePlugins) -> list[tuple[Workflow, str]]:
 
 
 def _from_row(row: dict[str, Any]) -> Any:
-    from flowstage.core.loading import parse_resource
-
     label = f"applied {row['kind']} {row['name']!r}"
     resource = parse_resource(row["document"], label)
     if isinstance(resource, Workflow):
@@ -108,7 +113,6 @@ def read_resources(
 
     :raises WorkflowError: listing every problem of every file
     """
-    from flowstage.core.loading import parse_resource, read_documents
 
     found: list[tuple[BaseModel, dict[str, Any], str]] = []
     problems: list[str] = []
@@ -186,7 +190,6 @@ def apply_documents(
     :param origin: how messages name where the documents came from
     :raises WorkflowError: a resource is invalid (names each one)
     """
-    from flowstage.core.loading import parse_resource
 
     found: list[tuple[BaseModel, dict[str, Any], str]] = []
     problems: list[str] = []
@@ -207,9 +210,6 @@ def apply_documents(
 def _apply(
     found: list[tuple[BaseModel, dict[str, Any], str]], plugins: FlowstagePlugins, origin: str
 ) -> list[tuple[str, str, str]]:
-    from flowstage.core.loading import validate_workflow, workflow_label
-    from flowstage.core.settings import app_dir
-
     problems = _check_unique(found)
     for resource, _document, label in found:
         if isinstance(resource, Workflow):
@@ -274,7 +274,6 @@ def delete_resource(kind: str, name: str) -> None:
 
 
 def _unknown(kind: str, name: str) -> str:
-
     known = [r["name"] for r in get_store().list_resources(kind)]
     listed = ", ".join(known) if known else "none"
     return f"no applied {kind} named {name!r} (applied {kind}s: {listed})"

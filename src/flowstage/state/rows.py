@@ -101,12 +101,21 @@ def _last_line(log_path: str | None) -> str | None:
 def stages_json(run: Run) -> str:
     """The stages of ``run`` (state, times, attempts, map items, failures) as JSON."""
     out: dict[str, Any] = {}
+    # a retry marks its reused stages at one instant: each time is formatted once
+    times: dict[datetime, str] = {}
+
+    def iso(moment: datetime) -> str:
+        text = times.get(moment)
+        if text is None:
+            text = times[moment] = moment.isoformat()
+        return text
+
     for name, record in list(run.stages.items()):
         entry: dict[str, Any] = {"state": record.state, "attempts": record.attempts}
         if record.started_at is not None:
-            entry["started_at"] = record.started_at.isoformat()
+            entry["started_at"] = iso(record.started_at)
         if record.finished_at is not None:
-            entry["finished_at"] = record.finished_at.isoformat()
+            entry["finished_at"] = iso(record.finished_at)
         if record.items_total is not None:
             entry["items_total"] = record.items_total
             entry["items_done"] = record.items_done

@@ -9,7 +9,13 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 from flowstage.core.errors import StoreError
-from flowstage.core.settings import StoreSettings, app_dir
+from flowstage.core.settings import (
+    StoreSettings,
+    app_dir,
+    load_settings,
+    read_settings_file,
+    settings_path,
+)
 from flowstage.state.database import DB_NAME
 from flowstage.state.history import RunHistory, _utcnow
 
@@ -141,6 +147,7 @@ class Store(RunHistory):
         rows = self.query("SELECT value FROM meta WHERE key = 'resources'")
         generation = rows[0][0] if rows else None
         if generation != self._configs[0]:
+            # lazy: keeps `flowstage --help` fast (it imports this module)
             from flowstage.core.models import ConfigResource
 
             parsed = [
@@ -198,11 +205,6 @@ def get_store() -> Store:
 def _store_settings(has_file: bool, has_env: bool) -> StoreSettings:
     """``store:`` settings; the defaults without validating the whole settings file when
     neither the file nor the environment sets any (``flowstage get runs`` starts faster)."""
-    from flowstage.core.settings import (
-        load_settings,
-        read_settings_file,
-        settings_path,
-    )
 
     if has_env or (has_file and "store" in read_settings_file(settings_path())):
         return load_settings().store

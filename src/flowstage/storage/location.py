@@ -46,6 +46,7 @@ class Location:
     _lock: ClassVar[threading.Lock] = threading.Lock()
 
     def __init__(self, url: str, options: Mapping[str, Any]) -> None:
+        # lazy: fsspec is slow to import; only an artifact location needs it
         from fsspec.core import url_to_fs
         from fsspec.implementations.local import LocalFileSystem
 

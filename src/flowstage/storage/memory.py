@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 
 from flowstage.core.errors import MemoryFull, ObjectStoreError
 from flowstage.storage.pickling import Pickled, unpickle
+from flowstage.storage.processes import running_since
 
 
 class LocalMemory:
@@ -195,6 +196,7 @@ class SharedDirMemory:
         try:
             size = os.fstat(fd).st_size
             if size >= _MMAP_FROM:
+                # lazy: only reads of shared memory need mmap
                 import mmap
 
                 # A private (copy-on-write) mapping: the value's buffers are the file's
@@ -298,7 +300,7 @@ def _remove_stale(base: str | None) -> None:
         if pid == os.getpid():
             continue
         # no /proc: no start times ("0"), and the pid alone has to do
-        gone = not _pid_exists(pid) if started == "0" else _process_start(pid) != started
+        gone = not _pid_exists(pid) if started == "0" else running_since(pid) != started
         if gone:
             shutil.rmtree(os.path.join(folder, name), ignore_errors=True)
 
@@ -315,7 +317,7 @@ def _pid_exists(pid: int) -> bool:
 
 def _owner_tag(pid: int) -> str:
     """``<pid>-<start time>-<pid namespace>``: who owns a memory directory."""
-    return f"{pid}-{_process_start(pid) or 0}-{_pid_namespace()}"
+    return f"{pid}-{running_since(pid) or 0}-{_pid_namespace()}"
 
 
 def _pid_namespace() -> str:
@@ -325,19 +327,6 @@ def _pid_namespace() -> str:
     except OSError:
         return "0"
     return "".join(c for c in link if c.isdigit()) or "0"
-
-
-def _process_start(pid: int) -> str | None:
-    """When ``pid`` started (clock ticks since boot), None when it is gone or a zombie."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            text = fh.read().decode("ascii", "replace")
-    except OSError:
-        return None
-    fields = text[text.rfind(")") + 2 :].split()  # the name may hold ') ': split after it
-    if len(fields) <= 19 or fields[0] in ("Z", "X"):
-        return None
-    return fields[19]
 
 
 def _write_all(fd: int, data: Any) -> None:

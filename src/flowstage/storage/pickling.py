@@ -35,6 +35,7 @@ def pickle_value(value: Any, key: str, where: str) -> Pickled:
     """
     import pickle
 
+    # lazy: cloudpickle is needed only for what plain pickle refuses
     import cloudpickle
 
     buffers: list[pickle.PickleBuffer] = []

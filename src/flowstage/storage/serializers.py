@@ -33,6 +33,7 @@ class CloudpickleSerializer(Serializer):
     extension = "pkl"
 
     def dump(self, value: Any, file: BinaryIO) -> None:
+        # lazy: cloudpickle is needed only for what plain pickle refuses
         import cloudpickle
 
         cloudpickle.dump(value, file, protocol=5)
@@ -61,6 +62,7 @@ class _ArrowBase(Serializer):
 
     @staticmethod
     def _table(value: Any) -> Any:
+        # lazy: pyarrow is optional and heavy; only parquet needs it
         import pyarrow as pa
 
         if isinstance(value, pa.Table):
@@ -82,11 +84,13 @@ class ParquetSerializer(_ArrowBase):
     extension = "parquet"
 
     def dump(self, value: Any, file: BinaryIO) -> None:
+        # lazy: pyarrow is optional and heavy; only parquet needs it
         import pyarrow.parquet as pq
 
         pq.write_table(self._table(value), file)
 
     def load(self, file: BinaryIO) -> Any:
+        # lazy: pyarrow is optional and heavy; only parquet needs it
         import pyarrow.parquet as pq
 
         return self._value(pq.read_table(file))
@@ -99,6 +103,7 @@ class ArrowSerializer(_ArrowBase):
     extension = "arrow"
 
     def dump(self, value: Any, file: BinaryIO) -> None:
+        # lazy: pyarrow is optional and heavy; only parquet needs it
         import pyarrow as pa
 
         table = self._table(value)
@@ -106,6 +111,7 @@ class ArrowSerializer(_ArrowBase):
             writer.write_table(table)
 
     def load(self, file: BinaryIO) -> Any:
+        # lazy: pyarrow is optional and heavy; only parquet needs it
         import pyarrow as pa
 
         return self._value(pa.ipc.open_file(file).read_all())

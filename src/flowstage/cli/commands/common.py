@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from flowstage.cli.output import FORMATS
+from flowstage.core.appdir import app_dir
 from flowstage.core.errors import UserError
 from flowstage.core.inputs import _assign, parse_input_args, parse_scalar
 
@@ -33,6 +34,7 @@ def executor_from_flags(name: str | None, options: list[str]) -> dict[str, Any] 
     """The executor spec ``--executor`` and ``--executor-option KEY=VALUE`` ask for."""
     if name is None and not options:
         return None
+    # lazy: keeps `flowstage --help` fast (it imports every command module)
     from flowstage.runner.prepare import executor_spec
 
     spec = {"name": name} if name else executor_spec(None)
@@ -48,6 +50,7 @@ def executor_from_flags(name: str | None, options: list[str]) -> dict[str, Any] 
 
 def load_workflow_arg(path: str) -> Workflow:
     """The validated workflow a command's WORKFLOW argument names (a file or a name)."""
+    # lazy: keeps `flowstage --help` fast (it imports every command module)
     from flowstage.runner.prepare import prepare_run
 
     return prepare_run(path, with_input=False).workflow
@@ -58,7 +61,7 @@ def input_from_args(args: list[str], workflow: Workflow) -> dict[str, Any]:
     stages' parameters want it (``--code 007`` stays ``"007"`` for ``code: str``)."""
     if not args:
         return {}
-    from flowstage.core.appdir import app_dir
+    # lazy: keeps `flowstage --help` fast (it imports every command module)
     from flowstage.core.loading import input_annotations
 
     annotations = input_annotations(workflow, search_paths=(str(app_dir()),))

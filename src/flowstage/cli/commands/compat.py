@@ -17,6 +17,7 @@ SITE_DIR = typer.Option(
 def install(site_dir: Path | None = SITE_DIR) -> None:
     """Make `import flowdapt` give flowstage's compatibility layer in this environment
     (every process of it, workers too); refused when the real Flowdapt is installed."""
+    # lazy: keeps `flowstage --help` fast (it imports every command module)
     from flowstage.compat import hook
 
     try:
@@ -32,6 +33,7 @@ def install(site_dir: Path | None = SITE_DIR) -> None:
 
 def uninstall(site_dir: Path | None = SITE_DIR) -> None:
     """Remove the `flowdapt` import name from this environment."""
+    # lazy: keeps `flowstage --help` fast (it imports every command module)
     from flowstage.compat import hook
 
     path = hook.pth_path(site_dir)
@@ -47,6 +49,7 @@ def uninstall(site_dir: Path | None = SITE_DIR) -> None:
 
 def status(site_dir: Path | None = SITE_DIR) -> None:
     """Whether the `flowdapt` import name is installed, and what it gives."""
+    # lazy: keeps `flowstage --help` fast (it imports every command module)
     from flowstage.compat import hook
 
     for key, value in hook.status(site_dir).items():

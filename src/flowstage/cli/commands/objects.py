@@ -10,7 +10,7 @@ import typer
 
 from flowstage.cli.commands.common import check_format
 from flowstage.cli.output import print_value
-from flowstage.core.errors import UserError
+from flowstage.core.errors import ObjectNotFound, UserError
 
 NAMESPACE_HELP = "Namespace of the artifacts (default: default)."
 
@@ -36,6 +36,7 @@ def ls(
     fmt: str = typer.Option("table", "--format", help="table, json or yaml."),
 ) -> None:
     """List artifacts: stored objects (their type, serializer and size) and file artifacts."""
+    # lazy: keeps `flowstage --help` fast (it imports every command module)
     from flowstage.storage.artifacts import list_artifacts
 
     check_format(fmt, ("table", "json", "yaml"))
@@ -57,7 +58,7 @@ def get(
 ) -> None:
     """Print a stored object, one file of an artifact (--file), or an artifact's metadata and
     files."""
-    from flowstage.core.errors import ObjectNotFound
+    # lazy: keeps `flowstage --help` fast (it imports every command module)
     from flowstage.storage.artifacts import get_artifact
     from flowstage.storage.object_store import object_store
 
@@ -92,6 +93,7 @@ def rm(
     namespace: str = typer.Option("default", "--namespace", "-n", help=NAMESPACE_HELP),
 ) -> None:
     """Remove artifacts (with their files and metadata)."""
+    # lazy: keeps `flowstage --help` fast (it imports every command module)
     from flowstage.storage.artifacts import remove_artifact
 
     missing = []

@@ -7,8 +7,10 @@ from typing import Any
 
 import typer
 
+from flowstage.cli.commands import scaffold
 from flowstage.cli.commands.common import check_format
 from flowstage.cli.output import print_value
+from flowstage.core.plugin_manager import default_plugins
 
 
 def plugins_list(
@@ -18,7 +20,6 @@ def plugins_list(
     """List installed plugins: name, distribution, version, hooks and status."""
     if ctx.invoked_subcommand is not None:
         return
-    from flowstage.core.plugin_manager import default_plugins
 
     check_format(fmt, ("table", "json", "yaml"))
     debug = bool(ctx.find_root().params.get("debug"))
@@ -41,7 +42,6 @@ def plugins_list(
 
 def executors(fmt: str = typer.Option("table", "--format", help="table, json or yaml.")) -> None:
     """List executors, whether their extra is installed, and their options."""
-    from flowstage.core.plugin_manager import default_plugins
 
     check_format(fmt, ("table", "json", "yaml"))
     registry = default_plugins().registries.executors
@@ -78,7 +78,6 @@ def register(app: typer.Typer) -> None:
         help="Installed plugins; `plugins new NAME` scaffolds one.", invoke_without_command=True
     )
     plugins_app.callback(invoke_without_command=True)(plugins_list)
-    from flowstage.cli.commands import scaffold
 
     plugins_app.command("new")(scaffold.new)
     app.add_typer(plugins_app, name="plugins")

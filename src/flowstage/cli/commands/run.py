@@ -18,6 +18,7 @@ from flowstage.cli.commands.common import (
     load_workflow_arg,
 )
 from flowstage.cli.output import print_value
+from flowstage.core.errors import StageError, UserError
 from flowstage.core.inputs import read_input_file
 
 if TYPE_CHECKING:
@@ -68,8 +69,6 @@ def run(
     """Run WORKFLOW; inputs are given as --KEY VALUE (--a.b 1 nests, --l[] x appends)."""
     check_format(fmt)
     if wait and no_wait:
-        from flowstage.core.errors import UserError
-
         raise UserError("--wait and --no-wait contradict each other: give one")
     quiet = quiet or disable_progress
     cache = cache_from_flags(no_cache, refresh_cache)
@@ -79,8 +78,6 @@ def run(
     url = server_url(server)
     if url is not None:
         if cache is not True:
-            from flowstage.core.errors import UserError
-
             raise UserError("--no-cache and --refresh-cache apply to local runs, not --server")
         if ctx.args:
             from flowstage.core.inputs import parse_input_args
@@ -141,11 +138,23 @@ def retry(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress display."),
     no_cache: bool = typer.Option(False, "--no-cache", help=NO_CACHE_HELP),
     refresh_cache: bool = typer.Option(False, "--refresh-cache", help=REFRESH_CACHE_HELP),
+    server: str | None = typer.Option(
+        None, "--server", help="Retry on the service at this URL (default: service.url)."
+    ),
 ) -> None:
     """Retry a failed or cancelled run: the stages that finished are not called again."""
     check_format(fmt)
     cache = cache_from_flags(no_cache, refresh_cache)
     spec = executor_from_flags(executor, executor_option)
+    from flowstage.cli.remote import RemoteService, server_url
+
+    url = server_url(server)
+    if url is not None:
+        if cache is not True:
+            raise UserError("--no-cache and --refresh-cache apply to local runs, not --server")
+        overrides = {"executor": spec} if spec else None
+        _print_remote(RemoteService(url).retry(run_id, overrides, wait=not no_wait), fmt, no_wait)
+        return
     if no_wait:
         from flowstage.runner.background import start_background_run
 
@@ -196,7 +205,11 @@ def _run_remote(
     """Run on a service: the run id with --no-wait, else the result (exit 1 on failure)."""
     from flowstage.cli.remote import RemoteService
 
-    record = RemoteService(url).run(workflow, run_input, wait=not no_wait)
+    _print_remote(RemoteService(url).run(workflow, run_input, wait=not no_wait), fmt, no_wait)
+
+
+def _print_remote(record: dict[str, Any], fmt: str, no_wait: bool) -> None:
+    """A service's run record: its id with --no-wait, else its result (exit 1 on failure)."""
     if no_wait:
         print(record["id"], flush=True)
         return
@@ -221,8 +234,6 @@ def report(run: Run, fmt: str) -> None:
         print_value(run.result, fmt)
         return
     exc: Any = run.exception
-    from flowstage.core.errors import StageError, UserError
-
     if isinstance(exc, UserError):
         raise exc
     if isinstance(exc, StageError) and exc.traceback:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import typer
 
 from flowstage.core.errors import UserError
+from flowstage.core.settings import load_settings
 
 
 def serve(
@@ -40,7 +41,6 @@ def ui(
 
 
 def _serve(host: str | None, port: int | None, executor: str | None, run_triggers: bool) -> None:
-    from flowstage.core.settings import load_settings
 
     settings = load_settings().service
     overrides = {k: v for k, v in (("host", host), ("port", port)) if v is not None}
@@ -48,6 +48,7 @@ def _serve(host: str | None, port: int | None, executor: str | None, run_trigger
         settings = settings.model_copy(update=overrides)
     # FastAPI and uvicorn load here, not when the CLI starts (`flowstage --help` stays fast)
     try:
+        # lazy: keeps `flowstage --help` fast (it imports every command module)
         from flowstage.service.server import serve as run_server
     except ImportError as exc:
         name = "serve" if run_triggers else "ui"

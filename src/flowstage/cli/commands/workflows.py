@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 import typer
 
 from flowstage.cli.commands.common import check_format, input_from_args, load_workflow_arg
+from flowstage.core.appdir import app_dir
 
 if TYPE_CHECKING:  # imported when a command runs: `flowstage --help` stays fast
     from flowstage.core.models import Workflow
@@ -20,7 +21,7 @@ def validate(
     workflow = load_workflow_arg(path)
     run_input = input_from_args(ctx.args, workflow)
     if ctx.args:
-        from flowstage.core.appdir import app_dir
+        # lazy: keeps `flowstage --help` fast (it imports every command module)
         from flowstage.core.loading import check_input
 
         check_input(workflow, run_input, search_paths=(str(app_dir()),))
@@ -41,6 +42,7 @@ def graph(
 
 
 def render_graph(workflow: Workflow, fmt: str) -> str:
+    # lazy: keeps `flowstage --help` fast (it imports every command module)
     from flowstage.core.dag import StageGraph
 
     stages = {s.name: s for s in workflow.spec.stages}

@@ -17,6 +17,7 @@ def probe_scheduler(address: str, timeout: float) -> None:
     answers the handshake; this check has a hard deadline. It runs in a thread of its
     own so that it works whether or not the caller is inside an event loop.
     """
+    # lazy: Dask is an optional extra, imported only when it runs
     from distributed.comm.core import connect
 
     async def identity() -> Any:

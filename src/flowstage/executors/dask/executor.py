@@ -20,10 +20,8 @@ import asyncio
 import contextlib
 import logging
 import os
-import signal
 import sys
 import threading
-import time
 import uuid
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
@@ -39,6 +37,15 @@ from flowstage.executors.common import (
     parse_capacity,
 )
 from flowstage.executors.dask.connect import probe_scheduler
+from flowstage.executors.dask.futures import (
+    future_of,
+    gather,
+    label_of,
+    release,
+    stop,
+    traceback_of,
+    wait_done,
+)
 from flowstage.executors.dask.local_cluster import start_local_cluster
 from flowstage.executors.dask.results import (
     opened,
@@ -47,7 +54,6 @@ from flowstage.executors.dask.results import (
 from flowstage.executors.dask.worker import (
     CODE_PLUGIN,
     code_plugin,
-    executing,
     run_remote,
     worker_plugin,
 )
@@ -63,8 +69,6 @@ log = logging.getLogger("flowstage.executors.dask.executor")
 #: event loop is blocked would hold up the run's start; it gets the code with its tasks)
 INSTALL_SECONDS = 30.0
 
-#: a task still running this long after it was cancelled gets its worker restarted
-_CANCEL_GRACE_SECONDS = 0.5
 #: resources a worker has even when it does not declare them (threads, memory limit)
 _IMPLICIT = ("cpus", "memory")
 
@@ -80,11 +84,6 @@ class DaskOptions(ClusterOptions):
 
 
 # --- the driver side -----------------------------------------------------------------
-
-
-def _settle(waiter: asyncio.Future[Any], outcome: Any) -> None:
-    if not waiter.done():
-        waiter.set_result(outcome)
 
 
 class DaskExecutor(ClusterExecutor):
@@ -289,7 +288,7 @@ class DaskExecutor(ClusterExecutor):
             await asyncio.to_thread(self.start)
         name = label or getattr(fn, "__name__", "call")
         # One pickle of the call: the scheduler never unpickles stage arguments.
-        packed = pack_call(fn, args, _future_of, ("distributed", "dask"))
+        packed = pack_call(fn, args, future_of, ("distributed", "dask"))
         call, values = (fn, list(args)) if packed is None else packed
         return self._client.submit(
             run_remote,
@@ -302,133 +301,43 @@ class DaskExecutor(ClusterExecutor):
             pure=False,
         )
 
-    async def _done(self, future: Any) -> BaseException | None:
-        """Wait for ``future`` without blocking the event loop; its exception, if any."""
-        if future.done():
-            return self._outcome(future)
-        loop = asyncio.get_running_loop()
-        waiter: asyncio.Future[BaseException | None] = loop.create_future()
-
-        def done(f: Any) -> None:  # runs in Dask's callback thread
-            outcome = self._outcome(f)
-            with contextlib.suppress(RuntimeError):  # the run's loop is already closed
-                loop.call_soon_threadsafe(_settle, waiter, outcome)
-
-        future.add_done_callback(done)
-        return await waiter
-
-    @staticmethod
-    def _outcome(future: Any) -> BaseException | None:
-        status = future.status
-        if status == "finished":
-            return None
-        if status == "error":
-            try:
-                error: BaseException | None = future.exception()
-                return error
-            except BaseException as exc:  # noqa: BLE001 - the task's own exception, reported as the stage's failure
-                return exc
-        return RuntimeError(
-            f"the Dask task was {status} (worker lost or the scheduler released it)"
-        )
-
-    async def _gather(self, future: Any) -> Any:
-        """``future``'s value, fetched by the client's own event loop (no thread blocks)."""
-        client = self._client
-        loop = asyncio.get_running_loop()
-        waiter: asyncio.Future[Any] = loop.create_future()
-
-        async def fetch() -> None:  # runs on the Dask client's event loop
-            try:
-                outcome: tuple[bool, Any] = (
-                    True,
-                    (await client.gather([future], asynchronous=True))[0],
-                )
-            except BaseException as exc:  # noqa: BLE001 - handed to the driver's loop, which raises it there
-                outcome = (False, exc)
-            with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(_settle, waiter, outcome)
-
-        client.loop.add_callback(fetch)
-        ok, value = await waiter
-        if not ok:
-            raise value
-        return value
-
     async def wait(self, handle: Any) -> None:
-        problem = await self._done(handle)
+        problem = await wait_done(handle)
         if problem is None:
             return
-        _release(handle)
+        release(handle)
         if isinstance(problem, CallFailure):
             raise problem
-        label = _label_of(handle)
-        raise CallFailure(label, None, 1, _traceback_of(problem), problem)
+        label = label_of(handle)
+        raise CallFailure(label, None, 1, traceback_of(problem), problem)
 
     async def result(self, handle: Any) -> Any:
         try:
-            return opened(await self._gather(handle))
+            return opened(await gather(self._client, handle))
         except CallFailure:
-            _release(handle)
+            release(handle)
             raise
         except Exception as exc:
-            _release(handle)
-            label = _label_of(handle)
+            release(handle)
+            label = label_of(handle)
             msg = (
                 f"stage {label!r}: its result could not be fetched from Dask: "
                 f"{type(exc).__name__}: {exc}"
             )
-            raise StageError(msg, stage=label, traceback=_traceback_of(exc)) from exc
+            raise StageError(msg, stage=label, traceback=traceback_of(exc)) from exc
 
     def cancel(self, handles: Iterable[Any]) -> None:
         client = self._client
         futures = [h for h in handles if self.is_handle(h) and not h.done()]
         if client is None or not futures:
             return
+        own_cluster = self._cluster is not None
         threading.Thread(
-            target=self._stop, args=(client, futures), daemon=True, name="flowstage-dask-cancel"
+            target=stop,
+            args=(client, futures, own_cluster, lambda: self._client),
+            daemon=True,
+            name="flowstage-dask-cancel",
         ).start()
-
-    def _stop(self, client: Any, futures: list[Any]) -> None:
-        """Cancel ``futures``; on our own cluster, kill workers still running one.
-
-        A running Dask task cannot be interrupted, and a timed-out stage would keep a
-        worker's only thread busy. The nanny starts a fresh worker in its place.
-        """
-        keys = [f.key for f in futures]
-        try:
-            client.cancel(futures, force=True)
-            for future in futures:
-                _release(future)
-            if self._cluster is None:
-                return
-            time.sleep(_CANCEL_GRACE_SECONDS)
-            if self._client is not client:
-                return
-            states = client.run(executing, keys, on_error="ignore")
-            busy = [
-                (w, state[0])
-                for w, state in states.items()
-                if isinstance(state, (tuple, list)) and len(state) == 2 and state[1]
-            ]
-            if not busy:
-                return
-            log.info(
-                "stopping Dask workers still running cancelled tasks: %s",
-                ", ".join(w for w, _ in busy),
-            )
-            expected = len(client.scheduler_info(n_workers=-1)["workers"])
-            with main_module_hidden():  # the nannies spawn the replacements now
-                for _, pid in busy:
-                    os.kill(pid, signal.SIGKILL)
-                deadline = time.monotonic() + 30
-                while time.monotonic() < deadline and self._client is client:
-                    time.sleep(0.1)
-                    workers = client.scheduler_info(n_workers=-1)["workers"]
-                    if len(workers) >= expected and not {w for w, _ in busy} & set(workers):
-                        break
-        except Exception as exc:  # noqa: BLE001 - best effort: cancel never raises
-            log.debug("cancelling Dask tasks failed: %s", exc)
 
     def share(self, data: bytes) -> Shared | None:
         if len(data) <= SHARE_ABOVE:
@@ -448,8 +357,7 @@ class DaskExecutor(ClusterExecutor):
         }
 
     def is_handle(self, value: Any) -> bool:
-        future_type = _future_type()
-        return future_type is not None and isinstance(value, future_type)
+        return future_of(value) is not None
 
     def describe(self) -> str:
         if self.options.address:
@@ -464,19 +372,6 @@ class DaskExecutor(ClusterExecutor):
         )
 
 
-def _release(future: Any) -> None:
-    """Let the client forget a failed or cancelled ``future`` now.
-
-    Dask keeps a task's state while a ``Future`` of it lives, and the client keeps the
-    task's exception in that state. Raised, the exception collects our frames in its
-    traceback, and they hold the ``Future``: a cycle rooted in the client that garbage
-    collection never frees, so every failed or timed-out run left its tasks (and their
-    results) on the cluster for good.
-    """
-    with contextlib.suppress(Exception):  # best effort: the client may be closing
-        future.release()
-
-
 def _print_output(event: tuple[float, dict[str, str]]) -> None:
     """Write lines a stage printed on a worker of an external cluster to our own stream."""
     message = event[1]
@@ -484,24 +379,3 @@ def _print_output(event: tuple[float, dict[str, str]]) -> None:
     prefix = f"({message.get('stage', 'stage')}) "
     stream.write("".join(prefix + line + "\n" for line in str(message.get("text", "")).split("\n")))
     stream.flush()
-
-
-def _future_of(value: Any) -> Any | None:
-    future_type = _future_type()
-    return value if future_type is not None and isinstance(value, future_type) else None
-
-
-def _future_type() -> type | None:
-    module = sys.modules.get("distributed")
-    return getattr(module, "Future", None) if module is not None else None
-
-
-def _label_of(future: Any) -> str:
-    key = str(future.key)
-    return key.rsplit("-", 1)[0] if "-" in key else key
-
-
-def _traceback_of(exc: BaseException) -> str:
-    import traceback
-
-    return "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))

@@ -32,6 +32,7 @@ class DaskMemory:
 
     def _client(self) -> Any:
         """The worker's client inside a task; elsewhere (the driver) a client of our own."""
+        # lazy: Dask is an optional extra, imported only when it runs
         import distributed
 
         try:
@@ -50,6 +51,7 @@ class DaskMemory:
         return f"{PREFIX}{namespace}/{key}"
 
     def put(self, namespace: str, key: str, pickled: Pickled) -> None:
+        # lazy: Dask is an optional extra, imported only when it runs
         import distributed
 
         client = self._client()

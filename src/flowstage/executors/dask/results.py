@@ -70,6 +70,7 @@ class Kept:
 
 
 def _restored(data: bytes, stage: str, buffers: list[Any]) -> Kept:
+    # lazy: Dask is an optional extra, imported only when it runs
     from distributed.protocol.pickle import loads
 
     return _arrived(stage, lambda: loads(data, buffers=buffers))
@@ -131,6 +132,7 @@ def register_with_dask() -> None:
     Done on import where Dask is loaded already (a worker unpickling a result), and by
     the executor when it starts: flowstage must not import Dask before it is used.
     """
+    # lazy: Dask is an optional extra, imported only when it runs
     from distributed.protocol.serialize import (
         dask_deserialize,
         dask_serialize,

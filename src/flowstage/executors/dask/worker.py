@@ -78,6 +78,7 @@ class _StageOutput:
 
 
 def _send(topic: str, stream: str, text: str) -> None:
+    # lazy: Dask is an optional extra, imported only when it runs
     from distributed import get_worker
 
     with contextlib.suppress(Exception):  # never fail a stage over its output
@@ -114,6 +115,7 @@ def executing(keys: list[str], dask_worker: Any = None) -> tuple[int, list[str]]
 def worker_plugin(env: dict[str, str], name: str) -> Any:
     """A worker plugin that sets ``env`` (external clusters) and keeps stage failures,
     which flowstage reports itself, out of the worker's error log."""
+    # lazy: Dask is an optional extra, imported only when it runs
     from distributed.diagnostics.plugin import WorkerPlugin
 
     class FlowstageWorker(WorkerPlugin):
@@ -161,6 +163,7 @@ CODE_PLUGIN = "flowstage-code"
 def code_plugin(bundle: SourceBundle) -> Any:
     """A worker plugin that puts ``bundle``'s code in place on every worker, including
     workers that join later (see ``Executor.install_code``)."""
+    # lazy: Dask is an optional extra, imported only when it runs
     from distributed.diagnostics.plugin import WorkerPlugin
 
     class FlowstageCode(WorkerPlugin):

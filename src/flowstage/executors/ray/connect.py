@@ -6,6 +6,7 @@ import contextlib
 import logging
 import os
 import socket
+import sys
 import time
 from collections.abc import Iterator
 
@@ -86,7 +87,6 @@ def quiet_token_notice(quiet: bool) -> Iterator[None]:
 def driver_paths() -> list[str]:
     """Folders on the driver's ``sys.path`` that a fresh interpreter would not have
     (the interpreter's own library and site-packages folders are left out)."""
-    import sys
 
     prefixes = tuple(
         {os.path.realpath(p) + os.sep for p in (sys.prefix, sys.base_prefix, sys.exec_prefix)}

@@ -17,8 +17,12 @@ without a copy, so NumPy arrays come back read-only, as ``ray.get`` returns them
 
 from __future__ import annotations
 
+import concurrent.futures
+import pickle
 import threading
 from typing import TYPE_CHECKING, Any
+
+from flowstage.storage.pickling import unpickle
 
 if TYPE_CHECKING:
     from flowstage.storage.pickling import Pickled
@@ -37,8 +41,6 @@ class Sealed:
         self.buffers = buffers
 
     def __reduce_ex__(self, protocol: Any) -> Any:
-        import pickle
-
         # PickleBuffers let Ray's pickler keep large buffers out of band: copied once into
         # the object store, and read back as views on it.
         return (Sealed, (self.payload, [pickle.PickleBuffer(b) for b in self.buffers]))
@@ -49,8 +51,6 @@ class ObjectHolder:
     arrive and leave boxed in a list, so that Ray passes them as references, not values."""
 
     def __init__(self) -> None:
-        import concurrent.futures
-
         self._objects: dict[tuple[str, str], tuple[Any, int, str, int]] = {}
         self._lock = threading.Lock()
         self._version = 0
@@ -66,6 +66,7 @@ class ObjectHolder:
         made in the background and replaces that reference when done, so the copy is
         off the stage's path.
         """
+        # lazy: Ray is an optional extra, imported only when it runs
         import ray
 
         sealed = ray.get(boxed[0])
@@ -76,6 +77,7 @@ class ObjectHolder:
         self._copier.submit(self._own, namespace, key, sealed, version)
 
     def _own(self, namespace: str, key: str, sealed: Any, version: int) -> None:
+        # lazy: Ray is an optional extra, imported only when it runs
         import ray
 
         own = ray.put(sealed)
@@ -128,6 +130,7 @@ class RayMemory:
         return f"Ray cluster memory (actor {self.namespace}/{self.name})"
 
     def _holder(self, fresh: bool = False) -> Any:
+        # lazy: Ray is an optional extra, imported only when it runs
         import ray
 
         with self._lock:
@@ -147,6 +150,7 @@ class RayMemory:
             return self._actor
 
     def _call(self, method: str, *args: Any) -> Any:
+        # lazy: Ray is an optional extra, imported only when it runs
         import ray
 
         try:
@@ -155,6 +159,7 @@ class RayMemory:
             return ray.get(getattr(self._holder(fresh=True), method).remote(*args))
 
     def put(self, namespace: str, key: str, pickled: Pickled) -> None:
+        # lazy: Ray is an optional extra, imported only when it runs
         import ray
 
         ref = ray.put(Sealed(pickled.payload, pickled.buffers))
@@ -162,9 +167,8 @@ class RayMemory:
         self._call("adopt", namespace, key, [ref], pickled.size, pickled.type)
 
     def get(self, namespace: str, key: str) -> Any:
+        # lazy: Ray is an optional extra, imported only when it runs
         import ray
-
-        from flowstage.storage.pickling import unpickle
 
         boxed = self._call("lookup", namespace, key)
         if boxed is None:

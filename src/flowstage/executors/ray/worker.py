@@ -47,6 +47,7 @@ def run_remote(call: Any, *values: Any) -> tuple[Any, None]:
 
 
 def _task_name() -> str:
+    # lazy: Ray is an optional extra, imported only when it runs
     import ray
 
     return ray.get_runtime_context().get_task_name() or "call"
@@ -61,6 +62,7 @@ class SharedBytes:
         self.ref = ref
 
     def load(self) -> bytes:
+        # lazy: Ray is an optional extra, imported only when it runs
         import ray
 
         return cast(bytes, ray.get(self.ref))

@@ -4,6 +4,7 @@ and read it back (``save_artifact_hook=`` / ``load_artifact_hook=`` of the objec
 from __future__ import annotations
 
 import json
+import pickle
 from collections.abc import Callable
 from typing import Any
 
@@ -56,8 +57,6 @@ def pickle_from_artifact(name: str = "file") -> LoadHook:
     """Read the value :func:`pickle_to_artifact` wrote."""
 
     def load(artifact: Artifact) -> Any:
-        import pickle
-
         _checked(artifact, "pickle")
         return pickle.loads(artifact.read(f"{name}.pkl"))
 
