@@ -333,6 +333,26 @@ def test_cancel_and_run_again(server: Server) -> None:
     assert rerun["result"] == "same input" and rerun["workflow"] == "dash_echo"
 
 
+def test_retry_button_reuses_what_finished(server: Server) -> None:
+    failed = api_run(server, "dash_map_fail", {"count": 4})
+    assert failed["state"] == "failed"
+    with client(server) as http:
+        assert 'id="retry-run"' in http.get(f"/ui/runs/{failed['id']}").text
+        moved = http.post(f"/ui/runs/{failed['id']}/retry")
+        assert moved.status_code == 303
+        retry_id = moved.headers["location"].rsplit("/", 1)[1]
+        assert retry_id != failed["id"]
+        retried = wait_state(server, retry_id, ("failed",))
+        page = http.get(f"/ui/runs/{retry_id}").text
+        # a run that finished has nothing to retry: no button
+        echo = api_run(server, "dash_echo", {"value": 1})
+        assert 'id="retry-run"' not in http.get(f"/ui/runs/{echo['id']}").text
+    assert retried["retry_of"] == failed["id"]
+    assert f'href="/ui/runs/{failed["id"]}"' in page
+    detail = page.split('<section class="stage-detail" data-stage="numbers"')[1]
+    assert "reused" in detail.split("</section>")[0]
+
+
 def test_start_form_checks_values_as_the_cli_does(server: Server) -> None:
     with client(server) as http:
         page = http.get("/ui/workflows/dash_typed").text

@@ -1,5 +1,5 @@
 """The dashboard's run pages: the runs list, one run (graph, timeline, stages, log,
-input, result), its Cancel and Run again buttons, and the live event stream."""
+input, result), its Cancel, Retry and Run again buttons, and the live event stream."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from starlette.responses import RedirectResponse, Response, StreamingResponse
 
 from flowstage.core.errors import UserError
 from flowstage.runner.background import cancel_run
+from flowstage.runner.retry import plan_retry
 from flowstage.service.dashboard.auth import PREFIX
 from flowstage.service.dashboard.layout import layout
 from flowstage.service.dashboard.queries import (
@@ -104,6 +105,15 @@ def add_run_routes(app: FastAPI, service: Service, pages: Pages, hub: LiveHub) -
                 namespace=view.get("namespace") or "default",
                 source="api",
             )
+        except UserError as exc:
+            return pages.render(request, "error.html", 409, message=str(exc))
+        return RedirectResponse(f"{PREFIX}/runs/{entry.id}", status_code=303)
+
+    @app.post(f"{PREFIX}/runs/{{run_id}}/retry", include_in_schema=False)
+    async def retry(request: Request, run_id: str) -> Response:
+        try:
+            plan = await asyncio.to_thread(plan_retry, run_id)
+            entry = service.retry(plan)
         except UserError as exc:
             return pages.render(request, "error.html", 409, message=str(exc))
         return RedirectResponse(f"{PREFIX}/runs/{entry.id}", status_code=303)
