@@ -253,7 +253,7 @@ async def _run_map(
                 record.attempts = max(record.attempts, attempts)
                 failed.extend(failures)
                 returned.append((start, values))
-                execution.returned(start, values, {index for index, _, _ in failures})
+                execution.returned(start, values, {failure[0] for failure in failures})
                 if stream is not None and not failures:
                     stream.add(start, values)
     except BaseException:
