@@ -12,12 +12,14 @@ import json
 import subprocess
 import sys
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import yaml
 
 from flowstage import run_workflow
+from flowstage.core import targets
 
 pd = pytest.importorskip("pandas")  # the page's create_city_list builds a DataFrame
 
@@ -150,9 +152,10 @@ CONFIG = {
 
 
 @pytest.fixture
-def page_modules(app_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def page_modules(app_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """The page's modules: ``user_modules.testing_stuff`` in the app directory, and a
-    ``flowdapt_nowcast_plugin`` package on the import path."""
+    ``flowdapt_nowcast_plugin`` package on the import path; gone from ``sys.modules``
+    after the test (other tests import the examples' ``user_modules.testing_stuff``)."""
     user_modules = app_home / "user_modules"
     user_modules.mkdir()
     (user_modules / "testing_stuff.py").write_text(TESTING_STUFF, encoding="utf-8")
@@ -161,9 +164,14 @@ def page_modules(app_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     (package / "__init__.py").write_text("")
     (package / "stages.py").write_text(textwrap.dedent(NOWCAST_STAGES), encoding="utf-8")
     monkeypatch.syspath_prepend(str(package.parent))
-    for name in [m for m in sys.modules if m.startswith(("flowdapt_nowcast", "user_modules"))]:
+    prefixes = ("flowdapt_nowcast", "user_modules")
+    for name in [m for m in sys.modules if m.startswith(prefixes)]:
         monkeypatch.delitem(sys.modules, name)
-    return tmp_path
+    # targets resolve once per process, by name; the page's names are the examples' too
+    monkeypatch.setattr(targets, "_resolved", {})
+    yield tmp_path
+    for name in [m for m in sys.modules if m.startswith(prefixes)]:
+        del sys.modules[name]  # the page's own; monkeypatch then puts back what was there
 
 
 def test_depends_on_passes_the_return_value_on(
