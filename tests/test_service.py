@@ -26,7 +26,7 @@ pytestmark = pytest.mark.timeout(180)
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """One service for the module, with the test workflows applied."""
     running = Server(tmp_path_factory.mktemp("service-home"), max_concurrent_runs="2")
-    for name in ("echo", "fail", "sleep", "remember", "recall", "chain"):
+    for name in ("echo", "fail", "sleep", "remember", "recall", "chain", "cached"):
         running.apply(name)
     yield running
     assert running.stop() == 0, running.log.read_text()
@@ -160,6 +160,26 @@ def test_retry_a_run_over_http_and_from_the_cli(server: Server, tmp_path: Path) 
     done = subprocess.run([*retry, "--format", "json"], env=env, capture_output=True, text=True)
     assert done.returncode == 0 and done.stdout.strip() == "20", done.stderr
     assert calls(marks, "first") == 1
+
+
+def test_the_cache_mode_reaches_service_runs(server: Server, tmp_path: Path) -> None:
+    from teststages.caching import calls
+
+    body = {"marks": str(tmp_path), "n": 3}
+    for query, called in (("", 1), ("", 1), ("?cache=off", 2), ("?cache=refresh", 3), ("", 3)):
+        record = run(server, "svc_cached", body, query)
+        assert record["state"] == "finished" and len(record["result"]) == 3, record
+        assert calls(tmp_path, "numbers") == called, query
+    status, refused = server.request("POST", "/workflows/svc_cached/run?cache=maybe", body)
+    assert status == 400 and "expected True, False or 'refresh'" in refused["detail"], refused
+    command = [sys.executable, "-m", "flowstage", "run", "svc_cached", "--server", server.url]
+    inputs = ["--marks", str(tmp_path), "--n", "3", "--format", "json"]
+    env = service_env(tmp_path / "client-home")
+    for flag, called in (("--no-cache", 4), ("--refresh-cache", 5), (None, 5)):
+        flags = [flag] if flag else []
+        done = subprocess.run([*command, *flags, *inputs], env=env, capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+        assert calls(tmp_path, "numbers") == called, flag
 
 
 def test_retry_requests_that_cannot_be_served_get_a_4xx(server: Server) -> None:

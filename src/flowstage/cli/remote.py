@@ -9,6 +9,7 @@ import urllib.parse
 import urllib.request
 from typing import Any
 
+from flowstage.core.caching import cache_mode
 from flowstage.core.errors import ServiceError
 from flowstage.core.settings import load_settings
 
@@ -52,15 +53,28 @@ class RemoteService:
             reason = getattr(exc, "reason", exc)
             raise ServiceError(f"cannot reach the service at {self.url}: {reason}") from None
 
-    def run(self, workflow: str, run_input: dict[str, Any], *, wait: bool = True) -> Any:
+    def run(
+        self,
+        workflow: str,
+        run_input: dict[str, Any],
+        *,
+        wait: bool = True,
+        cache: bool | str = True,
+    ) -> Any:
+        """Run ``workflow`` on the service (``cache`` as for ``run_workflow``)."""
         name = urllib.parse.quote(workflow, safe="")
-        query = "" if wait else "?wait=false"
-        return self.request("POST", f"/workflows/{name}/run{query}", run_input)
+        return self.request("POST", f"/workflows/{name}/run{_query(wait, cache)}", run_input)
 
-    def retry(self, run_id: str, overrides: dict[str, Any] | None, *, wait: bool = True) -> Any:
+    def retry(
+        self,
+        run_id: str,
+        overrides: dict[str, Any] | None,
+        *,
+        wait: bool = True,
+        cache: bool | str = True,
+    ) -> Any:
         """Retry a run on the service (``overrides``: its ``input``, ``config``, ``executor``)."""
-        query = "" if wait else "?wait=false"
-        path = f"/runs/{urllib.parse.quote(run_id, safe='')}/retry{query}"
+        path = f"/runs/{urllib.parse.quote(run_id, safe='')}/retry{_query(wait, cache)}"
         return self.request("POST", path, overrides or {})
 
     def runs(self, workflow: str | None = None, limit: int = 50) -> Any:
@@ -86,3 +100,14 @@ class RemoteService:
 
     def cancel(self, run_id: str) -> Any:
         return self.request("POST", f"/runs/{urllib.parse.quote(run_id, safe='')}/cancel")
+
+
+def _query(wait: bool, cache: bool | str) -> str:
+    """The query string of a run or retry request: only what differs from the defaults."""
+    given: dict[str, str] = {}
+    if not wait:
+        given["wait"] = "false"
+    mode = cache_mode(cache)
+    if mode != "use":
+        given["cache"] = mode
+    return "?" + urllib.parse.urlencode(given) if given else ""

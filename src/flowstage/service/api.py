@@ -276,13 +276,19 @@ def create_app(service: Service) -> FastAPI:
 
     @app.post("/workflows/{identifier}/run", summary="Run a workflow")
     async def run_workflow(
-        request: Request, identifier: str, wait: bool = True, namespace: str | None = None
+        request: Request,
+        identifier: str,
+        wait: bool = True,
+        namespace: str | None = None,
+        cache: str = "use",
     ) -> Response:
         body = await read_json(request, settings.max_body_size)
         if body is not None and not isinstance(body, dict):
             raise APIError(422, f"the run input must be a JSON object, got {type(body).__name__}")
         name = await asyncio.to_thread(_workflow_name, identifier)
-        entry = service.submit(name, body or {}, namespace=namespace or "default", source="api")
+        entry = service.submit(
+            name, body or {}, namespace=namespace or "default", source="api", cache=cache
+        )
         if wait:
             await entry.done.wait()
         return _json(entry.record())
@@ -324,7 +330,9 @@ def create_app(service: Service) -> FastAPI:
         return _json(record)
 
     @app.post("/runs/{identifier}/retry", summary="Retry a failed or cancelled run (flowstage)")
-    async def retry_run(request: Request, identifier: str, wait: bool = True) -> Response:
+    async def retry_run(
+        request: Request, identifier: str, wait: bool = True, cache: str = "use"
+    ) -> Response:
         overrides = _retry_overrides(await read_json(request, settings.max_body_size))
         run_id = run_id_of(identifier)
         for entry in service.active:  # not in the store yet while it is young
@@ -332,7 +340,7 @@ def create_app(service: Service) -> FastAPI:
                 msg = f"run {run_id} is still {entry.run.state}: wait for it to end, or cancel it"
                 raise APIError(409, msg)
         plan = await asyncio.to_thread(plan_retry, run_id)
-        entry = service.retry(plan, **overrides)
+        entry = service.retry(plan, **overrides, cache=cache)
         if wait:
             await entry.done.wait()
         return _json(entry.record())

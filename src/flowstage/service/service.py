@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from flowstage.core.caching import cache_mode
 from flowstage.core.errors import ServiceClosed, ServiceError, UserError
 from flowstage.core.events import WORKFLOW_FINISHED, WORKFLOW_STARTED, Event
 from flowstage.core.plugin_manager import FlowstagePlugins, default_plugins
@@ -54,6 +55,8 @@ class ServiceRun:
     workflow_ref: str | None = None
     #: the executor of this run when it is not the service's
     executor: str | Mapping[str, Any] | None = None
+    #: how its stages with ``cache:`` use the cache (as ``run_workflow``'s ``cache``)
+    cache: bool | str = True
 
     @property
     def id(self) -> str:
@@ -180,8 +183,10 @@ class Service:
         namespace: str = "default",
         source: str = "api",
         config: Mapping[str, Any] | None = None,
+        cache: bool | str = True,
     ) -> ServiceRun:
-        """Queue a run of the applied or shipped workflow ``workflow``.
+        """Queue a run of the applied or shipped workflow ``workflow``; ``cache`` is as
+        for ``run_workflow``.
 
         :raises ServiceClosed: the service is draining
         :raises UnknownNameError: no workflow has that name
@@ -197,7 +202,8 @@ class Service:
             namespace=namespace,
             input=dict(input or {}),
         )
-        return self._queue(ServiceRun(run, dict(config) if config else None))
+        entry = ServiceRun(run, dict(config) if config else None, cache=cache_mode(cache))
+        return self._queue(entry)
 
     def retry(
         self,
@@ -207,9 +213,11 @@ class Service:
         config: Mapping[str, Any] | None = None,
         executor: str | Mapping[str, Any] | None = None,
         source: str = "api",
+        cache: bool | str = True,
     ) -> ServiceRun:
         """Queue a retry of the run ``plan`` was made from (see ``retry_run``): its
-        input and config unless given, on the service's executor unless ``executor``.
+        input and config unless given, on the service's executor unless ``executor``;
+        ``cache`` is as for ``run_workflow``.
 
         :raises ServiceClosed: the service is draining
         :raises UserError: the original's workflow was given inline
@@ -233,7 +241,7 @@ class Service:
             input=dict(plan.input if input is None else input),
             retry_of=plan.run_id,
         )
-        entry = ServiceRun(run, None if config is None else dict(config))
+        entry = ServiceRun(run, None if config is None else dict(config), cache=cache_mode(cache))
         entry.workflow_ref, entry.executor = plan.workflow, executor
         return self._queue(entry)
 
@@ -293,6 +301,7 @@ class Service:
                 run_id=run.id,
                 on_run=entry.attach,
                 retry_of=run.retry_of,
+                cache=entry.cache,
             )
         except asyncio.CancelledError:
             if entry.run is run:  # cancelled before the runner made its record

@@ -73,17 +73,16 @@ def run(
     quiet = quiet or disable_progress
     cache = cache_from_flags(no_cache, refresh_cache)
     run_input = read_input_file(input_file) if input_file else {}
-    from flowstage.cli.remote import server_url
+    from flowstage.cli.remote import RemoteService, server_url
 
     url = server_url(server)
     if url is not None:
-        if cache is not True:
-            raise UserError("--no-cache and --refresh-cache apply to local runs, not --server")
         if ctx.args:
             from flowstage.core.inputs import parse_input_args
 
             run_input.update(parse_input_args(ctx.args))
-        _run_remote(url, workflow, run_input, fmt, no_wait)
+        remote = RemoteService(url).run(workflow, run_input, wait=not no_wait, cache=cache)
+        _print_remote(remote, fmt, no_wait)
         return
     if ctx.args:
         run_input.update(input_from_args(ctx.args, load_workflow_arg(workflow)))
@@ -150,10 +149,9 @@ def retry(
 
     url = server_url(server)
     if url is not None:
-        if cache is not True:
-            raise UserError("--no-cache and --refresh-cache apply to local runs, not --server")
         overrides = {"executor": spec} if spec else None
-        _print_remote(RemoteService(url).retry(run_id, overrides, wait=not no_wait), fmt, no_wait)
+        remote = RemoteService(url).retry(run_id, overrides, wait=not no_wait, cache=cache)
+        _print_remote(remote, fmt, no_wait)
         return
     if no_wait:
         from flowstage.runner.background import start_background_run
@@ -197,15 +195,6 @@ def retry(
         if display:
             display.stop()
     report(run, fmt)
-
-
-def _run_remote(
-    url: str, workflow: str, run_input: dict[str, Any], fmt: str, no_wait: bool
-) -> None:
-    """Run on a service: the run id with --no-wait, else the result (exit 1 on failure)."""
-    from flowstage.cli.remote import RemoteService
-
-    _print_remote(RemoteService(url).run(workflow, run_input, wait=not no_wait), fmt, no_wait)
 
 
 def _print_remote(record: dict[str, Any], fmt: str, no_wait: bool) -> None:
