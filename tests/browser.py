@@ -27,6 +27,9 @@ HERE = Path(__file__).parent
 DASHBOARD_WORKFLOWS = HERE / "dashboard_workflows"
 #: the launchers Debian's (and Ubuntu's) chromium package installs, in the order tried
 CHROMIUM_NAMES = ("chromium", "chromium-browser")
+#: how long a page action or ``expect`` waits (Playwright's 5 s default is tight on a
+#: loaded two-core CI machine)
+WAIT_MS = 15_000
 
 
 def under_ci() -> bool:
@@ -64,9 +67,10 @@ def browser() -> Iterator[Browser]:
     lives it marks the main thread's event loop as running, so every later test calling
     ``asyncio.run`` would fail with "cannot be called from a running event loop"."""
     try:
-        from playwright.sync_api import sync_playwright
+        from playwright.sync_api import expect, sync_playwright
     except ImportError:
         unavailable("Playwright is not installed (pip install 'flowstage[test]')")
+    expect.set_options(timeout=WAIT_MS)
     executable = chromium_path()
     if executable is None:
         unavailable("no Chromium on PATH (Debian: apt-get install chromium)")
@@ -81,7 +85,7 @@ def page(browser: Browser) -> Iterator[Page]:
     """A fresh page in a context of its own (no cookies from other tests), 1280x800. A
     JavaScript error the page throws fails the test at teardown."""
     context = browser.new_context(viewport={"width": 1280, "height": 800})
-    context.set_default_timeout(15_000)
+    context.set_default_timeout(WAIT_MS)
     opened = context.new_page()
     errors: list[str] = []
     opened.on("pageerror", lambda error: errors.append(str(error)))
