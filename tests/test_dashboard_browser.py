@@ -15,7 +15,7 @@ import pytest
 
 from browser import start_dashboard
 from servers import Server
-from teststages.dashboard import SCRIPT
+from teststages.ui import SCRIPT
 
 try:
     from playwright.sync_api import Locator, Page, expect

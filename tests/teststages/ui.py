@@ -1,5 +1,5 @@
 """Stages the dashboard's browser tests (and its screenshot script) run, importable as
-``teststages.dashboard``."""
+``teststages.ui``."""
 
 from __future__ import annotations
 
