@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from conftest import interruptible
-from flowstage.cli.inputs import parse_input_args
+from flowstage.core.inputs import parse_input_args
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"

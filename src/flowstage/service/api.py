@@ -37,6 +37,8 @@ from flowstage.core.errors import (
     UserError,
     WorkflowError,
 )
+from flowstage.service.dashboard import auth as dashboard_auth
+from flowstage.service.dashboard import mount_dashboard
 from flowstage.service.documents import normalize
 from flowstage.service.records import resource_document, resource_uid
 from flowstage.state import resources as catalog
@@ -156,6 +158,9 @@ def create_app(service: Service) -> FastAPI:
             host = _host_name(request.headers.get("host", ""))
             if host not in allowed_hosts:
                 return _error(421, f"this service answers for {settings.host}, not {host!r}")
+        if dashboard_auth.is_dashboard(request.url.path):
+            # HTML forms post form data: the dashboard checks their origin instead
+            return await dashboard_auth.guard(request, call_next, token)
         if request.method == "POST" and not _is_json(request.headers.get("content-type", "")):
             # A cross-site form or fetch can POST text or form data without asking first
             # (no CORS preflight); a JSON content type cannot be sent that way.
@@ -209,7 +214,7 @@ def create_app(service: Service) -> FastAPI:
 
     @app.get("/status", summary="Status of the service")
     def status() -> Response:
-        return _json(_status(service))
+        return _json(_status(service) | {"dashboard": app.state.live.stats()})
 
     @app.get("/metrics", summary="Prometheus metrics")
     async def metrics() -> Response:
@@ -239,6 +244,8 @@ def create_app(service: Service) -> FastAPI:
 
     for prefix, kind in KINDS.items():
         _resource_routes(app, prefix, kind, find, put, settings.max_body_size)
+
+    mount_dashboard(app, service)
 
     # -- runs ---------------------------------------------------------------------------
 
@@ -321,7 +328,8 @@ def _resource_routes(
 
     async def changed() -> None:
         if kind == "trigger_rule":
-            await app.state.service.triggers.refresh()
+            if app.state.service.run_triggers:
+                await app.state.service.triggers.refresh()
 
     @app.post(f"/{prefix}/", summary=f"Create (or update) a {kind}", name=f"create_{kind}")
     async def create(request: Request) -> Response:

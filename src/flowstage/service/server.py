@@ -79,13 +79,19 @@ class _DrainingServer(uvicorn.Server):
             self.should_exit = True
 
 
-def serve(settings: ServiceSettings, *, executor: str | Mapping[str, Any] | None = None) -> None:
-    """Serve the API until SIGTERM or SIGINT (blocking).
+def serve(
+    settings: ServiceSettings,
+    *,
+    executor: str | Mapping[str, Any] | None = None,
+    run_triggers: bool = True,
+) -> None:
+    """Serve the API and the dashboard until SIGTERM or SIGINT (blocking).
 
+    :param run_triggers: fire the applied trigger rules (off for ``flowstage ui``)
     :raises ServiceError: the address needs an API token
     """
     check_bind(settings)
-    service = Service(settings, executor=executor)
+    service = Service(settings, executor=executor, run_triggers=run_triggers)
     config = uvicorn.Config(
         create_app(service),
         host=settings.host,

@@ -70,6 +70,7 @@ class Service:
     :param settings: the ``service:`` settings (default: this process's settings)
     :param executor: the executor spec (default: the settings' ``executor:``)
     :param clock: the time the trigger rules' schedules follow (default: the wall clock)
+    :param run_triggers: fire the applied trigger rules (``flowstage ui`` serves without)
     """
 
     def __init__(
@@ -79,6 +80,7 @@ class Service:
         executor: str | Mapping[str, Any] | None = None,
         plugins: FlowstagePlugins | None = None,
         clock: Clock | None = None,
+        run_triggers: bool = True,
     ) -> None:
         self.settings = settings or load_settings().service
         self.plugins = plugins or default_plugins()
@@ -92,6 +94,7 @@ class Service:
         self._runs: dict[str, ServiceRun] = {}
         self._slots = asyncio.Semaphore(self.settings.max_concurrent_runs)
         self.triggers = Triggers(self, clock)
+        self.run_triggers = run_triggers
         self._pruner: asyncio.Task[None] | None = None
 
     # life ---------------------------------------------------------------------------
@@ -104,7 +107,8 @@ class Service:
         executor = create_executor(self._executor_spec, plugins=self.plugins)
         await asyncio.to_thread(executor.start)
         self.executor = executor
-        await self.triggers.start()
+        if self.run_triggers:
+            await self.triggers.start()
         self._pruner = asyncio.create_task(prune_forever(), name="flowstage-prune")
 
     async def drain(self, timeout: float) -> None:

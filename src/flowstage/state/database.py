@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from flowstage.core.models import ConfigResource
 
 DB_NAME = "flowstage.db"
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 MIGRATIONS: list[tuple[str, ...]] = [
     (  # 0 -> 1
@@ -87,6 +87,11 @@ MIGRATIONS: list[tuple[str, ...]] = [
             run_id TEXT,
             PRIMARY KEY (rule, slot)
         )""",
+    ),
+    (  # 3 -> 4: the dashboard's run filters, each paged newest first by seq
+        "CREATE INDEX runs_by_state ON runs (state, seq)",
+        "CREATE INDEX runs_by_source ON runs (source, seq)",
+        "CREATE INDEX runs_by_created ON runs (created_at)",
     ),
 ]
 

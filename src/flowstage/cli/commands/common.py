@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from flowstage.cli.inputs import _assign, parse_input_args, parse_scalar
 from flowstage.cli.output import FORMATS
 from flowstage.core.errors import UserError
+from flowstage.core.inputs import _assign, parse_input_args, parse_scalar
 
 if TYPE_CHECKING:  # imported when a command runs: `flowstage --help` stays fast
     from flowstage.core.models import Workflow

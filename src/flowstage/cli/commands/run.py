@@ -14,8 +14,8 @@ from flowstage.cli.commands.common import (
     input_from_args,
     load_workflow_arg,
 )
-from flowstage.cli.inputs import read_input_file
 from flowstage.cli.output import print_value
+from flowstage.core.inputs import read_input_file
 
 if TYPE_CHECKING:
     from flowstage.core.runs import Run
@@ -73,7 +73,7 @@ def run(
     url = server_url(server)
     if url is not None:
         if ctx.args:
-            from flowstage.cli.inputs import parse_input_args
+            from flowstage.core.inputs import parse_input_args
 
             run_input.update(parse_input_args(ctx.args))
         _run_remote(url, workflow, run_input, fmt, no_wait)

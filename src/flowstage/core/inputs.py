@@ -1,4 +1,5 @@
-"""Run inputs from the command line, as Flowdapt's ``flowctl run`` takes them.
+"""Run inputs given as text, as Flowdapt's ``flowctl run`` takes them (the CLI and the
+dashboard's start form share this parsing).
 
 ``--n_vals 5`` gives ``{"n_vals": 5}``; ``--a.b 1`` gives ``{"a": {"b": 1}}``;
 ``--l[] x --l[] y`` gives ``{"l": ["x", "y"]}``; a flag with no value is ``true``.
