@@ -24,6 +24,8 @@ except ImportError:  # the browser fixture skips these tests (or fails them unde
 
 pytestmark = pytest.mark.timeout(120)
 
+#: rows on one page of the runs page
+RUNS_PER_PAGE = 50
 RUN_URL = re.compile(r"/ui/runs/(?P<id>[0-9a-f]{12})(?:[?#].*)?$")
 
 
@@ -218,6 +220,24 @@ def test_the_runs_page_updates_live_and_filters(dashboard: Server, page: Page) -
     expect(page.locator("#run-state")).to_have_attribute("data-state", "failed")
 
 
+def test_the_runs_page_pages_through_runs(dashboard: Server, page: Page) -> None:
+    ids = [start(dashboard, "ui_tick", {"n": n}) for n in range(RUNS_PER_PAGE + 5)]
+    for run_id in ids:
+        ended(dashboard, run_id)
+    page.goto(f"{dashboard.url}/ui/runs?workflow=ui_tick")
+    rows = page.locator("table#runs tr[data-run-id]")
+    expect(rows).to_have_count(RUNS_PER_PAGE)
+    first = rows.evaluate_all("rows => rows.map(row => row.dataset.runId)")
+    page.locator("a#next-page").click()
+    expect(rows).to_have_count(5)
+    second = rows.evaluate_all("rows => rows.map(row => row.dataset.runId)")
+    assert sorted(first + second) == sorted(ids)
+    expect(page.locator("a#next-page")).to_have_count(0)
+    page.locator("a#prev-page").click()
+    expect(rows).to_have_count(RUNS_PER_PAGE)
+    assert rows.evaluate_all("rows => rows.map(row => row.dataset.runId)") == first
+
+
 def test_a_trigger_rule_is_toggled_from_its_page(dashboard: Server, page: Page) -> None:
     def enabled() -> bool:
         status, rule = dashboard.request("GET", "/triggers/ui_rule")
@@ -229,8 +249,10 @@ def test_a_trigger_rule_is_toggled_from_its_page(dashboard: Server, page: Page) 
     expect(row).to_have_count(1)
     assert enabled()
     row.locator("button.toggle").click()
+    expect(row).to_have_attribute("data-enabled", "false")
     assert eventually(lambda: not enabled())
-    page.locator('table#triggers tr[data-rule="ui_rule"] button.toggle').click()
+    row.locator("button.toggle").click()
+    expect(row).to_have_attribute("data-enabled", "true")
     assert eventually(enabled)
 
 
