@@ -140,6 +140,7 @@ def main() -> int:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+    print(f"store: {home}; delete it when done")
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
@@ -166,6 +167,11 @@ def main() -> int:
             f"run page, {args.stages} stages": f"/ui/runs/{run_id}",
         }
         results = {name: median_ms(base + path, args.repeat) for name, path in cases.items()}
+        with urllib.request.urlopen(base + "/ui/runs", timeout=60) as response:
+            shown = response.read().decode().count("data-run-id=")
+        with urllib.request.urlopen(base + f"/ui/runs/{run_id}", timeout=60) as response:
+            boxes = response.read().decode().count('class="stage" data-stage=')
+        print(f"the runs page shows {shown} runs; the run page draws {boxes} stages")
     finally:
         server.terminate()
         server.wait(30)

@@ -50,6 +50,26 @@ WORKFLOWS = [
     },
     {
         "kind": "workflow",
+        "metadata": {"name": "dash_map_fail"},
+        "spec": {
+            "stages": [
+                {"name": "numbers", "target": D + "numbers"},
+                {
+                    "name": "odd_fails",
+                    "target": D + "odd_fails",
+                    "type": "parameterized",
+                    "depends_on": ["numbers"],
+                },
+            ]
+        },
+    },
+    {
+        "kind": "workflow",
+        "metadata": {"name": "dash_shout"},
+        "spec": {"stages": [{"name": "shout", "target": D + "shout"}]},
+    },
+    {
+        "kind": "workflow",
         "metadata": {"name": "dash_fail"},
         "spec": {"stages": [{"name": "odd_fails", "target": D + "odd_fails"}]},
     },
@@ -233,6 +253,20 @@ def test_run_page_shows_graph_timeline_failed_items_and_result(server: Server) -
     assert json.loads(given.replace("&#34;", '"')) == {"count": 4}
 
 
+def test_a_map_that_failed_shows_its_failed_item_with_the_traceback(server: Server) -> None:
+    record = api_run(server, "dash_map_fail", {"count": 4})
+    assert record["state"] == "failed"
+    with client(server) as http:
+        html = http.get(f"/ui/runs/{record['id']}").text
+    assert page_state(html) == "failed"
+    assert 'class="stage" data-stage="odd_fails" data-state="failed"' in html
+    detail = html.split('class="stage-detail" data-stage="odd_fails"')[1].split("</section>")[0]
+    assert detail.count('class="failed-item"') == 1
+    item = detail.split('class="failed-item" data-index="1"')[1].split("</div>")[0]
+    assert "Traceback (most recent call last)" in item and "in odd_fails" in item
+    assert "ValueError: &lt;b&gt;item 1 is odd&lt;/b&gt;" in item
+
+
 def test_workflow_and_stage_text_is_escaped(server: Server) -> None:
     record = api_run(server, "dash_echo", {"value": SCRIPT})
     assert record["result"] == SCRIPT
@@ -248,6 +282,31 @@ def test_workflow_and_stage_text_is_escaped(server: Server) -> None:
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in run_page
     assert 'data-stage="&lt;b&gt;loud&lt;/b&gt;"' in run_page
     assert "&lt;b&gt;loud&lt;/b&gt;" in pages[2]  # the definition and the graph
+
+
+def test_a_background_run_of_the_cli_shows_its_log_escaped(server: Server) -> None:
+    import subprocess
+    import sys
+
+    from servers import service_env
+
+    started = subprocess.run(
+        [sys.executable, "-m", "flowstage", "run", "dash_shout", "--no-wait"],
+        env=service_env(server.home),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    run_id = started.stdout.strip().splitlines()[-1]
+    with client(server) as http:
+        _until(lambda: page_state(http.get(f"/ui/runs/{run_id}").text) == "finished", 60)
+        html = http.get(f"/ui/runs/{run_id}").text
+        listed = http.get("/ui/runs", params={"source": "background"}).text
+    log = html.split('<pre id="log">')[1].split("</pre>")[0]
+    assert "log line: &lt;b&gt;bold&lt;/b&gt;" in log
+    assert "<b>bold" not in html
+    assert f'data-run-id="{run_id}" data-state="finished"' in listed
 
 
 def test_cancel_and_run_again(server: Server) -> None:
@@ -562,3 +621,19 @@ def _answers(http: httpx.Client) -> bool:
         return http.get("/").status_code == 200
     except httpx.TransportError:
         return False
+
+
+def test_layout_puts_each_stage_after_its_longest_path() -> None:
+    from flowstage.service.dashboard.layout import layers, layout
+
+    graph = {"a": [], "b": ["a"], "c": ["a", "b"], "d": [], "e": ["c", "missing"]}
+    assert layers(graph) == {"a": 0, "b": 1, "c": 2, "d": 0, "e": 3}
+    drawn = layout(graph, {"c": "failed"})
+    boxes = {n.name: n for n in drawn.nodes}
+    assert boxes["c"].state == "failed" and boxes["a"].state == "pending"
+    assert boxes["a"].x < boxes["b"].x < boxes["c"].x < boxes["e"].x
+    assert boxes["a"].y < boxes["d"].y  # same column, the workflow's order
+    assert {(e.source, e.target) for e in drawn.edges} == {("a", "b"), ("a", "c"), ("b", "c"),
+                                                          ("c", "e")}  # fmt: skip
+    chain = {f"s{i}": [f"s{i - 1}"] if i else [] for i in range(1000)}
+    assert layers(chain)["s999"] == 999

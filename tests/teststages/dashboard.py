@@ -26,3 +26,8 @@ def nap(seconds: float = 30.0) -> float:
 
 def typed(count: int, label: str = "x") -> str:
     return label * count
+
+
+def shout(text: str = "<b>bold</b>") -> str:
+    print(f"log line: {text}", flush=True)
+    return text

@@ -8,6 +8,7 @@ filter has an index (schema version 4).
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from typing import TYPE_CHECKING, Any
@@ -242,6 +243,10 @@ def load_run(service: Service | None, identifier: str) -> dict[str, Any] | None:
             stages=json.loads(stages_json(run)),
         )
     view["stage_list"] = [stage_view(name, stage) for name, stage in view["stages"].items()]
+    for stage in view["stage_list"]:
+        failing = failing_item(stage, view.get("traceback"))
+        if failing is not None:
+            stage["failed_items"].append(failing)
     view["active"] = view.get("state") in ("pending", "running")
     view["in_service"] = entry is not None
     view["duration"] = duration(view.get("started_at"), view.get("finished_at"))
@@ -272,6 +277,24 @@ def stage_view(name: str, entry: dict[str, Any]) -> dict[str, Any]:
         "error": entry.get("error"),
         "note": entry.get("note"),
         "depends_on": list(entry.get("depends_on") or []),
+    }
+
+
+def failing_item(stage: dict[str, Any], traceback: str | None) -> dict[str, Any] | None:
+    """The map item whose failure failed ``stage``, with the run's traceback (a map that
+    does not allow partial failure stops at its first failed item, and the run keeps that
+    item's traceback); None when the stage did not fail on an item."""
+    if stage["state"] != "failed" or not stage["error"]:
+        return None
+    found = re.match(
+        rf"stage {re.escape(repr(stage['name']))} failed on item (\d+)", stage["error"]
+    )
+    if found is None:
+        return None
+    return {
+        "index": int(found.group(1)),
+        "error": traceback or stage["error"],
+        "attempts": stage["attempts"],
     }
 
 
