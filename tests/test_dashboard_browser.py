@@ -123,12 +123,6 @@ def test_the_form_checks_types_as_the_cli_does(dashboard: Server, page: Page) ->
     assert runs_of(dashboard, "ui_greet") == before
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the run page lists failed map items only for allow_partial_failure maps; a "
-    "failed run's item is named only in the stage error ('failed on item 2') and its "
-    "traceback sits in the run's Error section. Drop this mark once the page shows it.",
-)
 def test_a_failed_run_shows_the_failed_map_items_traceback(dashboard: Server, page: Page) -> None:
     run_id = start(dashboard, "ui_map_fail")
     assert ended(dashboard, run_id)["state"] == "failed"
