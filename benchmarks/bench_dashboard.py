@@ -152,7 +152,11 @@ def main() -> int:
                 if time.monotonic() > deadline or server.poll() is not None:
                     raise RuntimeError("flowstage ui did not start") from None
                 time.sleep(0.1)
-        since = (datetime.now(timezone.utc) - timedelta(days=3)).strftime("%Y-%m-%dT%H:%M")
+
+        def ago(days: int) -> str:
+            return (datetime.now(timezone.utc) - timedelta(days=days)).strftime("%Y-%m-%dT%H:%M")
+
+        since = ago(3)
         cases = {
             "ping (baseline)": "/",
             "runs page": "/ui/runs",
@@ -160,6 +164,8 @@ def main() -> int:
             "runs ?state=failed": "/ui/runs?state=failed",
             "runs ?source=trigger": "/ui/runs?source=trigger",
             "runs ?since=3 days": f"/ui/runs?since={since}",
+            "runs ?since&until 10 days": f"/ui/runs?since={ago(20)}&until={ago(10)}",
+            "runs ?until=before any run": "/ui/runs?until=2000-01-01",
             "runs ?state&source&workflow": (
                 "/ui/runs?state=cancelled&source=api&workflow=workflow_3"
             ),

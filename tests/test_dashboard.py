@@ -245,7 +245,7 @@ def test_run_page_shows_graph_timeline_failed_items_and_result(server: Server) -
     assert 'class="bar" data-stage="odd_fails"' in html and "4/4 items" in html
     for index in (1, 3):
         block = html.split(f'class="failed-item" data-index="{index}"')[1].split("</div>")[0]
-        assert 'pre class="traceback"' in block
+        assert 'pre class="traceback"' in block and "Traceback (most recent call last)" in block
         assert "&lt;b&gt;item" in block and "<b>item" not in block
     result = html.split('<pre id="result">')[1].split("</pre>")[0]
     assert json.loads(result) == [0, 2]

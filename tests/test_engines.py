@@ -296,9 +296,11 @@ def test_partial_failure_is_recorded(executor):
     run = run_workflow(wf, {"n_vals": 5}, executor=executor, return_run=True)
     assert run.state == "finished", run.error
     assert run.result == [0, 1, 3, 4]
-    assert run.stages["checked"].failed_items == [
-        {"index": 2, "error": "ValueError: bad item 2", "attempts": 1}
-    ]
+    [failed] = run.stages["checked"].failed_items
+    traceback = failed.pop("traceback")
+    assert failed == {"index": 2, "error": "ValueError: bad item 2", "attempts": 1}
+    assert traceback.startswith("Traceback (most recent call last)")
+    assert "in fail_on_two" in traceback and traceback.endswith("ValueError: bad item 2\n")
 
 
 def test_failure_returned_as_run(executor):

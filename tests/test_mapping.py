@@ -228,6 +228,34 @@ def test_partial_failure_drops_and_records_items(local) -> None:
     assert all(f["error"] == "ValueError: bad item 2" and f["attempts"] == 2 for f in failed)
 
 
+def test_failed_items_keep_their_tracebacks_up_to_a_limit(local) -> None:
+    """Every failed item is listed; the first ITEM_TRACEBACKS keep their traceback (a map
+    of many failures neither pays for formatting them all nor stores them all)."""
+    from flowstage.core.calls import ITEM_TRACEBACKS
+
+    run = run_workflow(
+        wf(
+            {
+                "name": "m",
+                "target": "teststages.basic.fail_on_two",
+                "type": "parameterized",
+                "map_on": "xs",
+                "allow_partial_failure": True,
+            }
+        ),
+        {"xs": [2] * (ITEM_TRACEBACKS + 10) + [1]},
+        executor=local,
+        return_run=True,
+    )
+    assert run.state == "finished" and run.result == [1]
+    failed = run.stages["m"].failed_items
+    assert [f["index"] for f in failed] == list(range(ITEM_TRACEBACKS + 10))
+    kept = [f for f in failed if "traceback" in f]
+    assert len(kept) == ITEM_TRACEBACKS
+    assert all("in fail_on_two" in f["traceback"] for f in kept)
+    assert all(f["error"] == "ValueError: bad item 2" for f in failed)
+
+
 def test_item_context_has_stage_and_index(local) -> None:
     result = run_workflow(
         wf(

@@ -244,8 +244,22 @@ def run_call(task: StageTask, kwargs: dict[str, Any], *args: Any) -> Any:
         reset_run_context(token)
 
 
+#: a map item left out by partial failure: ``(index, "Type: message", attempts,
+#: traceback)``; the traceback is "" past the first ``ITEM_TRACEBACKS`` of a batch
+ItemFailure = tuple[int, str, int, str]
+#: tracebacks kept per batch (and per map) of items left out by partial failure
+ITEM_TRACEBACKS = 20
+#: the characters kept of one item's traceback (its end, where the error is)
+ITEM_TRACEBACK_CHARS = 8000
 #: a batch's ``(values, failures, max_attempts)``: see :func:`run_batch`
-BatchOutcome = tuple[list[Any], list[tuple[int, str, int]], int]
+BatchOutcome = tuple[list[Any], list[ItemFailure], int]
+
+
+def _item_traceback(text: str, failures: list[ItemFailure]) -> str:
+    """``text`` cut to its end, or "" once the batch holds enough tracebacks."""
+    if len(failures) >= ITEM_TRACEBACKS:
+        return ""
+    return text[-ITEM_TRACEBACK_CHARS:]
 
 
 def run_batch(
@@ -254,12 +268,12 @@ def run_batch(
     items: Sequence[Any],
     extra_kwargs: dict[str, Any],
     *extra_args: Any,
-) -> tuple[list[Any], list[tuple[int, str, int]], int, float]:
+) -> tuple[list[Any], list[ItemFailure], int, float]:
     """Map ``task``'s target over ``items`` (item ``k`` is map position ``start + k``).
 
     Returns ``(values, failures, max_attempts, seconds)``: with partial failure allowed,
-    a failed item leaves ``None`` in ``values`` and ``(index, "Type: message", attempts)``
-    in ``failures``; otherwise the first failure raises ``CallFailure``.
+    a failed item leaves ``None`` in ``values`` and an :data:`ItemFailure` in
+    ``failures``; otherwise the first failure raises ``CallFailure``.
     """
     began = time.perf_counter()
     try:
@@ -292,7 +306,7 @@ def _batch_fast(
     """The hot loop for items without retries or timeouts: as little per item as possible."""
     values: list[Any] = []
     append = values.append
-    failures: list[tuple[int, str, int]] = []
+    failures: list[ItemFailure] = []
     index = start
     for item in items:
         context.item_index = index
@@ -303,7 +317,12 @@ def _batch_fast(
         except Exception as exc:  # noqa: BLE001 - whatever an item raises is its failure
             if not task.allow_partial_failure:
                 raise call_failure(task.stage, exc, index) from None
-            failures.append((index, f"{type(exc).__name__}: {exc}", 1))
+            text = ""
+            if len(failures) < ITEM_TRACEBACKS:  # formatting costs: only the first ones
+                text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+            failures.append(
+                (index, f"{type(exc).__name__}: {exc}", 1, _item_traceback(text, failures))
+            )
             value = None
         append(value)
         index += 1
@@ -320,7 +339,7 @@ def _batch_careful(
     extra_kwargs: dict[str, Any],
 ) -> BatchOutcome:
     values: list[Any] = []
-    failures: list[tuple[int, str, int]] = []
+    failures: list[ItemFailure] = []
     most = 1
     for offset, item in enumerate(items):
         index = start + offset
@@ -330,7 +349,8 @@ def _batch_careful(
         except CallFailure as failure:
             if not task.allow_partial_failure:
                 raise
-            failures.append((index, str(failure), failure.attempts))
+            tb = _item_traceback(failure.traceback, failures)
+            failures.append((index, str(failure), failure.attempts, tb))
             value, attempts = None, failure.attempts
         most = max(most, attempts)
         values.append(value)
@@ -355,14 +375,15 @@ async def _batch_async(
         *(one(start + k, item) for k, item in enumerate(items)), return_exceptions=True
     )
     values: list[Any] = []
-    failures: list[tuple[int, str, int]] = []
+    failures: list[ItemFailure] = []
     most = 1
     for outcome in outcomes:
         if isinstance(outcome, CallFailure):
             if not task.allow_partial_failure:
                 raise outcome
             assert outcome.item_index is not None  # a map item's failure names its item
-            failures.append((outcome.item_index, str(outcome), outcome.attempts))
+            tb = _item_traceback(outcome.traceback, failures)
+            failures.append((outcome.item_index, str(outcome), outcome.attempts, tb))
             values.append(None)
             most = max(most, outcome.attempts)
         elif isinstance(outcome, BaseException):

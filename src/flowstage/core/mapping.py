@@ -14,7 +14,7 @@ import sys
 from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
-from flowstage.core.calls import run_batch
+from flowstage.core.calls import ITEM_TRACEBACKS, ItemFailure, run_batch
 
 if TYPE_CHECKING:
     from flowstage.core.calls import StageTask
@@ -187,7 +187,7 @@ async def _run_map(
         record.items_done = len(items) - waiting
         returned.extend((index, [out[index]]) for index in known if index < len(items))
     sizer: BatchSizer | None = None
-    failed: list[tuple[int, str, int]] = []
+    failed: list[ItemFailure] = []
     pending: dict[asyncio.Future[Any], tuple[int, Any]] = {}
     arrival: asyncio.Future[tuple[int, list[Any]]] | None = None
     try:
@@ -271,10 +271,15 @@ async def _run_map(
     if not failed:
         return out
     failed.sort()
-    record.failed_items = [
-        {"index": index, "error": error, "attempts": attempts} for index, error, attempts in failed
-    ]
-    dropped = {index for index, _, _ in failed}
+    record.failed_items = []
+    kept = 0
+    for index, error, attempts, text in failed:
+        item: dict[str, Any] = {"index": index, "error": error, "attempts": attempts}
+        if text and kept < ITEM_TRACEBACKS:
+            item["traceback"] = text
+            kept += 1
+        record.failed_items.append(item)
+    dropped = {index for index, *_ in failed}
     return [value for index, value in enumerate(out) if index not in dropped]
 
 

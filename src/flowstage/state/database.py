@@ -91,7 +91,8 @@ MIGRATIONS: list[tuple[str, ...]] = [
     (  # 3 -> 4: the dashboard's run filters, each paged newest first by seq
         "CREATE INDEX runs_by_state ON runs (state, seq)",
         "CREATE INDEX runs_by_source ON runs (source, seq)",
-        "CREATE INDEX runs_by_created ON runs (created_at)",
+        # newest first by seq, with the time to check: a time filter reads no other row
+        "CREATE INDEX runs_by_created ON runs (seq, created_at)",
     ),
 ]
 

@@ -47,15 +47,10 @@ class RunFilters:
     #: what was wrong with a filter (shown above the table; the filter is left out)
     errors: list[str] = field(default_factory=list)
 
-    def where(self) -> tuple[list[str], list[Any]]:
-        """SQL conditions and their parameters."""
+    def window(self) -> tuple[list[str], list[Any]]:
+        """SQL conditions on ``created_at`` (the time filters) and their parameters."""
         clauses: list[str] = []
         params: list[Any] = []
-        for column in ("workflow", "state", "source"):
-            value = getattr(self, column).strip()
-            if value:
-                clauses.append(f"{column} = ?")
-                params.append(value)
         for name, operator in (("since", ">="), ("until", "<")):
             text = getattr(self, name).strip()
             if not text:
@@ -67,6 +62,17 @@ class RunFilters:
                 continue
             clauses.append(f"created_at {operator} ?")
             params.append(moment.isoformat())
+        return clauses, params
+
+    def where(self) -> tuple[list[str], list[Any]]:
+        """SQL conditions on workflow, state and source, and their parameters."""
+        clauses: list[str] = []
+        params: list[Any] = []
+        for column in ("workflow", "state", "source"):
+            value = getattr(self, column).strip()
+            if value:
+                clauses.append(f"{column} = ?")
+                params.append(value)
         return clauses, params
 
     def query(self) -> dict[str, str]:
@@ -132,6 +138,14 @@ def run_page(
     if not store.path.exists():
         return RunPage(_unstored(service, filters, set()), None, None)
     clauses, params = filters.where()
+    source = "runs"
+    window, bounds = filters.window()
+    if window and not clauses:
+        # the time filters alone: walk the (seq, created_at) index newest first, which
+        # stops at a page of matches and reads no row that does not match
+        source = "runs INDEXED BY runs_by_created"
+    clauses += window
+    params += bounds
     if after is not None:
         clauses.append("seq > ?")
         params.append(after)
@@ -143,7 +157,7 @@ def run_page(
         order = "DESC"
     where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
     found = store.query(
-        f"SELECT {', '.join(_LIST_COLUMNS)} FROM runs{where} ORDER BY seq {order} LIMIT ?",
+        f"SELECT {', '.join(_LIST_COLUMNS)} FROM {source}{where} ORDER BY seq {order} LIMIT ?",
         (*params, size + 1),
     )
     more = len(found) > size
