@@ -152,7 +152,10 @@ def test_a_partial_failure_lists_the_failed_item_on_a_finished_run(
     failed = page.locator('section.stage-detail[data-stage="visit"] .failed-item')
     expect(failed).to_have_count(1)
     expect(failed).to_have_attribute("data-index", "2")
-    expect(failed.locator("pre.traceback")).to_contain_text("ValueError: riga is unreachable")
+    traceback = failed.locator("pre.traceback")
+    expect(traceback).to_contain_text("Traceback (most recent call last)")
+    expect(traceback).to_contain_text("in visit")
+    expect(traceback).to_contain_text("ValueError: riga is unreachable")
 
 
 def test_the_cancel_button_cancels_a_running_run(
