@@ -11,6 +11,9 @@ from pathlib import Path
 
 import pytest
 
+#: the dashboard's browser, page and server fixtures (tests/browser.py)
+pytest_plugins = ["browser"]
+
 HERE = Path(__file__).parent
 STAGES_DIR = HERE / "teststages"
 

@@ -1,5 +1,5 @@
-"""A real ``flowstage serve`` in a subprocess on a free loopback port, for the service
-tests: started, waited for, stopped with SIGTERM (or killed)."""
+"""A real ``flowstage serve`` (or ``flowstage ui``) in a subprocess on a free loopback port,
+for the service and dashboard tests: started, waited for, stopped with SIGTERM (or killed)."""
 
 from __future__ import annotations
 
@@ -35,10 +35,13 @@ def service_env(home: Path, **settings: str) -> dict[str, str]:
 
 
 class Server:
-    """One ``python -m flowstage serve`` process."""
+    """One ``python -m flowstage serve`` process (``command="ui"``: ``flowstage ui``)."""
 
-    def __init__(self, home: Path, port: int | None = None, **settings: str) -> None:
+    def __init__(
+        self, home: Path, port: int | None = None, *, command: str = "serve", **settings: str
+    ) -> None:
         self.home = home
+        self.command = command
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.token = settings.get("api_token")
@@ -46,7 +49,7 @@ class Server:
         home.mkdir(parents=True, exist_ok=True)
         with self.log.open("ab") as out:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "flowstage", "serve", "--port", str(self.port)],
+                [sys.executable, "-m", "flowstage", command, "--port", str(self.port)],
                 env=service_env(home, **settings),
                 stdout=out,
                 stderr=subprocess.STDOUT,
@@ -57,13 +60,13 @@ class Server:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"flowstage serve exited: {self.log.read_text()}")
+                raise RuntimeError(f"flowstage {self.command} exited: {self.log.read_text()}")
             try:
                 self.request("GET", "/")
                 return
             except (urllib.error.URLError, ConnectionError):
                 time.sleep(0.1)
-        raise RuntimeError(f"flowstage serve did not answer: {self.log.read_text()}")
+        raise RuntimeError(f"flowstage {self.command} did not answer: {self.log.read_text()}")
 
     def request(
         self,
@@ -94,10 +97,11 @@ class Server:
         except ValueError:
             return status, text.decode()
 
-    def apply(self, name: str) -> dict[str, Any]:
+    def apply(self, name: str, folder: Path = WORKFLOWS) -> dict[str, Any]:
+        """Apply ``folder/name.yaml`` (a workflow, config or trigger rule) through the API."""
         import yaml
 
-        document = yaml.safe_load((WORKFLOWS / f"{name}.yaml").read_text())
+        document = yaml.safe_load((folder / f"{name}.yaml").read_text())
         kind = {"workflow": "workflows", "config": "configs", "trigger_rule": "triggers"}
         status, body = self.request("POST", f"/{kind[document['kind']]}/", document)
         assert status in (200, 201), body
