@@ -243,6 +243,16 @@ def test_run_page_shows_graph_timeline_failed_items_and_result(server: Server) -
     assert 'class="stage" data-stage="odd_fails" data-state="finished"' in html
     assert "<path d=" in html  # the edge numbers -> odd_fails
     assert 'class="bar" data-stage="odd_fails"' in html and "4/4 items" in html
+    # under the map's bar, its batches, with the items each ran in the tooltip
+    batches = re.findall(
+        r'<rect class="bar batch" data-stage="odd_fails"[^>]*><title>items? (\d+)(?:-(\d+))?: '
+        r"[0-9.]+ ms</title>",
+        html,
+    )
+    assert batches
+    covered = [i for a, b in batches for i in range(int(a), int(b or a) + 1)]
+    assert sorted(covered) == [0, 1, 2, 3]
+    assert "each batch of items" in html
     for index in (1, 3):
         block = html.split(f'class="failed-item" data-index="{index}"')[1].split("</div>")[0]
         assert 'pre class="traceback"' in block and "Traceback (most recent call last)" in block
@@ -657,3 +667,42 @@ def test_layout_puts_each_stage_after_its_longest_path() -> None:
                                                           ("c", "e")}  # fmt: skip
     chain = {f"s{i}": [f"s{i - 1}"] if i else [] for i in range(1000)}
     assert layers(chain)["s999"] == 999
+
+
+def test_timeline_packs_batches_under_their_stage_and_reads_old_rows() -> None:
+    from datetime import datetime, timezone
+
+    from flowstage.service.dashboard.timeline import BATCH_ROWS, timeline
+
+    start = "2026-01-01T00:00:00+00:00"
+    stages = {
+        "old": {
+            "state": "finished",
+            "started_at": start,
+            "finished_at": "2026-01-01T00:00:01+00:00",
+        },
+        "m": {
+            "state": "finished",
+            "started_at": "2026-01-01T00:00:01+00:00",
+            "finished_at": "2026-01-01T00:00:03+00:00",
+            "items_total": 30,
+            "items_done": 30,
+            # two workers side by side, then one batch after both
+            "batches": [[0.0, 1.0, 0, 10], [0.0, 1.0, 10, 10], [1.0, 1.0, 20, 10]],
+            "batches_left_out": 7,
+        },
+    }
+    drawn = timeline(stages, now=datetime(2026, 1, 1, tzinfo=timezone.utc))
+    old, mapped = drawn.bars
+    assert old.stage == "old" and old.batches == [] and old.batch_rows == 0  # a row of before
+    assert mapped.batch_rows == 2 and mapped.batches_left_out == 7
+    assert [(b.row, b.first, b.last) for b in mapped.batches] == [
+        (0, 0, 9),
+        (1, 10, 19),
+        (0, 20, 29),
+    ]
+    first, _, last = mapped.batches
+    assert first.left == pytest.approx(100 / 3) and first.width == pytest.approx(100 / 3)
+    assert last.left + last.width == pytest.approx(100)
+    crowd = {"m": {**stages["m"], "batches": [[0.0, 1.0, i, 1] for i in range(20)]}}
+    assert timeline(crowd).bars[0].batch_rows == BATCH_ROWS

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from flowstage import StageError, create_executor, run_workflow
+from flowstage.core.runs import MAX_BATCHES, StageRecord
+from flowstage.state.rows import stages_json
 
 
 def wf(*stages: dict) -> dict:
@@ -352,3 +356,69 @@ def test_progress_of_a_map_fed_by_a_running_map_says_more_items_come(local) -> N
     worker.join()
     assert "1/1+ items" in seen, seen
     assert _items(runs[0].stages["next"]) == "2/2 items"
+
+
+def test_map_records_its_batches_from_the_stage_start(local) -> None:
+    n = 20_000
+    run = run_workflow(
+        wf(
+            {
+                "name": "m",
+                "target": "teststages.basic.double",
+                "type": "parameterized",
+                "map_on": "xs",
+            }
+        ),
+        {"xs": list(range(n))},
+        executor=local,
+        return_run=True,
+        record=False,
+    )
+    record = run.stages["m"]
+    assert record.batches and record.batches_left_out == 0
+    assert record.duration is not None
+    covered: list[int] = []
+    for offset, seconds, first, count in record.batches:
+        assert offset >= 0 and seconds >= 0 and count >= 1
+        assert offset + seconds <= record.duration + 0.01  # the driver's clock vs now()
+        covered.extend(range(first, first + count))
+    assert sorted(covered) == list(range(n))  # every item in exactly one batch
+    stored = json.loads(stages_json(run))["m"]
+    assert [b[2:] for b in stored["batches"]] == [[b[2], b[3]] for b in record.batches]
+    assert "batches_left_out" not in stored
+
+
+def test_batch_timings_are_capped_and_spread_over_the_map() -> None:
+    record = StageRecord("m")
+    for index in range(2 * MAX_BATCHES + 123):
+        record.add_batch(index * 0.001, 0.001, index, 1)
+    kept = [first for _, _, first, _ in record.batches]
+    assert MAX_BATCHES // 2 <= len(kept) <= MAX_BATCHES
+    assert len(kept) + record.batches_left_out == 2 * MAX_BATCHES + 123
+    assert kept == sorted(kept) and kept[0] == 0
+    assert kept[-1] >= 2 * MAX_BATCHES  # the sample reaches the end, not just the start
+
+
+def test_a_map_of_many_batches_keeps_at_most_the_cap() -> None:
+    n = MAX_BATCHES + 300
+    with create_executor({"name": "local", "max_workers": 2}) as threads:
+        threads.batch_seconds = 0.0  # one item per batch
+        run = run_workflow(
+            wf(
+                {
+                    "name": "m",
+                    "target": "teststages.basic.double",
+                    "type": "parameterized",
+                    "map_on": "xs",
+                }
+            ),
+            {"xs": list(range(n))},
+            executor=threads,
+            return_run=True,
+            record=False,
+        )
+    record = run.stages["m"]
+    assert run.result == [2 * i for i in range(n)]
+    assert len(record.batches) <= MAX_BATCHES
+    assert len(record.batches) + record.batches_left_out == n
+    assert json.loads(stages_json(run))["m"]["batches_left_out"] == record.batches_left_out

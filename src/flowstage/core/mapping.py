@@ -3,7 +3,8 @@
 Like joblib's ``batch_size="auto"``: the first items go one per batch, one batch per
 worker; from the measured time per item, later batches are sized to last about the
 executor's ``batch_seconds`` (small items are amortized, slow ones stay apart), and
-never so large that a worker would sit idle at the end. Bookkeeping is O(1) per batch.
+never so large that a worker would sit idle at the end. Bookkeeping is O(1) per batch,
+including the batch's timing kept on the stage's record for the dashboard's timeline.
 """
 
 from __future__ import annotations
@@ -11,10 +12,12 @@ from __future__ import annotations
 import asyncio
 import math
 import sys
+import time
 from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 from flowstage.core.calls import ITEM_TRACEBACKS, ItemFailure, run_batch
+from flowstage.core.runs import now
 
 if TYPE_CHECKING:
     from flowstage.core.calls import StageTask
@@ -192,6 +195,8 @@ async def _run_map(
         record.items_done = len(items) - waiting
         returned.extend((index, [out[index]]) for index in known if index < len(items))
     sizer: BatchSizer | None = None
+    #: the stage's start on the monotonic clock: batch offsets are measured from it
+    origin = time.monotonic() - _since_start(record)
     failed: list[ItemFailure] = []
     pending: dict[asyncio.Future[Any], tuple[int, Any]] = {}
     arrival: asyncio.Future[tuple[int, list[Any]]] | None = None
@@ -249,6 +254,8 @@ async def _run_map(
                 out[start : start + len(values)] = values
                 if sizer is not None:
                     sizer.observe(len(values), seconds)
+                received = time.monotonic() - origin
+                record.add_batch(max(0.0, received - seconds), seconds, start, len(values))
                 record.items_done += len(values)
                 record.attempts = max(record.attempts, attempts)
                 failed.extend(failures)
@@ -314,6 +321,13 @@ def _skip_known(
             waiting += end - index
         index = end
     return queued, waiting, out
+
+
+def _since_start(record: StageRecord) -> float:
+    """Seconds since the stage of ``record`` started (0 if it has no start yet)."""
+    if record.started_at is None:
+        return 0.0
+    return max(0.0, (now() - record.started_at).total_seconds())
 
 
 def _size_hint(item: Any) -> int:

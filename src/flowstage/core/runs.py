@@ -17,6 +17,11 @@ DONE_STAGE_STATES: tuple[StageState, ...] = ("finished", "cached")
 ACTIVE_STATES: tuple[RunState, ...] = ("pending", "running")
 #: who started a run
 RunSource = Literal["api", "cli", "background", "trigger"]
+#: a map batch's timing: (start, seconds from the stage's start; duration in seconds;
+#: first item index; item count)
+BatchTiming = tuple[float, float, int, int]
+#: a stage record keeps at most this many batch timings (see ``StageRecord.add_batch``)
+MAX_BATCHES = 500
 
 
 def now() -> datetime:
@@ -48,12 +53,39 @@ class StageRecord:
     depends_on: list[str] = field(default_factory=list)
     #: how the stage got its output when it was not called: ``reused from run ID``
     note: str | None = None
+    #: timings of the map's batches, a sample of at most ``MAX_BATCHES`` spread over the map
+    batches: list[BatchTiming] = field(default_factory=list)
+    #: batches that came back but are not in ``batches`` (the sample was full)
+    batches_left_out: int = 0
+    #: keep every this many-th batch; doubles each time the sample fills up
+    _batch_stride: int = field(default=1, repr=False)
 
     @property
     def duration(self) -> float | None:
         if self.started_at is None or self.finished_at is None:
             return None
         return (self.finished_at - self.started_at).total_seconds()
+
+    def add_batch(self, offset: float, seconds: float, first: int, count: int) -> None:
+        """Note that a map batch of ``count`` items from index ``first`` ran for
+        ``seconds``, starting ``offset`` seconds after the stage started.
+
+        Past ``MAX_BATCHES``, every other kept batch is dropped and from then on only
+        every other one is kept (and so on), so the sample stays spread over the whole
+        map in O(1) amortized time; ``batches_left_out`` counts the dropped ones.
+        """
+        if (len(self.batches) + self.batches_left_out) % self._batch_stride:
+            self.batches_left_out += 1
+            return
+        if len(self.batches) >= MAX_BATCHES:
+            kept = self.batches[::2]
+            self.batches_left_out += len(self.batches) - len(kept)
+            self.batches = kept
+            self._batch_stride *= 2
+            if (len(self.batches) + self.batches_left_out) % self._batch_stride:
+                self.batches_left_out += 1
+                return
+        self.batches.append((offset, seconds, first, count))
 
 
 @dataclass

@@ -99,7 +99,8 @@ def _last_line(log_path: str | None) -> str | None:
 
 
 def stages_json(run: Run) -> str:
-    """The stages of ``run`` (state, times, attempts, map items, failures) as JSON."""
+    """The stages of ``run`` (state, times, attempts, map items and batch timings,
+    failures) as JSON."""
     out: dict[str, Any] = {}
     # a retry marks its reused stages at one instant: each time is formatted once
     times: dict[datetime, str] = {}
@@ -127,5 +128,12 @@ def stages_json(run: Run) -> str:
             entry["depends_on"] = list(record.depends_on)
         if record.note:
             entry["note"] = record.note
+        if record.batches:
+            entry["batches"] = [
+                [round(offset, 4), round(seconds, 4), first, count]
+                for offset, seconds, first, count in record.batches
+            ]
+            if record.batches_left_out:
+                entry["batches_left_out"] = record.batches_left_out
         out[name] = entry
     return json.dumps(out, default=repr)
