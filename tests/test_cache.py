@@ -237,7 +237,7 @@ def test_editing_the_stage_code_or_a_helper_it_calls_misses(tmp_path, marks):
 
 def test_argument_digests_do_not_change_between_processes():
     script = (
-        "from flowstage.core.caching import value_digest; "
+        "from flowstage.core.value_digest import value_digest; "
         "print(value_digest({'tags': {'oslo', 'lima', 'pune'}, 'n': 1}).hex(), "
         "value_digest(('a', {'b', 'c'}, object.__name__)).hex())"
     )
