@@ -94,7 +94,8 @@ class StageCache:
         workflow: str,
         writes: list[concurrent.futures.Future[None]],
     ) -> None:
-        """:raises CacheKeyError: the config cannot be digested"""
+        """:raises CacheKeyError: the config, or a value the code closes over, cannot be
+        digested"""
         assert stage.cache is not None  # only cached stages get one
         self.stage = stage.name
         self.store = store
@@ -104,9 +105,10 @@ class StageCache:
         base = hashlib.blake2b(KEY_VERSION, digest_size=16)
         base.update(stage.target_name.encode())
         if "code" in self.parts:
-            base.update(b"code" + code_digest(resolve_target(stage.target, search_paths)))
+            target = resolve_target(stage.target, search_paths)
+            base.update(b"code" + self._digest(target, "its code", "code", code_digest))
         if "config" in self.parts:
-            base.update(b"config" + self._digest(dict(config), "the run config"))
+            base.update(b"config" + self._digest(dict(config), "the run config", "config"))
         self._base = base
         self.info = {"stage": stage.name, "workflow": workflow, "target": stage.target_name}
         #: writes still going, shared by the run's stages
@@ -115,13 +117,19 @@ class StageCache:
         self.hits = 0
         self.calls = 0
 
-    def _digest(self, value: Any, what: str) -> bytes:
+    def _digest(
+        self,
+        value: Any,
+        what: str,
+        part: str = "inputs",
+        digest: Callable[[Any], bytes] = value_digest,
+    ) -> bytes:
         try:
-            return value_digest(value)
+            return digest(value)
         except TypeError as exc:
             msg = (
                 f"stage {self.stage!r}: cannot compute its cache key: {what}: {exc}; "
-                "leave 'inputs' out of its `cache.key`, or remove `cache:` from the stage"
+                f"leave {part!r} out of its `cache.key`, or remove `cache:` from the stage"
             )
             raise CacheKeyError(msg) from None
 

@@ -1,0 +1,100 @@
+"""What enters a stage's cache key beyond its source: default values and closed-over
+variables of its code, module constants and arguments that are sets, digested the same
+way in every process (whatever its ``PYTHONHASHSEED``)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from flowstage import run_workflow
+from teststages.caching import calls
+
+
+@pytest.fixture
+def marks(tmp_path: Path) -> Path:
+    folder = tmp_path / "marks"
+    folder.mkdir()
+    return folder
+
+
+MODULE = """
+import uuid
+from pathlib import Path
+
+LIMIT = {limit}
+
+
+def _times(k):
+    def times(marks, n, limit=LIMIT):
+        (Path(marks) / f"stage.{{uuid.uuid4().hex}}").touch()
+        return min(n * k, limit)
+
+    return times
+
+
+stage = _times({k})
+"""
+
+
+def flowstage_run(tmp_path: Path, module_text: str, run_input: dict[str, Any]) -> str:
+    """Write ``stage_module.py`` and run its ``stage`` (cached) with the CLI in a new
+    process, as a user who edited the module would; its output."""
+    module = f"stage_module_{tmp_path.name[-8:]}".replace("-", "_")
+    (tmp_path / f"{module}.py").write_text(module_text)
+    path = tmp_path / "cached.yaml"
+    document = {
+        "kind": "workflow",
+        "metadata": {"name": "cached"},
+        "spec": {"stages": [{"name": "s", "target": f"{module}.stage", "cache": True}]},
+    }
+    path.write_text(yaml.safe_dump(document))
+    flags = [f"--{key}={value}" for key, value in run_input.items()]
+    done = subprocess.run(
+        [sys.executable, "-m", "flowstage", "run", str(path), "-q", *flags],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},  # a same-size edit in the same second
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
+def test_editing_a_default_value_or_a_closed_over_value_misses(tmp_path, marks):
+    def run(limit: int, k: int) -> int:
+        text = MODULE.format(limit=limit, k=k)
+        return int(flowstage_run(tmp_path, text, {"marks": marks, "n": 5}))
+
+    assert run(limit=10, k=3) == 10
+    assert run(limit=10, k=3) == 10 and calls(marks, "stage") == 1
+    assert run(limit=99, k=3) == 15 and calls(marks, "stage") == 2  # LIMIT, a default
+    assert run(limit=99, k=5) == 25 and calls(marks, "stage") == 3  # make(5), a closure
+
+
+def test_a_closed_over_value_that_cannot_be_digested_names_the_variable(tmp_path, marks):
+    def _holding(lock: Any) -> Any:
+        def held(n: int) -> bool:
+            return lock.locked() or n > 0
+
+        return held
+
+    document = {
+        "kind": "workflow",
+        "metadata": {"name": "held"},
+        "spec": {"stages": [{"name": "held", "target": _holding(threading.Lock()), "cache": True}]},
+    }
+    run = run_workflow(document, {"n": 1}, return_run=True)
+    assert run.state == "failed"
+    assert (
+        "stage 'held': cannot compute its cache key: its code: closure lock (a lock)" in run.error
+    )
+    assert "leave 'code' out of its `cache.key`" in run.error
