@@ -98,3 +98,34 @@ def test_a_closed_over_value_that_cannot_be_digested_names_the_variable(tmp_path
         "stage 'held': cannot compute its cache key: its code: closure lock (a lock)" in run.error
     )
     assert "leave 'code' out of its `cache.key`" in run.error
+
+
+SET_MODULE = """
+CITIES = frozenset({"oslo", "lima", "pune", "rome", "kyiv", "oaxaca", "nara", "bergen"})
+LEVELS = {("low", 1), ("mid", 2), ("high", 3), ("peak", 4)}
+
+
+def stage(city, minimum=frozenset({"a", "b", "c", "d", "e", "f"})):
+    return city in CITIES and len(LEVELS) > len(minimum)
+"""
+
+
+def test_module_sets_digest_the_same_in_every_process(tmp_path):
+    """A set's repr follows the process's string hashing: the digest must not."""
+    (tmp_path / "set_module.py").write_text(SET_MODULE)
+    script = (
+        "import set_module; from flowstage.core.code_digest import code_digest; "
+        "print(code_digest(set_module.stage).hex())"
+    )
+    digests = {
+        subprocess.run(
+            [sys.executable, "-c", script],
+            env={**os.environ, "PYTHONHASHSEED": seed},
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        for seed in ("1", "2", "3", "4")
+    }
+    assert len(digests) == 1, digests

@@ -26,7 +26,7 @@ def code_digest(fn: Callable[..., Any]) -> bytes:
     disk), its default values and the variables it closes over (``make(3)`` and
     ``make(5)`` differ), and, by the global names its code refers to (nested functions
     included), the functions and classes of the same module (recursively) and the
-    module's constants (numbers, strings, tuples of them). A default or closed-over
+    module's constants (numbers, strings, tuples and sets of them). A default or closed-over
     value that is not a constant counts by :func:`value_digest`. Not covered: other
     modules (imported libraries, other modules of your package), module-level data
     that is not a constant, and anything reached through attributes of objects.
@@ -97,7 +97,7 @@ def _value_parts(label: str, value: Any, module: str, seen: set[int]) -> Iterato
         yield label.encode()
         yield from _code_parts(value, seen)
     elif _is_constant(value):
-        yield f"{label}={value!r}".encode()
+        yield f"{label}={_constant_repr(value)}".encode()
     else:
         try:
             yield label.encode() + b"~" + value_digest(value)
@@ -135,7 +135,7 @@ def _globals_used(
                 yield name.encode()
                 yield from _code_parts(value, seen)
         elif _is_constant(value):
-            yield f"{name}={value!r}".encode()
+            yield f"{name}={_constant_repr(value)}".encode()
 
 
 def _unwrapped(value: Any) -> Any:
@@ -152,6 +152,18 @@ def _unwrapped(value: Any) -> Any:
 def _is_constant(value: Any) -> bool:
     if isinstance(value, _CONSTANT_TYPES):
         return True
-    if isinstance(value, (tuple, frozenset)) and len(value) <= 1000:
+    if isinstance(value, (tuple, frozenset, set)) and len(value) <= 1000:
         return all(_is_constant(v) for v in value)
     return False
+
+
+def _constant_repr(value: Any) -> str:
+    """A constant's repr, the same in every process: a set's items sorted (its own repr
+    follows string hashing, which changes with each process's ``PYTHONHASHSEED``)."""
+    if isinstance(value, (set, frozenset)):
+        items = sorted(_constant_repr(v) for v in value)
+        return f"{type(value).__name__}({{{', '.join(items)}}})"
+    if isinstance(value, tuple):
+        name = "" if type(value) is tuple else type(value).__name__  # a named tuple's
+        return f"{name}({''.join(_constant_repr(v) + ', ' for v in value)})"
+    return repr(value)
