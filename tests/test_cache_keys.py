@@ -4,6 +4,7 @@ way in every process (whatever its ``PYTHONHASHSEED``)."""
 
 from __future__ import annotations
 
+import datetime
 import os
 import subprocess
 import sys
@@ -129,3 +130,36 @@ def test_module_sets_digest_the_same_in_every_process(tmp_path):
         for seed in ("1", "2", "3", "4")
     }
     assert len(digests) == 1, digests
+
+
+def test_argument_digests_without_a_json_form_do_not_change_between_processes():
+    """A dict holding a date (no JSON form) and a set of strings: pickled whole, the
+    set's order would follow each process's string hashing."""
+    script = (
+        "import datetime; from flowstage.core.value_digest import value_digest; "
+        "print(value_digest({'day': datetime.date(2026, 12, 4), "
+        "'cities': {'oslo', 'lima', 'pune', 'rome', 'kyiv', 'nara'}}).hex())"
+    )
+    digests = {
+        subprocess.run(
+            [sys.executable, "-c", script],
+            env={**os.environ, "PYTHONHASHSEED": seed},
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        for seed in ("1", "2", "3", "4")
+    }
+    assert len(digests) == 1, digests
+
+
+def test_argument_digests_ignore_insertion_order_and_sharing():
+    from flowstage.core.value_digest import value_digest
+
+    day = datetime.date(2026, 12, 4)
+    assert value_digest({"a": day, "b": 1}) == value_digest({"b": 1, "a": day})
+    shared = [day, day]
+    equal = [day, datetime.date(2026, 12, 4)]
+    assert value_digest(shared) == value_digest(equal)
+    assert value_digest([day, {1, 2}]) != value_digest([day, {1, 3}])
+    assert value_digest((day, 1)) != value_digest((day, 1.5))
