@@ -295,6 +295,29 @@ def test_an_unusable_cache_store_warns_once_and_the_run_goes_on(
     assert all("cannot be read (NotADirectoryError" in w for w in warnings)
 
 
+def test_an_entry_that_cannot_be_read_is_a_miss_and_the_others_still_hit(
+    local_executor, marks, app_home, cache_log, capsys
+):
+    run_input = {"marks": str(marks), "n": 3}
+    run_workflow(squares(), run_input, executor=local_executor)
+    # the entry of `numbers` (asked first) becomes a folder: reading it fails
+    blocked = next(p for p in entry_files(app_home) if b'"stage": "numbers"' in p.read_bytes())
+    blocked.unlink()
+    blocked.mkdir()
+    for _ in range(2):
+        run = run_workflow(squares(), run_input, executor=local_executor, return_run=True)
+        assert run.state == "finished" and run.result == 5
+        assert run.stages["numbers"].state == "finished"
+        assert run.stages["square"].state == "cached"  # the store was not set aside
+    assert calls(marks, "numbers") == 3
+    assert [calls(marks, f"square{i}") for i in range(3)] == [1, 1, 1]
+    warnings = [r.getMessage() for r in cache_log.records]
+    assert len(warnings) == 4  # per run: the read, and the write that cannot replace it
+    assert f"{blocked.name} cannot be read (IsADirectoryError: Is a directory)" in warnings[0]
+    assert "a miss" in warnings[0] and "not stored" in warnings[1]
+    assert len(cache_rows(capsys)) == 3  # a folder in an entry's place is not listed
+
+
 def test_an_argument_that_cannot_be_keyed_fails_naming_the_stage(local_executor, marks):
     document = workflow(
         "locks", stage("make", "make_lock"), stage("use", "use_lock", "make", cache=True)

@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import errno
 import hashlib
 import json
 import logging
 import os
+import threading
 import time
 import uuid
 from collections.abc import Mapping, Sequence
@@ -35,6 +37,13 @@ log = logging.getLogger("flowstage.cache")
 _MAGIC = b"flowstage-cache 1\n"
 #: reads of a remote store at once
 _READERS = 16
+#: entries of a run that may fail to be read or written (each a miss with a warning)
+#: before the store is set aside for the rest of the run
+_ENTRY_FAILURES = 5
+#: errors that are the whole store's, whichever entry met them
+_STORE_ERRNOS = frozenset(
+    {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.ENOTCONN, errno.ENETUNREACH}
+)
 
 
 class CorruptEntry(Exception):
@@ -109,19 +118,45 @@ class ArtifactCacheStore:
         self.location = location
         self.remote = not location.local
         self.root = location.path(CACHE_FOLDER)
-        #: why the store cannot be used (set by the first failure): the rest of the run
-        #: goes without it, instead of waiting on every entry and warning for each
+        #: why the store cannot be used (set by a failure of the whole store, or after
+        #: repeated failures of entries): the rest of the run goes without it, instead
+        #: of waiting on every entry and warning for each
         self.broken: str | None = None
+        self._entry_failures = 0
+        self._lock = threading.Lock()
 
     def _break(self, action: str, exc: BaseException) -> None:
         if self.broken is None:
-            self.broken = f"{type(exc).__name__}: {exc}"
+            self.broken = f"{_name(exc)}: {exc}"
             log.warning(
                 "the stage cache at %s cannot be %s (%s): this run goes on without it",
                 self.location.uri(self.root),
                 action,
                 self.broken,
             )
+
+    def _failed(self, action: str, path: str, exc: BaseException) -> None:
+        """An entry could not be read or written: a miss (or not stored) with a warning,
+        unless the error is the whole store's or entries keep failing."""
+        with self._lock:
+            self._entry_failures += 1
+            repeated = self._entry_failures > _ENTRY_FAILURES
+        if repeated or self._store_failed(exc):
+            self._break(action, exc)
+            return
+        outcome = "a miss" if action == "read" else "not stored"
+        where = self.location.uri(path)
+        log.warning("cache entry %s cannot be %s (%s): %s", where, action, _reason(exc), outcome)
+
+    def _store_failed(self, exc: BaseException) -> bool:
+        """Whether ``exc`` is a failure of the store, not of one entry: anything that is
+        not an OSError (a client's own errors), a connection or timeout, a full or
+        read-only disk, or a local root that is not a folder."""
+        if not isinstance(exc, OSError) or isinstance(exc, (ConnectionError, TimeoutError)):
+            return True
+        if exc.errno in _STORE_ERRNOS:
+            return True
+        return self.location.local and os.path.exists(self.root) and not os.path.isdir(self.root)
 
     @classmethod
     def from_settings(cls, settings: Mapping[str, Any]) -> ArtifactCacheStore:
@@ -153,8 +188,8 @@ class ArtifactCacheStore:
             data = self.location.read_bytes(path)
         except FileNotFoundError:
             return None
-        except Exception as exc:  # noqa: BLE001 - an unreadable store is a miss, not a failure
-            self._break("read", exc)
+        except Exception as exc:  # noqa: BLE001 - an unreadable entry is a miss, not a failure
+            self._failed("read", path, exc)
             return None
         try:
             header, value = decode_entry(data)
@@ -185,10 +220,11 @@ class ArtifactCacheStore:
                 exc,
             )
             return
+        path = self.path(key)
         try:
-            self._write(self.path(key), data)
+            self._write(path, data)
         except Exception as exc:  # noqa: BLE001 - a full or unreachable store is not a failure
-            self._break("written", exc)
+            self._failed("written", path, exc)
 
     def _write(self, path: str, data: bytes) -> None:
         """``data`` under ``path``, whole or not at all. On a local disk the folder is
@@ -233,6 +269,8 @@ class ArtifactCacheStore:
                     row["corrupt"] = str(exc)
                 except FileNotFoundError:
                     continue  # removed meanwhile
+                except OSError as exc:  # a folder in its place, an unreadable file
+                    row["corrupt"] = f"it cannot be read ({_reason(exc)})"
                 out.append(row)
         return sorted(out, key=lambda r: r.get("created") or 0)
 
@@ -260,3 +298,15 @@ class ArtifactCacheStore:
     def remove(self, key: str) -> bool:
         """Remove one entry; whether it was there."""
         return self.location.remove(self.path(key))
+
+
+def _name(exc: BaseException) -> str:
+    return type(exc).__name__
+
+
+def _reason(exc: BaseException) -> str:
+    """``"IsADirectoryError: Is a directory"``: an OSError without the paths its message
+    repeats (the warning names the entry)."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"{_name(exc)}: {exc.strerror}"
+    return f"{_name(exc)}: {exc}"
