@@ -185,6 +185,31 @@ def test_expired_entries_are_misses(local_executor, marks):
     assert calls(marks, "scaled") == 2
 
 
+def test_a_run_and_cache_ls_agree_on_expiry_after_expire_is_edited(local_executor, marks, capsys):
+    """An entry keeps the expiry it was written with: a run after `expire` was edited
+    takes it exactly when `cache ls` does not call it expired."""
+    run_input = {"marks": str(marks), "n": 3}
+
+    def expired_in_ls() -> bool:
+        (row,) = cache_rows(capsys)
+        return bool(row["expires"].endswith("(expired)"))
+
+    run_workflow(scaled({"expire": "1h"}), run_input, executor=local_executor)
+    time.sleep(0.2)
+    assert not expired_in_ls()
+    shortened = scaled({"expire": "100ms"})
+    run = run_workflow(shortened, run_input, executor=local_executor, return_run=True)
+    assert run.stages["scaled"].state == "cached" and calls(marks, "scaled") == 1
+    assert run_cli(["cache", "clear", "--yes"]) == 0
+    run_workflow(shortened, run_input, executor=local_executor)
+    time.sleep(0.2)
+    assert expired_in_ls()
+    lengthened = scaled({"expire": "1h"})
+    run = run_workflow(lengthened, run_input, executor=local_executor, return_run=True)
+    assert run.stages["scaled"].state == "finished" and calls(marks, "scaled") == 3
+    assert not expired_in_ls()  # the new entry, with the new expiry
+
+
 CODE = """
 import functools
 import uuid

@@ -64,11 +64,9 @@ class CacheStore(Protocol):
     #: reads and writes block on the network: the driver makes them off its event loop
     remote: bool
 
-    def load_many(self, keys: Sequence[str], max_age: float | None) -> dict[int, Any]:
-        """The values found for ``keys``, by position in ``keys``.
-
-        :param max_age: entries older than this many seconds are misses (None: any age)
-        """
+    def load_many(self, keys: Sequence[str]) -> dict[int, Any]:
+        """The values found for ``keys``, by position in ``keys``. An entry whose expiry
+        (set when it was written, from the stage's ``expire`` then) has passed is a miss."""
         ...
 
     def save(self, key: str, value: Any, info: Mapping[str, Any]) -> None:
@@ -100,6 +98,7 @@ class StageCache:
         self.stage = stage.name
         self.store = store
         self.refresh = mode == "refresh"
+        #: seconds an entry written now stays valid (its expiry is fixed at writing)
         self.max_age = stage.cache.expire
         self.parts = frozenset(stage.cache.key)
         base = hashlib.blake2b(KEY_VERSION, digest_size=16)
@@ -180,7 +179,7 @@ class StageCache:
         self.calls += len(keys)
         if self.refresh or not keys:
             return {}
-        found = self.store.load_many(keys, self.max_age)
+        found = self.store.load_many(keys)
         self.hits += len(found)
         return found
 

@@ -111,6 +111,17 @@ def decode_entry(data: bytes) -> tuple[dict[str, Any], Any]:
         raise CorruptEntry(f"its value does not unpickle: {type(exc).__name__}: {exc}") from None
 
 
+def is_expired(header: Mapping[str, Any], now: float) -> bool:
+    """Whether an entry has expired: its ``expires`` (``created`` plus the stage's
+    ``expire`` when it was written) has passed. The one rule of runs, ``cache ls`` and
+    ``cache clear --expired``; an entry without expiry never expires, one whose expiry
+    is not a number has."""
+    expires = header.get("expires")
+    if expires is None:
+        return False
+    return not isinstance(expires, (int, float)) or expires <= now
+
+
 class ArtifactCacheStore:
     """A :class:`~flowstage.core.caching.CacheStore` under an artifact location."""
 
@@ -171,16 +182,16 @@ class ArtifactCacheStore:
 
     # -- the run's side ---------------------------------------------------------------
 
-    def load_many(self, keys: Sequence[str], max_age: float | None) -> dict[int, Any]:
+    def load_many(self, keys: Sequence[str]) -> dict[int, Any]:
         """Found values by position; missing, expired and corrupt entries are misses."""
         if self.remote and len(keys) > 1:
             with concurrent.futures.ThreadPoolExecutor(min(_READERS, len(keys))) as pool:
-                values = list(pool.map(lambda k: self._load(k, max_age), keys))
+                values = list(pool.map(self._load, keys))
         else:
-            values = [self._load(key, max_age) for key in keys]
+            values = [self._load(key) for key in keys]
         return {i: value[0] for i, value in enumerate(values) if value is not None}
 
-    def _load(self, key: str, max_age: float | None) -> tuple[Any] | None:
+    def _load(self, key: str) -> tuple[Any] | None:
         if self.broken is not None:
             return None
         path = self.path(key)
@@ -197,10 +208,7 @@ class ArtifactCacheStore:
             where = self.location.uri(path)
             log.warning("cache entry %s is corrupt (%s): a miss; it will be rewritten", where, exc)
             return None
-        created = header.get("created")
-        if max_age is not None and (
-            not isinstance(created, (int, float)) or time.time() - created > max_age
-        ):
+        if is_expired(header, time.time()):
             return None
         return (value,)
 
