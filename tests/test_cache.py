@@ -366,6 +366,22 @@ def test_a_result_that_cannot_be_stored_is_not_cached(local_executor, marks, cac
     assert any("cannot be pickled" in r.getMessage() for r in cache_log.records)
 
 
+def test_big_values_are_pickled_and_unpickled_off_the_event_loop(local_executor, marks):
+    """In `flowstage serve` the event loop serves the API: the cache must not pickle,
+    unpickle or digest a big value on it (stored, taken from the cache, keyed)."""
+    document = workflow(
+        "big",
+        stage("big", "big_with_probe", cache=True),
+        stage("size", "blob_size", "big", cache=True),
+    )
+    for _ in range(2):
+        assert run_workflow(document, {"marks": str(marks)}, executor=local_executor) == 1 << 20
+    assert calls(marks, "big") == calls(marks, "size") == 1
+    assert calls(marks, "probe-thread-pickle") >= 2  # stored; digested as an argument
+    assert calls(marks, "probe-thread-unpickle") >= 1  # taken from the cache
+    assert calls(marks, "probe-loop") == 0
+
+
 # -- modes: run_workflow(cache=...), --no-cache, --refresh-cache ---------------------------
 
 

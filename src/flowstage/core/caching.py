@@ -28,6 +28,7 @@ from flowstage.core.code_digest import code_digest
 from flowstage.core.errors import UserError
 from flowstage.core.targets import resolve_target
 from flowstage.core.value_digest import value_digest
+from flowstage.core.value_size import INLINE_BYTES, is_small
 
 if TYPE_CHECKING:
     from flowstage.core.models import Stage
@@ -36,6 +37,8 @@ if TYPE_CHECKING:
 CacheMode = Literal["use", "refresh", "off"]
 #: bumped when the key's recipe changes, so old entries stop matching
 KEY_VERSION = b"flowstage-cache-1"
+#: a lookup of more keys than this (a map's items) goes to a thread without a look
+_INLINE_KEYS = 16
 
 
 class CacheKeyError(UserError):
@@ -67,6 +70,11 @@ class CacheStore(Protocol):
     def load_many(self, keys: Sequence[str]) -> dict[int, Any]:
         """The values found for ``keys``, by position in ``keys``. An entry whose expiry
         (set when it was written, from the stage's ``expire`` then) has passed is a miss."""
+        ...
+
+    def read_size(self, keys: Sequence[str]) -> int:
+        """About how many bytes reading ``keys`` takes (missing entries count 0); asked
+        of a local store only, so it must be cheap there (a stat per key)."""
         ...
 
     def save(self, key: str, value: Any, info: Mapping[str, Any]) -> None:
@@ -174,6 +182,15 @@ class StageCache:
             for i, item in enumerate(items)
         ]
 
+    def lookup_blocks(self, keys: Sequence[str]) -> bool:
+        """Whether :meth:`lookup` of ``keys`` may take long enough to belong in a thread:
+        a remote store, many keys, or big entries."""
+        if self.refresh or not keys:
+            return False
+        if self.store.remote or len(keys) > _INLINE_KEYS:
+            return True
+        return self.store.read_size(keys) > INLINE_BYTES
+
     def lookup(self, keys: Sequence[str]) -> dict[int, Any]:
         """The stored values of ``keys`` by position (none when refreshing); counted."""
         self.calls += len(keys)
@@ -188,12 +205,13 @@ class StageCache:
         self.store.save(key, value, {**self.info, "expire": self.max_age})
 
     def save_later(self, entries: Sequence[tuple[str, Any]]) -> None:
-        """Store ``(key, value)`` entries: at once in a local store (a write costs about
-        0.1 ms, less than a thread hop on a busy machine), else in a writer thread while
-        the run goes on; the run waits for those before it returns (:meth:`RunCache.flush`)."""
+        """Store ``(key, value)`` entries: small values in a local store at once (a write
+        costs about 0.1 ms, less than a thread hop on a busy machine), else in a writer
+        thread while the run goes on (pickling a big value would hold up the event loop);
+        the run waits for those before it returns (:meth:`RunCache.flush`)."""
         if not entries:
             return
-        if not self.store.remote:
+        if not self.store.remote and is_small([value for _, value in entries]):
             self._save_all(list(entries))
             return
         self.writes.append(_writers.submit(self._save_all, list(entries)))
