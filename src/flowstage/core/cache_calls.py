@@ -9,10 +9,10 @@ items (as a retry's are) and only the others are called.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
+from flowstage.core.caching import cache_threads
 from flowstage.core.mapping import MapStream
 from flowstage.core.value_size import is_small
 
@@ -20,10 +20,6 @@ if TYPE_CHECKING:
     from flowstage.core.caching import StageCache
 
 T = TypeVar("T")
-
-
-async def _in_thread(fn: Callable[..., T], *args: Any) -> T:
-    return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
 
 
 class CacheHost(Protocol):
@@ -51,7 +47,7 @@ class CachedCalls:
         assert cache is not None
         if not cache.lookup_blocks(keys):
             return cache.lookup(keys)
-        return await _in_thread(cache.lookup, keys)
+        return await cache_threads.run(cache.lookup, keys)
 
     @staticmethod
     async def _key(fn: Callable[..., T], *args: Any) -> T:
@@ -59,7 +55,7 @@ class CachedCalls:
         (digesting a big one pickles it)."""
         if is_small(args):
             return fn(*args)
-        return await _in_thread(fn, *args)
+        return await cache_threads.run(fn, *args)
 
     async def call(
         self, call: Callable[..., Awaitable[Any]], args: tuple[Any, ...], kwargs: dict[str, Any]

@@ -19,14 +19,13 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import hashlib
-import os
-import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from flowstage.core.code_digest import code_digest
 from flowstage.core.errors import UserError
 from flowstage.core.targets import resolve_target
+from flowstage.core.threads import SharedThreads
 from flowstage.core.value_digest import value_digest
 from flowstage.core.value_size import INLINE_BYTES, is_small
 
@@ -214,7 +213,7 @@ class StageCache:
         if not self.store.remote and is_small([value for _, value in entries]):
             self._save_all(list(entries))
             return
-        self.writes.append(_writers.submit(self._save_all, list(entries)))
+        self.writes.append(cache_threads.submit(self._save_all, list(entries)))
 
     def _save_all(self, entries: list[tuple[str, Any]]) -> None:
         for key, value in entries:
@@ -276,25 +275,5 @@ class RunCache:
             await asyncio.wrap_future(self.writes.pop())
 
 
-class _Writers:
-    """Threads that write cache entries (file creation costs a miss most of its time),
-    shared by runs; a forked child starts its own."""
-
-    def __init__(self) -> None:
-        self.pool: concurrent.futures.ThreadPoolExecutor | None = None
-        self.lock = threading.Lock()
-        os.register_at_fork(after_in_child=self._forget)
-
-    def _forget(self) -> None:
-        self.pool, self.lock = None, threading.Lock()
-
-    def submit(self, fn: Callable[..., None], *args: Any) -> concurrent.futures.Future[None]:
-        with self.lock:
-            if self.pool is None:
-                self.pool = concurrent.futures.ThreadPoolExecutor(
-                    max_workers=4, thread_name_prefix="flowstage-cache"
-                )
-            return self.pool.submit(fn, *args)
-
-
-_writers = _Writers()
+#: threads that key, read and write big or remote cache entries while the run goes on
+cache_threads = SharedThreads(4, "flowstage-cache")
