@@ -78,7 +78,8 @@ def _leaf_digest(value: Any) -> bytes:
     try:
         data = b"p" + pickle.dumps(value, protocol=5)
     except Exception:  # noqa: BLE001 - any pickling failure: try the broader pickler
-        # lazy: cloudpickle is needed only for a leaf pickle cannot take
+        # lazy: importing cloudpickle takes about 75 ms, and only a leaf that pickle
+        # cannot take needs it (`import flowstage` and the CLI must stay fast)
         import cloudpickle
 
         try:

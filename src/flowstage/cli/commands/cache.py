@@ -137,6 +137,10 @@ def clear(
 
 
 def register(app: typer.Typer) -> None:
+    """Add the ``cache`` command group (``ls``, ``rm``, ``clear``) to ``app``.
+
+    :param app: the CLI's root application
+    """
     cache_app = typer.Typer(
         help="The stage cache (stages with `cache:`): ls, rm, clear.", no_args_is_help=True
     )
