@@ -185,6 +185,31 @@ def test_expired_entries_are_misses(local_executor, marks):
     assert calls(marks, "scaled") == 2
 
 
+def test_a_run_and_cache_ls_agree_on_expiry_after_expire_is_edited(local_executor, marks, capsys):
+    """An entry keeps the expiry it was written with: a run after `expire` was edited
+    takes it exactly when `cache ls` does not call it expired."""
+    run_input = {"marks": str(marks), "n": 3}
+
+    def expired_in_ls() -> bool:
+        (row,) = cache_rows(capsys)
+        return bool(row["expires"].endswith("(expired)"))
+
+    run_workflow(scaled({"expire": "1h"}), run_input, executor=local_executor)
+    time.sleep(0.2)
+    assert not expired_in_ls()
+    shortened = scaled({"expire": "100ms"})
+    run = run_workflow(shortened, run_input, executor=local_executor, return_run=True)
+    assert run.stages["scaled"].state == "cached" and calls(marks, "scaled") == 1
+    assert run_cli(["cache", "clear", "--yes"]) == 0
+    run_workflow(shortened, run_input, executor=local_executor)
+    time.sleep(0.2)
+    assert expired_in_ls()
+    lengthened = scaled({"expire": "1h"})
+    run = run_workflow(lengthened, run_input, executor=local_executor, return_run=True)
+    assert run.stages["scaled"].state == "finished" and calls(marks, "scaled") == 3
+    assert not expired_in_ls()  # the new entry, with the new expiry
+
+
 CODE = """
 import functools
 import uuid
@@ -237,7 +262,7 @@ def test_editing_the_stage_code_or_a_helper_it_calls_misses(tmp_path, marks):
 
 def test_argument_digests_do_not_change_between_processes():
     script = (
-        "from flowstage.core.caching import value_digest; "
+        "from flowstage.core.value_digest import value_digest; "
         "print(value_digest({'tags': {'oslo', 'lima', 'pune'}, 'n': 1}).hex(), "
         "value_digest(('a', {'b', 'c'}, object.__name__)).hex())"
     )
@@ -295,6 +320,29 @@ def test_an_unusable_cache_store_warns_once_and_the_run_goes_on(
     assert all("cannot be read (NotADirectoryError" in w for w in warnings)
 
 
+def test_an_entry_that_cannot_be_read_is_a_miss_and_the_others_still_hit(
+    local_executor, marks, app_home, cache_log, capsys
+):
+    run_input = {"marks": str(marks), "n": 3}
+    run_workflow(squares(), run_input, executor=local_executor)
+    # the entry of `numbers` (asked first) becomes a folder: reading it fails
+    blocked = next(p for p in entry_files(app_home) if b'"stage": "numbers"' in p.read_bytes())
+    blocked.unlink()
+    blocked.mkdir()
+    for _ in range(2):
+        run = run_workflow(squares(), run_input, executor=local_executor, return_run=True)
+        assert run.state == "finished" and run.result == 5
+        assert run.stages["numbers"].state == "finished"
+        assert run.stages["square"].state == "cached"  # the store was not set aside
+    assert calls(marks, "numbers") == 3
+    assert [calls(marks, f"square{i}") for i in range(3)] == [1, 1, 1]
+    warnings = [r.getMessage() for r in cache_log.records]
+    assert len(warnings) == 4  # per run: the read, and the write that cannot replace it
+    assert f"{blocked.name} cannot be read (IsADirectoryError: Is a directory)" in warnings[0]
+    assert "a miss" in warnings[0] and "not stored" in warnings[1]
+    assert len(cache_rows(capsys)) == 3  # a folder in an entry's place is not listed
+
+
 def test_an_argument_that_cannot_be_keyed_fails_naming_the_stage(local_executor, marks):
     document = workflow(
         "locks", stage("make", "make_lock"), stage("use", "use_lock", "make", cache=True)
@@ -316,6 +364,22 @@ def test_a_result_that_cannot_be_stored_is_not_cached(local_executor, marks, cac
         assert run_workflow(document, {"marks": str(marks)}, executor=local_executor) == "lock"
     assert calls(marks, "unpicklable") == 2
     assert any("cannot be pickled" in r.getMessage() for r in cache_log.records)
+
+
+def test_big_values_are_pickled_and_unpickled_off_the_event_loop(local_executor, marks):
+    """In `flowstage serve` the event loop serves the API: the cache must not pickle,
+    unpickle or digest a big value on it (stored, taken from the cache, keyed)."""
+    document = workflow(
+        "big",
+        stage("big", "big_with_probe", cache=True),
+        stage("size", "blob_size", "big", cache=True),
+    )
+    for _ in range(2):
+        assert run_workflow(document, {"marks": str(marks)}, executor=local_executor) == 1 << 20
+    assert calls(marks, "big") == calls(marks, "size") == 1
+    assert calls(marks, "probe-thread-pickle") >= 2  # stored; digested as an argument
+    assert calls(marks, "probe-thread-unpickle") >= 1  # taken from the cache
+    assert calls(marks, "probe-loop") == 0
 
 
 # -- modes: run_workflow(cache=...), --no-cache, --refresh-cache ---------------------------

@@ -3,6 +3,7 @@ on every executor (worker processes included)."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import uuid
 from pathlib import Path
@@ -55,3 +56,39 @@ def make_unpicklable_result(marks: str) -> Any:
 
 def describe(value: Any) -> str:
     return type(value).__name__
+
+
+class Probe:
+    """Leaves a marker when pickled or unpickled: ``probe-loop-*`` on an event loop's
+    thread, ``probe-thread-*`` elsewhere."""
+
+    def __init__(self, marks: str) -> None:
+        self.marks = marks
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        _mark(self.marks, f"probe-{_where()}-pickle")
+        return (_unpickled_probe, (self.marks,))
+
+
+def _unpickled_probe(marks: str) -> Probe:
+    _mark(marks, f"probe-{_where()}-unpickle")
+    return Probe(marks)
+
+
+def _where() -> str:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return "thread"
+    return "loop"
+
+
+def big_with_probe(marks: str) -> dict[str, Any]:
+    """A 1 MB result holding a :class:`Probe`."""
+    _mark(marks, "big")
+    return {"blob": b"x" * (1 << 20), "probe": Probe(marks)}
+
+
+def blob_size(value: dict[str, Any]) -> int:
+    _mark(value["probe"].marks, "size")
+    return len(value["blob"])

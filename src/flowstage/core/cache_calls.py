@@ -9,11 +9,12 @@ items (as a retry's are) and only the others are called.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
+from flowstage.core.caching import cache_threads
 from flowstage.core.mapping import MapStream
+from flowstage.core.value_size import is_small
 
 if TYPE_CHECKING:
     from flowstage.core.caching import StageCache
@@ -38,13 +39,23 @@ class CachedCalls:
         #: the cache keys of the map's items, by position
         self._item_keys: list[str] = []
 
-    async def _off_loop(self, fn: Callable[..., T], *args: Any) -> T:
-        """``fn(*args)``: in a thread when the store is remote (it blocks on the
-        network), else at once (a local file costs less than a thread hop)."""
-        assert self.cache is not None
-        if not self.cache.store.remote:
+    async def _lookup(self, keys: list[str]) -> dict[int, Any]:
+        """The cache's values of ``keys``: in a thread when the store is remote (it
+        blocks on the network) or the entries are big (unpickling them would hold up
+        the event loop), else at once (a small local file costs less than a thread hop)."""
+        cache = self.cache
+        assert cache is not None
+        if not cache.lookup_blocks(keys):
+            return cache.lookup(keys)
+        return await cache_threads.run(cache.lookup, keys)
+
+    @staticmethod
+    async def _key(fn: Callable[..., T], *args: Any) -> T:
+        """``fn(*args)``, a key of these arguments: in a thread unless they are small
+        (digesting a big one pickles it)."""
+        if is_small(args):
             return fn(*args)
-        return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
+        return await cache_threads.run(fn, *args)
 
     async def call(
         self, call: Callable[..., Awaitable[Any]], args: tuple[Any, ...], kwargs: dict[str, Any]
@@ -57,8 +68,8 @@ class CachedCalls:
         if cache is None:
             return await call(*args, **kwargs)
         values = [await self.host.fetch(arg) for arg in args]
-        key = cache.call_key(values, kwargs)
-        found = await self._off_loop(cache.lookup, [key])
+        key = await self._key(cache.call_key, values, kwargs)
+        found = await self._lookup([key])
         if found:
             return found[0]
         handle = await call(*args, **kwargs)
@@ -77,8 +88,8 @@ class CachedCalls:
         if isinstance(items, MapStream):
             items = await items.result()
         extra = [await self.host.fetch(arg) for arg in extra_args]
-        self._item_keys = cache.item_keys(items, extra, extra_kwargs)
-        found = await self._off_loop(cache.lookup, self._item_keys)
+        self._item_keys = await self._key(cache.item_keys, items, extra, extra_kwargs)
+        found = await self._lookup(self._item_keys)
         if found:
             self.host.known_items = {**found, **(self.host.known_items or {})}
         return items

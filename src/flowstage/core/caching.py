@@ -19,16 +19,15 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import hashlib
-import json
-import os
-import pickle
-import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from flowstage.core.code_digest import code_digest
 from flowstage.core.errors import UserError
 from flowstage.core.targets import resolve_target
+from flowstage.core.threads import SharedThreads
+from flowstage.core.value_digest import value_digest
+from flowstage.core.value_size import INLINE_BYTES, is_small
 
 if TYPE_CHECKING:
     from flowstage.core.models import Stage
@@ -37,6 +36,8 @@ if TYPE_CHECKING:
 CacheMode = Literal["use", "refresh", "off"]
 #: bumped when the key's recipe changes, so old entries stop matching
 KEY_VERSION = b"flowstage-cache-1"
+#: a lookup of more keys than this (a map's items) goes to a thread without a look
+_INLINE_KEYS = 16
 
 
 class CacheKeyError(UserError):
@@ -65,11 +66,14 @@ class CacheStore(Protocol):
     #: reads and writes block on the network: the driver makes them off its event loop
     remote: bool
 
-    def load_many(self, keys: Sequence[str], max_age: float | None) -> dict[int, Any]:
-        """The values found for ``keys``, by position in ``keys``.
+    def load_many(self, keys: Sequence[str]) -> dict[int, Any]:
+        """The values found for ``keys``, by position in ``keys``. An entry whose expiry
+        (set when it was written, from the stage's ``expire`` then) has passed is a miss."""
+        ...
 
-        :param max_age: entries older than this many seconds are misses (None: any age)
-        """
+    def read_size(self, keys: Sequence[str]) -> int:
+        """About how many bytes reading ``keys`` takes (missing entries count 0); asked
+        of a local store only, so it must be cheap there (a stat per key)."""
         ...
 
     def save(self, key: str, value: Any, info: Mapping[str, Any]) -> None:
@@ -77,47 +81,6 @@ class CacheStore(Protocol):
         target, expiry) for listings. A value that cannot be stored is skipped with a
         warning: the run goes on."""
         ...
-
-
-# -- digests ------------------------------------------------------------------------------
-
-
-def value_digest(value: Any) -> bytes:
-    """A stable digest of ``value``: of its JSON form (keys sorted, sets as sorted lists)
-    when it has one, else of its pickle (cloudpickle for functions and classes defined
-    in scripts). JSON does not tell a tuple from a list, nor ``{1: x}`` from
-    ``{"1": x}``: such values share a key.
-
-    :raises TypeError: the value can be neither (the message says why)
-    """
-    try:
-        data = (
-            b"j"
-            + json.dumps(
-                value, sort_keys=True, separators=(",", ":"), default=_set_as_list
-            ).encode()
-        )
-    except (TypeError, ValueError):
-        try:
-            data = b"p" + pickle.dumps(value, protocol=5)
-        except Exception:  # noqa: BLE001 - any pickling failure: try the broader pickler
-            import cloudpickle
-
-            try:
-                data = b"c" + cloudpickle.dumps(value, protocol=5)
-            except Exception as exc:  # noqa: BLE001 - reported as the argument's problem
-                msg = f"a {type(value).__name__} is neither JSON nor picklable ({exc})"
-                raise TypeError(msg) from None
-    return hashlib.blake2b(data, digest_size=16).digest()
-
-
-def _set_as_list(value: Any) -> list[Any]:
-    """A set's JSON form: its items sorted (a set pickles in an order that changes with
-    each process's string hashing, so its pickle would miss in every new process)."""
-    if isinstance(value, (set, frozenset)):
-        return sorted(value, key=repr)
-    msg = f"a {type(value).__name__} has no JSON form"
-    raise TypeError(msg)
 
 
 # -- one stage of a run -----------------------------------------------------------------
@@ -136,19 +99,22 @@ class StageCache:
         workflow: str,
         writes: list[concurrent.futures.Future[None]],
     ) -> None:
-        """:raises CacheKeyError: the config cannot be digested"""
+        """:raises CacheKeyError: the config, or a value the code closes over, cannot be
+        digested"""
         assert stage.cache is not None  # only cached stages get one
         self.stage = stage.name
         self.store = store
         self.refresh = mode == "refresh"
+        #: seconds an entry written now stays valid (its expiry is fixed at writing)
         self.max_age = stage.cache.expire
         self.parts = frozenset(stage.cache.key)
         base = hashlib.blake2b(KEY_VERSION, digest_size=16)
         base.update(stage.target_name.encode())
         if "code" in self.parts:
-            base.update(b"code" + code_digest(resolve_target(stage.target, search_paths)))
+            target = resolve_target(stage.target, search_paths)
+            base.update(b"code" + self._digest(target, "its code", "code", code_digest))
         if "config" in self.parts:
-            base.update(b"config" + self._digest(dict(config), "the run config"))
+            base.update(b"config" + self._digest(dict(config), "the run config", "config"))
         self._base = base
         self.info = {"stage": stage.name, "workflow": workflow, "target": stage.target_name}
         #: writes still going, shared by the run's stages
@@ -157,13 +123,19 @@ class StageCache:
         self.hits = 0
         self.calls = 0
 
-    def _digest(self, value: Any, what: str) -> bytes:
+    def _digest(
+        self,
+        value: Any,
+        what: str,
+        part: str = "inputs",
+        digest: Callable[[Any], bytes] = value_digest,
+    ) -> bytes:
         try:
-            return value_digest(value)
+            return digest(value)
         except TypeError as exc:
             msg = (
                 f"stage {self.stage!r}: cannot compute its cache key: {what}: {exc}; "
-                "leave 'inputs' out of its `cache.key`, or remove `cache:` from the stage"
+                f"leave {part!r} out of its `cache.key`, or remove `cache:` from the stage"
             )
             raise CacheKeyError(msg) from None
 
@@ -209,12 +181,21 @@ class StageCache:
             for i, item in enumerate(items)
         ]
 
+    def lookup_blocks(self, keys: Sequence[str]) -> bool:
+        """Whether :meth:`lookup` of ``keys`` may take long enough to belong in a thread:
+        a remote store, many keys, or big entries."""
+        if self.refresh or not keys:
+            return False
+        if self.store.remote or len(keys) > _INLINE_KEYS:
+            return True
+        return self.store.read_size(keys) > INLINE_BYTES
+
     def lookup(self, keys: Sequence[str]) -> dict[int, Any]:
         """The stored values of ``keys`` by position (none when refreshing); counted."""
         self.calls += len(keys)
         if self.refresh or not keys:
             return {}
-        found = self.store.load_many(keys, self.max_age)
+        found = self.store.load_many(keys)
         self.hits += len(found)
         return found
 
@@ -223,15 +204,16 @@ class StageCache:
         self.store.save(key, value, {**self.info, "expire": self.max_age})
 
     def save_later(self, entries: Sequence[tuple[str, Any]]) -> None:
-        """Store ``(key, value)`` entries: at once in a local store (a write costs about
-        0.1 ms, less than a thread hop on a busy machine), else in a writer thread while
-        the run goes on; the run waits for those before it returns (:meth:`RunCache.flush`)."""
+        """Store ``(key, value)`` entries: small values in a local store at once (a write
+        costs about 0.1 ms, less than a thread hop on a busy machine), else in a writer
+        thread while the run goes on (pickling a big value would hold up the event loop);
+        the run waits for those before it returns (:meth:`RunCache.flush`)."""
         if not entries:
             return
-        if not self.store.remote:
+        if not self.store.remote and is_small([value for _, value in entries]):
             self._save_all(list(entries))
             return
-        self.writes.append(_writers.submit(self._save_all, list(entries)))
+        self.writes.append(cache_threads.submit(self._save_all, list(entries)))
 
     def _save_all(self, entries: list[tuple[str, Any]]) -> None:
         for key, value in entries:
@@ -293,25 +275,5 @@ class RunCache:
             await asyncio.wrap_future(self.writes.pop())
 
 
-class _Writers:
-    """Threads that write cache entries (file creation costs a miss most of its time),
-    shared by runs; a forked child starts its own."""
-
-    def __init__(self) -> None:
-        self.pool: concurrent.futures.ThreadPoolExecutor | None = None
-        self.lock = threading.Lock()
-        os.register_at_fork(after_in_child=self._forget)
-
-    def _forget(self) -> None:
-        self.pool, self.lock = None, threading.Lock()
-
-    def submit(self, fn: Callable[..., None], *args: Any) -> concurrent.futures.Future[None]:
-        with self.lock:
-            if self.pool is None:
-                self.pool = concurrent.futures.ThreadPoolExecutor(
-                    max_workers=4, thread_name_prefix="flowstage-cache"
-                )
-            return self.pool.submit(fn, *args)
-
-
-_writers = _Writers()
+#: threads that key, read and write big or remote cache entries while the run goes on
+cache_threads = SharedThreads(4, "flowstage-cache")

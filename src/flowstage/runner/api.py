@@ -3,12 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import contextvars
-import functools
-import os
 import threading
-from collections.abc import Callable, Coroutine, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Coroutine, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -22,6 +18,7 @@ from flowstage.core.plugin_manager import FlowstagePlugins
 from flowstage.core.runs import Run, StageRecord, new_run_id, now
 from flowstage.core.scheduler import RunDriver
 from flowstage.core.sources import pack_sources
+from flowstage.core.threads import SharedThreads
 from flowstage.runner.prepare import create_executor, prepare_run, run_config
 from flowstage.runner.retry import plan_retry
 from flowstage.state.store import get_store
@@ -33,32 +30,8 @@ __all__ = ["arun_workflow", "create_executor", "retry_run", "run_workflow"]
 T = TypeVar("T")
 
 
-class _EngineThreads:
-    """Threads for engine calls that block (starting, asking the cluster). They outlive
-    a run, where ``asyncio.to_thread`` would start a pool on each run's event loop and
-    join it at its end; a forked child starts a pool of its own."""
-
-    def __init__(self) -> None:
-        self.pool: ThreadPoolExecutor | None = None
-        self.lock = threading.Lock()
-        os.register_at_fork(after_in_child=self._forget)
-
-    def _forget(self) -> None:
-        self.pool, self.lock = None, threading.Lock()  # the parent's threads are not in the child
-
-    async def run(self, fn: Callable[..., T], *args: Any) -> T:
-        """``fn(*args)`` in one of the threads, with this task's context variables."""
-        with self.lock:
-            if self.pool is None:
-                self.pool = ThreadPoolExecutor(
-                    max_workers=32, thread_name_prefix="flowstage-engine"
-                )
-            pool = self.pool
-        call = functools.partial(contextvars.copy_context().run, fn, *args)
-        return await asyncio.get_running_loop().run_in_executor(pool, call)
-
-
-_engine_threads = _EngineThreads()
+#: threads for engine calls that block (starting, asking the cluster)
+_engine_threads = SharedThreads(32, "flowstage-engine")
 
 
 async def arun_workflow(

@@ -15,10 +15,13 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import errno
 import hashlib
 import json
 import logging
 import os
+import pickle
+import threading
 import time
 import uuid
 from collections.abc import Mapping, Sequence
@@ -35,6 +38,13 @@ log = logging.getLogger("flowstage.cache")
 _MAGIC = b"flowstage-cache 1\n"
 #: reads of a remote store at once
 _READERS = 16
+#: entries of a run that may fail to be read or written (each a miss with a warning)
+#: before the store is set aside for the rest of the run
+_ENTRY_FAILURES = 5
+#: errors that are the whole store's, whichever entry met them
+_STORE_ERRNOS = frozenset(
+    {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.ENOTCONN, errno.ENETUNREACH}
+)
 
 
 class CorruptEntry(Exception):
@@ -47,7 +57,8 @@ def encode_entry(value: Any, info: Mapping[str, Any]) -> bytes:
     :raises Exception: the value cannot be pickled (whatever cloudpickle raised)
     """
     # cloudpickle, not pickle: classes and functions of a script (``__main__``) are
-    # pickled by value, so another process can read them
+    # pickled by value, so another process can read them. Imported lazily: it takes
+    # about 75 ms, which `flowstage cache ls` and runs without a cached stage never need
     import cloudpickle
 
     payload: bytes = cloudpickle.dumps(value, protocol=5)
@@ -88,8 +99,6 @@ def decode_entry(data: bytes) -> tuple[dict[str, Any], Any]:
 
     :raises CorruptEntry: the bytes are not a whole entry
     """
-    import pickle
-
     header, start = decode_header(data)
     payload = data[start:]
     if len(payload) != header.get("size"):
@@ -102,6 +111,17 @@ def decode_entry(data: bytes) -> tuple[dict[str, Any], Any]:
         raise CorruptEntry(f"its value does not unpickle: {type(exc).__name__}: {exc}") from None
 
 
+def is_expired(header: Mapping[str, Any], now: float) -> bool:
+    """Whether an entry has expired: its ``expires`` (``created`` plus the stage's
+    ``expire`` when it was written) has passed. The one rule of runs, ``cache ls`` and
+    ``cache clear --expired``; an entry without expiry never expires, one whose expiry
+    is not a number has."""
+    expires = header.get("expires")
+    if expires is None:
+        return False
+    return not isinstance(expires, (int, float)) or expires <= now
+
+
 class ArtifactCacheStore:
     """A :class:`~flowstage.core.caching.CacheStore` under an artifact location."""
 
@@ -109,13 +129,16 @@ class ArtifactCacheStore:
         self.location = location
         self.remote = not location.local
         self.root = location.path(CACHE_FOLDER)
-        #: why the store cannot be used (set by the first failure): the rest of the run
-        #: goes without it, instead of waiting on every entry and warning for each
+        #: why the store cannot be used (set by a failure of the whole store, or after
+        #: repeated failures of entries): the rest of the run goes without it, instead
+        #: of waiting on every entry and warning for each
         self.broken: str | None = None
+        self._entry_failures = 0
+        self._lock = threading.Lock()
 
     def _break(self, action: str, exc: BaseException) -> None:
         if self.broken is None:
-            self.broken = f"{type(exc).__name__}: {exc}"
+            self.broken = f"{_name(exc)}: {exc}"
             log.warning(
                 "the stage cache at %s cannot be %s (%s): this run goes on without it",
                 self.location.uri(self.root),
@@ -123,12 +146,39 @@ class ArtifactCacheStore:
                 self.broken,
             )
 
+    def _failed(self, action: str, path: str, exc: BaseException) -> None:
+        """An entry could not be read or written: a miss (or not stored) with a warning,
+        unless the error is the whole store's or entries keep failing."""
+        with self._lock:
+            self._entry_failures += 1
+            repeated = self._entry_failures > _ENTRY_FAILURES
+        if repeated or self._store_failed(exc):
+            self._break(action, exc)
+            return
+        outcome = "a miss" if action == "read" else "not stored"
+        where = self.location.uri(path)
+        log.warning("cache entry %s cannot be %s (%s): %s", where, action, _reason(exc), outcome)
+
+    def _store_failed(self, exc: BaseException) -> bool:
+        """Whether ``exc`` is a failure of the store, not of one entry: anything that is
+        not an OSError (a client's own errors), a connection or timeout, a full or
+        read-only disk, or a local root that is not a folder."""
+        if not isinstance(exc, OSError) or isinstance(exc, (ConnectionError, TimeoutError)):
+            return True
+        if exc.errno in _STORE_ERRNOS:
+            return True
+        return self.location.local and os.path.exists(self.root) and not os.path.isdir(self.root)
+
     @classmethod
     def from_settings(cls, settings: Mapping[str, Any]) -> ArtifactCacheStore:
         """The store at ``{"url", "options"}`` (the run's ``artifacts`` settings)."""
         return cls(Location.get(settings["url"], settings.get("options") or {}))
 
     def path(self, key: str) -> str:
+        """Where the entry of ``key`` lives: ``<root>/<key[:2]>/<key>``.
+
+        :raises UserError: ``key`` is not a cache key (at least 8 lowercase hex digits)
+        """
         if len(key) < 8 or not all(c in "0123456789abcdef" for c in key):
             msg = f"{key!r} is not a cache key (hex digits, as `flowstage cache ls` shows)"
             raise UserError(msg)
@@ -136,16 +186,25 @@ class ArtifactCacheStore:
 
     # -- the run's side ---------------------------------------------------------------
 
-    def load_many(self, keys: Sequence[str], max_age: float | None) -> dict[int, Any]:
+    def load_many(self, keys: Sequence[str]) -> dict[int, Any]:
         """Found values by position; missing, expired and corrupt entries are misses."""
         if self.remote and len(keys) > 1:
             with concurrent.futures.ThreadPoolExecutor(min(_READERS, len(keys))) as pool:
-                values = list(pool.map(lambda k: self._load(k, max_age), keys))
+                values = list(pool.map(self._load, keys))
         else:
-            values = [self._load(key, max_age) for key in keys]
+            values = [self._load(key) for key in keys]
         return {i: value[0] for i, value in enumerate(values) if value is not None}
 
-    def _load(self, key: str, max_age: float | None) -> tuple[Any] | None:
+    def read_size(self, keys: Sequence[str]) -> int:
+        """The bytes of the entries of ``keys`` on a local disk (a stat each; missing or
+        unreadable ones count 0)."""
+        size = 0
+        for key in keys:
+            with contextlib.suppress(OSError):
+                size += os.stat(self.path(key)).st_size
+        return size
+
+    def _load(self, key: str) -> tuple[Any] | None:
         if self.broken is not None:
             return None
         path = self.path(key)
@@ -153,8 +212,8 @@ class ArtifactCacheStore:
             data = self.location.read_bytes(path)
         except FileNotFoundError:
             return None
-        except Exception as exc:  # noqa: BLE001 - an unreadable store is a miss, not a failure
-            self._break("read", exc)
+        except Exception as exc:  # noqa: BLE001 - an unreadable entry is a miss, not a failure
+            self._failed("read", path, exc)
             return None
         try:
             header, value = decode_entry(data)
@@ -162,10 +221,7 @@ class ArtifactCacheStore:
             where = self.location.uri(path)
             log.warning("cache entry %s is corrupt (%s): a miss; it will be rewritten", where, exc)
             return None
-        created = header.get("created")
-        if max_age is not None and (
-            not isinstance(created, (int, float)) or time.time() - created > max_age
-        ):
+        if is_expired(header, time.time()):
             return None
         return (value,)
 
@@ -185,10 +241,11 @@ class ArtifactCacheStore:
                 exc,
             )
             return
+        path = self.path(key)
         try:
-            self._write(self.path(key), data)
+            self._write(path, data)
         except Exception as exc:  # noqa: BLE001 - a full or unreachable store is not a failure
-            self._break("written", exc)
+            self._failed("written", path, exc)
 
     def _write(self, path: str, data: bytes) -> None:
         """``data`` under ``path``, whole or not at all. On a local disk the folder is
@@ -233,6 +290,8 @@ class ArtifactCacheStore:
                     row["corrupt"] = str(exc)
                 except FileNotFoundError:
                     continue  # removed meanwhile
+                except OSError as exc:  # a folder in its place, an unreadable file
+                    row["corrupt"] = f"it cannot be read ({_reason(exc)})"
                 out.append(row)
         return sorted(out, key=lambda r: r.get("created") or 0)
 
@@ -260,3 +319,15 @@ class ArtifactCacheStore:
     def remove(self, key: str) -> bool:
         """Remove one entry; whether it was there."""
         return self.location.remove(self.path(key))
+
+
+def _name(exc: BaseException) -> str:
+    return type(exc).__name__
+
+
+def _reason(exc: BaseException) -> str:
+    """``"IsADirectoryError: Is a directory"``: an OSError without the paths its message
+    repeats (the warning names the entry)."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"{_name(exc)}: {exc.strerror}"
+    return f"{_name(exc)}: {exc}"

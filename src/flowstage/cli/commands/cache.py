@@ -34,11 +34,6 @@ def _when(seconds: Any) -> str | None:
     return moment.isoformat(timespec="seconds")
 
 
-def _expired(entry: dict[str, Any], now: float) -> bool:
-    expires = entry.get("expires")
-    return isinstance(expires, (int, float)) and expires < now
-
-
 def _chosen(
     entries: list[dict[str, Any]], stage: str | None, workflow: str | None
 ) -> list[dict[str, Any]]:
@@ -56,6 +51,8 @@ def ls(
     fmt: str = typer.Option("table", "--format", help="table, json or yaml."),
 ) -> None:
     """List cache entries: stage, workflow and target, key prefix, size, created, expires."""
+    from flowstage.storage.stage_cache import is_expired  # lazy: as _store()
+
     check_format(fmt, ("table", "json", "yaml"))
     now = time.time()
     rows = []
@@ -70,7 +67,7 @@ def ls(
                 "type": entry.get("type", "?"),
                 "size": entry["file_size"],
                 "created": _when(entry.get("created")),
-                "expires": f"{expires} (expired)" if _expired(entry, now) else expires or "never",
+                "expires": f"{expires} (expired)" if is_expired(entry, now) else expires or "never",
                 **({"corrupt": entry["corrupt"]} if entry["corrupt"] else {}),
             }
         )
@@ -119,9 +116,11 @@ def clear(
     expired: bool = typer.Option(False, "--expired", help="Only the expired entries."),
 ) -> None:
     """Remove every cache entry (or only the expired ones); asks first unless --yes."""
+    from flowstage.storage.stage_cache import is_expired  # lazy: as _store()
+
     store = _store()
     now = time.time()
-    entries = [e for e in store.entries() if not expired or _expired(e, now)]
+    entries = [e for e in store.entries() if not expired or is_expired(e, now)]
     if not entries:
         typer.echo("nothing to remove")
         return
@@ -138,6 +137,10 @@ def clear(
 
 
 def register(app: typer.Typer) -> None:
+    """Add the ``cache`` command group (``ls``, ``rm``, ``clear``) to ``app``.
+
+    :param app: the CLI's root application
+    """
     cache_app = typer.Typer(
         help="The stage cache (stages with `cache:`): ls, rm, clear.", no_args_is_help=True
     )
