@@ -108,10 +108,7 @@ async def arun_workflow(
         RunInfo(run.id, workflow.name, source, now()),
     )
     if plan is not None:
-        for name in plan.reuse:
-            run.stages[name].note = f"reused from run {plan.run_id}"
-        for name, items in plan.reuse_items.items():
-            run.stages[name].note = f"{len(items)} item(s) reused from run {plan.run_id}"
+        plan.mark(run)
     if on_run is not None:
         on_run(run)
     run_cache: RunCache | None = None
@@ -147,7 +144,6 @@ async def arun_workflow(
             search_paths_for(workflow, (home,)),
             reuse=plan.reuse if plan is not None else None,
             reuse_items=plan.reuse_items if plan is not None else None,
-            reused_from=plan.run_id if plan is not None else None,
             keep_outputs=record and get_store().settings.keep_outputs,
             cache=run_cache,
         )

@@ -14,12 +14,13 @@ from typing import TYPE_CHECKING, Any
 
 from flowstage.core.dag import StageGraph
 from flowstage.core.errors import UnknownNameError, UserError
-from flowstage.core.runs import ACTIVE_STATES, DONE_STAGE_STATES
+from flowstage.core.runs import ACTIVE_STATES, DONE_STAGE_STATES, now
 from flowstage.state.outputs import KeptOutputs, load_outputs
 from flowstage.state.store import get_store
 
 if TYPE_CHECKING:
     from flowstage.core.models import Workflow
+    from flowstage.core.runs import Run
 
 
 @dataclass
@@ -62,6 +63,18 @@ class RetryPlan:
                 reuse[name] = self.kept.outputs[name]
             elif name in self.kept.items and stage.type == "parameterized":
                 self.reuse_items[name] = self.kept.items[name]
+
+    def mark(self, run: Run) -> None:
+        """Note on ``run``'s stage records what this retry reuses: a reused stage is
+        ``finished`` from the run's start (no stage hooks are called for it), a map
+        that reuses items says how many."""
+        at, note = now(), f"reused from run {self.run_id}"
+        for name in self.reuse:
+            record = run.stages[name]
+            record.state, record.note = "finished", note
+            record.started_at = record.finished_at = at
+        for name, items in self.reuse_items.items():
+            run.stages[name].note = f"{len(items)} item(s) reused from run {self.run_id}"
 
     def _missing(self, name: str) -> str:
         if name in self.kept.missing:
