@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from flowstage import retry_run, run_workflow
 from flowstage.cli.app import build_app
 from flowstage.cli.main import run_cli
-from flowstage.core.errors import UserError
+from flowstage.core.errors import UserError, WorkflowError
 from teststages.resume import calls
 
 R = "teststages.resume."
@@ -124,6 +124,24 @@ def test_dependencies_changed_stage_runs(chain):
     with pytest.raises(Exception):  # noqa: B017 - 'second' has no input now: a WorkflowError
         retry_run(failed.id)
     assert calls(marks, "first") == 1
+
+
+def test_reused_stages_are_not_checked(chain):
+    path, run_input, marks = chain
+    failed = run_workflow(str(path), run_input, return_run=True)
+    Path(run_input["flag"]).unlink()
+    write_workflow(
+        path,
+        "chain3",
+        stage("first", "no_such_function"),
+        stage("second", "second", "first"),
+        stage("third", "third", "second"),
+    )
+    # 'first' is reused, not called: its target is not imported
+    assert retry_run(failed.id) == 20
+    assert calls(marks, "third") == 2
+    with pytest.raises(WorkflowError, match="no_such_function"):
+        run_workflow(str(path), run_input)  # a run that would call it checks it
 
 
 def test_missing_output_is_a_clear_error(chain, app_home, monkeypatch):

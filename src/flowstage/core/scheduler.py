@@ -196,6 +196,7 @@ class RunDriver:
         reuse_items: Mapping[str, dict[int, Any]] | None = None,
         keep_outputs: bool = False,
         cache: RunCache | None = None,
+        graph: StageGraph | None = None,
     ) -> None:
         """:param reuse: outputs of stages that are not called (a retry's finished stages;
             every dependency of a stage in it is in it too)
@@ -203,6 +204,7 @@ class RunDriver:
         :param keep_outputs: keep finished stages' outputs on ``run.outputs`` also when
             the run succeeds (a failed or cancelled run always keeps them)
         :param cache: the stage cache (None: no stage is cached)
+        :param graph: the workflow's stage graph, if built already
         """
         self.workflow = workflow
         self.run = run
@@ -217,7 +219,7 @@ class RunDriver:
         self.keep_outputs = keep_outputs
         self.cache = cache
         self.stages = {s.name: s for s in workflow.spec.stages}
-        self.graph = StageGraph({s.name: s.depends_on for s in workflow.spec.stages})
+        self.graph = graph or StageGraph({s.name: s.depends_on for s in workflow.spec.stages})
         self.in_flight: set[Any] = set()
         self._notify_stages = plugins.has_impls("flowstage_stage_started") or plugins.has_impls(
             "flowstage_stage_finished"
@@ -242,7 +244,7 @@ class RunDriver:
         if self.executor.shares_context:
             self.context.ship_with(self.executor.share)
         self._outputs: dict[str, Any] = {}
-        self._waiting = {name: len(set(deps)) for name, deps in self.graph.dependencies.items()}
+        self._waiting = self.graph.dependency_counts()
         self._done: asyncio.Queue[tuple[str, asyncio.Task[Any]]] = asyncio.Queue()
         self._running: dict[str, asyncio.Task[Any]] = {}
         remaining = len(self.stages) - self._reuse_ready()

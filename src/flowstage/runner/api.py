@@ -62,15 +62,13 @@ async def arun_workflow(
         config = plan.kept.config if config is None else config
         executor = plan.executor if executor is None else executor
         namespace = plan.namespace if namespace == "default" else namespace
-    prepared = prepare_run(workflow, input)
+    prepared = prepare_run(workflow, input, retry=plan)
     plugins, workflow, run_input, home = (
         prepared.plugins,
         prepared.workflow,
         prepared.input,
         prepared.home,
     )
-    if plan is not None:
-        plan.choose(workflow)
     config_data = run_config(workflow, config)
     owned = not isinstance(executor, Executor)
     engine = create_executor(executor, plugins=plugins)
@@ -146,6 +144,7 @@ async def arun_workflow(
             reuse_items=plan.reuse_items if plan is not None else None,
             keep_outputs=record and get_store().settings.keep_outputs,
             cache=run_cache,
+            graph=prepared.graph,
         )
         run.result = await driver.execute()
         run.state = "finished"
