@@ -3,6 +3,9 @@ finished are not called again, on every executor."""
 
 from __future__ import annotations
 
+import base64
+import json
+import pickle
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -153,6 +156,22 @@ def test_missing_output_is_a_clear_error(chain, app_home, monkeypatch):
     result = CliRunner().invoke(build_app(), ["runs", "retry", failed.id])
     assert "the output of stage 'first' is missing: its file" in str(result.exception)
     assert run_cli(["runs", "retry", failed.id, "-q"]) == 2
+
+
+def test_outputs_kept_one_by_one_still_load(chain, app_home):
+    """Runs recorded before small outputs were bundled kept one base64 pickle each."""
+    path, run_input, marks = chain
+    failed = run_workflow(str(path), run_input, return_run=True)
+    stages = {
+        name: {"kind": "inline", "data": base64.b64encode(pickle.dumps(value)).decode()}
+        for name, value in failed.outputs.items()
+    }
+    document = {"workflow": str(path.resolve()), "kept": True, "stages": stages}
+    with sqlite3.connect(app_home / "flowstage.db") as conn:
+        conn.execute("UPDATE runs SET outputs = ? WHERE id = ?", (json.dumps(document), failed.id))
+    Path(run_input["flag"]).unlink()
+    assert retry_run(failed.id) == 20
+    assert (calls(marks, "first"), calls(marks, "second")) == (1, 1)
 
 
 def test_run_recorded_without_outputs(chain, app_home):
