@@ -174,6 +174,18 @@ def test_outputs_kept_one_by_one_still_load(chain, app_home):
     assert (calls(marks, "first"), calls(marks, "second")) == (1, 1)
 
 
+def test_background_retry_checks_outputs_before_it_starts(chain, app_home, monkeypatch):
+    monkeypatch.setenv("FLOWSTAGE__STORE__MAX_INLINE_RESULT", "10")  # outputs in files
+    path, run_input, _ = chain
+    failed = run_workflow(str(path), run_input, return_run=True)
+    for file in (app_home / "outputs" / failed.id).iterdir():
+        file.unlink()
+    assert run_cli(["runs", "retry", failed.id, "--no-wait", "-q"]) == 2
+    from flowstage.state.store import get_store
+
+    assert get_store().list_runs()[1] == 1  # nothing was started
+
+
 def test_run_recorded_without_outputs(chain, app_home):
     path, run_input, _ = chain
     failed = run_workflow(str(path), run_input, return_run=True)
