@@ -595,6 +595,37 @@ def test_hook_flowstage_stage_finished(events: Path) -> None:
     assert len({e["run"] for e in lines}) == 1
 
 
+def test_stage_hooks_skip_the_stages_a_retry_reuses(events: Path, tmp_path: Path) -> None:
+    from flowstage import retry_run, run_workflow
+
+    marks, flag = tmp_path / "marks", tmp_path / "flag"
+    marks.mkdir()
+    flag.touch()
+    stages = [
+        {"name": "first", "target": "teststages.resume.first"},
+        {"name": "second", "target": "teststages.resume.second", "depends_on": ["first"]},
+        {"name": "third", "target": "teststages.resume.third", "depends_on": ["second"]},
+    ]
+    workflow = {"metadata": {"name": "hooks_retry"}, "spec": {"stages": stages}}
+    failed = run_workflow(workflow, {"marks": str(marks), "flag": str(flag)}, return_run=True)
+    assert failed.state == "failed"
+    flag.unlink()
+    events.unlink()
+    run = retry_run(failed.id, workflow=workflow, return_run=True)
+    assert run.result == 20
+    order = [(e["event"].removeprefix("flowstage_"), e.get("stage")) for e in _events(events)]
+    # the reused stages never start: only the stage that runs again has stage hooks
+    assert order == [
+        ("run_started", None),
+        ("stage_started", "third"),
+        ("stage_finished", "third"),
+        ("run_finished", None),
+    ]
+    reused = [run.stages["first"], run.stages["second"]]
+    assert all(r.state == "finished" and r.note == f"reused from run {failed.id}" for r in reused)
+    assert all(r.started_at is not None and r.started_at <= run.started_at for r in reused)
+
+
 def test_hook_flowstage_run_finished(events: Path) -> None:
     from flowstage import run_workflow
 

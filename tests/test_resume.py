@@ -3,6 +3,9 @@ finished are not called again, on every executor."""
 
 from __future__ import annotations
 
+import base64
+import json
+import pickle
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -14,7 +17,7 @@ from typer.testing import CliRunner
 from flowstage import retry_run, run_workflow
 from flowstage.cli.app import build_app
 from flowstage.cli.main import run_cli
-from flowstage.core.errors import UserError
+from flowstage.core.errors import UserError, WorkflowError
 from teststages.resume import calls
 
 R = "teststages.resume."
@@ -126,6 +129,24 @@ def test_dependencies_changed_stage_runs(chain):
     assert calls(marks, "first") == 1
 
 
+def test_reused_stages_are_not_checked(chain):
+    path, run_input, marks = chain
+    failed = run_workflow(str(path), run_input, return_run=True)
+    Path(run_input["flag"]).unlink()
+    write_workflow(
+        path,
+        "chain3",
+        stage("first", "no_such_function"),
+        stage("second", "second", "first"),
+        stage("third", "third", "second"),
+    )
+    # 'first' is reused, not called: its target is not imported
+    assert retry_run(failed.id) == 20
+    assert calls(marks, "third") == 2
+    with pytest.raises(WorkflowError, match="no_such_function"):
+        run_workflow(str(path), run_input)  # a run that would call it checks it
+
+
 def test_missing_output_is_a_clear_error(chain, app_home, monkeypatch):
     monkeypatch.setenv("FLOWSTAGE__STORE__MAX_INLINE_RESULT", "10")  # outputs in files
     path, run_input, _ = chain
@@ -135,6 +156,34 @@ def test_missing_output_is_a_clear_error(chain, app_home, monkeypatch):
     result = CliRunner().invoke(build_app(), ["runs", "retry", failed.id])
     assert "the output of stage 'first' is missing: its file" in str(result.exception)
     assert run_cli(["runs", "retry", failed.id, "-q"]) == 2
+
+
+def test_outputs_kept_one_by_one_still_load(chain, app_home):
+    """Runs recorded before small outputs were bundled kept one base64 pickle each."""
+    path, run_input, marks = chain
+    failed = run_workflow(str(path), run_input, return_run=True)
+    stages = {
+        name: {"kind": "inline", "data": base64.b64encode(pickle.dumps(value)).decode()}
+        for name, value in failed.outputs.items()
+    }
+    document = {"workflow": str(path.resolve()), "kept": True, "stages": stages}
+    with sqlite3.connect(app_home / "flowstage.db") as conn:
+        conn.execute("UPDATE runs SET outputs = ? WHERE id = ?", (json.dumps(document), failed.id))
+    Path(run_input["flag"]).unlink()
+    assert retry_run(failed.id) == 20
+    assert (calls(marks, "first"), calls(marks, "second")) == (1, 1)
+
+
+def test_background_retry_checks_outputs_before_it_starts(chain, app_home, monkeypatch):
+    monkeypatch.setenv("FLOWSTAGE__STORE__MAX_INLINE_RESULT", "10")  # outputs in files
+    path, run_input, _ = chain
+    failed = run_workflow(str(path), run_input, return_run=True)
+    for file in (app_home / "outputs" / failed.id).iterdir():
+        file.unlink()
+    assert run_cli(["runs", "retry", failed.id, "--no-wait", "-q"]) == 2
+    from flowstage.state.store import get_store
+
+    assert get_store().list_runs()[1] == 1  # nothing was started
 
 
 def test_run_recorded_without_outputs(chain, app_home):

@@ -16,8 +16,9 @@ class StageGraph:
         self.dependencies: dict[str, list[str]] = {k: list(v) for k, v in dependencies.items()}
         self.dependents: dict[str, list[str]] = {name: [] for name in self.dependencies}
         for name, deps in self.dependencies.items():
-            for dep in dict.fromkeys(deps):
+            for dep in deps if len(deps) < 2 else dict.fromkeys(deps):
                 self.dependents[dep].append(name)
+        self._order: list[str] | None = None
 
     @property
     def roots(self) -> list[str]:
@@ -54,18 +55,28 @@ class StageGraph:
                     path.pop()
         return None
 
+    def dependency_counts(self) -> dict[str, int]:
+        """How many different stages each stage depends on."""
+        return {
+            name: len(deps) if len(deps) < 2 else len(set(deps))
+            for name, deps in self.dependencies.items()
+        }
+
     def topological_order(self) -> list[str]:
-        """Stages so that each comes after its dependencies (file order among equals)."""
-        remaining = {name: len(set(deps)) for name, deps in self.dependencies.items()}
-        ready = [name for name, n in remaining.items() if n == 0]
-        order: list[str] = []
-        while ready:
-            name = ready.pop(0)
-            order.append(name)
-            for user in self.dependents[name]:
-                remaining[user] -= 1
-                if remaining[user] == 0:
-                    ready.append(user)
-        if len(order) != len(self.dependencies):
-            raise ValueError("the stage graph has a cycle")
-        return order
+        """Stages so that each comes after its dependencies (file order among equals);
+        worked out once per graph.
+
+        :raises ValueError: the graph has a cycle (:meth:`find_cycle` shows it)
+        """
+        if self._order is None:
+            remaining = self.dependency_counts()
+            order = [name for name, n in remaining.items() if n == 0]
+            for name in order:  # grows while it is walked: each stage once its inputs are in
+                for user in self.dependents[name]:
+                    remaining[user] -= 1
+                    if remaining[user] == 0:
+                        order.append(user)
+            if len(order) != len(self.dependencies):
+                raise ValueError("the stage graph has a cycle")
+            self._order = order
+        return list(self._order)

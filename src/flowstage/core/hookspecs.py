@@ -104,7 +104,10 @@ def flowstage_run_finished(run: Run) -> None:
 def flowstage_stage_started(run: Run, stage: StageRecord) -> None:
     """A stage has started (its first call or map batch is being submitted).
 
-    Called in the driver process. An exception here is logged and the run goes on.
+    Called in the driver process. An exception here is logged and the run goes on. Not
+    called for a stage whose output a retry reuses: it never starts, and its record is
+    ``finished`` with a ``note`` (``reused from run ID``) from the run's start, as
+    :func:`flowstage_run_started` sees it.
 
     :param run: the run record
     :param stage: the stage's record (``name``, ``state``, ``started_at``)
@@ -115,7 +118,8 @@ def flowstage_stage_started(run: Run, stage: StageRecord) -> None:
 def flowstage_stage_finished(run: Run, stage: StageRecord) -> None:
     """A stage has finished, failed or been cancelled.
 
-    Called in the driver process. An exception here is logged and the run goes on.
+    Called in the driver process, once for each stage that started
+    (:func:`flowstage_stage_started`). An exception here is logged and the run goes on.
 
     :param run: the run record
     :param stage: the stage's record (``state``: ``finished``, ``cached`` (taken from

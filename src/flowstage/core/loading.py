@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import types
-from collections.abc import Mapping
+from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -181,6 +181,17 @@ def load_workflow(
 
     :raises WorkflowError: listing every problem found
     """
+    workflow = parse_workflow(source)
+    validate_workflow(workflow, stage_types=stage_types, search_paths=search_paths)
+    return workflow
+
+
+def parse_workflow(source: Any) -> Workflow:
+    """The workflow of a path, YAML text, a mapping or a :class:`Workflow`, its schema
+    checked (the rest is :func:`validate_workflow`'s).
+
+    :raises WorkflowError: listing every schema problem found
+    """
     if isinstance(source, Workflow):
         workflow = source
     elif isinstance(source, Mapping):
@@ -203,7 +214,6 @@ def load_workflow(
         raise WorkflowError(
             f"expected a workflow file path, YAML text or a mapping, got {type(source).__name__}"
         )
-    validate_workflow(workflow, stage_types=stage_types, search_paths=search_paths)
     return workflow
 
 
@@ -223,16 +233,26 @@ def validate_workflow(
     *,
     stage_types: Registry[Any] | None = None,
     search_paths: tuple[str, ...] = (),
-) -> None:
-    """Check a parsed workflow as a whole (see :func:`load_workflow`)."""
+    reused: Callable[[Workflow, StageGraph], Collection[str]] | None = None,
+) -> StageGraph:
+    """Check a parsed workflow as a whole (see :func:`load_workflow`); its stage graph.
+
+    :param reused: called with the workflow and its stage graph once the graph is sound
+        (names, dependencies, no cycle); it names the stages this run will not call (a
+        retry reuses their outputs), whose stage types and targets are then not checked
+    """
     if stage_types is None:
         stage_types = default_registries().stage_types
     label = workflow_label(workflow)
-    problems = stage_problems(
-        workflow.spec.stages, label, stage_types, search_paths_for(workflow, search_paths)
+    stages = workflow.spec.stages
+    problems, graph = graph_problems(stages, label)
+    skip = reused(workflow, graph) if reused is not None and graph is not None else ()
+    problems += target_problems(
+        stages, label, stage_types, search_paths_for(workflow, search_paths), skip
     )
-    if problems:
+    if problems or graph is None:
         raise WorkflowError(problems, source=label)
+    return graph
 
 
 def stage_problems(
@@ -247,6 +267,16 @@ def stage_problems(
     ``unparsed`` names stages of the file that failed their schema check: they exist,
     so depending on them is no problem (their own problems are reported already).
     """
+    problems, _ = graph_problems(stages, label, unparsed)
+    return problems + target_problems(stages, label, stage_types, paths)
+
+
+def graph_problems(
+    stages: list[Stage], label: str, unparsed: frozenset[str] = frozenset()
+) -> tuple[list[str], StageGraph | None]:
+    """Duplicate names, unknown dependencies and cycles of ``stages`` (``unparsed``: as
+    for :func:`stage_problems`); and their graph when it is sound (None: problems, or
+    stages depend on unparsed ones)."""
     problems: list[str] = []
     names = [s.name for s in stages]
     seen: set[str] = set()
@@ -268,11 +298,32 @@ def stage_problems(
                     f"{label}: stage {stage.name!r}: key 'depends_on': "
                     "a stage cannot depend on itself"
                 )
-    if not problems and not any(dep in unparsed for s in stages for dep in s.depends_on):
-        cycle = StageGraph({s.name: s.depends_on for s in stages}).find_cycle()
-        if cycle:
-            problems.append(f"{label}: the stages form a cycle: {' -> '.join(cycle)}")
+    if problems or (unparsed and any(dep in unparsed for s in stages for dep in s.depends_on)):
+        return problems, None
+    graph = StageGraph({s.name: s.depends_on for s in stages})
+    try:
+        graph.topological_order()  # kept for the run; finds that there is a cycle
+    except ValueError:
+        cycle = graph.find_cycle() or []
+        problems.append(f"{label}: the stages form a cycle: {' -> '.join(cycle)}")
+        return problems, None
+    return problems, graph
+
+
+def target_problems(
+    stages: list[Stage],
+    label: str,
+    stage_types: Registry[Any],
+    paths: tuple[str, ...],
+    skip: Collection[str] = (),
+) -> list[str]:
+    """Unknown stage types, targets that do not import, and what each stage type finds
+    wrong with its stage (:meth:`~flowstage.core.stage_types.StageType.check`); the
+    stages named in ``skip`` are left out."""
+    problems: list[str] = []
     for stage in stages:
+        if stage.name in skip:
+            continue
         where = f"{label}: stage {stage.name!r}"
         stage_type = stage_types.get_or_none(stage.type)
         if stage_type is None:
@@ -294,9 +345,12 @@ def check_input(
     *,
     stage_types: Registry[Any] | None = None,
     search_paths: tuple[str, ...] = (),
+    skip: Collection[str] = (),
 ) -> dict[str, dict[str, Any]]:
     """Check the run input against the root stages; return their coerced keyword arguments.
 
+    :param skip: stages this run will not call (a retry's reused stages): not checked,
+        and left out of the result
     :raises WorkflowError: required parameters missing, ``map_on`` keys missing, or
         values that cannot be converted to the parameters' annotations
     """
@@ -307,6 +361,8 @@ def check_input(
     problems: list[str] = []
     bound: dict[str, dict[str, Any]] = {}
     for stage in workflow.spec.stages:
+        if stage.name in skip:
+            continue
         signature = signature_of(resolve_target(stage.target, paths))
         stage_problems, kwargs = stage_types.get(stage.type).bind_input(stage, signature, run_input)
         problems.extend(f"{label}: stage {stage.name!r}: {p}" for p in stage_problems)

@@ -194,16 +194,17 @@ class RunDriver:
         *,
         reuse: Mapping[str, Any] | None = None,
         reuse_items: Mapping[str, dict[int, Any]] | None = None,
-        reused_from: str | None = None,
         keep_outputs: bool = False,
         cache: RunCache | None = None,
+        graph: StageGraph | None = None,
     ) -> None:
-        """:param reuse: outputs of stages that are not called (a retry's finished stages)
+        """:param reuse: outputs of stages that are not called (a retry's finished stages;
+            every dependency of a stage in it is in it too)
         :param reuse_items: item outputs of maps whose other items are the only ones called
-        :param reused_from: the run the reused outputs come from (noted on their stages)
         :param keep_outputs: keep finished stages' outputs on ``run.outputs`` also when
             the run succeeds (a failed or cancelled run always keeps them)
         :param cache: the stage cache (None: no stage is cached)
+        :param graph: the workflow's stage graph, if built already
         """
         self.workflow = workflow
         self.run = run
@@ -215,11 +216,10 @@ class RunDriver:
         self.search_paths = search_paths
         self.reuse = dict(reuse or {})
         self.reuse_items = dict(reuse_items or {})
-        self.reused_from = reused_from
         self.keep_outputs = keep_outputs
         self.cache = cache
         self.stages = {s.name: s for s in workflow.spec.stages}
-        self.graph = StageGraph({s.name: s.depends_on for s in workflow.spec.stages})
+        self.graph = graph or StageGraph({s.name: s.depends_on for s in workflow.spec.stages})
         self.in_flight: set[Any] = set()
         self._notify_stages = plugins.has_impls("flowstage_stage_started") or plugins.has_impls(
             "flowstage_stage_finished"
@@ -244,11 +244,11 @@ class RunDriver:
         if self.executor.shares_context:
             self.context.ship_with(self.executor.share)
         self._outputs: dict[str, Any] = {}
-        self._waiting = {name: len(set(deps)) for name, deps in self.graph.dependencies.items()}
+        self._waiting = self.graph.dependency_counts()
         self._done: asyncio.Queue[tuple[str, asyncio.Task[Any]]] = asyncio.Queue()
         self._running: dict[str, asyncio.Task[Any]] = {}
         remaining = len(self.stages) - self._reuse_ready()
-        for name in self.graph.roots if not self.reuse else self.graph.topological_order():
+        for name in self.graph.roots if not self.reuse else self.stages:
             if name not in self._outputs and self._waiting[name] == 0:
                 self._start(name)
         try:
@@ -268,25 +268,14 @@ class RunDriver:
         return fetched[terminals[0]] if len(terminals) == 1 else fetched
 
     def _reuse_ready(self) -> int:
-        """Mark the reused stages whose dependencies are all reused finished at once, with
-        no task each (a retry of a long chain costs about its new stages); how many."""
-        count = 0
-        at, note = now(), f"reused from run {self.reused_from}"
-        for name in self.graph.topological_order() if self.reuse else ():
-            deps = self.stages[name].depends_on
-            if name not in self.reuse or not all(d in self._outputs for d in deps):
-                continue
-            record = self.run.stages[name]
-            record.started_at = record.finished_at = at
-            record.state, record.note = "finished", note
-            if self._notify_stages:
-                self.plugins.notify("flowstage_stage_started", run=self.run, stage=record)
-                self.plugins.notify("flowstage_stage_finished", run=self.run, stage=record)
-            self._outputs[name] = self.reuse[name]
+        """Take the reused stages' outputs, with no task each (a retry of a long chain
+        costs about its new stages); how many. Their records say so from the run's start
+        (``RetryPlan.mark``), and no stage hook is called for them: they never start."""
+        for name, output in self.reuse.items():
+            self._outputs[name] = output
             for user in self.graph.dependents[name]:
                 self._waiting[user] -= 1
-            count += 1
-        return count
+        return len(self.reuse)
 
     async def _keep(self) -> None:
         """The finished stages' outputs, fetched onto ``run.outputs`` for a retry; an
@@ -384,10 +373,6 @@ class RunDriver:
             self.plugins.notify("flowstage_stage_started", run=self.run, stage=record)
         execution: StageExecution | None = None
         try:
-            if stage.name in self.reuse:
-                record.state = "finished"
-                record.note = f"reused from run {self.reused_from}"
-                return self.reuse[stage.name]
             stage_type = self.stage_types.get(stage.type)
             # a map reusing some items (a retry's, the cache's) places them by index: it
             # needs its whole input

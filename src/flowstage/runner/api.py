@@ -62,15 +62,13 @@ async def arun_workflow(
         config = plan.kept.config if config is None else config
         executor = plan.executor if executor is None else executor
         namespace = plan.namespace if namespace == "default" else namespace
-    prepared = prepare_run(workflow, input)
+    prepared = prepare_run(workflow, input, retry=plan)
     plugins, workflow, run_input, home = (
         prepared.plugins,
         prepared.workflow,
         prepared.input,
         prepared.home,
     )
-    if plan is not None:
-        plan.choose(workflow)
     config_data = run_config(workflow, config)
     owned = not isinstance(executor, Executor)
     engine = create_executor(executor, plugins=plugins)
@@ -108,10 +106,7 @@ async def arun_workflow(
         RunInfo(run.id, workflow.name, source, now()),
     )
     if plan is not None:
-        for name in plan.reuse:
-            run.stages[name].note = f"reused from run {plan.run_id}"
-        for name, items in plan.reuse_items.items():
-            run.stages[name].note = f"{len(items)} item(s) reused from run {plan.run_id}"
+        plan.mark(run)
     if on_run is not None:
         on_run(run)
     run_cache: RunCache | None = None
@@ -147,9 +142,9 @@ async def arun_workflow(
             search_paths_for(workflow, (home,)),
             reuse=plan.reuse if plan is not None else None,
             reuse_items=plan.reuse_items if plan is not None else None,
-            reused_from=plan.run_id if plan is not None else None,
             keep_outputs=record and get_store().settings.keep_outputs,
             cache=run_cache,
+            graph=prepared.graph,
         )
         run.result = await driver.execute()
         run.state = "finished"

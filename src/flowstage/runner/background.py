@@ -62,6 +62,7 @@ def start_background_run(
     from flowstage.core.caching import cache_mode
     from flowstage.runner.prepare import create_executor, executor_spec, prepare_run
 
+    plan = None
     if retry_of is not None:
         # lazy: `runs cancel` and `runs logs` use this module without running anything
         from flowstage.runner.retry import plan_retry
@@ -75,7 +76,9 @@ def start_background_run(
         run_input = plan.input if run_input is None else run_input
         executor = plan.executor if executor is None else executor
         namespace = plan.namespace if namespace == "default" else namespace
-    prepared = prepare_run(workflow, run_input)
+    # a retry is checked as it will run: the stages it reuses are not (their outputs
+    # must be there)
+    prepared = prepare_run(workflow, run_input, retry=plan)
     plugins, definition, run_input, home = (
         prepared.plugins,
         prepared.workflow,

@@ -6,18 +6,28 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flowstage.core.appdir import deep_merge
 from flowstage.core.configs import merge_configs
+from flowstage.core.dag import StageGraph
 from flowstage.core.errors import ExecutorError
 from flowstage.core.executor import Executor
-from flowstage.core.loading import check_input, load_resources, load_workflow, names_a_workflow
+from flowstage.core.loading import (
+    check_input,
+    load_resources,
+    names_a_workflow,
+    parse_workflow,
+    validate_workflow,
+)
 from flowstage.core.models import ConfigResource, Workflow
 from flowstage.core.plugin_manager import FlowstagePlugins, default_plugins
 from flowstage.core.settings import app_dir, load_settings
 from flowstage.state.resources import find_workflow
 from flowstage.state.store import get_store
+
+if TYPE_CHECKING:
+    from flowstage.runner.retry import RetryPlan
 
 
 @dataclass
@@ -34,6 +44,8 @@ class PreparedRun:
     home: str
     #: the workflow as it was given (a name, a path, text, a mapping, a Workflow)
     given: Any = None
+    #: the workflow's stage graph (built once, for the run)
+    graph: StageGraph | None = None
 
 
 def prepare_run(
@@ -42,15 +54,20 @@ def prepare_run(
     *,
     plugins: FlowstagePlugins | None = None,
     with_input: bool = True,
+    retry: RetryPlan | None = None,
 ) -> PreparedRun:
     """Find, load and validate ``workflow`` and check ``input`` against it.
 
     ``with_input=False`` checks the workflow alone (``flowstage validate`` without input).
+    ``retry``: the run is a retry; once the stage graph is checked, the plan chooses
+    what to reuse (:meth:`RetryPlan.choose`), and the stages it reuses, which will not
+    be called, are not checked (neither their targets nor their input).
 
     :param workflow: a file path, YAML text, a mapping, a :class:`Workflow`, or the name
         of an applied workflow or of one a plugin ships
     :raises WorkflowError: the workflow or the input is invalid
     :raises UnknownNameError: no workflow has that name
+    :raises UserError: a stage the retry would reuse lost its output
     """
     plugins = plugins or default_plugins()
     stage_types = plugins.registries.stage_types
@@ -58,14 +75,26 @@ def prepare_run(
     given = workflow
     if names_a_workflow(workflow):
         workflow = find_workflow(workflow, plugins)
-    definition = load_workflow(workflow, stage_types=stage_types, search_paths=(home,))
+    definition = parse_workflow(workflow)
+    graph = validate_workflow(
+        definition,
+        stage_types=stage_types,
+        search_paths=(home,),
+        reused=retry.choose if retry is not None else None,
+    )
     run_input = dict(input or {})
     bound = (
-        check_input(definition, run_input, stage_types=stage_types, search_paths=(home,))
+        check_input(
+            definition,
+            run_input,
+            stage_types=stage_types,
+            search_paths=(home,),
+            skip=retry.reuse if retry is not None else (),
+        )
         if with_input
         else {}
     )
-    return PreparedRun(definition, run_input, bound, plugins, home, given)
+    return PreparedRun(definition, run_input, bound, plugins, home, given, graph)
 
 
 def run_config(workflow: Workflow, override: Mapping[str, Any] | None = None) -> dict[str, Any]:

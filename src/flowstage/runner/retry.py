@@ -9,17 +9,19 @@ cancelled and never-started stages, new ones, and those whose dependencies chang
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from flowstage.core.dag import StageGraph
 from flowstage.core.errors import UnknownNameError, UserError
-from flowstage.core.runs import ACTIVE_STATES, DONE_STAGE_STATES
+from flowstage.core.runs import ACTIVE_STATES, DONE_STAGE_STATES, now
 from flowstage.state.outputs import KeptOutputs, load_outputs
 from flowstage.state.store import get_store
 
 if TYPE_CHECKING:
+    from flowstage.core.dag import StageGraph
     from flowstage.core.models import Workflow
+    from flowstage.core.runs import Run
 
 
 @dataclass
@@ -40,14 +42,14 @@ class RetryPlan:
     reuse: dict[str, Any] = field(default_factory=dict)
     reuse_items: dict[str, dict[int, Any]] = field(default_factory=dict)
 
-    def choose(self, workflow: Workflow) -> None:
-        """Decide what to reuse for ``workflow`` (the workflow as it is now).
+    def choose(self, workflow: Workflow, graph: StageGraph) -> Collection[str]:
+        """Decide what to reuse for ``workflow`` (the workflow as it is now) with its
+        checked stage ``graph``; the names of the stages reused.
 
         :raises UserError: a stage that finished in the original would be reused, but
             its output is gone (names the stage and why)
         """
         stages = {s.name: s for s in workflow.spec.stages}
-        graph = StageGraph({s.name: s.depends_on for s in workflow.spec.stages})
         reuse = self.reuse
         for name in graph.topological_order():
             stage, old = stages[name], self.stages.get(name)
@@ -62,6 +64,19 @@ class RetryPlan:
                 reuse[name] = self.kept.outputs[name]
             elif name in self.kept.items and stage.type == "parameterized":
                 self.reuse_items[name] = self.kept.items[name]
+        return reuse.keys()
+
+    def mark(self, run: Run) -> None:
+        """Note on ``run``'s stage records what this retry reuses: a reused stage is
+        ``finished`` from the run's start (no stage hooks are called for it), a map
+        that reuses items says how many."""
+        at, note = now(), f"reused from run {self.run_id}"
+        for name in self.reuse:
+            record = run.stages[name]
+            record.state, record.note = "finished", note
+            record.started_at = record.finished_at = at
+        for name, items in self.reuse_items.items():
+            run.stages[name].note = f"{len(items)} item(s) reused from run {self.run_id}"
 
     def _missing(self, name: str) -> str:
         if name in self.kept.missing:

@@ -367,7 +367,20 @@ class RunHistory(Database):
         """
         if not self.path.exists() or not run_id:
             return None
-        self.reap()
+        found = self._run_row(run_id, prefix)
+        if found is not None and found[self._RUN_COLUMNS.index("state")] in ACTIVE_STATES:
+            # its process may be gone: then the run is failed (or cancelled) by now
+            self.reap()
+            found = self._run_row(found[0], False)
+        if found is None:
+            return None
+        row = dict(zip(self._RUN_COLUMNS, found, strict=True))
+        for key in ("input", "stages", "request"):
+            row[key] = json.loads(row[key]) if row[key] else ({} if key != "request" else None)
+        return row
+
+    def _run_row(self, run_id: str, prefix: bool) -> tuple[Any, ...] | None:
+        """The raw row of ``find_run`` (``_RUN_COLUMNS``), not reaped."""
         columns = ", ".join(self._RUN_COLUMNS)
         rows = self.query(f"SELECT {columns} FROM runs WHERE id = ?", (run_id,))
         if not rows and prefix:
@@ -380,12 +393,7 @@ class RunHistory(Database):
                 raise UserError(
                     f"run id prefix {run_id!r} matches several runs ({ids}); give more of the id"
                 )
-        if not rows:
-            return None
-        row = dict(zip(self._RUN_COLUMNS, rows[0], strict=True))
-        for key in ("input", "stages", "request"):
-            row[key] = json.loads(row[key]) if row[key] else ({} if key != "request" else None)
-        return row
+        return rows[0] if rows else None
 
     def load_result(self, row: dict[str, Any]) -> Any:
         """The result of a finished run row.

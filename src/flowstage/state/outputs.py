@@ -3,8 +3,10 @@
 A run that fails or is cancelled (any run, with ``store.keep_outputs``) keeps the
 outputs of its finished stages and the finished items of its failed maps. Each is
 pickled: up to ``store.max_inline_result`` bytes it goes into the row's ``outputs``
-column (base64 in JSON), up to ``store.max_result_size`` into a file under
-``<app dir>/outputs/<run id>/``, removed with the run; a bigger one is noted as missing.
+column (the small ones of a run together, as one base64 pickle in the JSON, so that a
+retry of a long chain decodes one value, not one per stage), up to
+``store.max_result_size`` into a file under ``<app dir>/outputs/<run id>/``, removed
+with the run; a bigger one is noted as missing.
 """
 
 from __future__ import annotations
@@ -51,22 +53,34 @@ class KeptOutputs:
 def encode_outputs(run: Run, home: Path, settings: StoreSettings) -> str:
     """The ``outputs`` column of ``run`` (writing the files of its big outputs)."""
     stages: dict[str, Any] = {}
+    # the small outputs, pickled: {stage: (whether it holds map items, pickle)}
+    inline: dict[str, tuple[bool, bytes]] = {}
     entries = [(name, value, False) for name, value in (run.outputs or {}).items()]
     entries += [(name, items, True) for name, items in run.item_outputs.items()]
     for number, (name, value, items) in enumerate(entries):
+        if name in stages or name in inline:
+            continue
         entry = _encode(value, home, f"{run.id}/{number}.pkl", settings)
-        entry["items"] = items
-        stages.setdefault(name, entry)
+        if isinstance(entry, bytes):
+            inline[name] = (items, entry)
+        else:
+            entry["items"] = items
+            stages[name] = entry
     document = {
         "workflow": run.workflow_ref,
         "config": run.config,
         "kept": run.outputs is not None,
         "stages": stages,
     }
+    if inline:
+        bundle = pickle.dumps(inline, protocol=pickle.HIGHEST_PROTOCOL)
+        document["inline"] = base64.b64encode(bundle).decode("ascii")
     return json.dumps(document, default=repr)
 
 
-def _encode(value: Any, home: Path, name: str, settings: StoreSettings) -> dict[str, Any]:
+def _encode(value: Any, home: Path, name: str, settings: StoreSettings) -> bytes | dict[str, Any]:
+    """``value`` pickled, if it is small enough to go into the row; else its entry (in
+    a file, or missing and why)."""
     try:
         data = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
     except Exception:  # noqa: BLE001 - any object may refuse pickling its own way; try cloudpickle
@@ -78,7 +92,7 @@ def _encode(value: Any, home: Path, name: str, settings: StoreSettings) -> dict[
         except Exception as exc:  # noqa: BLE001 - an output that cannot be kept must not fail the run
             return {"kind": "missing", "reason": f"it cannot be pickled ({exc})"}
     if len(data) <= settings.max_inline_result:
-        return {"kind": "inline", "data": base64.b64encode(data).decode("ascii")}
+        return data
     if len(data) > settings.max_result_size:
         limit = settings.max_result_size
         reason = f"its pickle is {len(data)} bytes, over store.max_result_size ({limit})"
@@ -108,13 +122,15 @@ def load_outputs(row: dict[str, Any], home: Path) -> KeptOutputs:
     document = json.loads(text)
     kept = KeptOutputs(document.get("workflow"), document.get("config"))
     kept.kept = bool(document.get("kept"))
+    if document.get("inline"):
+        _load_inline(document["inline"], kept)
     for name, entry in document.get("stages", {}).items():
         kind = entry.get("kind")
         if kind == "missing":
             kept.missing[name] = str(entry.get("reason"))
             continue
         try:
-            if kind == "inline":
+            if kind == "inline":  # one by one, as runs recorded before the bundle kept them
                 value = pickle.loads(base64.b64decode(entry["data"]))
             else:
                 with open(home / str(entry["path"]), "rb") as fh:
@@ -125,11 +141,29 @@ def load_outputs(row: dict[str, Any], home: Path) -> KeptOutputs:
         except Exception as exc:  # noqa: BLE001 - an unreadable output is reported, not raised
             kept.missing[name] = f"it cannot be read ({type(exc).__name__}: {exc})"
             continue
-        if entry.get("items"):
-            kept.items[name] = {int(k): v for k, v in value.items()}
-        else:
-            kept.outputs[name] = value
+        _add(kept, name, bool(entry.get("items")), value)
     return kept
+
+
+def _load_inline(text: str, kept: KeptOutputs) -> None:
+    """Add the small outputs, bundled in ``text``, to ``kept`` (each that cannot be
+    read to ``kept.missing``)."""
+    # stage names, flags and bytes: the bundle loads as the JSON around it does
+    bundle: dict[str, tuple[bool, bytes]] = pickle.loads(base64.b64decode(text))
+    for name, (items, data) in bundle.items():
+        try:
+            value = pickle.loads(data)
+        except Exception as exc:  # noqa: BLE001 - an unreadable output is reported, not raised
+            kept.missing[name] = f"it cannot be read ({type(exc).__name__}: {exc})"
+            continue
+        _add(kept, name, items, value)
+
+
+def _add(kept: KeptOutputs, name: str, items: bool, value: Any) -> None:
+    if items:
+        kept.items[name] = {int(k): v for k, v in value.items()}
+    else:
+        kept.outputs[name] = value
 
 
 def remove_outputs(home: Path, run_id: str) -> None:

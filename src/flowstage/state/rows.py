@@ -136,4 +136,6 @@ def stages_json(run: Run) -> str:
             if record.batches_left_out:
                 entry["batches_left_out"] = record.batches_left_out
         out[name] = entry
-    return json.dumps(out, default=repr)
+    # made here of strings, numbers, lists and dicts: no cycle to look for; compact, as
+    # a long run's stages make most of its row
+    return json.dumps(out, default=repr, check_circular=False, separators=(",", ":"))
