@@ -84,6 +84,22 @@ WORKFLOWS = [
         "spec": {"stages": [{"name": "typed", "target": D + "typed"}]},
     },
     {
+        "kind": "workflow",
+        "metadata": {"name": "dash_cached"},
+        "spec": {
+            "stages": [
+                {"name": "numbers", "target": D + "numbers"},
+                {
+                    "name": "each",
+                    "target": D + "echo",
+                    "type": "parameterized",
+                    "depends_on": ["numbers"],
+                    "cache": True,
+                },
+            ]
+        },
+    },
+    {
         "kind": "trigger_rule",
         "metadata": {"name": "dash_every_hour"},
         "spec": {
@@ -277,6 +293,24 @@ def test_a_map_that_failed_shows_its_failed_item_with_the_traceback(server: Serv
     assert "ValueError: &lt;b&gt;item 1 is odd&lt;/b&gt;" in item
 
 
+def _stage_states(html: str, stage: str) -> set[str]:
+    """The states a run page shows for ``stage``: its box, its bar, its section."""
+    return set(re.findall(rf'data-stage="{stage}" data-state="([a-z]+)"', html))
+
+
+def test_a_map_that_took_some_items_from_the_cache_is_not_shown_cached(server: Server) -> None:
+    api_run(server, "dash_cached", {"count": 2})
+    some = api_run(server, "dash_cached", {"count": 4})
+    every = api_run(server, "dash_cached", {"count": 4})
+    with client(server) as http:
+        partly = http.get(f"/ui/runs/{some['id']}").text
+        whole = http.get(f"/ui/runs/{every['id']}").text
+    assert _stage_states(partly, "each") == {"finished"}
+    assert "2 of 4 item(s) taken from the cache" in partly
+    assert _stage_states(whole, "each") == {"cached"}
+    assert _stage_states(whole, "numbers") == {"finished"}  # no cache: it ran
+
+
 def test_workflow_and_stage_text_is_escaped(server: Server) -> None:
     record = api_run(server, "dash_echo", {"value": SCRIPT})
     assert record["result"] == SCRIPT
@@ -360,7 +394,10 @@ def test_retry_button_reuses_what_finished(server: Server) -> None:
     assert retried["retry_of"] == failed["id"]
     assert f'href="/ui/runs/{failed["id"]}"' in page
     detail = page.split('<section class="stage-detail" data-stage="numbers"')[1]
-    assert "reused" in detail.split("</section>")[0]
+    assert "reused from run" in detail.split("</section>")[0]
+    # reused whole: cached; the map that ran its failed items again: not cached
+    assert _stage_states(page, "numbers") == {"cached"}
+    assert _stage_states(page, "odd_fails") == {"failed"}
 
 
 def test_start_form_checks_values_as_the_cli_does(server: Server) -> None:

@@ -21,7 +21,7 @@ from flowstage.core.calls import CallFailure, StageTask, run_call
 from flowstage.core.dag import StageGraph
 from flowstage.core.errors import CallTimeout, StageError
 from flowstage.core.mapping import MapStream, run_map
-from flowstage.core.runs import DONE_STAGE_STATES, now
+from flowstage.core.runs import DONE_STAGE_STATES, now, reused_note
 
 if TYPE_CHECKING:
     from flowstage.core.caching import RunCache, StageCache
@@ -271,7 +271,7 @@ class RunDriver:
         """Mark the reused stages whose dependencies are all reused finished at once, with
         no task each (a retry of a long chain costs about its new stages); how many."""
         count = 0
-        at, note = now(), f"reused from run {self.reused_from}"
+        at, note = now(), reused_note(str(self.reused_from))
         for name in self.graph.topological_order() if self.reuse else ():
             deps = self.stages[name].depends_on
             if name not in self.reuse or not all(d in self._outputs for d in deps):
@@ -386,7 +386,7 @@ class RunDriver:
         try:
             if stage.name in self.reuse:
                 record.state = "finished"
-                record.note = f"reused from run {self.reused_from}"
+                record.note = reused_note(str(self.reused_from))
                 return self.reuse[stage.name]
             stage_type = self.stage_types.get(stage.type)
             # a map reusing some items (a retry's, the cache's) places them by index: it

@@ -15,7 +15,7 @@ from flowstage.core.executor import Executor
 from flowstage.core.loading import names_a_workflow, search_paths_for
 from flowstage.core.models import Workflow
 from flowstage.core.plugin_manager import FlowstagePlugins
-from flowstage.core.runs import Run, StageRecord, new_run_id, now
+from flowstage.core.runs import Run, StageRecord, new_run_id, now, reused_note
 from flowstage.core.scheduler import RunDriver
 from flowstage.core.sources import pack_sources
 from flowstage.core.threads import SharedThreads
@@ -109,7 +109,7 @@ async def arun_workflow(
     )
     if plan is not None:
         for name in plan.reuse:
-            run.stages[name].note = f"reused from run {plan.run_id}"
+            run.stages[name].note = reused_note(plan.run_id)
         for name, items in plan.reuse_items.items():
             run.stages[name].note = f"{len(items)} item(s) reused from run {plan.run_id}"
     if on_run is not None:

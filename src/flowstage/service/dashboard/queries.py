@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
 from flowstage.core.errors import UserError
+from flowstage.core.runs import REUSED_NOTE
 from flowstage.state.rows import parse_time, stages_json
 from flowstage.state.store import get_store
 
@@ -270,11 +272,14 @@ def load_run(service: Service | None, identifier: str) -> dict[str, Any] | None:
     return view
 
 
-def display_state(entry: dict[str, Any]) -> str:
-    """A stage's state as the pages colour it: ``cached`` for one whose output was reused
-    (a retry's stage that finished before)."""
+def display_state(entry: Mapping[str, Any]) -> str:
+    """A stage's state as the pages colour it: the recorded state, and ``cached`` for a
+    stage a retry reused whole (recorded ``finished``, note ``reused from run ID``). A
+    stage that ran some of its items (a note such as ``3 of 10 item(s) taken from the
+    cache`` or ``4 item(s) reused from run ID``) stays ``finished``."""
     state = str(entry.get("state") or "pending")
-    return "cached" if state == "finished" and entry.get("note") else state
+    note = str(entry.get("note") or "")
+    return "cached" if state == "finished" and note.startswith(REUSED_NOTE) else state
 
 
 def stage_view(name: str, entry: dict[str, Any]) -> dict[str, Any]:

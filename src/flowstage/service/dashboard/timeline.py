@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
+from flowstage.service.dashboard.queries import display_state
 from flowstage.state.rows import parse_time
 
 #: a map's batches are packed into at most this many rows under its bar
@@ -86,7 +87,7 @@ def timeline(stages: Mapping[str, Mapping[str, Any]], now: datetime | None = Non
         bars.append(
             Bar(
                 name,
-                str(entry.get("state", "pending")),
+                display_state(entry),
                 left,
                 min(width, 100 - left),
                 seconds,
