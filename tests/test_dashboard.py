@@ -353,6 +353,40 @@ def test_a_background_run_of_the_cli_shows_its_log_escaped(server: Server) -> No
     assert f'data-run-id="{run_id}" data-state="finished"' in listed
 
 
+def test_a_run_page_reads_no_log_outside_the_logs_directory(server: Server, tmp_path: Path) -> None:
+    """A row's ``log_path`` names a file elsewhere, or the run's log is a symlink out:
+    the page shows no log; the run's own log file is shown whatever the row says."""
+    from flowstage.core.runs import Run, new_run_id, now
+    from flowstage.core.settings import StoreSettings
+    from flowstage.state.store import Store
+
+    secret = tmp_path / "secret.txt"
+    secret.write_text("not for the dashboard\n")
+    logs = server.home / "logs"
+    logs.mkdir(exist_ok=True)
+    store = Store(server.home / "flowstage.db", StoreSettings())
+    ids = {}
+    for case in ("elsewhere", "symlink", "own"):
+        run = Run(id=new_run_id(), workflow="dash_logs", source="background", state="finished")
+        run.started_at = run.finished_at = now()
+        store.finish_run(run)
+        own = logs / f"{run.id}.log"
+        if case == "symlink":
+            own.symlink_to(secret)
+        elif case == "own":
+            own.write_text("the run's own line\n")
+        recorded = secret if case == "elsewhere" else own
+        with sqlite3.connect(server.home / "flowstage.db") as conn:
+            conn.execute("UPDATE runs SET log_path = ? WHERE id = ?", (str(recorded), run.id))
+        ids[case] = run.id
+    with client(server) as http:
+        pages = {case: http.get(f"/ui/runs/{run_id}").text for case, run_id in ids.items()}
+    for case in ("elsewhere", "symlink"):
+        assert "not for the dashboard" not in pages[case]
+        assert '<pre id="log">' not in pages[case]
+    assert "the run&#39;s own line" in pages["own"]
+
+
 def test_cancel_and_run_again(server: Server) -> None:
     record = api_run(server, "dash_nap", {"seconds": 30}, wait=False)
     wait_state(server, record["id"], ("running",))

@@ -17,6 +17,7 @@ from urllib.parse import urlencode
 
 from flowstage.core.errors import UserError
 from flowstage.core.runs import REUSED_NOTE
+from flowstage.state.logs import read_tail
 from flowstage.state.rows import parse_time, stages_json
 from flowstage.state.store import get_store
 
@@ -268,7 +269,7 @@ def load_run(service: Service | None, identifier: str) -> dict[str, Any] | None:
     view["duration"] = duration(view.get("started_at"), view.get("finished_at"))
     view["input_text"] = preview(view.get("input") or {})
     view["result_text"] = _result_text(view) if row is not None and entry is None else None
-    view["log_text"] = log_tail(view.get("log_path"))
+    view["log_text"] = log_tail(view["id"]) if view.get("log_path") else None
     return view
 
 
@@ -340,17 +341,12 @@ def preview(value: Any, limit: int = PREVIEW_CHARS) -> str:
     return text
 
 
-def log_tail(path: str | None, limit: int = LOG_TAIL_BYTES) -> str | None:
-    """The last ``limit`` bytes of a run's log file (None: no log, or it is gone)."""
-    if not path:
+def log_tail(run_id: str, limit: int = LOG_TAIL_BYTES) -> str | None:
+    """The last ``limit`` bytes of run ``run_id``'s log (None: no log, it is gone, or
+    it is not a file in the logs directory)."""
+    found = read_tail(run_id, limit)
+    if found is None:
         return None
-    try:
-        with open(path, "rb") as fh:
-            fh.seek(0, 2)
-            size = fh.tell()
-            fh.seek(max(0, size - limit))
-            data = fh.read()
-    except OSError:
-        return None
+    data, size = found
     text = data.decode("utf-8", "replace")
     return f"… (first {size - limit} bytes not shown)\n{text}" if size > limit else text
