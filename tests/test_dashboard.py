@@ -539,6 +539,62 @@ def test_token_guards_pages_and_actions(guarded: Server) -> None:
         assert http.get("/ui/runs", headers={"Accept": "*/*"}).status_code == 401
 
 
+def _log_in(server: Server, http: httpx.Client, token: str) -> httpx.Response:
+    return http.post("/ui/login", data={"token": token, "next": "/ui/runs"})
+
+
+def test_each_login_is_its_own_session_and_log_out_ends_it(guarded: Server) -> None:
+    with client(guarded) as http, client(guarded) as other:
+        first = _log_in(guarded, http, "s3cret-token")
+        assert "max-age=43200" in first.headers["set-cookie"].lower()  # 12 h, the default
+        _log_in(guarded, other, "s3cret-token")
+        mine, theirs = http.cookies["flowstage_session"], other.cookies["flowstage_session"]
+        assert mine != theirs
+        page = http.get("/ui/runs")
+        assert page.status_code == 200 and 'form id="logout"' in page.text
+        out = http.post("/ui/logout")
+        assert out.status_code == 303 and out.headers["location"] == "/ui/login"
+        assert "flowstage_session" not in http.cookies
+        # the cookie is void on the server, not only gone from this browser
+        http.cookies.set("flowstage_session", mine, path="/ui")
+        assert http.get("/ui/runs", headers={"Accept": "*/*"}).status_code == 401
+        assert other.get("/ui/runs").status_code == 200
+        forged = f"{int(time.time())}.{'0' * 16}.{'0' * 64}"
+        other.cookies.set("flowstage_session", forged, path="/ui")
+        assert other.get("/ui/runs", headers={"Accept": "*/*"}).status_code == 401
+    # without a token there is nothing to log out of
+    with client(guarded, Authorization="Bearer s3cret-token") as http:
+        assert 'form id="logout"' in http.get("/ui/runs").text
+
+
+def test_a_session_expires_and_wrong_tokens_are_throttled(tmp_path: Path) -> None:
+    guarded = Server(tmp_path / "home", api_token="right-token", session_max_age="1s")
+    try:
+        with client(guarded) as http:
+            assert (
+                "max-age=1;" in _log_in(guarded, http, "right-token").headers["set-cookie"].lower()
+            )
+            assert http.get("/ui/runs").status_code == 200
+            # expiry is checked by the service: a browser that keeps the cookie is let in no
+            # more
+            kept = http.cookies["flowstage_session"]
+            _until(lambda: http.get("/ui/runs", headers={"Accept": "*/*"}).status_code == 401, 10)
+            http.cookies.set("flowstage_session", kept, path="/ui")
+            assert http.get("/ui/runs").status_code == 303
+            for _ in range(5):
+                assert _log_in(guarded, http, "guess").status_code == 401
+            # the sixth try within the minute waits, right token or not
+            refused = _log_in(guarded, http, "right-token")
+            assert refused.status_code == 429 and "too many wrong tokens" in refused.text
+            assert 1 <= int(refused.headers["retry-after"]) <= 60
+            assert "flowstage_session=" not in refused.headers.get("set-cookie", "")
+        # the Bearer header is not throttled (the API answers 401 to a wrong one)
+        with client(guarded, Authorization="Bearer right-token") as http:
+            assert http.get("/ui/runs").status_code == 200
+    finally:
+        assert guarded.stop() == 0, guarded.log.read_text()
+
+
 def test_login_never_redirects_off_the_dashboard(guarded: Server) -> None:
     with client(guarded) as http:
         for target in ("https://evil.example/", "//evil.example/ui", "/workflows/"):

@@ -171,6 +171,7 @@ def create_app(service: Service) -> FastAPI:
     app.state.service = service
 
     allowed_hosts = {settings.host.strip("[]"), *_LOOPBACK_NAMES}
+    gate = dashboard_auth.Gate(settings.api_token, settings.session_max_age)
 
     @app.middleware("http")
     async def authenticate(
@@ -185,7 +186,7 @@ def create_app(service: Service) -> FastAPI:
                 return _error(421, f"this service answers for {settings.host}, not {host!r}")
         if dashboard_auth.is_dashboard(request.url.path):
             # HTML forms post form data: the dashboard checks their origin instead
-            return await dashboard_auth.guard(request, call_next, token)
+            return await gate.guard(request, call_next)
         if request.method == "POST" and not _is_json(request.headers.get("content-type", "")):
             # A cross-site form or fetch can POST text or form data without asking first
             # (no CORS preflight); a JSON content type cannot be sent that way.
@@ -270,7 +271,7 @@ def create_app(service: Service) -> FastAPI:
     for prefix, kind in KINDS.items():
         _resource_routes(app, prefix, kind, find, put, settings.max_body_size)
 
-    mount_dashboard(app, service)
+    mount_dashboard(app, service, gate)
 
     # -- runs ---------------------------------------------------------------------------
 

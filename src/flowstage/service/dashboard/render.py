@@ -70,10 +70,14 @@ def _environment() -> jinja2.Environment:
 
 
 class Pages:
-    """Renders templates into responses."""
+    """Renders templates into responses.
 
-    def __init__(self) -> None:
+    :param logins: the pages need a login (the nav shows Log out)
+    """
+
+    def __init__(self, logins: bool = False) -> None:
         self.env = _environment()
+        self.env.globals["logins"] = logins
 
     def render(
         self, request: Request, template: str, status: int = 200, **context: Any
