@@ -411,6 +411,48 @@ def test_cancel_and_run_again(server: Server) -> None:
     assert rerun["result"] == "same input" and rerun["workflow"] == "dash_echo"
 
 
+def test_cancel_sends_back_to_the_run_page_with_its_id_quoted(server: Server) -> None:
+    """A run of another process whose id needs quoting (ids are only checked where they
+    are made): the redirect after Cancel stays one path segment on the dashboard."""
+    import subprocess
+
+    from flowstage.core.runs import Run, now
+    from flowstage.core.settings import StoreSettings
+    from flowstage.state.liveness import process_start, this_host
+    from flowstage.state.store import Store
+
+    odd = "odd id?next=evil.example#x"  # (a "/" would not reach the route at all)
+    store = Store(server.home / "flowstage.db", StoreSettings())
+    run = Run(id=odd, workflow="elsewhere", source="cli", state="finished")
+    run.started_at = run.finished_at = now()
+    store.finish_run(run)
+    sleeper = subprocess.Popen(["sleep", "60"])
+    try:
+        with sqlite3.connect(server.home / "flowstage.db") as conn:
+            conn.execute(
+                "UPDATE runs SET state = 'running', finished_at = NULL, host = ?, pid = ?, "
+                "pid_start = ? WHERE id = ?",
+                (this_host(), sleeper.pid, process_start(sleeper.pid), odd),
+            )
+        quoted = "odd%20id%3Fnext%3Devil.example%23x"
+        with client(server) as http:
+            done = http.post(f"/ui/runs/{quoted}/cancel")
+        assert done.status_code == 303, done.text
+        assert done.headers["location"] == f"/ui/runs/{quoted}"
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+
+
+def test_paging_takes_only_a_seq(server: Server) -> None:
+    with client(server) as http:
+        for given in ("²", "1e3", "-1", "99999999999999999999", "9" * 19):
+            answer = http.get("/ui/runs", params={"before": given})
+            assert answer.status_code == 400, (given, answer.text)
+            assert "must be a run's seq" in answer.text
+        assert http.get("/ui/runs", params={"after": "9" * 18}).status_code == 200
+
+
 def test_retry_button_reuses_what_finished(server: Server) -> None:
     failed = api_run(server, "dash_map_fail", {"count": 4})
     assert failed["state"] == "failed"
