@@ -744,6 +744,33 @@ def test_a_run_of_another_process_is_picked_up(server: Server) -> None:
     assert f'data-run-id="{run.id}" data-state="finished"' in html
 
 
+def test_the_apps_shutdown_closes_the_live_hub() -> None:
+    """The lifespan's end cancels the store watcher and leaves the bus and the hooks."""
+    import asyncio
+
+    from flowstage.core.settings import ServiceSettings
+    from flowstage.service import Service
+    from flowstage.service.api import create_app
+
+    async def serve_and_stop() -> None:
+        service = Service(ServiceSettings(), executor={"name": "local", "max_workers": 1})
+        app = create_app(service)
+        hub = app.state.live
+        relays = [
+            p for _, p in service.plugins.pm.list_name_plugin() if type(p).__name__ == "_StageRelay"
+        ]
+        assert len(relays) == 1
+        stream = hub.stream()
+        async with app.router.lifespan_context(app):
+            assert (await anext(stream)).startswith("retry:")
+            assert hub.stats()["watching"] and hub.clients == 1
+        assert not hub.stats()["watching"]
+        assert not service.plugins.pm.is_registered(relays[0])
+        await stream.aclose()
+
+    asyncio.run(serve_and_stop())
+
+
 # -- the store --------------------------------------------------------------------------
 
 

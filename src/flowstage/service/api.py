@@ -154,12 +154,13 @@ def create_app(service: Service) -> FastAPI:
     settings = service.settings
 
     @asynccontextmanager
-    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await service.start()
         try:
             yield
         finally:
             await service.drain(0.0)
+            await app.state.live.close()  # the dashboard's hub (mount_dashboard sets it)
             await service.close()
 
     app = FastAPI(

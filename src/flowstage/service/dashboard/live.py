@@ -48,6 +48,8 @@ class LiveHub:
         self._watcher: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._unsubscribe: Any = None
+        self._relay = _StageRelay(self)
+        self._closed = False
 
     @property
     def clients(self) -> int:
@@ -65,7 +67,21 @@ class LiveHub:
         """Listen to the service's bus and to the stage hooks of its runs."""
         if self._unsubscribe is None:
             self._unsubscribe = self.service.subscribe(self._on_event)
-            self.service.plugins.register(_StageRelay(self), name=f"dashboard-live-{id(self)}")
+            self.service.plugins.register(self._relay, name=f"dashboard-live-{id(self)}")
+
+    async def close(self) -> None:
+        """Stop for good (the app's shutdown): cancel the store watcher, leave the bus
+        and the stage hooks. Open streams end as the service drains."""
+        self._closed = True
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+            self.service.plugins.unregister(self._relay)
+        watcher, self._watcher = self._watcher, None
+        if watcher is not None and not watcher.done():
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
 
     def _on_event(self, event: Event) -> None:
         if event.type in (WORKFLOW_STARTED, WORKFLOW_FINISHED):
@@ -96,7 +112,7 @@ class LiveHub:
         self._loop = asyncio.get_running_loop()
         queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=256)
         self._queues.add(queue)
-        if self._watcher is None or self._watcher.done():
+        if not self._closed and (self._watcher is None or self._watcher.done()):
             self._watcher = asyncio.create_task(self._watch(), name="flowstage-dashboard-watch")
         try:
             yield "retry: 3000\nevent: hello\ndata: {}\n\n"
