@@ -744,6 +744,58 @@ def test_a_run_of_another_process_is_picked_up(server: Server) -> None:
     assert f'data-run-id="{run.id}" data-state="finished"' in html
 
 
+def test_a_heartbeat_alone_does_not_make_pages_refetch(server: Server) -> None:
+    """A running run of another process: its heartbeat is no change; its progress is."""
+    import subprocess
+
+    from flowstage.core.runs import Run, new_run_id, now
+    from flowstage.core.settings import StoreSettings
+    from flowstage.state.liveness import process_start, this_host
+    from flowstage.state.store import Store
+
+    store = Store(server.home / "flowstage.db", StoreSettings())
+    run = Run(id=new_run_id(), workflow="elsewhere", source="cli", state="finished")
+    run.started_at = run.finished_at = now()
+    store.finish_run(run)
+    db = server.home / "flowstage.db"
+
+    def update(sql: str, *params: object) -> None:
+        with sqlite3.connect(db) as conn:
+            conn.execute(sql, (*params, run.id))
+
+    sleeper = subprocess.Popen(["sleep", "120"])  # the "process" running it: alive
+    found: list[dict] = []
+    stop = threading.Event()
+    reader = threading.Thread(target=_events, args=(server, found, stop), daemon=True)
+    try:
+        update(
+            "UPDATE runs SET state = 'running', finished_at = NULL, host = ?, pid = ?, "
+            "pid_start = ?, heartbeat_at = ? WHERE id = ?",
+            this_host(),
+            sleeper.pid,
+            process_start(sleeper.pid),
+            time.time(),
+        )
+        reader.start()
+        _until(lambda: {"hello": True} in found)
+        start = _status(server)["store_polls"]
+        _until(lambda: _status(server)["store_polls"] >= start + 2)  # the watcher's baseline
+        found.clear()
+        for _ in range(2):
+            polls = _status(server)["store_polls"]
+            update("UPDATE runs SET heartbeat_at = ? WHERE id = ?", time.time())
+            _until(lambda polls=polls: _status(server)["store_polls"] >= polls + 2)
+        assert not [e for e in found if e.get("why") == "store"], found
+        update("UPDATE runs SET stages = ? WHERE id = ?", '{"s": {"state": "running"}}')
+        _until(lambda: any(run.id in e.get("runs", ()) for e in found))
+    finally:
+        stop.set()
+        sleeper.kill()
+        sleeper.wait()
+        api_run(server, "dash_echo", {"value": "wake the reader"})
+        reader.join(10)
+
+
 def test_the_apps_shutdown_closes_the_live_hub() -> None:
     """The lifespan's end cancels the store watcher and leaves the bus and the hooks."""
     import asyncio

@@ -3,8 +3,10 @@
 Runs of this service announce themselves: run starts and ends come from its event bus,
 stage starts and ends from the ``flowstage_stage_*`` hooks, without reading the store.
 Runs of other processes (the CLI writes the same store) are noticed by a cheap look at
-the store (the newest ``seq`` and the active rows) every ``poll_interval`` seconds, and
-that look runs only while at least one page listens: nobody watching, no reading.
+the store (the newest ``seq`` and the active rows' state and stages) every
+``poll_interval`` seconds, and that look runs only while at least one page listens:
+nobody watching, no reading. A heartbeat that changes nothing else is no change (a page
+would refetch on every heartbeat of every active run).
 """
 
 from __future__ import annotations
@@ -27,7 +29,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("flowstage.service")
 
-#: what the store looks like to the watcher: newest seq, and the active rows' progress
+#: what the store looks like to the watcher: newest seq, and each active row's id, state
+#: and a hash of its stages (its progress)
 Snapshot = tuple[int, frozenset[tuple[Any, ...]]]
 
 
@@ -155,9 +158,9 @@ class LiveHub:
             return 0, frozenset()
         newest = store.query("SELECT coalesce(max(seq), 0) FROM runs")[0][0]
         active = store.query(
-            "SELECT id, state, heartbeat_at FROM runs WHERE state IN ('pending', 'running')"
+            "SELECT id, state, stages FROM runs WHERE state IN ('pending', 'running')"
         )
-        return int(newest), frozenset(active)
+        return int(newest), frozenset((i, state, hash(stages)) for i, state, stages in active)
 
 
 class _StageRelay:
