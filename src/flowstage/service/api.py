@@ -10,7 +10,6 @@ traceback. Request bodies are JSON, at most ``service.max_body_size`` bytes.
 from __future__ import annotations
 
 import asyncio
-import hmac
 import json
 import logging
 import os
@@ -192,15 +191,10 @@ def create_app(service: Service) -> FastAPI:
             # A cross-site form or fetch can POST text or form data without asking first
             # (no CORS preflight); a JSON content type cannot be sent that way.
             return _error(415, "expected a JSON request (Content-Type: application/json)")
-        if token:
-            given = request.headers.get("authorization", "")
-            scheme, _, value = given.partition(" ")
-            if scheme.lower() != "bearer" or not hmac.compare_digest(
-                value.strip().encode(), token.encode()
-            ):
-                response = _error(401, "missing or wrong API token (Authorization: Bearer ...)")
-                response.headers["WWW-Authenticate"] = "Bearer"
-                return response
+        if token and not dashboard_auth.has_bearer(request, token):
+            response = _error(401, "missing or wrong API token (Authorization: Bearer ...)")
+            response.headers["WWW-Authenticate"] = "Bearer"
+            return response
         return await call_next(request)
 
     @app.exception_handler(APIError)

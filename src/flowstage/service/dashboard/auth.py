@@ -43,6 +43,15 @@ def is_dashboard(path: str) -> bool:
     return path == PREFIX or path.startswith(f"{PREFIX}/")
 
 
+def has_bearer(request: Request, token: str) -> bool:
+    """Whether ``request`` sends ``Authorization: Bearer <token>`` (compared in constant
+    time); the API and the dashboard check the header with this one function."""
+    scheme, _, value = request.headers.get("authorization", "").partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(
+        value.strip().encode(), token.encode()
+    )
+
+
 def same_origin(request: Request) -> bool:
     """Whether the request comes from a page of this service (``Origin``, else ``Referer``)."""
     claimed = request.headers.get("origin") or request.headers.get("referer")
@@ -153,9 +162,7 @@ class Gate:
         """Whether ``request`` carries the token: the Bearer header or a live session."""
         if self.token is None:
             return True
-        scheme, _, value = request.headers.get("authorization", "").partition(" ")
-        given = value.strip().encode()
-        if scheme.lower() == "bearer" and hmac.compare_digest(given, self.token.encode()):
+        if has_bearer(request, self.token):
             return True
         return self.sessions.valid(request.cookies.get(COOKIE, ""))
 
