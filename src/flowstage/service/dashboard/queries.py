@@ -331,7 +331,8 @@ def _result_text(row: dict[str, Any]) -> str | None:
 
 
 def preview(value: Any, limit: int = PREVIEW_CHARS) -> str:
-    """``value`` as indented JSON (``repr`` for the rest), cut at ``limit`` characters."""
+    """``value`` as indented JSON (``repr`` for the rest), cut at ``limit`` characters:
+    a run's input and result, and the pages' ``to_json`` filter (configs, metadata)."""
     try:
         text = json.dumps(value, indent=2, default=repr, ensure_ascii=False)
     except (TypeError, ValueError, RecursionError):
