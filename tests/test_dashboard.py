@@ -902,7 +902,7 @@ def _answers(http: httpx.Client) -> bool:
 
 
 def test_layout_puts_each_stage_after_its_longest_path() -> None:
-    from flowstage.service.dashboard.layout import layers, layout
+    from flowstage.service.dashboard.layout import BOX_HEIGHT, BOX_WIDTH, layers, layout
 
     graph = {"a": [], "b": ["a"], "c": ["a", "b"], "d": [], "e": ["c", "missing"]}
     assert layers(graph) == {"a": 0, "b": 1, "c": 2, "d": 0, "e": 3}
@@ -911,8 +911,12 @@ def test_layout_puts_each_stage_after_its_longest_path() -> None:
     assert boxes["c"].state == "failed" and boxes["a"].state == "pending"
     assert boxes["a"].x < boxes["b"].x < boxes["c"].x < boxes["e"].x
     assert boxes["a"].y < boxes["d"].y  # same column, the workflow's order
-    assert {(e.source, e.target) for e in drawn.edges} == {("a", "b"), ("a", "c"), ("b", "c"),
-                                                          ("c", "e")}  # fmt: skip
+    # each arrow from the right middle of its dependency's box to the left middle of its user's
+    ends = {(p[0], p[-1]) for p in (re.findall(r"\d+,\d+", e.path) for e in drawn.edges)}
+    right = {n: f"{b.x + BOX_WIDTH},{b.y + BOX_HEIGHT // 2}" for n, b in boxes.items()}
+    left = {n: f"{b.x},{b.y + BOX_HEIGHT // 2}" for n, b in boxes.items()}
+    pairs = (("a", "b"), ("a", "c"), ("b", "c"), ("c", "e"))
+    assert ends == {(right[d], left[u]) for d, u in pairs} and len(drawn.edges) == 4
     chain = {f"s{i}": [f"s{i - 1}"] if i else [] for i in range(1000)}
     assert layers(chain)["s999"] == 999
 
