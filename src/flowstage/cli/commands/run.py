@@ -233,4 +233,5 @@ def report(run: Run, fmt: str) -> None:
 
 
 def register(app: typer.Typer) -> None:
+    """Add ``run`` (it takes unknown ``--KEY VALUE`` options as inputs) to ``app``."""
     app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(run)
