@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sqlite3
 import time
 from pathlib import Path
 
@@ -143,6 +144,27 @@ def test_logs_of_a_foreground_run_explain_where_its_output_went() -> None:
     assert run["source"] == "cli"
     logs = cli("runs", "logs", run["id"])
     assert logs.returncode == 2 and "only --no-wait runs keep a log" in logs.stderr
+
+
+def test_logs_reads_only_the_runs_own_log_file(tmp_path: Path) -> None:
+    run_id = start("talker")
+    wait_for(run_id, ("finished",))
+    home = Path(os.environ["FLOWSTAGE_HOME"])
+    secret = tmp_path / "secret.txt"
+    secret.write_text("not for runs logs\n")
+    # the row names a file elsewhere: the run's own log is printed
+    with sqlite3.connect(home / "flowstage.db") as conn:
+        conn.execute("UPDATE runs SET log_path = ? WHERE id = ?", (str(secret), run_id))
+    logs = cli("runs", "logs", run_id)
+    assert logs.returncode == 0 and "printed hello" in logs.stdout
+    assert "not for runs logs" not in logs.stdout
+    # the log itself leads out of the logs directory: refused
+    own = home / "logs" / f"{run_id}.log"
+    own.unlink()
+    own.symlink_to(secret)
+    logs = cli("runs", "logs", run_id)
+    assert logs.returncode == 2 and "not a file under" in logs.stderr
+    assert "not for runs logs" not in logs.stdout
 
 
 def test_cancelling_a_run_of_another_program_points_to_the_service(

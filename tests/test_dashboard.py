@@ -84,6 +84,22 @@ WORKFLOWS = [
         "spec": {"stages": [{"name": "typed", "target": D + "typed"}]},
     },
     {
+        "kind": "workflow",
+        "metadata": {"name": "dash_cached"},
+        "spec": {
+            "stages": [
+                {"name": "numbers", "target": D + "numbers"},
+                {
+                    "name": "each",
+                    "target": D + "echo",
+                    "type": "parameterized",
+                    "depends_on": ["numbers"],
+                    "cache": True,
+                },
+            ]
+        },
+    },
+    {
         "kind": "trigger_rule",
         "metadata": {"name": "dash_every_hour"},
         "spec": {
@@ -277,6 +293,24 @@ def test_a_map_that_failed_shows_its_failed_item_with_the_traceback(server: Serv
     assert "ValueError: &lt;b&gt;item 1 is odd&lt;/b&gt;" in item
 
 
+def _stage_states(html: str, stage: str) -> set[str]:
+    """The states a run page shows for ``stage``: its box, its bar, its section."""
+    return set(re.findall(rf'data-stage="{stage}" data-state="([a-z]+)"', html))
+
+
+def test_a_map_that_took_some_items_from_the_cache_is_not_shown_cached(server: Server) -> None:
+    api_run(server, "dash_cached", {"count": 2})
+    some = api_run(server, "dash_cached", {"count": 4})
+    every = api_run(server, "dash_cached", {"count": 4})
+    with client(server) as http:
+        partly = http.get(f"/ui/runs/{some['id']}").text
+        whole = http.get(f"/ui/runs/{every['id']}").text
+    assert _stage_states(partly, "each") == {"finished"}
+    assert "2 of 4 item(s) taken from the cache" in partly
+    assert _stage_states(whole, "each") == {"cached"}
+    assert _stage_states(whole, "numbers") == {"finished"}  # no cache: it ran
+
+
 def test_workflow_and_stage_text_is_escaped(server: Server) -> None:
     record = api_run(server, "dash_echo", {"value": SCRIPT})
     assert record["result"] == SCRIPT
@@ -319,6 +353,40 @@ def test_a_background_run_of_the_cli_shows_its_log_escaped(server: Server) -> No
     assert f'data-run-id="{run_id}" data-state="finished"' in listed
 
 
+def test_a_run_page_reads_no_log_outside_the_logs_directory(server: Server, tmp_path: Path) -> None:
+    """A row's ``log_path`` names a file elsewhere, or the run's log is a symlink out:
+    the page shows no log; the run's own log file is shown whatever the row says."""
+    from flowstage.core.runs import Run, new_run_id, now
+    from flowstage.core.settings import StoreSettings
+    from flowstage.state.store import Store
+
+    secret = tmp_path / "secret.txt"
+    secret.write_text("not for the dashboard\n")
+    logs = server.home / "logs"
+    logs.mkdir(exist_ok=True)
+    store = Store(server.home / "flowstage.db", StoreSettings())
+    ids = {}
+    for case in ("elsewhere", "symlink", "own"):
+        run = Run(id=new_run_id(), workflow="dash_logs", source="background", state="finished")
+        run.started_at = run.finished_at = now()
+        store.finish_run(run)
+        own = logs / f"{run.id}.log"
+        if case == "symlink":
+            own.symlink_to(secret)
+        elif case == "own":
+            own.write_text("the run's own line\n")
+        recorded = secret if case == "elsewhere" else own
+        with sqlite3.connect(server.home / "flowstage.db") as conn:
+            conn.execute("UPDATE runs SET log_path = ? WHERE id = ?", (str(recorded), run.id))
+        ids[case] = run.id
+    with client(server) as http:
+        pages = {case: http.get(f"/ui/runs/{run_id}").text for case, run_id in ids.items()}
+    for case in ("elsewhere", "symlink"):
+        assert "not for the dashboard" not in pages[case]
+        assert '<pre id="log">' not in pages[case]
+    assert "the run&#39;s own line" in pages["own"]
+
+
 def test_cancel_and_run_again(server: Server) -> None:
     record = api_run(server, "dash_nap", {"seconds": 30}, wait=False)
     wait_state(server, record["id"], ("running",))
@@ -343,6 +411,48 @@ def test_cancel_and_run_again(server: Server) -> None:
     assert rerun["result"] == "same input" and rerun["workflow"] == "dash_echo"
 
 
+def test_cancel_sends_back_to_the_run_page_with_its_id_quoted(server: Server) -> None:
+    """A run of another process whose id needs quoting (ids are only checked where they
+    are made): the redirect after Cancel stays one path segment on the dashboard."""
+    import subprocess
+
+    from flowstage.core.runs import Run, now
+    from flowstage.core.settings import StoreSettings
+    from flowstage.state.liveness import process_start, this_host
+    from flowstage.state.store import Store
+
+    odd = "odd id?next=evil.example#x"  # (a "/" would not reach the route at all)
+    store = Store(server.home / "flowstage.db", StoreSettings())
+    run = Run(id=odd, workflow="elsewhere", source="cli", state="finished")
+    run.started_at = run.finished_at = now()
+    store.finish_run(run)
+    sleeper = subprocess.Popen(["sleep", "60"])
+    try:
+        with sqlite3.connect(server.home / "flowstage.db") as conn:
+            conn.execute(
+                "UPDATE runs SET state = 'running', finished_at = NULL, host = ?, pid = ?, "
+                "pid_start = ? WHERE id = ?",
+                (this_host(), sleeper.pid, process_start(sleeper.pid), odd),
+            )
+        quoted = "odd%20id%3Fnext%3Devil.example%23x"
+        with client(server) as http:
+            done = http.post(f"/ui/runs/{quoted}/cancel")
+        assert done.status_code == 303, done.text
+        assert done.headers["location"] == f"/ui/runs/{quoted}"
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+
+
+def test_paging_takes_only_a_seq(server: Server) -> None:
+    with client(server) as http:
+        for given in ("²", "1e3", "-1", "99999999999999999999", "9" * 19):
+            answer = http.get("/ui/runs", params={"before": given})
+            assert answer.status_code == 400, (given, answer.text)
+            assert "must be a run's seq" in answer.text
+        assert http.get("/ui/runs", params={"after": "9" * 18}).status_code == 200
+
+
 def test_retry_button_reuses_what_finished(server: Server) -> None:
     failed = api_run(server, "dash_map_fail", {"count": 4})
     assert failed["state"] == "failed"
@@ -360,7 +470,10 @@ def test_retry_button_reuses_what_finished(server: Server) -> None:
     assert retried["retry_of"] == failed["id"]
     assert f'href="/ui/runs/{failed["id"]}"' in page
     detail = page.split('<section class="stage-detail" data-stage="numbers"')[1]
-    assert "reused" in detail.split("</section>")[0]
+    assert "reused from run" in detail.split("</section>")[0]
+    # reused whole: cached; the map that ran its failed items again: not cached
+    assert _stage_states(page, "numbers") == {"cached"}
+    assert _stage_states(page, "odd_fails") == {"failed"}
 
 
 def test_start_form_checks_values_as_the_cli_does(server: Server) -> None:
@@ -466,6 +579,62 @@ def test_token_guards_pages_and_actions(guarded: Server) -> None:
         assert http.get("/ui/runs").status_code == 200
     with client(guarded, Authorization="Bearer wrong") as http:
         assert http.get("/ui/runs", headers={"Accept": "*/*"}).status_code == 401
+
+
+def _log_in(server: Server, http: httpx.Client, token: str) -> httpx.Response:
+    return http.post("/ui/login", data={"token": token, "next": "/ui/runs"})
+
+
+def test_each_login_is_its_own_session_and_log_out_ends_it(guarded: Server) -> None:
+    with client(guarded) as http, client(guarded) as other:
+        first = _log_in(guarded, http, "s3cret-token")
+        assert "max-age=43200" in first.headers["set-cookie"].lower()  # 12 h, the default
+        _log_in(guarded, other, "s3cret-token")
+        mine, theirs = http.cookies["flowstage_session"], other.cookies["flowstage_session"]
+        assert mine != theirs
+        page = http.get("/ui/runs")
+        assert page.status_code == 200 and 'form id="logout"' in page.text
+        out = http.post("/ui/logout")
+        assert out.status_code == 303 and out.headers["location"] == "/ui/login"
+        assert "flowstage_session" not in http.cookies
+        # the cookie is void on the server, not only gone from this browser
+        http.cookies.set("flowstage_session", mine, path="/ui")
+        assert http.get("/ui/runs", headers={"Accept": "*/*"}).status_code == 401
+        assert other.get("/ui/runs").status_code == 200
+        forged = f"{int(time.time())}.{'0' * 16}.{'0' * 64}"
+        other.cookies.set("flowstage_session", forged, path="/ui")
+        assert other.get("/ui/runs", headers={"Accept": "*/*"}).status_code == 401
+    # without a token there is nothing to log out of
+    with client(guarded, Authorization="Bearer s3cret-token") as http:
+        assert 'form id="logout"' in http.get("/ui/runs").text
+
+
+def test_a_session_expires_and_wrong_tokens_are_throttled(tmp_path: Path) -> None:
+    guarded = Server(tmp_path / "home", api_token="right-token", session_max_age="1s")
+    try:
+        with client(guarded) as http:
+            assert (
+                "max-age=1;" in _log_in(guarded, http, "right-token").headers["set-cookie"].lower()
+            )
+            assert http.get("/ui/runs").status_code == 200
+            # expiry is checked by the service: a browser that keeps the cookie is let in no
+            # more
+            kept = http.cookies["flowstage_session"]
+            _until(lambda: http.get("/ui/runs", headers={"Accept": "*/*"}).status_code == 401, 10)
+            http.cookies.set("flowstage_session", kept, path="/ui")
+            assert http.get("/ui/runs").status_code == 303
+            for _ in range(5):
+                assert _log_in(guarded, http, "guess").status_code == 401
+            # the sixth try within the minute waits, right token or not
+            refused = _log_in(guarded, http, "right-token")
+            assert refused.status_code == 429 and "too many wrong tokens" in refused.text
+            assert 1 <= int(refused.headers["retry-after"]) <= 60
+            assert "flowstage_session=" not in refused.headers.get("set-cookie", "")
+        # the Bearer header is not throttled (the API answers 401 to a wrong one)
+        with client(guarded, Authorization="Bearer right-token") as http:
+            assert http.get("/ui/runs").status_code == 200
+    finally:
+        assert guarded.stop() == 0, guarded.log.read_text()
 
 
 def test_login_never_redirects_off_the_dashboard(guarded: Server) -> None:
@@ -575,6 +744,85 @@ def test_a_run_of_another_process_is_picked_up(server: Server) -> None:
     assert f'data-run-id="{run.id}" data-state="finished"' in html
 
 
+def test_a_heartbeat_alone_does_not_make_pages_refetch(server: Server) -> None:
+    """A running run of another process: its heartbeat is no change; its progress is."""
+    import subprocess
+
+    from flowstage.core.runs import Run, new_run_id, now
+    from flowstage.core.settings import StoreSettings
+    from flowstage.state.liveness import process_start, this_host
+    from flowstage.state.store import Store
+
+    store = Store(server.home / "flowstage.db", StoreSettings())
+    run = Run(id=new_run_id(), workflow="elsewhere", source="cli", state="finished")
+    run.started_at = run.finished_at = now()
+    store.finish_run(run)
+    db = server.home / "flowstage.db"
+
+    def update(sql: str, *params: object) -> None:
+        with sqlite3.connect(db) as conn:
+            conn.execute(sql, (*params, run.id))
+
+    sleeper = subprocess.Popen(["sleep", "120"])  # the "process" running it: alive
+    found: list[dict] = []
+    stop = threading.Event()
+    reader = threading.Thread(target=_events, args=(server, found, stop), daemon=True)
+    try:
+        update(
+            "UPDATE runs SET state = 'running', finished_at = NULL, host = ?, pid = ?, "
+            "pid_start = ?, heartbeat_at = ? WHERE id = ?",
+            this_host(),
+            sleeper.pid,
+            process_start(sleeper.pid),
+            time.time(),
+        )
+        reader.start()
+        _until(lambda: {"hello": True} in found)
+        start = _status(server)["store_polls"]
+        _until(lambda: _status(server)["store_polls"] >= start + 2)  # the watcher's baseline
+        found.clear()
+        for _ in range(2):
+            polls = _status(server)["store_polls"]
+            update("UPDATE runs SET heartbeat_at = ? WHERE id = ?", time.time())
+            _until(lambda polls=polls: _status(server)["store_polls"] >= polls + 2)
+        assert not [e for e in found if e.get("why") == "store"], found
+        update("UPDATE runs SET stages = ? WHERE id = ?", '{"s": {"state": "running"}}')
+        _until(lambda: any(run.id in e.get("runs", ()) for e in found))
+    finally:
+        stop.set()
+        sleeper.kill()
+        sleeper.wait()
+        api_run(server, "dash_echo", {"value": "wake the reader"})
+        reader.join(10)
+
+
+def test_the_apps_shutdown_closes_the_live_hub() -> None:
+    """The lifespan's end cancels the store watcher and leaves the bus and the hooks."""
+    import asyncio
+
+    from flowstage.core.settings import ServiceSettings
+    from flowstage.service import Service
+    from flowstage.service.api import create_app
+
+    async def serve_and_stop() -> None:
+        service = Service(ServiceSettings(), executor={"name": "local", "max_workers": 1})
+        app = create_app(service)
+        hub = app.state.live
+        relays = [
+            p for _, p in service.plugins.pm.list_name_plugin() if type(p).__name__ == "_StageRelay"
+        ]
+        assert len(relays) == 1
+        stream = hub.stream()
+        async with app.router.lifespan_context(app):
+            assert (await anext(stream)).startswith("retry:")
+            assert hub.stats()["watching"] and hub.clients == 1
+        assert not hub.stats()["watching"]
+        assert not service.plugins.pm.is_registered(relays[0])
+        await stream.aclose()
+
+    asyncio.run(serve_and_stop())
+
+
 # -- the store --------------------------------------------------------------------------
 
 
@@ -654,7 +902,7 @@ def _answers(http: httpx.Client) -> bool:
 
 
 def test_layout_puts_each_stage_after_its_longest_path() -> None:
-    from flowstage.service.dashboard.layout import layers, layout
+    from flowstage.service.dashboard.layout import BOX_HEIGHT, BOX_WIDTH, layers, layout
 
     graph = {"a": [], "b": ["a"], "c": ["a", "b"], "d": [], "e": ["c", "missing"]}
     assert layers(graph) == {"a": 0, "b": 1, "c": 2, "d": 0, "e": 3}
@@ -663,8 +911,12 @@ def test_layout_puts_each_stage_after_its_longest_path() -> None:
     assert boxes["c"].state == "failed" and boxes["a"].state == "pending"
     assert boxes["a"].x < boxes["b"].x < boxes["c"].x < boxes["e"].x
     assert boxes["a"].y < boxes["d"].y  # same column, the workflow's order
-    assert {(e.source, e.target) for e in drawn.edges} == {("a", "b"), ("a", "c"), ("b", "c"),
-                                                          ("c", "e")}  # fmt: skip
+    # each arrow from the right middle of its dependency's box to the left middle of its user's
+    ends = {(p[0], p[-1]) for p in (re.findall(r"\d+,\d+", e.path) for e in drawn.edges)}
+    right = {n: f"{b.x + BOX_WIDTH},{b.y + BOX_HEIGHT // 2}" for n, b in boxes.items()}
+    left = {n: f"{b.x},{b.y + BOX_HEIGHT // 2}" for n, b in boxes.items()}
+    pairs = (("a", "b"), ("a", "c"), ("b", "c"), ("c", "e"))
+    assert ends == {(right[d], left[u]) for d, u in pairs} and len(drawn.edges) == 4
     chain = {f"s{i}": [f"s{i - 1}"] if i else [] for i in range(1000)}
     assert layers(chain)["s999"] == 999
 

@@ -104,12 +104,17 @@ def parse_input_args(
         else:
             value = True
             i += 1
-        _assign(given, key, value)
+        assign_key(given, key, value)
     wanted = annotations or {}
     return {key: _choose(value, wanted.get(key, ())) for key, value in given.items()}
 
 
-def _assign(target: dict[str, Any], key: str, value: Any) -> None:
+def assign_key(target: dict[str, Any], key: str, value: Any) -> None:
+    """Set ``value`` in ``target`` under a flag's key: ``NAME``, ``NAME.SUB`` (nested
+    mappings, made as needed) or ``NAME[]`` (appended to a list).
+
+    :raises UserError: a malformed key, or one that clashes with what earlier keys set
+    """
     is_list = key.endswith("[]")
     parts = (key[:-2] if is_list else key).split(".")
     if not all(parts):

@@ -99,6 +99,15 @@ class FlowstagePlugins:
         self.registries = Registries()
         self._fill_registries()
 
+    def unregister(self, plugin: Any) -> None:
+        """Remove a plugin object :meth:`register` added (nothing if it is not one)."""
+        if not self.pm.is_registered(plugin):
+            return
+        self.pm.unregister(plugin)
+        self.infos = [i for i in self.infos if getattr(i, "plugin", None) is not plugin]
+        self.registries = Registries()
+        self._fill_registries()
+
     def _owner(self, plugin: Any) -> Any:
         """The plugin's info; formats as ``distribution (entry point 'name')`` when shown."""
         for info in self.infos:

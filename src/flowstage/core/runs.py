@@ -22,11 +22,19 @@ RunSource = Literal["api", "cli", "background", "trigger"]
 BatchTiming = tuple[float, float, int, int]
 #: a stage record keeps at most this many batch timings (see ``StageRecord.add_batch``)
 MAX_BATCHES = 500
+#: how the note of a stage a retry took whole from an earlier run begins
+REUSED_NOTE = "reused from run "
 
 
 def now() -> datetime:
     """The current time, in UTC."""
     return datetime.now(timezone.utc)
+
+
+def reused_note(run_id: str) -> str:
+    """The note of a stage a retry took whole from run ``run_id`` (its state stays
+    ``finished``; the dashboard shows it as ``cached``)."""
+    return f"{REUSED_NOTE}{run_id}"
 
 
 def new_run_id() -> str:

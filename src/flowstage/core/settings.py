@@ -127,6 +127,8 @@ class ServiceSettings(BaseModel):
     port: int = Field(default=8080, ge=0, le=65535)
     #: when set, every request needs ``Authorization: Bearer <api_token>``
     api_token: str | None = None
+    #: how long a login to the dashboard lasts
+    session_max_age: float = Field(default=12 * 3600, gt=0)
     #: runs executing at once; more wait in the queue as ``pending``
     max_concurrent_runs: int = Field(default=8, ge=1)
     #: on SIGTERM/SIGINT, how long running runs may go on before they are cancelled
@@ -137,7 +139,7 @@ class ServiceSettings(BaseModel):
     #: (``--server``); unset: they work on the local app directory
     url: str | None = None
 
-    @field_validator("drain_timeout", mode="before")
+    @field_validator("drain_timeout", "session_max_age", mode="before")
     @classmethod
     def _duration(cls, value: Any) -> float:
         return parse_duration(value)

@@ -27,16 +27,12 @@ from typing import Any
 from flowstage.core.appdir import create_private, private_dir
 from flowstage.core.errors import UnknownNameError, UserError
 from flowstage.core.runs import ACTIVE_STATES, Run, StageRecord, new_run_id
-from flowstage.core.settings import app_dir
 from flowstage.state.liveness import process_alive, process_is, process_start, this_host
+from flowstage.state.logs import log_path, logs_dir, run_log
 from flowstage.state.store import get_store
 
 #: how long ``runs cancel`` waits for the run to stop before killing its process
 CANCEL_TIMEOUT = 10.0
-
-
-def log_path(run_id: str) -> Path:
-    return app_dir() / "logs" / f"{run_id}.log"
 
 
 def start_background_run(
@@ -334,7 +330,11 @@ def read_log(run_id: str) -> tuple[dict[str, Any], Path]:
             "program that ran it; only --no-wait runs keep a log"
         )
         raise UserError(msg)
-    return row, Path(row["log_path"])
+    path = run_log(row["id"])
+    if path is None:
+        msg = f"run {row['id']}: its log is not a file under {logs_dir()}; not reading it"
+        raise UserError(msg)
+    return row, path
 
 
 if __name__ == "__main__":

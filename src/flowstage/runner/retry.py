@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from flowstage.core.errors import UnknownNameError, UserError
-from flowstage.core.runs import ACTIVE_STATES, DONE_STAGE_STATES, now
+from flowstage.core.runs import ACTIVE_STATES, DONE_STAGE_STATES, now, reused_note
 from flowstage.state.outputs import KeptOutputs, load_outputs
 from flowstage.state.store import get_store
 
@@ -70,7 +70,7 @@ class RetryPlan:
         """Note on ``run``'s stage records what this retry reuses: a reused stage is
         ``finished`` from the run's start (no stage hooks are called for it), a map
         that reuses items says how many."""
-        at, note = now(), f"reused from run {self.run_id}"
+        at, note = now(), reused_note(self.run_id)
         for name in self.reuse:
             record = run.stages[name]
             record.state, record.note = "finished", note

@@ -1,6 +1,6 @@
 """The HTTP API: Flowdapt's routes and payloads (so that ``flowctl`` and
-``flowdapt-sdk`` work unchanged), flowstage's own run routes, ``/metrics``, and the
-OpenAPI docs FastAPI serves at ``/docs`` and ``/openapi.json``.
+``flowdapt-sdk`` work unchanged), ``/metrics``, and the OpenAPI docs FastAPI serves at
+``/docs`` and ``/openapi.json``. The run routes are in ``run_routes.py``.
 
 Every answer is ``application/json`` (Flowdapt's SDK decodes nothing else); an error is
 ``{"status_code": N, "detail": "..."}``, the shape the SDK raises from, and never a
@@ -10,8 +10,6 @@ traceback. Request bodies are JSON, at most ``service.max_body_size`` bytes.
 from __future__ import annotations
 
 import asyncio
-import hmac
-import json
 import logging
 import os
 import platform
@@ -37,13 +35,19 @@ from flowstage.core.errors import (
     UserError,
     WorkflowError,
 )
-from flowstage.runner.retry import plan_retry
+from flowstage.service.answers import (
+    APIError,
+    error_response,
+    is_json,
+    json_response,
+    read_json,
+)
 from flowstage.service.dashboard import auth as dashboard_auth
 from flowstage.service.dashboard import mount_dashboard
 from flowstage.service.documents import normalize
-from flowstage.service.records import resource_document, resource_uid, run_id_of
+from flowstage.service.records import resource_document, resource_uid
+from flowstage.service.run_routes import add_run_routes
 from flowstage.state import resources as catalog
-from flowstage.state import retention
 from flowstage.state.store import get_store
 
 if TYPE_CHECKING:
@@ -58,58 +62,8 @@ API_VERSION = "v1"
 KINDS = {"workflows": "workflow", "configs": "config", "triggers": "trigger_rule"}
 
 
-class APIError(Exception):
-    """An answer with an error status and a message."""
-
-    def __init__(self, status: int, detail: str) -> None:
-        super().__init__(detail)
-        self.status = status
-        self.detail = detail
-
-
-def _json(data: Any, status: int = 200) -> Response:
-    body = json.dumps(data, default=str) if data is not None else "null"
-    return Response(body, status_code=status, media_type="application/json")
-
-
-def _error(status: int, detail: Any) -> Response:
-    return _json({"status_code": status, "detail": detail}, status)
-
-
-async def read_json(request: Request, limit: int) -> Any:
-    """The JSON body of ``request`` (None when empty), read up to ``limit`` bytes."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise APIError(413, f"the request body is {declared} bytes, over the limit of {limit}")
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise APIError(413, f"the request body is over the limit of {limit} bytes")
-        chunks.append(chunk)
-    body = b"".join(chunks)
-    if not body.strip():
-        return None
-    kind = request.headers.get("content-type", "application/json")
-    if not _is_json(kind):
-        raise APIError(415, f"expected a JSON body (application/json), got {kind!r}")
-    try:
-        return json.loads(body)
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise APIError(400, f"the request body is not valid JSON: {exc}") from None
-    except RecursionError:
-        raise APIError(400, "the request body is nested too deeply") from None
-
-
 #: names a loopback service also answers for (the Host header a local client sends)
 _LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1")
-#: the most runs one listing returns
-MAX_LISTED_RUNS = 1000
-
-
-def _is_json(content_type: str) -> bool:
-    kind = content_type.split(";")[0].strip().lower()
-    return kind == "application/json" or kind.endswith("+json")
 
 
 def _host_name(header: str) -> str:
@@ -119,47 +73,18 @@ def _host_name(header: str) -> str:
     return header.rpartition(":")[0] if header.count(":") == 1 else header
 
 
-def _retry_overrides(body: Any) -> dict[str, Any]:
-    """What a retry's JSON body changes: ``input`` and ``config`` (objects) and
-    ``executor`` (a name or ``{"name": ..., **options}``), each optional.
-
-    :raises APIError: 422, naming the key that is wrong
-    """
-    if body is None:
-        return {}
-    if not isinstance(body, dict):
-        raise APIError(422, f"the retry body must be a JSON object, got {type(body).__name__}")
-    unknown = sorted(set(body) - {"input", "config", "executor"})
-    if unknown:
-        expected = "expected input, config, executor"
-        msg = f"unknown key(s) in the retry body: {', '.join(unknown)} ({expected})"
-        raise APIError(422, msg)
-    for key in ("input", "config"):
-        if key in body and not isinstance(body[key], dict):
-            raise APIError(422, f"'{key}' must be a JSON object, got {type(body[key]).__name__}")
-    if "executor" in body and not isinstance(body["executor"], (str, dict)):
-        found = type(body["executor"]).__name__
-        raise APIError(422, f"'executor' must be a name or an object with 'name', got {found}")
-    return {key: value for key, value in body.items() if value is not None}
-
-
-def _run_limit(limit: int) -> int:
-    if not 1 <= limit <= MAX_LISTED_RUNS:
-        raise APIError(422, f"limit must be between 1 and {MAX_LISTED_RUNS}, got {limit}")
-    return limit
-
-
 def create_app(service: Service) -> FastAPI:
     """The application serving ``service`` (started and drained by its lifespan)."""
     settings = service.settings
 
     @asynccontextmanager
-    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await service.start()
         try:
             yield
         finally:
             await service.drain(0.0)
+            await app.state.live.close()  # the dashboard's hub (mount_dashboard sets it)
             await service.close()
 
     app = FastAPI(
@@ -171,6 +96,7 @@ def create_app(service: Service) -> FastAPI:
     app.state.service = service
 
     allowed_hosts = {settings.host.strip("[]"), *_LOOPBACK_NAMES}
+    gate = dashboard_auth.Gate(settings.api_token, settings.session_max_age)
 
     @app.middleware("http")
     async def authenticate(
@@ -182,64 +108,65 @@ def create_app(service: Service) -> FastAPI:
             # whose domain was re-pointed to 127.0.0.1 (DNS rebinding) sends its own name.
             host = _host_name(request.headers.get("host", ""))
             if host not in allowed_hosts:
-                return _error(421, f"this service answers for {settings.host}, not {host!r}")
+                return error_response(
+                    421, f"this service answers for {settings.host}, not {host!r}"
+                )
         if dashboard_auth.is_dashboard(request.url.path):
             # HTML forms post form data: the dashboard checks their origin instead
-            return await dashboard_auth.guard(request, call_next, token)
-        if request.method == "POST" and not _is_json(request.headers.get("content-type", "")):
+            return await gate.guard(request, call_next)
+        if request.method == "POST" and not is_json(request.headers.get("content-type", "")):
             # A cross-site form or fetch can POST text or form data without asking first
             # (no CORS preflight); a JSON content type cannot be sent that way.
-            return _error(415, "expected a JSON request (Content-Type: application/json)")
-        if token:
-            given = request.headers.get("authorization", "")
-            scheme, _, value = given.partition(" ")
-            if scheme.lower() != "bearer" or not hmac.compare_digest(
-                value.strip().encode(), token.encode()
-            ):
-                response = _error(401, "missing or wrong API token (Authorization: Bearer ...)")
-                response.headers["WWW-Authenticate"] = "Bearer"
-                return response
+            return error_response(415, "expected a JSON request (Content-Type: application/json)")
+        if token and not dashboard_auth.has_bearer(request, token):
+            response = error_response(401, "missing or wrong API token (Authorization: Bearer ...)")
+            response.headers["WWW-Authenticate"] = "Bearer"
+            return response
         return await call_next(request)
 
     @app.exception_handler(APIError)
-    async def api_error(_request: Request, exc: APIError) -> Response:
-        return _error(exc.status, exc.detail)
+    async def apierror_response(_request: Request, exc: APIError) -> Response:
+        return error_response(exc.status, exc.detail)
 
     @app.exception_handler(HTTPException)
-    async def http_error(_request: Request, exc: HTTPException) -> Response:
-        return _error(exc.status_code, exc.detail)
+    async def httperror_response(_request: Request, exc: HTTPException) -> Response:
+        return error_response(exc.status_code, exc.detail)
 
     @app.exception_handler(RequestValidationError)
-    async def validation_error(_request: Request, exc: RequestValidationError) -> Response:
+    async def validationerror_response(_request: Request, exc: RequestValidationError) -> Response:
         problems = [
             f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg')}" for e in exc.errors()
         ]
-        return _error(422, "; ".join(problems))
+        return error_response(422, "; ".join(problems))
 
     @app.exception_handler(UserError)
-    async def user_error(_request: Request, exc: UserError) -> Response:
+    async def usererror_response(_request: Request, exc: UserError) -> Response:
         if isinstance(exc, UnknownNameError):
-            return _error(404, str(exc))
+            return error_response(404, str(exc))
         if isinstance(exc, ServiceClosed):
-            return _error(503, str(exc))
+            return error_response(503, str(exc))
         if isinstance(exc, ServiceError):
-            return _error(409, str(exc))
-        return _error(400 if not isinstance(exc, WorkflowError) else 422, str(exc))
+            return error_response(409, str(exc))
+        return error_response(400 if not isinstance(exc, WorkflowError) else 422, str(exc))
 
     @app.exception_handler(Exception)
     async def bug(_request: Request, exc: Exception) -> Response:
         log.error("internal error: %s: %s", type(exc).__name__, exc, exc_info=exc)
-        return _error(500, f"internal error ({type(exc).__name__}); the service log has details")
+        return error_response(
+            500, f"internal error ({type(exc).__name__}); the service log has details"
+        )
 
     # -- system -----------------------------------------------------------------------
 
     @app.get("/", summary="Ping")
     async def ping() -> Response:
-        return _json({"app": "flowstage", "version": __version__, "api_version": API_VERSION})
+        return json_response(
+            {"app": "flowstage", "version": __version__, "api_version": API_VERSION}
+        )
 
     @app.get("/status", summary="Status of the service")
     def status() -> Response:
-        return _json(_status(service) | {"dashboard": app.state.live.stats()})
+        return json_response(_status(service) | {"dashboard": app.state.live.stats()})
 
     @app.get("/metrics", summary="Prometheus metrics")
     async def metrics() -> Response:
@@ -270,91 +197,8 @@ def create_app(service: Service) -> FastAPI:
     for prefix, kind in KINDS.items():
         _resource_routes(app, prefix, kind, find, put, settings.max_body_size)
 
-    mount_dashboard(app, service)
-
-    # -- runs ---------------------------------------------------------------------------
-
-    @app.post("/workflows/{identifier}/run", summary="Run a workflow")
-    async def run_workflow(
-        request: Request,
-        identifier: str,
-        wait: bool = True,
-        namespace: str | None = None,
-        cache: str = "use",
-    ) -> Response:
-        body = await read_json(request, settings.max_body_size)
-        if body is not None and not isinstance(body, dict):
-            raise APIError(422, f"the run input must be a JSON object, got {type(body).__name__}")
-        name = await asyncio.to_thread(_workflow_name, identifier)
-        entry = service.submit(
-            name, body or {}, namespace=namespace or "default", source="api", cache=cache
-        )
-        if wait:
-            await entry.done.wait()
-        return _json(entry.record())
-
-    @app.get("/workflows/{identifier}/run", summary="List the runs of a workflow")
-    def list_workflow_runs(identifier: str, limit: int = 10) -> Response:
-        name = _workflow_name(identifier, strict=False)
-        return _json(service.list_runs(name, _run_limit(limit)))
-
-    @app.get("/workflows/run/{identifier}", summary="Get a run")
-    def get_workflow_run(identifier: str) -> Response:
-        record = service.get_run(identifier)
-        if record is None:
-            raise APIError(404, f"no run {identifier!r}")
-        return _json(record)
-
-    @app.delete("/workflows/run/{identifier}", summary="Delete an ended run")
-    def delete_workflow_run(identifier: str) -> Response:
-        record = service.get_run(identifier)
-        if record is None:
-            raise APIError(404, f"no run {identifier!r}")
-        if record["state"] in ("pending", "running"):
-            raise APIError(409, f"run {record['id']} is {record['state']}: cancel it first")
-        retention.delete_run(get_store(), record["id"])
-        return _json(record)
-
-    @app.get("/runs", summary="The run history (flowstage)")
-    def list_runs(workflow: str | None = None, limit: int = 50) -> Response:
-        return _json(service.list_runs(workflow, _run_limit(limit)))
-
-    @app.post("/runs/{identifier}/cancel", summary="Cancel a run (flowstage)")
-    async def cancel_run(identifier: str) -> Response:
-        record = await service.cancel(identifier)
-        if record is None:
-            found = await asyncio.to_thread(service.get_run, identifier)
-            if found is None:
-                raise APIError(404, f"no run {identifier!r}")
-            raise APIError(409, f"run {found['id']} is {found['state']}: not running here")
-        return _json(record)
-
-    @app.post("/runs/{identifier}/retry", summary="Retry a failed or cancelled run (flowstage)")
-    async def retry_run(
-        request: Request, identifier: str, wait: bool = True, cache: str = "use"
-    ) -> Response:
-        overrides = _retry_overrides(await read_json(request, settings.max_body_size))
-        run_id = run_id_of(identifier)
-        for entry in service.active:  # not in the store yet while it is young
-            if entry.id == run_id:
-                msg = f"run {run_id} is still {entry.run.state}: wait for it to end, or cancel it"
-                raise APIError(409, msg)
-        plan = await asyncio.to_thread(plan_retry, run_id)
-        entry = service.retry(plan, **overrides, cache=cache)
-        if wait:
-            await entry.done.wait()
-        return _json(entry.record())
-
-    def _workflow_name(identifier: str, strict: bool = True) -> str:
-        store = get_store()
-        if store.get_resource("workflow", identifier) is not None:
-            return identifier
-        for row in store.list_resources("workflow"):
-            if resource_uid("workflow", row["name"]) == identifier:
-                return str(row["name"])
-        if strict:
-            catalog.find_workflow(identifier, service.plugins)  # shipped, or UnknownNameError
-        return identifier
+    mount_dashboard(app, service, gate)
+    add_run_routes(app, service)
 
     return app
 
@@ -371,7 +215,7 @@ def _resource_routes(
 
     @app.get(f"/{prefix}/", summary=f"List {prefix}", name=f"list_{prefix}")
     def list_all() -> Response:
-        return _json([resource_document(r) for r in get_store().list_resources(kind)])
+        return json_response([resource_document(r) for r in get_store().list_resources(kind)])
 
     async def changed() -> None:
         if kind == "trigger_rule":
@@ -383,11 +227,11 @@ def _resource_routes(
         document = await read_json(request, limit)
         stored = await asyncio.to_thread(put, kind, document)
         await changed()
-        return _json(stored, 201 if kind == "config" else 200)
+        return json_response(stored, 201 if kind == "config" else 200)
 
     @app.get(f"/{prefix}/{{identifier}}", summary=f"Get a {kind}", name=f"get_{kind}")
     def get_one(identifier: str) -> Response:
-        return _json(resource_document(find(kind, identifier)))
+        return json_response(resource_document(find(kind, identifier)))
 
     @app.put(f"/{prefix}/{{identifier}}", summary=f"Update a {kind}", name=f"update_{kind}")
     async def update(request: Request, identifier: str) -> Response:
@@ -395,14 +239,14 @@ def _resource_routes(
         name = (await asyncio.to_thread(_existing_name, find, kind, identifier)) or identifier
         stored = await asyncio.to_thread(put, kind, document, name)
         await changed()
-        return _json(stored)
+        return json_response(stored)
 
     @app.delete(f"/{prefix}/{{identifier}}", summary=f"Delete a {kind}", name=f"delete_{kind}")
     async def delete(identifier: str) -> Response:
         row = await asyncio.to_thread(find, kind, identifier)
         await asyncio.to_thread(get_store().delete_resources, [(kind, row["name"])])
         await changed()
-        return _json(resource_document(row))
+        return json_response(resource_document(row))
 
 
 def _existing_name(

@@ -15,8 +15,9 @@ from flowstage.core.errors import UserError
 from flowstage.core.runs import ACTIVE_STATES
 from flowstage.state.database import Database
 from flowstage.state.liveness import process_alive, this_host
+from flowstage.state.logs import last_line
 from flowstage.state.outputs import encode_outputs
-from flowstage.state.rows import _last_line, parse_time, stages_json
+from flowstage.state.rows import parse_time, stages_json
 
 if TYPE_CHECKING:
     from flowstage.core.runs import Run
@@ -246,7 +247,7 @@ class RunHistory(Database):
         dead = [
             (run_id, cancel, reason)
             for run_id, cancel, *rest in rows
-            if (reason := self._death_of(*rest))
+            if (reason := self._death_of(run_id, *rest))
         ]
         for run_id, cancel, reason in dead:
             if cancel:
@@ -261,6 +262,7 @@ class RunHistory(Database):
 
     def _death_of(
         self,
+        run_id: str,
         source: str,
         host: str | None,
         pid: int | None,
@@ -300,7 +302,7 @@ class RunHistory(Database):
             reason = (
                 f"{who} (pid {pid} on {host}) sent no heartbeat since {seen}; it is presumed dead"
             )
-        last = _last_line(log_path)
+        last = last_line(run_id) if log_path else None
         return f"{reason}; its last output: {last}" if last else reason
 
     def list_runs(

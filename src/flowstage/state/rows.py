@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
@@ -83,19 +82,6 @@ def describe_run(row: dict[str, Any]) -> dict[str, Any]:
             ),
         }
     return out
-
-
-def _last_line(log_path: str | None) -> str | None:
-    if not log_path:
-        return None
-    try:
-        with open(log_path, "rb") as fh:
-            fh.seek(0, os.SEEK_END)
-            fh.seek(max(0, fh.tell() - 2048))
-            lines = [ln for ln in fh.read().decode("utf-8", "replace").splitlines() if ln.strip()]
-    except OSError:
-        return None
-    return lines[-1].strip()[:300] if lines else None
 
 
 def stages_json(run: Run) -> str:

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 from flowstage.cli.output import FORMATS
 from flowstage.core.appdir import app_dir
 from flowstage.core.errors import UserError
-from flowstage.core.inputs import _assign, parse_input_args, parse_scalar
+from flowstage.core.inputs import assign_key, parse_input_args, parse_scalar
 
 if TYPE_CHECKING:  # imported when a command runs: `flowstage --help` stays fast
     from flowstage.core.models import Workflow
@@ -44,7 +44,7 @@ def executor_from_flags(name: str | None, options: list[str]) -> dict[str, Any] 
             raise UserError(
                 f"--executor-option {option!r}: expected KEY=VALUE (e.g. processes=true)"
             )
-        _assign(spec, key.replace("-", "_"), parse_scalar(text))
+        assign_key(spec, key.replace("-", "_"), parse_scalar(text))
     return spec
 
 

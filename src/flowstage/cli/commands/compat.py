@@ -57,6 +57,7 @@ def status(site_dir: Path | None = SITE_DIR) -> None:
 
 
 def register(app: typer.Typer) -> None:
+    """Add the ``compat flowdapt`` commands (``install``, ``uninstall``, ``status``) to ``app``."""
     compat_app = typer.Typer(help="Compatibility layers for other frameworks' code.")
     flowdapt_app = typer.Typer(
         help="`import flowdapt` for unchanged Flowdapt plugins: install, uninstall, status.",

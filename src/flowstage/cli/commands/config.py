@@ -67,6 +67,7 @@ def _flatten(data: Any, prefix: str = "") -> dict[str, Any]:
 
 
 def register(app: typer.Typer) -> None:
+    """Add the ``config`` command group (``config show``) to ``app``."""
     config_app = typer.Typer(
         help="Settings: `config show` prints the effective ones and their sources.",
         no_args_is_help=True,

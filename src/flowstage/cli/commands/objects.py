@@ -111,6 +111,7 @@ def rm(
 
 
 def register(app: typer.Typer) -> None:
+    """Add the ``objects`` command group (``ls``, ``get``, ``rm``) to ``app``."""
     objects_app = typer.Typer(
         help="Artifacts and stored objects: ls, get, rm.", no_args_is_help=True
     )

@@ -74,6 +74,7 @@ def _default(info: Any) -> Any:
 
 
 def register(app: typer.Typer) -> None:
+    """Add ``plugins`` (the list, and ``plugins new``) and ``executors`` to ``app``."""
     plugins_app = typer.Typer(
         help="Installed plugins; `plugins new NAME` scaffolds one.", invoke_without_command=True
     )

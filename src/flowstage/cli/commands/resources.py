@@ -263,6 +263,7 @@ def inspect(
 
 
 def register(app: typer.Typer) -> None:
+    """Add ``apply``, ``get``, ``inspect`` and ``delete`` to ``app``."""
     app.command()(apply)
     app.command()(get)
     app.command()(inspect)

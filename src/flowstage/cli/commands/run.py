@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,7 +20,7 @@ from flowstage.cli.commands.common import (
 )
 from flowstage.cli.output import print_value
 from flowstage.core.errors import StageError, UserError
-from flowstage.core.inputs import read_input_file
+from flowstage.core.inputs import parse_input_args, read_input_file
 
 if TYPE_CHECKING:
     from flowstage.core.runs import Run
@@ -73,13 +74,12 @@ def run(
     quiet = quiet or disable_progress
     cache = cache_from_flags(no_cache, refresh_cache)
     run_input = read_input_file(input_file) if input_file else {}
+    # lazy: keeps `flowstage --help` fast (it imports every command module)
     from flowstage.cli.remote import RemoteService, server_url
 
     url = server_url(server)
     if url is not None:
         if ctx.args:
-            from flowstage.core.inputs import parse_input_args
-
             run_input.update(parse_input_args(ctx.args))
         remote = RemoteService(url).run(workflow, run_input, wait=not no_wait, cache=cache)
         _print_remote(remote, fmt, no_wait)
@@ -88,6 +88,7 @@ def run(
         run_input.update(input_from_args(ctx.args, load_workflow_arg(workflow)))
     spec = executor_from_flags(executor, executor_option)
     if no_wait:
+        # lazy: keeps `flowstage --help` fast (it imports every command module)
         from flowstage.runner.background import start_background_run
 
         print(
@@ -97,8 +98,7 @@ def run(
             flush=True,
         )
         return
-    import asyncio
-
+    # lazy: keeps `flowstage --help` fast (it imports every command module)
     from flowstage.cli.progress import ProgressDisplay
     from flowstage.runner.api import arun_workflow
 
@@ -145,6 +145,7 @@ def retry(
     check_format(fmt)
     cache = cache_from_flags(no_cache, refresh_cache)
     spec = executor_from_flags(executor, executor_option)
+    # lazy: keeps `flowstage --help` fast (it imports every command module)
     from flowstage.cli.remote import RemoteService, server_url
 
     url = server_url(server)
@@ -154,6 +155,7 @@ def retry(
         _print_remote(remote, fmt, no_wait)
         return
     if no_wait:
+        # lazy: keeps `flowstage --help` fast (it imports every command module)
         from flowstage.runner.background import start_background_run
 
         print(
@@ -161,8 +163,7 @@ def retry(
             flush=True,
         )
         return
-    import asyncio
-
+    # lazy: keeps `flowstage --help` fast (it imports every command module)
     from flowstage.cli.progress import ProgressDisplay
     from flowstage.runner.api import arun_workflow
 
@@ -233,4 +234,5 @@ def report(run: Run, fmt: str) -> None:
 
 
 def register(app: typer.Typer) -> None:
+    """Add ``run`` (it takes unknown ``--KEY VALUE`` options as inputs) to ``app``."""
     app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(run)

@@ -23,6 +23,16 @@ _SQL_INT_MAX = 2**63 - 1
 
 
 def list_runs(name: str | None, fmt: str, limit: int, page: int, state: str | None) -> None:
+    """Print a page of the local run history, newest first (``runs`` and ``get runs``).
+
+    :param name: a run id (that run alone) or a workflow name (its runs); None: all runs
+    :param fmt: ``table`` (with a "runs A-B of N" line on stderr when more pages exist),
+        ``json`` or ``yaml``
+    :param limit: runs per page (0: all)
+    :param page: which page, from 1
+    :param state: only runs in this state (None: any)
+    :raises UserError: ``limit`` or ``page`` out of range
+    """
     if limit < 0 or page < 1:
         raise UserError("--limit must be 0 or more and --page 1 or more")
     if limit > _SQL_INT_MAX or (page - 1) * limit > _SQL_INT_MAX:
@@ -190,6 +200,8 @@ def logs(
 
 
 def register(app: typer.Typer) -> None:
+    """Add the ``runs`` command group (the list, ``cancel``, ``logs``, ``prune``,
+    ``retry``) to ``app``."""
     runs_app = typer.Typer(
         help="The run history; `runs cancel ID`, `runs logs ID`, `runs prune`, `runs retry ID`."
     )

@@ -60,5 +60,6 @@ def _serve(host: str | None, port: int | None, executor: str | None, run_trigger
 
 
 def register(app: typer.Typer) -> None:
+    """Add ``serve`` and ``ui`` to ``app``."""
     app.command()(serve)
     app.command()(ui)

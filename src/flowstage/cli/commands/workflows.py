@@ -82,6 +82,8 @@ def render_graph(workflow: Workflow, fmt: str) -> str:
 
 
 def register(app: typer.Typer) -> None:
+    """Add ``validate`` (it takes unknown ``--KEY VALUE`` options as inputs) and ``graph``
+    to ``app``."""
     app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(
         validate
     )

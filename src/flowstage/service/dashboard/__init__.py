@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from flowstage.service.dashboard.auth import PREFIX, check_login, login_cookie, safe_next
+from flowstage.service.dashboard.auth import PREFIX, Gate, client_address, safe_next
 from flowstage.service.dashboard.catalog import add_catalog_routes
 from flowstage.service.dashboard.forms import read_form
 from flowstage.service.dashboard.live import LiveHub
@@ -23,14 +23,16 @@ if TYPE_CHECKING:
 __all__ = ["mount_dashboard"]
 
 
-def mount_dashboard(app: FastAPI, service: Service) -> LiveHub:
+def mount_dashboard(app: FastAPI, service: Service, gate: Gate) -> LiveHub:
     """Add the dashboard's routes to ``app``; the hub feeding its live updates (also
-    kept as ``app.state.live``)."""
-    pages = Pages()
+    kept as ``app.state.live``).
+
+    :param gate: who may pass (the app's middleware calls its ``guard``)
+    """
+    pages = Pages(logins=gate.token is not None)
     hub = LiveHub(service)
     hub.attach()
     app.state.live = hub
-    settings = service.settings
 
     @app.get(PREFIX, include_in_schema=False)
     @app.get(f"{PREFIX}/", include_in_schema=False)
@@ -51,14 +53,27 @@ def mount_dashboard(app: FastAPI, service: Service) -> LiveHub:
     async def login(request: Request) -> Response:
         form = await read_form(request, 4096)
         target = safe_next(form.get("next"))
-        token = settings.api_token
-        if not token:
+        if gate.token is None:
             return RedirectResponse(target, status_code=303)
-        if not check_login(form.get("token", ""), token):
-            error = "wrong token"
-            return pages.render(request, "login.html", 401, next=target, error=error)
+        address = client_address(request)
+        wait = gate.throttle.wait(address)
+        if wait > 0:
+            error = f"too many wrong tokens: try again in {wait:.0f} s"
+            refused = pages.render(request, "login.html", 429, next=target, error=error)
+            refused.headers["Retry-After"] = str(max(1, round(wait)))
+            return refused
+        if not gate.check_login(form.get("token", "")):
+            gate.throttle.failed(address)
+            return pages.render(request, "login.html", 401, next=target, error="wrong token")
+        gate.throttle.succeeded(address)
         response = RedirectResponse(target, status_code=303)
-        login_cookie(response, token, secure=request.url.scheme == "https")
+        gate.log_in(response, secure=request.url.scheme == "https")
+        return response
+
+    @app.post(f"{PREFIX}/logout", include_in_schema=False)
+    def logout(request: Request) -> Response:
+        response = RedirectResponse(f"{PREFIX}/login", status_code=303)
+        gate.log_out(request, response)
         return response
 
     add_run_routes(app, service, pages, hub)

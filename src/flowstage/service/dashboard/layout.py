@@ -32,8 +32,6 @@ class Node:
 class Edge:
     """An arrow from the right of one box to the left of another, as an SVG path."""
 
-    source: str
-    target: str
     path: str
 
 
@@ -107,7 +105,7 @@ def layout(depends_on: Mapping[str, Sequence[str]], states: Mapping[str, str]) -
             x1, y1 = start.x + BOX_WIDTH, start.y + BOX_HEIGHT // 2
             x2, y2 = end.x, end.y + BOX_HEIGHT // 2
             bend = (x1 + x2) // 2
-            edges.append(Edge(dep, name, f"M{x1},{y1} C{bend},{y1} {bend},{y2} {x2},{y2}"))
+            edges.append(Edge(f"M{x1},{y1} C{bend},{y1} {bend},{y2} {x2},{y2}"))
     columns = max(column.values(), default=-1) + 1
     tallest = max(rows.values(), default=0)
     width = 2 * MARGIN + columns * BOX_WIDTH + max(columns - 1, 0) * COLUMN_GAP

@@ -3,8 +3,10 @@
 Runs of this service announce themselves: run starts and ends come from its event bus,
 stage starts and ends from the ``flowstage_stage_*`` hooks, without reading the store.
 Runs of other processes (the CLI writes the same store) are noticed by a cheap look at
-the store (the newest ``seq`` and the active rows) every ``poll_interval`` seconds, and
-that look runs only while at least one page listens: nobody watching, no reading.
+the store (the newest ``seq`` and the active rows' state and stages) every
+``poll_interval`` seconds, and that look runs only while at least one page listens:
+nobody watching, no reading. A heartbeat that changes nothing else is no change (a page
+would refetch on every heartbeat of every active run).
 """
 
 from __future__ import annotations
@@ -27,7 +29,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("flowstage.service")
 
-#: what the store looks like to the watcher: newest seq, and the active rows' progress
+#: what the store looks like to the watcher: newest seq, and each active row's id, state
+#: and a hash of its stages (its progress)
 Snapshot = tuple[int, frozenset[tuple[Any, ...]]]
 
 
@@ -48,6 +51,8 @@ class LiveHub:
         self._watcher: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._unsubscribe: Any = None
+        self._relay = _StageRelay(self)
+        self._closed = False
 
     @property
     def clients(self) -> int:
@@ -65,7 +70,21 @@ class LiveHub:
         """Listen to the service's bus and to the stage hooks of its runs."""
         if self._unsubscribe is None:
             self._unsubscribe = self.service.subscribe(self._on_event)
-            self.service.plugins.register(_StageRelay(self), name=f"dashboard-live-{id(self)}")
+            self.service.plugins.register(self._relay, name=f"dashboard-live-{id(self)}")
+
+    async def close(self) -> None:
+        """Stop for good (the app's shutdown): cancel the store watcher, leave the bus
+        and the stage hooks. Open streams end as the service drains."""
+        self._closed = True
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+            self.service.plugins.unregister(self._relay)
+        watcher, self._watcher = self._watcher, None
+        if watcher is not None and not watcher.done():
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
 
     def _on_event(self, event: Event) -> None:
         if event.type in (WORKFLOW_STARTED, WORKFLOW_FINISHED):
@@ -96,7 +115,7 @@ class LiveHub:
         self._loop = asyncio.get_running_loop()
         queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=256)
         self._queues.add(queue)
-        if self._watcher is None or self._watcher.done():
+        if not self._closed and (self._watcher is None or self._watcher.done()):
             self._watcher = asyncio.create_task(self._watch(), name="flowstage-dashboard-watch")
         try:
             yield "retry: 3000\nevent: hello\ndata: {}\n\n"
@@ -139,9 +158,9 @@ class LiveHub:
             return 0, frozenset()
         newest = store.query("SELECT coalesce(max(seq), 0) FROM runs")[0][0]
         active = store.query(
-            "SELECT id, state, heartbeat_at FROM runs WHERE state IN ('pending', 'running')"
+            "SELECT id, state, stages FROM runs WHERE state IN ('pending', 'running')"
         )
-        return int(newest), frozenset(active)
+        return int(newest), frozenset((i, state, hash(stages)) for i, state, stages in active)
 
 
 class _StageRelay:

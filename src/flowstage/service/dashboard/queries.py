@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
 from flowstage.core.errors import UserError
+from flowstage.core.runs import REUSED_NOTE
+from flowstage.state.logs import read_tail
 from flowstage.state.rows import parse_time, stages_json
 from flowstage.state.store import get_store
 
@@ -266,15 +269,18 @@ def load_run(service: Service | None, identifier: str) -> dict[str, Any] | None:
     view["duration"] = duration(view.get("started_at"), view.get("finished_at"))
     view["input_text"] = preview(view.get("input") or {})
     view["result_text"] = _result_text(view) if row is not None and entry is None else None
-    view["log_text"] = log_tail(view.get("log_path"))
+    view["log_text"] = log_tail(view["id"]) if view.get("log_path") else None
     return view
 
 
-def display_state(entry: dict[str, Any]) -> str:
-    """A stage's state as the pages colour it: ``cached`` for one whose output was reused
-    (a retry's stage that finished before)."""
+def display_state(entry: Mapping[str, Any]) -> str:
+    """A stage's state as the pages colour it: the recorded state, and ``cached`` for a
+    stage a retry reused whole (recorded ``finished``, note ``reused from run ID``). A
+    stage that ran some of its items (a note such as ``3 of 10 item(s) taken from the
+    cache`` or ``4 item(s) reused from run ID``) stays ``finished``."""
     state = str(entry.get("state") or "pending")
-    return "cached" if state == "finished" and entry.get("note") else state
+    note = str(entry.get("note") or "")
+    return "cached" if state == "finished" and note.startswith(REUSED_NOTE) else state
 
 
 def stage_view(name: str, entry: dict[str, Any]) -> dict[str, Any]:
@@ -325,7 +331,8 @@ def _result_text(row: dict[str, Any]) -> str | None:
 
 
 def preview(value: Any, limit: int = PREVIEW_CHARS) -> str:
-    """``value`` as indented JSON (``repr`` for the rest), cut at ``limit`` characters."""
+    """``value`` as indented JSON (``repr`` for the rest), cut at ``limit`` characters:
+    a run's input and result, and the pages' ``to_json`` filter (configs, metadata)."""
     try:
         text = json.dumps(value, indent=2, default=repr, ensure_ascii=False)
     except (TypeError, ValueError, RecursionError):
@@ -335,17 +342,12 @@ def preview(value: Any, limit: int = PREVIEW_CHARS) -> str:
     return text
 
 
-def log_tail(path: str | None, limit: int = LOG_TAIL_BYTES) -> str | None:
-    """The last ``limit`` bytes of a run's log file (None: no log, or it is gone)."""
-    if not path:
+def log_tail(run_id: str, limit: int = LOG_TAIL_BYTES) -> str | None:
+    """The last ``limit`` bytes of run ``run_id``'s log (None: no log, it is gone, or
+    it is not a file in the logs directory)."""
+    found = read_tail(run_id, limit)
+    if found is None:
         return None
-    try:
-        with open(path, "rb") as fh:
-            fh.seek(0, 2)
-            size = fh.tell()
-            fh.seek(max(0, size - limit))
-            data = fh.read()
-    except OSError:
-        return None
+    data, size = found
     text = data.decode("utf-8", "replace")
     return f"… (first {size - limit} bytes not shown)\n{text}" if size > limit else text

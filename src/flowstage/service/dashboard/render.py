@@ -4,7 +4,6 @@ the filters the templates share, and the static assets shipped in the package.""
 
 from __future__ import annotations
 
-import json
 from datetime import datetime, timezone
 from importlib import resources
 from typing import Any
@@ -16,6 +15,7 @@ from starlette.responses import HTMLResponse, Response
 
 from flowstage import __version__
 from flowstage.service.dashboard.auth import PREFIX
+from flowstage.service.dashboard.queries import preview
 from flowstage.state.rows import parse_time
 
 #: the assets under ``static/`` and their media types
@@ -47,11 +47,6 @@ def seconds(value: float | None) -> str:
     return f"{hours} h {minutes:02d} m"
 
 
-def to_json(value: Any) -> str:
-    """``value`` as indented JSON (``str`` for the rest) for a ``<pre>``."""
-    return json.dumps(value, indent=2, default=str, ensure_ascii=False)
-
-
 def segment(value: str) -> str:
     """``value`` quoted as one segment of a URL path."""
     return quote(str(value), safe="")
@@ -64,16 +59,20 @@ def _environment() -> jinja2.Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters.update(when=when, seconds=seconds, to_json=to_json, segment=segment)
+    env.filters.update(when=when, seconds=seconds, to_json=preview, segment=segment)
     env.globals.update(prefix=PREFIX, version=__version__)
     return env
 
 
 class Pages:
-    """Renders templates into responses."""
+    """Renders templates into responses.
 
-    def __init__(self) -> None:
+    :param logins: the pages need a login (the nav shows Log out)
+    """
+
+    def __init__(self, logins: bool = False) -> None:
         self.env = _environment()
+        self.env.globals["logins"] = logins
 
     def render(
         self, request: Request, template: str, status: int = 200, **context: Any

@@ -4,6 +4,7 @@ input, result), its Cancel, Retry and Run again buttons, and the live event stre
 from __future__ import annotations
 
 import asyncio
+import re
 from typing import TYPE_CHECKING
 
 from starlette.exceptions import HTTPException
@@ -24,20 +25,21 @@ from flowstage.service.dashboard.queries import (
     run_page,
     workflow_names,
 )
+from flowstage.service.dashboard.render import Pages, segment
 from flowstage.service.dashboard.timeline import timeline
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
     from flowstage.service.dashboard.live import LiveHub
-    from flowstage.service.dashboard.render import Pages
     from flowstage.service.service import Service
 
 
 def _seq(value: str | None, name: str) -> int | None:
+    """A paging parameter: a run's ``seq`` (ASCII digits, small enough for SQLite)."""
     if value is None or value == "":
         return None
-    if not value.isdigit():
+    if re.fullmatch(r"[0-9]{1,18}", value) is None:
         raise HTTPException(400, f"{name} must be a run's seq (a whole number), got {value!r}")
     return int(value)
 
@@ -91,7 +93,7 @@ def add_run_routes(app: FastAPI, service: Service, pages: Pages, hub: LiveHub) -
                 await asyncio.to_thread(cancel_run, run_id)
         except UserError as exc:
             return pages.render(request, "error.html", 409, message=str(exc))
-        return RedirectResponse(f"{PREFIX}/runs/{run_id}", status_code=303)
+        return RedirectResponse(f"{PREFIX}/runs/{segment(run_id)}", status_code=303)
 
     @app.post(f"{PREFIX}/runs/{{run_id}}/again", include_in_schema=False)
     async def run_again(request: Request, run_id: str) -> Response:

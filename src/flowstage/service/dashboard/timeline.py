@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
+from flowstage.service.dashboard.queries import display_state
 from flowstage.state.rows import parse_time
 
 #: a map's batches are packed into at most this many rows under its bar
@@ -51,10 +52,10 @@ class Bar:
 
 @dataclass(frozen=True)
 class Timeline:
-    """The bars of a run's stages that started, in start order, and the span they cover."""
+    """The bars of a run's stages that started, in start order, and the stages that
+    have not."""
 
     bars: list[Bar]
-    span: float
     not_started: list[str]
 
 
@@ -72,7 +73,7 @@ def timeline(stages: Mapping[str, Mapping[str, Any]], now: datetime | None = Non
         end = parse_time(entry.get("finished_at")) or max(now, start)
         times.append((name, start, end, entry))
     if not times:
-        return Timeline([], 0.0, waiting)
+        return Timeline([], waiting)
     origin = min(t[1] for t in times)
     span = max((max(t[2] for t in times) - origin).total_seconds(), 1e-6)
     bars = []
@@ -86,7 +87,7 @@ def timeline(stages: Mapping[str, Mapping[str, Any]], now: datetime | None = Non
         bars.append(
             Bar(
                 name,
-                str(entry.get("state", "pending")),
+                display_state(entry),
                 left,
                 min(width, 100 - left),
                 seconds,
@@ -96,7 +97,7 @@ def timeline(stages: Mapping[str, Mapping[str, Any]], now: datetime | None = Non
                 int(entry.get("batches_left_out") or 0),
             )  # fmt: skip
         )
-    return Timeline(bars, span, waiting)
+    return Timeline(bars, waiting)
 
 
 def _batch_bars(raw: Any, stage_start: float, span: float) -> list[BatchBar]:
