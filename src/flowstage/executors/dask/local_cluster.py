@@ -9,6 +9,9 @@ still starting, and the cluster shrinks until no worker is left and every run wa
 forever (a soak of 300 runs, one in ten timing out, lost both workers by run 291). That
 rule exists for clusters whose workers are jobs that may vanish; a local nanny
 restarts its worker itself, so here a lost worker only updates the cluster's view.
+
+Its scheduler runs in the driver process and would keep a span per run for good; it
+drops the finished ones instead (:mod:`flowstage.executors.dask.span_pruning`).
 """
 
 from __future__ import annotations
@@ -18,11 +21,14 @@ from typing import Any
 
 def start_local_cluster(**options: Any) -> Any:
     """A started ``distributed.LocalCluster`` built with ``options`` whose nannies are
-    never closed because their worker was lost (they restart it)."""
+    never closed because their worker was lost (they restart it) and whose scheduler
+    forgets the spans of forgotten tasks."""
     # deliberately lazy: distributed is an optional extra, and this module is imported
     # with the executor when the CLI loads every plugin
     from distributed import LocalCluster
     from distributed.deploy.cluster import Cluster
+
+    from flowstage.executors.dask.span_pruning import scheduler_extensions
 
     class NannyKeepingCluster(LocalCluster):
         def _update_worker_status(self, op: str, msg: Any) -> None:
@@ -30,4 +36,5 @@ def start_local_cluster(**options: Any) -> Any:
             # delayed close of the lost worker's nanny
             Cluster._update_worker_status(self, op, msg)
 
-    return NannyKeepingCluster(**options)
+    scheduler_kwargs = {"extensions": scheduler_extensions(), **options.pop("scheduler_kwargs", {})}
+    return NannyKeepingCluster(scheduler_kwargs=scheduler_kwargs, **options)

@@ -1,0 +1,73 @@
+"""The scheduler of our local Dask cluster lives in the driver process: what it keeps per
+run stays in the driver. Distributed keeps every span (with its task groups) for good,
+one per run on a reused executor (dask/distributed#7977); ours drops finished ones."""
+
+from __future__ import annotations
+
+import gc
+import time
+from typing import Any
+
+import pytest
+
+from conftest import _engine
+from flowstage import run_workflow
+
+B = "teststages.basic."
+RUNS = 20
+
+
+def chain() -> dict[str, Any]:
+    stages = [
+        {"name": "numbers", "target": B + "numbers"},
+        {"name": "total", "target": B + "total", "depends_on": ["numbers"]},
+    ]
+    return {"metadata": {"name": "chain"}, "spec": {"stages": stages}}
+
+
+def on_scheduler(executor: Any, fn: Any) -> Any:
+    """``fn(scheduler)`` run on the cluster's scheduler (the executor's own client asks)."""
+    return executor._client.run_on_scheduler(lambda dask_scheduler: fn(dask_scheduler))
+
+
+def span_count(scheduler: Any) -> int:
+    return len(scheduler.extensions["spans"].spans)
+
+
+def wait_until_tasks_forgotten(executor: Any, seconds: float = 20) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        gc.collect()  # futures of finished runs still held by reference cycles
+        if not on_scheduler(executor, lambda scheduler: len(scheduler.tasks)):
+            return
+        time.sleep(0.1)
+
+
+@pytest.mark.timeout(180)
+def test_runs_on_a_reused_local_cluster_leave_a_bounded_number_of_spans() -> None:
+    executor = _engine("dask")
+    for _ in range(RUNS):
+        assert run_workflow(chain(), {"n_vals": 3}, executor=executor, record=False) == 3
+        # as between the runs of a service: the next run's tasks find none of this one's
+        # (else they join its task groups, and so its span)
+        wait_until_tasks_forgotten(executor)
+    # finished spans are dropped when new tasks arrive: one more run
+    run_workflow(chain(), {"n_vals": 3}, executor=executor, record=False)
+    spans = on_scheduler(executor, span_count)
+    # distributed alone keeps one span per run: RUNS + 1 and more
+    assert spans <= 3, f"{spans} spans left on the scheduler after {RUNS + 1} runs"
+
+
+def test_worker_metrics_of_a_dropped_span_are_ignored() -> None:
+    """A worker reports a task's metrics with its next heartbeat, which may come after
+    the task's span was dropped: the scheduler must take the heartbeat all the same."""
+    executor = _engine("dask")
+
+    def report(scheduler: Any) -> int:
+        worker = next(iter(scheduler.workers.values()))
+        metrics = {("execute", "a-dropped-span", "total", "seconds"): 0.5}
+        scheduler.extensions["spans"].heartbeat(worker, metrics)
+        return span_count(scheduler)
+
+    before = on_scheduler(executor, span_count)
+    assert on_scheduler(executor, report) == before
