@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -138,6 +138,15 @@ async def settle(seconds: float = 0.3) -> None:
         await asyncio.sleep(0.01)
 
 
+async def until(check: Callable[[], bool], timeout: float = 15.0) -> None:
+    """Let the loop run until ``check()`` holds: a loaded machine takes longer than any
+    fixed pause, and a clock advanced too early would fire two slots at once."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "the service never got there"
+        await asyncio.sleep(0.01)
+
+
 def test_condition_rules_on_a_real_finished_and_a_real_failed_run() -> None:
     RECEIVED.clear()
     workflows("echo", "fail", "recall")
@@ -261,9 +270,14 @@ def test_overlap_when_the_previous_run_still_goes(
         clock = ManualClock(start)
         async with service(clock) as (_running, started):
             clock.advance(seconds_to(clock, minute_after(start)) + 0.1)
-            await settle(0.2)
+            await until(lambda: len(triggered(started)) == 1)
             clock.advance(60)  # the next slot, while the first run sleeps
-            await settle(0.3)
+            await until(
+                lambda: (
+                    len(fires.fires(get_store(), "slow")) == 2
+                    and (overlap != "allow" or len(triggered(started)) == 2)
+                )
+            )
             begun = len(triggered(started))
             await settle(1.5)
             assert begun == (2 if overlap == "allow" else 1)
