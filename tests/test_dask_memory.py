@@ -116,3 +116,12 @@ def test_workers_replaced_after_timeouts_are_forgotten_by_the_scheduler() -> Non
         left = on_scheduler(executor, dead_worker_leftovers)
     assert left == {"worker states": [], "topics": []}
 
+
+def test_our_cluster_keeps_short_message_logs() -> None:
+    """The client's stream to our in-driver scheduler keeps its last batches of messages
+    (each run's graph, pickled) and the scheduler its last transitions: distributed's
+    caps fill only after hundreds of runs, megabytes of the driver."""
+    executor = _engine("dask")
+    client_log = executor._client.scheduler_comm.recent_message_log
+    transitions = on_scheduler(executor, lambda scheduler: scheduler.transition_log.maxlen)
+    assert (client_log.maxlen, transitions) == (100, 100)
