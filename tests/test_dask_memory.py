@@ -71,3 +71,57 @@ def test_worker_metrics_of_a_dropped_span_are_ignored() -> None:
 
     before = on_scheduler(executor, span_count)
     assert on_scheduler(executor, report) == before
+
+
+def dead_worker_leftovers(scheduler: Any) -> dict[str, list[str]]:
+    """What the scheduler still keeps of workers it removed: their ``WorkerState``s
+    (found by the garbage collector: the scheduler lives in this process) and event
+    topics."""
+    from distributed.scheduler import Scheduler, WorkerState
+
+    gc.collect()
+    # other tests' clusters live in this process too
+    live = {id(ws) for each in Scheduler._instances for ws in each.workers.values()}
+    states = [
+        ws.address for ws in gc.get_objects() if isinstance(ws, WorkerState) and id(ws) not in live
+    ]
+    topics = [name for name in scheduler._broker._topics if name.startswith("tcp://")]
+    return {
+        "worker states": states,
+        "topics": [name for name in topics if name not in scheduler.workers],
+    }
+
+
+@pytest.mark.timeout(180)
+def test_workers_replaced_after_timeouts_are_forgotten_by_the_scheduler() -> None:
+    """Each timeout kills a worker and its nanny starts a new one: distributed kept the
+    old worker's event topic and, in work stealing's counts, its ``WorkerState``."""
+    from flowstage import StageError, create_executor
+
+    stuck = {
+        "metadata": {"name": "stuck"},
+        "spec": {
+            "stages": [
+                {"name": "stuck", "target": "teststages.engines.sleep_long", "timeout": "200ms"}
+            ]
+        },
+    }
+    with create_executor({"name": "dask", "n_workers": 1}) as executor:
+        for _ in range(3):
+            with pytest.raises(StageError, match="timeout"):
+                run_workflow(stuck, {"seconds": 60}, executor=executor, record=False)
+            # a run on the replacement: work stealing looks at it and the old worker
+            assert run_workflow(chain(), {"n_vals": 3}, executor=executor, record=False) == 3
+        wait_until_tasks_forgotten(executor)
+        left = on_scheduler(executor, dead_worker_leftovers)
+    assert left == {"worker states": [], "topics": []}
+
+
+def test_our_cluster_keeps_short_message_logs() -> None:
+    """The client's stream to our in-driver scheduler keeps its last batches of messages
+    (each run's graph, pickled) and the scheduler its last transitions: distributed's
+    caps fill only after hundreds of runs, megabytes of the driver."""
+    executor = _engine("dask")
+    client_log = executor._client.scheduler_comm.recent_message_log
+    transitions = on_scheduler(executor, lambda scheduler: scheduler.transition_log.maxlen)
+    assert (client_log.maxlen, transitions) == (100, 100)

@@ -46,7 +46,7 @@ from flowstage.executors.dask.futures import (
     traceback_of,
     wait_done,
 )
-from flowstage.executors.dask.local_cluster import start_local_cluster
+from flowstage.executors.dask.local_cluster import short_logs, start_local_cluster
 from flowstage.executors.dask.results import (
     opened,
     register_with_dask,
@@ -142,7 +142,9 @@ class DaskExecutor(ClusterExecutor):
                     silence_logs=logging.WARNING,
                 )
             try:
-                self._client = distributed.Client(self._cluster, set_as_default=False)
+                # the client's stream keeps its last messages (each run's graph)
+                with short_logs():
+                    self._client = distributed.Client(self._cluster, set_as_default=False)
             except BaseException:
                 self._cluster.close()
                 self._cluster = None

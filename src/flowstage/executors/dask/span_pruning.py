@@ -19,6 +19,8 @@ import dask.config
 from distributed.scheduler import DEFAULT_EXTENSIONS
 from distributed.spans import Span, SpansSchedulerExtension
 
+from flowstage.executors.dask.dead_workers import DeadWorkerTopics, ForgetfulStealing
+
 
 def _forgotten(group: Any) -> bool:
     """True when every task of the task ``group`` is forgotten (the scheduler then drops
@@ -79,10 +81,14 @@ class PruningSpans(SpansSchedulerExtension):
 
 def scheduler_extensions() -> dict[str, Any]:
     """The scheduler extensions distributed would use, with :class:`PruningSpans` for
-    spans (``extensions=`` of ``distributed.Scheduler``)."""
+    spans, work stealing that forgets removed workers and the removal of their event
+    topics (``extensions=`` of ``distributed.Scheduler``)."""
     extensions = dict(DEFAULT_EXTENSIONS)
     # what distributed.Scheduler does itself when it gets no extensions
     if not dask.config.get("distributed.scheduler.work-stealing"):
         extensions.pop("stealing", None)
+    else:
+        extensions["stealing"] = ForgetfulStealing
     extensions["spans"] = PruningSpans
+    extensions["flowstage-dead-worker-topics"] = DeadWorkerTopics
     return extensions
