@@ -296,6 +296,23 @@ class Artifact:
             if not _internal(e["name"])
         ]
 
+    def summary(self) -> dict[str, Any]:
+        """What listings show of the artifact: ``namespace``, ``name``, the stored
+        object's ``object`` type and ``serializer`` (empty for plain files), ``size`` (the
+        object's, else its files' total), ``files`` (a count) and ``updated`` (ISO time)."""
+        manifest = self.location.read_manifest(self.namespace, self.name) or {}
+        info = manifest.get("object") or {}
+        files = self.list_files()
+        return {
+            "namespace": self.namespace,
+            "name": self.name,
+            "object": info.get("type", ""),
+            "serializer": info.get("serializer", ""),
+            "size": info.get("size") if info else sum(f.size for f in files),
+            "files": len(files),
+            "updated": manifest.get("updated_at") or manifest.get("created_at"),
+        }
+
     def read(self, name: str, mode: str = "rb") -> Any:
         """The whole content of file ``name``: bytes (``rb``) or text (``r``)."""
         return self.get_file(name).read(mode)

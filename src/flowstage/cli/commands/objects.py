@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import sys
-from typing import Any
 
 import typer
 
@@ -13,21 +12,6 @@ from flowstage.cli.output import print_value
 from flowstage.core.errors import ObjectNotFound, UserError
 
 NAMESPACE_HELP = "Namespace of the artifacts (default: default)."
-
-
-def _row(artifact: Any) -> dict[str, Any]:
-    manifest = artifact.location.read_manifest(artifact.namespace, artifact.name) or {}
-    info = manifest.get("object") or {}
-    files = artifact.list_files()
-    return {
-        "namespace": artifact.namespace,
-        "name": artifact.name,
-        "object": info.get("type", ""),
-        "serializer": info.get("serializer", ""),
-        "size": info.get("size") if info else sum(f.size for f in files),
-        "files": len(files),
-        "updated": manifest.get("updated_at") or manifest.get("created_at"),
-    }
 
 
 def ls(
@@ -40,7 +24,7 @@ def ls(
     from flowstage.storage.artifacts import list_artifacts
 
     check_format(fmt, ("table", "json", "yaml"))
-    rows = [_row(a) for a in list_artifacts("*" if every else namespace)]
+    rows = [a.summary() for a in list_artifacts("*" if every else namespace)]
     if not rows and fmt == "table":
         where = "any namespace" if every else f"namespace {namespace!r}"
         typer.echo(f"no artifacts in {where}", err=True)

@@ -58,23 +58,7 @@ def trigger_view(service: Service) -> list[dict[str, Any]]:
 
 def artifact_rows() -> list[dict[str, Any]]:
     """Every artifact of every namespace: name, size, kind and metadata."""
-    rows = []
-    for artifact in list_artifacts("*"):
-        manifest = artifact.location.read_manifest(artifact.namespace, artifact.name) or {}
-        info = manifest.get("object") or {}
-        files = artifact.list_files()
-        rows.append(
-            {
-                "namespace": artifact.namespace,
-                "name": artifact.name,
-                "object": info.get("type", ""),
-                "serializer": info.get("serializer", ""),
-                "size": info.get("size") if info else sum(f.size for f in files),
-                "files": len(files),
-                "metadata": artifact.metadata,
-                "updated": manifest.get("updated_at") or manifest.get("created_at"),
-            }
-        )
+    rows = [a.summary() | {"metadata": a.metadata} for a in list_artifacts("*")]
     rows.sort(key=lambda r: (r["namespace"], r["name"]))
     return rows
 
