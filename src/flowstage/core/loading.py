@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import types
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -33,6 +33,7 @@ from flowstage.core.yamlfiles import load_yaml_documents, read_text_file
 
 if TYPE_CHECKING:
     from flowstage.core.registry import Registry
+    from flowstage.core.targets import Signature
 
 _KINDS: dict[str, type[BaseModel]] = {
     "workflow": Workflow,
@@ -372,6 +373,22 @@ def check_input(
     return bound
 
 
+def root_signatures(
+    workflow: Workflow, search_paths: tuple[str, ...] = ()
+) -> Iterator[tuple[Stage, Signature]]:
+    """The root stages (no ``depends_on``: the ones the run input feeds) with their
+    targets' signatures, in workflow order; a stage whose target does not import is left
+    out (validation reports it)."""
+    paths = search_paths_for(workflow, search_paths)
+    for stage in workflow.spec.stages:
+        if stage.depends_on:
+            continue
+        try:
+            yield stage, signature_of(resolve_target(stage.target, paths))
+        except TargetError:
+            continue
+
+
 def input_annotations(
     workflow: Workflow, *, search_paths: tuple[str, ...] = ()
 ) -> dict[str, list[Any]]:
@@ -381,15 +398,8 @@ def input_annotations(
     Lets a caller holding input as text (the CLI) give each key the value its
     parameters want; a stage whose target does not import is left out.
     """
-    paths = search_paths_for(workflow, search_paths)
     found: dict[str, list[Any]] = {}
-    for stage in workflow.spec.stages:
-        if stage.depends_on:
-            continue
-        try:
-            signature = signature_of(resolve_target(stage.target, paths))
-        except TargetError:
-            continue
+    for stage, signature in root_signatures(workflow, search_paths):
         for key, annotation in signature.annotations.items():
             found.setdefault(key, []).append(annotation)
         first = signature.positional[:1]

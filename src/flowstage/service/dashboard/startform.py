@@ -8,10 +8,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from flowstage.core.appdir import app_dir
-from flowstage.core.errors import TargetError
 from flowstage.core.inputs import parse_input_args
-from flowstage.core.loading import check_input, input_annotations, search_paths_for
-from flowstage.core.targets import resolve_target, signature_of
+from flowstage.core.loading import check_input, input_annotations, root_signatures
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -41,15 +39,8 @@ def _kind(annotation: Any) -> str:
 def input_fields(workflow: Workflow) -> list[Field]:
     """The fields of the root stages' parameters, in stage then parameter order (a
     stage whose function does not import gives none)."""
-    paths = search_paths_for(workflow, (str(app_dir()),))
     fields: dict[str, Field] = {}
-    for stage in workflow.spec.stages:
-        if stage.depends_on:
-            continue
-        try:
-            signature = signature_of(resolve_target(stage.target, paths))
-        except TargetError:
-            continue
+    for stage, signature in root_signatures(workflow, (str(app_dir()),)):
         names = list(signature.positional)
         names += sorted(signature.keyword - set(names))
         if stage.map_on:
